@@ -1,0 +1,74 @@
+# mxvault build. `make` builds build/mxvault; `make test` installs what is
+# missing (Debian, as root), builds with gcc, clang and ASan+UBSan, and runs
+# the unit and end-to-end suites. See README.md.
+
+CC      ?= gcc
+PKGS    := libevent libevent_pthreads libcares inih openssl zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c17 -D_GNU_SOURCE -pthread $(WARN) $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  = $(PKG_LIBS) -pthread $(EXTRA_LDFLAGS)
+
+B       ?= build
+SRCS    := $(sort $(wildcard src/*.c))
+OBJS    := $(SRCS:src/%.c=$(B)/obj/%.o)
+LIBOBJS := $(filter-out $(B)/obj/main.o,$(OBJS))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+PYTHON  ?= /usr/bin/python3
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+.PHONY: all deps run test unit e2e asan clang-check bench fuzz clean
+all: $(B)/mxvault
+
+deps:
+	@sh scripts/deps.sh
+
+$(B)/obj/%.o: src/%.c $(wildcard src/*.h) | $(B)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/mxvault: $(OBJS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c $(LIBOBJS) $(wildcard tests/unit/*.h) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
+
+$(B)/obj $(B)/tests:
+	mkdir -p $@
+
+run: deps all
+	mkdir -p var
+	./$(B)/mxvault serve -c examples/mxvault.conf
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
+
+e2e: all
+	MXVAULT_BIN=$(abspath $(B)/mxvault) $(PYTHON) -m unittest discover -s tests/e2e -p 'test_*.py' -v
+
+# ASan+UBSan build (clang) of the daemon and the unit tests, which it runs.
+asan:
+	$(MAKE) B=build/asan CC=clang CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="-fsanitize=address,undefined" all unit
+
+clang-check:
+	$(MAKE) B=build/clang CC=clang all
+
+# The whole suite: unit tests with gcc and under ASan+UBSan, a clang build,
+# then the end-to-end suite against the sanitized daemon.
+test: deps
+	$(MAKE) all unit
+	$(MAKE) clang-check
+	$(MAKE) asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  MXVAULT_BIN=$(abspath build/asan/mxvault) $(PYTHON) tests/e2e/run.py
+
+bench: deps all
+	sh scripts/bench.sh
+
+fuzz: deps
+	sh tests/fuzz/run.sh
+
+clean:
+	rm -rf build

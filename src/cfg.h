@@ -1,0 +1,108 @@
+/*
+ * cfg: loads and validates the INI configuration (inih), and answers the
+ * lookups the rest of the daemon needs (is this a backed-up domain, is this
+ * a known recipient). Loading is all-or-nothing: every problem is printed
+ * as "FILE:LINE: message" on stderr and the load fails, so nothing starts
+ * on a half-valid configuration. After loading, a struct cfg is immutable
+ * and passed around as const.
+ */
+#ifndef MXV_CFG_H
+#define MXV_CFG_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "util.h"
+
+#define EX_USAGE_CODE 64
+#define EX_CONFIG_CODE 78
+
+enum tls_mode { TLS_MAY = 0, TLS_ENCRYPT, TLS_VERIFY };
+
+struct cfg_addr {
+	char *text;                    /* as written: "127.0.0.1:2525", "[::1]:25" */
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+};
+
+struct cfg_host {
+	char *host;    /* host name or IP address literal, without brackets */
+	uint16_t port; /* 0 = the server's mx_port */
+};
+
+struct cfg_domain {
+	char *name;            /* lower-case, no trailing dot */
+	int line;              /* line of its [domain NAME] header */
+	char *recipients_path; /* NULL: every recipient is accepted */
+	bool any_recipient;    /* no recipients file, or the file contains "*" */
+	struct htab recipients;/* lower-cased "local" and "local@domain" entries */
+	struct cfg_host *primary;
+	size_t nprimary;       /* 0: use the domain's MX records */
+	int64_t retention;     /* seconds, default 5d */
+	int64_t warn_after;    /* seconds, default 4h, 0 = never */
+	enum tls_mode tls;     /* outbound TLS, default may */
+};
+
+struct cfg {
+	char *path;
+	char *hostname;
+	struct cfg_addr *listen;
+	size_t nlisten;
+	char *spool;
+	uint64_t max_message_size;   /* default 50M */
+	char *resolver;              /* "IP[:PORT]" or NULL for /etc/resolv.conf */
+	uint16_t mx_port;            /* default 25 */
+	char *postmaster;            /* where RCPT TO:<postmaster> goes; default postmaster@<first domain> */
+
+	/* Session limits (issue 2). */
+	uint32_t max_recipients;       /* per message, default 100 */
+	uint32_t max_sessions;         /* default 1000 */
+	uint32_t max_sessions_per_ip;  /* default 50 */
+	uint32_t max_errors;           /* per session, default 10 */
+	int64_t command_timeout;       /* seconds, default 5m (RFC 5321 4.5.3.2.7) */
+	int64_t data_timeout;          /* seconds, default 10m: between reads during DATA/BDAT */
+	bool reject_bare_lf;           /* default yes */
+	uint64_t min_free_space;       /* refuse MAIL below this free space in the spool, default 100M */
+
+	/* Forward side (issue 3). */
+	char **also_known_as;
+	size_t naka;
+	int64_t probe_interval;   /* default 15s */
+	int64_t retry_min;        /* default 1m */
+	int64_t retry_max;        /* default 30m */
+	uint32_t max_hops;        /* default 100 */
+	int64_t dedup_window;     /* default 24h, 0 = off */
+	uint32_t bounce_guard;    /* percent, default 50, 0 = off */
+	int64_t bounce_guard_hold;/* default 1h */
+	uint32_t max_connections_per_destination; /* default 4 */
+
+	struct cfg_domain *domains;
+	size_t ndomains;
+	struct htab domain_index; /* name -> struct cfg_domain * */
+};
+
+#define CFG_DEFAULT_SPOOL "/var/spool/mxvault"
+
+/* 0, or -EINVAL after printing every problem found to err. */
+int cfg_load(const char *path, FILE *err, struct cfg **out) MUST_CHECK;
+/* cfg_load with flags. CFG_LOAD_NO_SPOOL skips creating and probing the
+ * spool directory: for fuzzing, where the input must not pick directories
+ * to create, and for checking a configuration meant for another host. */
+#define CFG_LOAD_NO_SPOOL 0x1u
+int cfg_load_flags(const char *path, FILE *err, unsigned flags, struct cfg **out) MUST_CHECK;
+void cfg_free(struct cfg *c);
+/* Prints the effective configuration, every key with its value, as INI. */
+void cfg_print(const struct cfg *c, FILE *out);
+
+/* domain: as given by the client, any case, no trailing dot. NULL if not backed up. */
+const struct cfg_domain *cfg_find_domain(const struct cfg *c, const char *domain);
+/* local: the local part as received (case-insensitive match). */
+bool cfg_domain_has_recipient(const struct cfg_domain *d, const char *local);
+
+/* "ADDR:PORT", "[v6]:PORT" -> sockaddr. 0 or -EINVAL. */
+int cfg_parse_addr(const char *s, struct cfg_addr *out) MUST_CHECK;
+
+#endif

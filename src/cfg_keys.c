@@ -1,0 +1,634 @@
+/*
+ * cfg_keys: every configuration key, in two tables ([server] and
+ * [domain NAME]), each with the function that parses its value and the one
+ * that prints it back, plus the pure syntax checks they share. cfg.c looks
+ * keys up here; cfg_print walks the same tables, so a new key is printed as
+ * soon as it can be set.
+ *
+ * Setters report their own errors ("bad value for KEY: 'V' (HINT)") at the
+ * loader's current line and leave the field at its default on failure.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg_int.h"
+
+static int bad_value(struct cfg_loader *ld, const struct cfg_key *k, const char *v, const char *hint)
+{
+	cfg_err(ld, ld->lineno, "bad value for %s: '%s' (%s)", k->name, v, hint ? hint : k->hint);
+	return -EINVAL;
+}
+
+/* --- small parsers ----------------------------------------------------- */
+
+char *cfg_skip_space(const char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\f' || *s == '\v')
+		s++;
+	return (char *)s;
+}
+
+static bool is_label_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
+}
+
+/* LDH labels of 1-63 characters, 253 in all, and not an all-digit top label
+ * (that is an IP address or a typo, never a mail domain). */
+bool cfg_is_domain_name(const char *s, size_t n)
+{
+	if (n == 0 || n > 253)
+		return false;
+	size_t start = 0;
+	bool digits = true;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || s[i] == '.') {
+			size_t len = i - start;
+			if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
+				return false;
+			if (i == n)
+				return !digits;
+			start = i + 1;
+			digits = true;
+			continue;
+		}
+		if (!is_label_char(s[i]))
+			return false;
+		if (s[i] < '0' || s[i] > '9')
+			digits = false;
+	}
+	return false;
+}
+
+/* An unquoted local part: printable, no space, none of RFC 5322's specials. */
+bool cfg_is_local_part(const char *s, size_t n)
+{
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch <= ' ' || ch >= 127 || strchr("<>()[]\\,;:\"@", ch))
+			return false;
+	}
+	return true;
+}
+
+static bool is_address(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	return at && cfg_is_local_part(s, (size_t)(at - s)) && cfg_is_domain_name(at + 1, strlen(at + 1));
+}
+
+static bool is_ip(int af, const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	return inet_pton(af, s, buf) == 1;
+}
+
+struct hostport {
+	char host[256];    /* without brackets */
+	const char *port;  /* NULL: none given */
+	bool bracketed;
+};
+
+/* "host", "host:port", "[v6]", "[v6]:port", or a bare IPv6 address (more
+ * than one colon, so it cannot carry a port). Syntax only. */
+static int split_hostport(const char *s, struct hostport *hp)
+{
+	const char *h = s, *end, *rest;
+	hp->bracketed = *s == '[';
+	if (hp->bracketed) {
+		h = s + 1;
+		end = strchr(h, ']');
+		if (!end)
+			return -EINVAL;
+		rest = end + 1;
+		if (*rest && *rest != ':')
+			return -EINVAL;
+	} else {
+		const char *colon = strchr(s, ':');
+		if (colon && strchr(colon + 1, ':'))
+			colon = NULL;
+		end = colon ? colon : s + strlen(s);
+		rest = end;
+	}
+	size_t n = (size_t)(end - h);
+	if (n == 0 || n >= sizeof(hp->host))
+		return -EINVAL;
+	memcpy(hp->host, h, n);
+	hp->host[n] = '\0';
+	hp->port = *rest == ':' ? rest + 1 : NULL;
+	return 0;
+}
+
+static int parse_port(const char *s, uint16_t *port)
+{
+	uint64_t v;
+	if (parse_uint(s, 1, 65535, &v) < 0)
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int cfg_parse_addr(const char *s, struct cfg_addr *out)
+{
+	struct hostport hp;
+	uint16_t port;
+	if (split_hostport(s, &hp) < 0 || !hp.port || parse_port(hp.port, &port) < 0)
+		return -EINVAL;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	socklen_t len;
+	if (hp.bracketed) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		if (inet_pton(AF_INET6, hp.host, &sin6->sin6_addr) != 1)
+			return -EINVAL;
+		len = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		if (inet_pton(AF_INET, hp.host, &sin->sin_addr) != 1)
+			return -EINVAL;
+		len = sizeof(*sin);
+	}
+	out->text = xstrdup(s);
+	out->ss = ss;
+	out->sslen = len;
+	return 0;
+}
+
+/* A DNS server: IPv4 or IPv6, with an optional port (IPv6 then in brackets). */
+static bool is_resolver(const char *s)
+{
+	struct hostport hp;
+	uint16_t port;
+	if (split_hostport(s, &hp) < 0 || (hp.port && parse_port(hp.port, &port) < 0))
+		return false;
+	if (hp.bracketed)
+		return is_ip(AF_INET6, hp.host);
+	return is_ip(AF_INET, hp.host) || (!hp.port && is_ip(AF_INET6, hp.host));
+}
+
+static int parse_host(const char *s, struct cfg_host *out)
+{
+	struct hostport hp;
+	uint16_t port = 0;
+	if (split_hostport(s, &hp) < 0 || (hp.port && parse_port(hp.port, &port) < 0))
+		return -EINVAL;
+	if (hp.bracketed ? !is_ip(AF_INET6, hp.host) : !is_ip(AF_INET, hp.host) && !is_ip(AF_INET6, hp.host)) {
+		ascii_lower(hp.host, strlen(hp.host));
+		if (hp.bracketed || !cfg_is_domain_name(hp.host, strlen(hp.host)))
+			return -EINVAL;
+	}
+	out->host = xstrdup(hp.host);
+	out->port = port;
+	return 0;
+}
+
+/* Splits "a, b ,c" into trimmed copies; "" gives one empty item. */
+static size_t split_list(const char *v, char ***out)
+{
+	size_t n = 1;
+	for (const char *p = v; *p; p++)
+		n += *p == ',';
+	char **items = xcalloc(n, sizeof(*items));
+	for (size_t i = 0; i < n; i++) {
+		const char *start = cfg_skip_space(v);
+		const char *comma = strchr(start, ',');
+		const char *end = comma ? comma : start + strlen(start);
+		v = comma ? comma + 1 : end;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		items[i] = xstrndup(start, (size_t)(end - start));
+	}
+	*out = items;
+	return n;
+}
+
+static void free_list(char **items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+}
+
+/* --- formatting, shared by messages and cfg_print ---------------------- */
+
+const char *cfg_fmt_duration(char *buf, size_t n, int64_t secs)
+{
+	static const struct { char unit; int64_t secs; } units[] = {
+		{'w', 604800}, {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1},
+	};
+	if (secs == 0)
+		return "0";
+	for (size_t i = 0; i < ARRAY_LEN(units); i++)
+		if (secs % units[i].secs == 0 && fmt(buf, n, "%lld%c", (long long)(secs / units[i].secs),
+						      units[i].unit) == 0)
+			break;
+	return buf;
+}
+
+static const char *fmt_size(char *buf, size_t n, uint64_t bytes)
+{
+	static const struct { char unit; uint64_t bytes; } units[] = {
+		{'G', 1073741824}, {'M', 1048576}, {'K', 1024},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(units); i++)
+		if (bytes && bytes % units[i].bytes == 0)
+			return fmt(buf, n, "%llu%c", (unsigned long long)(bytes / units[i].bytes), units[i].unit) == 0
+				       ? buf : "?";
+	return fmt(buf, n, "%llu", (unsigned long long)bytes) == 0 ? buf : "?";
+}
+
+/* --- setters: one per kind of value ------------------------------------ */
+
+#define FIELD(obj, k, type) ((type *)((char *)(obj) + (k)->off))
+#define CFIELD(obj, k, type) ((const type *)((const char *)(obj) + (k)->off))
+
+static int set_uint(struct cfg_loader *ld, const struct cfg_key *k, const char *v, uint64_t *out)
+{
+	char hint[80];
+	if (parse_uint(v, (uint64_t)k->min, (uint64_t)k->max, out) == 0)
+		return 0;
+	if (fmt(hint, sizeof(hint), "expected a whole number from %lld to %lld", (long long)k->min,
+		(long long)k->max) < 0)
+		hint[0] = '\0';
+	return bad_value(ld, k, v, k->hint ? k->hint : hint);
+}
+
+static int set_u32(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	uint64_t u;
+	if (set_uint(ld, k, v, &u) < 0)
+		return -EINVAL;
+	*FIELD(obj, k, uint32_t) = (uint32_t)u;
+	return 0;
+}
+
+static int set_u16(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	uint64_t u;
+	if (set_uint(ld, k, v, &u) < 0)
+		return -EINVAL;
+	*FIELD(obj, k, uint16_t) = (uint16_t)u;
+	return 0;
+}
+
+static int set_percent(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	char num[16];
+	size_t n = strlen(v);
+	uint64_t u;
+	if (n && v[n - 1] == '%')
+		n--;
+	if (n >= sizeof(num))
+		return bad_value(ld, k, v, NULL);
+	memcpy(num, v, n);
+	num[n] = '\0';
+	if (parse_uint(num, (uint64_t)k->min, (uint64_t)k->max, &u) < 0)
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, uint32_t) = (uint32_t)u;
+	return 0;
+}
+
+static int set_size(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	uint64_t u;
+	char hint[64], min[32];
+	if (parse_size(v, &u) < 0)
+		return bad_value(ld, k, v, NULL);
+	if (u < (uint64_t)k->min) {
+		if (fmt(hint, sizeof(hint), "must be at least %s", fmt_size(min, sizeof(min), (uint64_t)k->min)) < 0)
+			hint[0] = '\0';
+		return bad_value(ld, k, v, hint);
+	}
+	*FIELD(obj, k, uint64_t) = u;
+	return 0;
+}
+
+static int set_duration(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	int64_t secs;
+	char hint[64], min[32];
+	if (parse_duration(v, &secs) < 0)
+		return bad_value(ld, k, v, NULL);
+	if (secs < k->min) {
+		if (fmt(hint, sizeof(hint), "must be at least %s", cfg_fmt_duration(min, sizeof(min), k->min)) < 0)
+			hint[0] = '\0';
+		return bad_value(ld, k, v, hint);
+	}
+	*FIELD(obj, k, int64_t) = secs;
+	return 0;
+}
+
+static int set_bool(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	return parse_bool(v, FIELD(obj, k, bool)) == 0 ? 0 : bad_value(ld, k, v, NULL);
+}
+
+static int set_tls(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	static const char *names[] = {[TLS_MAY] = "may", [TLS_ENCRYPT] = "encrypt", [TLS_VERIFY] = "verify"};
+	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+		if (strcmp(v, names[i]) == 0) {
+			*FIELD(obj, k, enum tls_mode) = (enum tls_mode)i;
+			return 0;
+		}
+	}
+	return bad_value(ld, k, v, NULL);
+}
+
+static int set_path(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	if (!*v)
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, char *) = xstrdup(v);
+	return 0;
+}
+
+static int set_hostname(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	char *name = xstrdup(v);
+	ascii_lower(name, strlen(name));
+	if (!cfg_is_domain_name(name, strlen(name))) {
+		free(name);
+		return bad_value(ld, k, v, NULL);
+	}
+	*FIELD(obj, k, char *) = name;
+	return 0;
+}
+
+static int set_resolver(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	if (!is_resolver(v))
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, char *) = xstrdup(v);
+	return 0;
+}
+
+static int set_address(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	if (!is_address(v))
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, char *) = xstrdup(v);
+	return 0;
+}
+
+static int set_listen(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	char **items;
+	size_t n = split_list(v, &items), ok = 0;
+	struct cfg_addr *addrs = xcalloc(n, sizeof(*addrs));
+	for (size_t i = 0; i < n; i++) {
+		if (cfg_parse_addr(items[i], &addrs[ok]) == 0)
+			ok++;
+		else
+			bad_value(ld, k, items[i], NULL);
+	}
+	free_list(items, n);
+	if (ok < n) {
+		for (size_t i = 0; i < ok; i++)
+			free(addrs[i].text);
+		free(addrs);
+		return -EINVAL;
+	}
+	c->listen = addrs;
+	c->nlisten = n;
+	return 0;
+}
+
+static int set_aka(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	char **items;
+	size_t n = split_list(v, &items);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		ascii_lower(items[i], strlen(items[i]));
+		if (!cfg_is_domain_name(items[i], strlen(items[i])))
+			rc = bad_value(ld, k, items[i], NULL);
+	}
+	if (rc < 0) {
+		free_list(items, n);
+		return rc;
+	}
+	c->also_known_as = items;
+	c->naka = n;
+	return 0;
+}
+
+static int set_primary(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg_domain *d = obj;
+	char **items;
+	size_t n = split_list(v, &items), ok = 0;
+	struct cfg_host *hosts = xcalloc(n, sizeof(*hosts));
+	for (size_t i = 0; i < n; i++) {
+		if (parse_host(items[i], &hosts[ok]) == 0)
+			ok++;
+		else
+			bad_value(ld, k, items[i], NULL);
+	}
+	free_list(items, n);
+	if (ok < n) {
+		for (size_t i = 0; i < ok; i++)
+			free(hosts[i].host);
+		free(hosts);
+		return -EINVAL;
+	}
+	d->primary = hosts;
+	d->nprimary = n;
+	return 0;
+}
+
+/* Relative names are relative to the config file; the stored path is made
+ * absolute so a daemon that changes directory can still reread it. */
+static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg_domain *d = obj;
+	struct buf shown = {0}, full = {0};
+	char cwd[PATH_MAX];
+	if (!*v)
+		return bad_value(ld, k, v, NULL);
+	if (v[0] != '/' && strcmp(ld->dir, ".") != 0)
+		buf_printf(&shown, "%s/", ld->dir);
+	buf_append_str(&shown, v);
+	if (buf_cstr(&shown)[0] != '/' && getcwd(cwd, sizeof(cwd)))
+		buf_printf(&full, "%s/", cwd);
+	buf_append_str(&full, buf_cstr(&shown));
+	d->recipients_path = xstrdup(buf_cstr(&full));
+	d->any_recipient = false;
+	int errors = cfg_rcpt_load(ld->err, ld->c->path, ld->lineno, d, buf_cstr(&shown));
+	ld->nerrors += errors;
+	buf_free(&shown);
+	buf_free(&full);
+	return errors ? -EINVAL : 0;
+}
+
+/* --- printers, the inverse of the setters ------------------------------ */
+
+static void print_unset(FILE *out, const struct cfg_key *k)
+{
+	fprintf(out, "# %s is not set\n", k->name);
+}
+
+static void print_str(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const char *s = *CFIELD(obj, k, char *);
+	if (s)
+		fprintf(out, "%s = %s\n", k->name, s);
+	else
+		print_unset(out, k);
+}
+
+static void print_u32(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %u\n", k->name, (unsigned)*CFIELD(obj, k, uint32_t));
+}
+
+static void print_u16(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %u\n", k->name, (unsigned)*CFIELD(obj, k, uint16_t));
+}
+
+static void print_percent(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %u%%\n", k->name, (unsigned)*CFIELD(obj, k, uint32_t));
+}
+
+static void print_size(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	char buf[32];
+	fprintf(out, "%s = %s\n", k->name, fmt_size(buf, sizeof(buf), *CFIELD(obj, k, uint64_t)));
+}
+
+static void print_duration(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	char buf[32];
+	fprintf(out, "%s = %s\n", k->name, cfg_fmt_duration(buf, sizeof(buf), *CFIELD(obj, k, int64_t)));
+}
+
+static void print_bool(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %s\n", k->name, *CFIELD(obj, k, bool) ? "yes" : "no");
+}
+
+static void print_tls(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	static const char *names[] = {[TLS_MAY] = "may", [TLS_ENCRYPT] = "encrypt", [TLS_VERIFY] = "verify"};
+	fprintf(out, "%s = %s\n", k->name, names[*CFIELD(obj, k, enum tls_mode)]);
+}
+
+/* Lists are printed with bare commas: the output must fit the same 199
+ * characters per line that the input did. */
+static void print_listen(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg *c = obj;
+	fprintf(out, "%s = ", k->name);
+	for (size_t i = 0; i < c->nlisten; i++)
+		fprintf(out, "%s%s", i ? "," : "", c->listen[i].text);
+	fputc('\n', out);
+}
+
+static void print_aka(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg *c = obj;
+	if (!c->naka) {
+		print_unset(out, k);
+		return;
+	}
+	fprintf(out, "%s = ", k->name);
+	for (size_t i = 0; i < c->naka; i++)
+		fprintf(out, "%s%s", i ? "," : "", c->also_known_as[i]);
+	fputc('\n', out);
+}
+
+static void print_primary(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg_domain *d = obj;
+	if (!d->nprimary) {
+		print_unset(out, k);
+		return;
+	}
+	fprintf(out, "%s = ", k->name);
+	for (size_t i = 0; i < d->nprimary; i++) {
+		const struct cfg_host *h = &d->primary[i];
+		bool v6 = strchr(h->host, ':') != NULL;
+		fputs(i ? "," : "", out);
+		if (h->port)
+			fprintf(out, v6 ? "[%s]:%u" : "%s:%u", h->host, (unsigned)h->port);
+		else
+			fputs(h->host, out);
+	}
+	fputc('\n', out);
+}
+
+/* --- key tables: the single list of what may be configured ------------- */
+
+#define SRV(f) offsetof(struct cfg, f)
+#define DOM(f) offsetof(struct cfg_domain, f)
+#define NUMBER NULL /* set_uint builds "expected a whole number from MIN to MAX" */
+#define SIZE_HINT "expected a size like 512K or 50M"
+#define DURATION_HINT "expected a duration like 30s, 15m, 4h or 5d"
+
+const struct cfg_key cfg_server_keys[] = {
+	{"hostname", set_hostname, print_str, SRV(hostname), 0, 0, "expected a domain name like mx.example.com"},
+	{"listen", set_listen, print_listen, 0, 0, 0, "expected ADDR:PORT, like 127.0.0.1:25 or [::1]:25"},
+	{"spool", set_path, print_str, SRV(spool), 0, 0, "expected a directory"},
+	{"max_message_size", set_size, print_size, SRV(max_message_size), 1024, 0, SIZE_HINT},
+	{"resolver", set_resolver, print_str, SRV(resolver), 0, 0,
+	 "expected IP or IP:PORT, like 127.0.0.1:53 or [::1]:53"},
+	{"mx_port", set_u16, print_u16, SRV(mx_port), 1, 65535, NUMBER},
+	{"postmaster", set_address, print_str, SRV(postmaster), 0, 0,
+	 "expected an address like postmaster@example.com"},
+	{"max_recipients", set_u32, print_u32, SRV(max_recipients), 1, 100000, NUMBER},
+	{"max_sessions", set_u32, print_u32, SRV(max_sessions), 1, 1000000, NUMBER},
+	{"max_sessions_per_ip", set_u32, print_u32, SRV(max_sessions_per_ip), 1, 1000000, NUMBER},
+	{"max_errors", set_u32, print_u32, SRV(max_errors), 1, 1000, NUMBER},
+	{"command_timeout", set_duration, print_duration, SRV(command_timeout), 1, 0, DURATION_HINT},
+	{"data_timeout", set_duration, print_duration, SRV(data_timeout), 1, 0, DURATION_HINT},
+	{"reject_bare_lf", set_bool, print_bool, SRV(reject_bare_lf), 0, 0, "expected yes or no"},
+	{"min_free_space", set_size, print_size, SRV(min_free_space), 0, 0, SIZE_HINT},
+	{"also_known_as", set_aka, print_aka, 0, 0, 0, "expected host names separated by commas"},
+	{"probe_interval", set_duration, print_duration, SRV(probe_interval), 1, 0, DURATION_HINT},
+	{"retry_min", set_duration, print_duration, SRV(retry_min), 1, 0, DURATION_HINT},
+	{"retry_max", set_duration, print_duration, SRV(retry_max), 1, 0, DURATION_HINT},
+	{"max_hops", set_u32, print_u32, SRV(max_hops), 1, 1000, NUMBER},
+	{"dedup_window", set_duration, print_duration, SRV(dedup_window), 0, 0, DURATION_HINT},
+	{"bounce_guard", set_percent, print_percent, SRV(bounce_guard), 0, 100,
+	 "expected a percentage from 0 to 100, like 50%"},
+	{"bounce_guard_hold", set_duration, print_duration, SRV(bounce_guard_hold), 1, 0, DURATION_HINT},
+	{"max_connections_per_destination", set_u32, print_u32, SRV(max_connections_per_destination), 1, 1000,
+	 NUMBER},
+};
+
+const struct cfg_key cfg_domain_keys[] = {
+	{"recipients", set_recipients, print_str, DOM(recipients_path), 0, 0, "expected a file name"},
+	{"primary", set_primary, print_primary, 0, 0, 0,
+	 "expected HOST or HOST:PORT, like mx1.example.com:25 or [2001:db8::1]:25"},
+	{"retention", set_duration, print_duration, DOM(retention), 60, 0, DURATION_HINT},
+	{"warn_after", set_duration, print_duration, DOM(warn_after), 0, 0, DURATION_HINT},
+	{"tls", set_tls, print_tls, DOM(tls), 0, 0, "expected may, encrypt or verify"},
+};
+
+const size_t cfg_nserver_keys = ARRAY_LEN(cfg_server_keys);
+const size_t cfg_ndomain_keys = ARRAY_LEN(cfg_domain_keys);
+_Static_assert(ARRAY_LEN(cfg_server_keys) <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
+_Static_assert(ARRAY_LEN(cfg_domain_keys) <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
+
+const struct cfg_key *cfg_find_key(const struct cfg_key *tab, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(tab[i].name, name) == 0)
+			return &tab[i];
+	return NULL;
+}

@@ -1,0 +1,102 @@
+/*
+ * spool: the durable message store. One append-only log split into segment
+ * files; every session's records go into the same log, and one fdatasync
+ * per batch makes all of them durable at once (group commit). The main
+ * thread decides where each record goes and never touches the disk for
+ * writing; a single I/O thread writes and syncs batches and reports back
+ * through the event loop. Callbacks (spool_done_fn) run on the main thread,
+ * only after the batch holding the record is on stable storage.
+ * Format, invariants and crash states: docs/spool.md.
+ */
+#ifndef MXV_SPOOL_H
+#define MXV_SPOOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "spool_rec.h"
+
+struct event_base;
+struct spool;
+struct spool_txn;
+
+struct spool_extent {
+	uint32_t seg;
+	uint32_t len;
+	uint64_t off; /* payload offset within the segment file */
+};
+
+/* An acknowledged message, as the spool knows it. Owned by the spool. */
+struct spool_msg {
+	uint64_t id;
+	struct spool_env env;
+	struct spool_meta meta;
+	struct spool_extent *ext;
+	uint32_t next;
+	uint32_t min_seg;  /* oldest segment holding one of its records */
+	void *user;        /* the scheduler's state for this message */
+};
+
+typedef void spool_done_fn(void *arg, int err);
+typedef void spool_msg_fn(void *arg, struct spool_msg *m);
+
+struct spool_stats {
+	uint64_t batches;      /* batches written */
+	uint64_t syncs;        /* fdatasync calls */
+	uint64_t sync_ns;      /* time spent in them */
+	uint64_t bytes;        /* bytes written */
+	uint64_t commits;      /* messages made durable */
+	uint64_t failures;     /* batches that failed */
+	uint64_t messages;     /* live messages */
+	uint32_t segments;     /* segment files */
+};
+
+/* Opens (creating) the spool in dir, recovers it, starts the I/O thread. */
+int spool_open(const char *dir, struct event_base *base, uint64_t min_free, struct spool **out) MUST_CHECK;
+/* Recovers read-only (no repair, no thread): for `mxvault queue list`. */
+int spool_open_readonly(const char *dir, struct spool **out) MUST_CHECK;
+/* Flushes what is queued, stops the I/O thread, frees everything. */
+void spool_close(struct spool *sp);
+
+/* For tests: segment size at which the log moves to a new file. */
+void spool_set_segment_size(struct spool *sp, uint64_t bytes);
+void spool_get_stats(const struct spool *sp, struct spool_stats *st);
+/* False when free space is under min_free, or the disk recently said ENOSPC. */
+bool spool_has_space(const struct spool *sp);
+
+/* --- receiving a message ---------------------------------------------- */
+struct spool_txn *spool_txn_begin(struct spool *sp);
+uint64_t spool_txn_id(const struct spool_txn *tx);
+uint64_t spool_txn_size(const struct spool_txn *tx);
+void spool_txn_write(struct spool_txn *tx, const void *p, size_t n);
+/* Throws the message away (not yet committed). Frees tx. */
+void spool_txn_abort(struct spool_txn *tx);
+/*
+ * Writes the envelope (copied; body_size and arrival are filled in) and
+ * calls done(arg, 0) once the message is durable, or done(arg, -errno)
+ * if it could not be made so. tx belongs to the spool from here on.
+ */
+void spool_txn_commit(struct spool_txn *tx, const struct spool_env *env, spool_done_fn *done, void *arg);
+/* The caller of commit went away: the commit goes on, done is not called. */
+void spool_txn_forget(struct spool_txn *tx);
+
+/* --- the queue -------------------------------------------------------- */
+/* Called for each message that becomes durable (commit, or at open). */
+void spool_set_msg_hook(struct spool *sp, spool_msg_fn *fn, void *arg);
+struct spool_msg *spool_msg_find(const struct spool *sp, uint64_t id);
+/* Every live message in arrival (id) order. */
+void spool_each_msg(const struct spool *sp, spool_msg_fn *fn, void *arg);
+/* Reads body bytes [off, off+n): bytes read (short only at the end) or -errno. */
+long spool_msg_read(struct spool *sp, const struct spool_msg *m, uint64_t off, void *p, size_t n) MUST_CHECK;
+/* Durable state changes; done may be NULL. The in-memory state changes at once. */
+void spool_msg_set_rcpt(struct spool *sp, struct spool_msg *m, uint32_t idx, uint8_t state, uint16_t code,
+			const char *reply, spool_done_fn *done, void *arg);
+void spool_msg_set_meta(struct spool *sp, struct spool_msg *m, const struct spool_meta *meta, spool_done_fn *done,
+			void *arg);
+/* Every recipient is final: forget the message (m is freed). */
+void spool_msg_done(struct spool *sp, struct spool_msg *m, spool_done_fn *done, void *arg);
+
+/* "%016llx" of a queue id. */
+void spool_id_str(uint64_t id, char out[17]);
+
+#endif

@@ -1,0 +1,392 @@
+/*
+ * spool_rec: see spool_rec.h. All integers are little-endian. A record is
+ *   u32 magic | u8 type | u8[3] zero | u32 payload length | u64 message id |
+ *   u32 crc32 (of the header with this field zeroed, then the payload) | payload
+ * Envelopes and updates are sequences of TLV fields (u8 tag, u32 length,
+ * value); unknown tags are skipped so newer versions can add fields.
+ */
+#include "spool_rec.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static uint32_t rec_crc(const unsigned char *hdr, const void *payload, uint32_t len)
+{
+	unsigned char h[SPOOL_REC_HDR_SIZE];
+	memcpy(h, hdr, sizeof(h));
+	put_u32(h + 20, 0);
+	return crc32_of(crc32_of(0, h, sizeof(h)), payload, len);
+}
+
+void spool_rec_append(struct buf *out, uint8_t type, uint64_t msgid, const void *payload, uint32_t len)
+{
+	unsigned char h[SPOOL_REC_HDR_SIZE] = {0};
+	put_u32(h, SPOOL_REC_MAGIC);
+	h[4] = type;
+	put_u32(h + 8, len);
+	put_u64(h + 12, msgid);
+	put_u32(h + 20, rec_crc(h, payload, len));
+	buf_reserve(out, sizeof(h) + len);
+	buf_append(out, h, sizeof(h));
+	buf_append(out, payload, len);
+}
+
+long spool_rec_peek_len(const unsigned char *h)
+{
+	if (get_u32(h) != SPOOL_REC_MAGIC || h[4] == 0 || h[4] > SPOOL_REC_TYPE_MAX || h[5] || h[6] || h[7])
+		return -EBADMSG;
+	uint32_t len = get_u32(h + 8);
+	if (len > SPOOL_REC_MAX_PAYLOAD)
+		return -EBADMSG;
+	return (long)len;
+}
+
+long spool_rec_decode(const unsigned char *p, size_t n, struct spool_rec *out)
+{
+	if (n < SPOOL_REC_HDR_SIZE)
+		return -EAGAIN;
+	long len = spool_rec_peek_len(p);
+	if (len < 0)
+		return len;
+	if (n - SPOOL_REC_HDR_SIZE < (size_t)len)
+		return -EAGAIN;
+	const unsigned char *payload = p + SPOOL_REC_HDR_SIZE;
+	if (rec_crc(p, payload, (uint32_t)len) != get_u32(p + 20))
+		return -EBADMSG;
+	out->type = p[4];
+	out->msgid = get_u64(p + 12);
+	out->payload = payload;
+	out->len = (uint32_t)len;
+	return SPOOL_REC_HDR_SIZE + len;
+}
+
+/* --- TLV fields ------------------------------------------------------- */
+
+enum {
+	ENV_SENDER = 1, ENV_ENVID, ENV_BODY, ENV_RET, ENV_SMTPUTF8, ENV_SIZE, ENV_CLIENT_ADDR,
+	ENV_HELO, ENV_PROTO, ENV_ARRIVAL, ENV_BODY_SIZE, ENV_FLAGS, ENV_RCPT = 20
+};
+enum { RC_ADDR = 1, RC_ORCPT, RC_NOTIFY, RC_STATE, RC_CODE, RC_REPLY };
+enum { UPD_INDEX = 1, UPD_STATE, UPD_CODE, UPD_REPLY };
+enum { META_ATTEMPTS = 1, META_NEXT, META_FLAGS };
+
+static void tlv(struct buf *out, uint8_t tag, const void *v, size_t n)
+{
+	unsigned char h[5];
+	h[0] = tag;
+	put_u32(h + 1, (uint32_t)n);
+	buf_append(out, h, sizeof(h));
+	buf_append(out, v, n);
+}
+
+static void tlv_str(struct buf *out, uint8_t tag, const char *s)
+{
+	if (s)
+		tlv(out, tag, s, strlen(s));
+}
+
+static void tlv_u64(struct buf *out, uint8_t tag, uint64_t v)
+{
+	unsigned char b[8];
+	put_u64(b, v);
+	tlv(out, tag, b, sizeof(b));
+}
+
+struct tlv_reader {
+	const unsigned char *p;
+	size_t n;
+};
+
+/* 1 with a field, 0 at the end, -EBADMSG on a truncated field. */
+static int tlv_next(struct tlv_reader *r, uint8_t *tag, const unsigned char **v, size_t *len)
+{
+	if (r->n == 0)
+		return 0;
+	if (r->n < 5)
+		return -EBADMSG;
+	uint32_t l = get_u32(r->p + 1);
+	if (l > r->n - 5)
+		return -EBADMSG;
+	*tag = r->p[0];
+	*v = r->p + 5;
+	*len = l;
+	r->p += 5 + l;
+	r->n -= 5 + l;
+	return 1;
+}
+
+static int take_str(const unsigned char *v, size_t n, char **out)
+{
+	if (*out || memchr(v, '\0', n))
+		return -EBADMSG;  /* repeated field, or a NUL inside */
+	*out = xstrndup((const char *)v, n);
+	return 0;
+}
+
+static int take_uint(const unsigned char *v, size_t n, uint64_t *out)
+{
+	uint64_t x = 0;
+	if (n == 0 || n > 8)
+		return -EBADMSG;
+	for (size_t i = 0; i < n; i++)
+		x |= (uint64_t)v[i] << (8 * i);
+	*out = x;
+	return 0;
+}
+
+static void rcpt_encode(const struct spool_rcpt *r, struct buf *out)
+{
+	tlv_str(out, RC_ADDR, r->addr);
+	tlv_str(out, RC_ORCPT, r->orcpt);
+	tlv_u64(out, RC_NOTIFY, r->notify);
+	tlv_u64(out, RC_STATE, r->state);
+	tlv_u64(out, RC_CODE, r->code);
+	tlv_str(out, RC_REPLY, r->reply);
+}
+
+void spool_env_encode(const struct spool_env *env, struct buf *out)
+{
+	tlv_str(out, ENV_SENDER, env->sender ? env->sender : "");
+	tlv_str(out, ENV_ENVID, env->envid);
+	tlv_u64(out, ENV_BODY, env->body);
+	tlv_u64(out, ENV_RET, env->ret);
+	tlv_u64(out, ENV_SMTPUTF8, env->smtputf8);
+	tlv_u64(out, ENV_SIZE, env->size_param);
+	tlv_str(out, ENV_CLIENT_ADDR, env->client_addr);
+	tlv_str(out, ENV_HELO, env->client_helo);
+	tlv_str(out, ENV_PROTO, env->proto);
+	tlv_u64(out, ENV_ARRIVAL, (uint64_t)env->arrival);
+	tlv_u64(out, ENV_BODY_SIZE, env->body_size);
+	tlv_u64(out, ENV_FLAGS, env->flags);
+	struct buf r = {0};
+	for (uint32_t i = 0; i < env->nrcpt; i++) {
+		buf_reset(&r);
+		rcpt_encode(&env->rcpts[i], &r);
+		tlv(out, ENV_RCPT, r.data, r.len);
+	}
+	buf_free(&r);
+}
+
+static int rcpt_decode(const unsigned char *p, size_t n, struct spool_rcpt *r)
+{
+	struct tlv_reader rd = {p, n};
+	uint8_t tag;
+	const unsigned char *v;
+	size_t len;
+	uint64_t x = 0;
+	int rc;
+	while ((rc = tlv_next(&rd, &tag, &v, &len)) > 0) {
+		switch (tag) {
+		case RC_ADDR: rc = take_str(v, len, &r->addr); break;
+		case RC_ORCPT: rc = take_str(v, len, &r->orcpt); break;
+		case RC_REPLY: rc = take_str(v, len, &r->reply); break;
+		case RC_NOTIFY: rc = take_uint(v, len, &x); r->notify = (uint8_t)x; break;
+		case RC_STATE:
+			rc = take_uint(v, len, &x);
+			if (rc == 0 && x > SPOOL_RCPT_STATE_MAX)
+				rc = -EBADMSG;
+			r->state = (uint8_t)x;
+			break;
+		case RC_CODE: rc = take_uint(v, len, &x); r->code = (uint16_t)x; break;
+		default: rc = 0; break;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return rc < 0 || !r->addr ? -EBADMSG : 0;
+}
+
+static int env_add_rcpt(struct spool_env *env, const unsigned char *v, size_t len)
+{
+	env->rcpts = xrealloc(env->rcpts, (env->nrcpt + 1) * sizeof(*env->rcpts));
+	struct spool_rcpt *r = &env->rcpts[env->nrcpt++];
+	memset(r, 0, sizeof(*r));
+	return rcpt_decode(v, len, r);
+}
+
+static int env_field(struct spool_env *env, uint8_t tag, const unsigned char *v, size_t len)
+{
+	uint64_t x = 0;
+	int rc;
+	switch (tag) {
+	case ENV_SENDER: return take_str(v, len, &env->sender);
+	case ENV_ENVID: return take_str(v, len, &env->envid);
+	case ENV_CLIENT_ADDR: return take_str(v, len, &env->client_addr);
+	case ENV_HELO: return take_str(v, len, &env->client_helo);
+	case ENV_PROTO: return take_str(v, len, &env->proto);
+	case ENV_RCPT: return env_add_rcpt(env, v, len);
+	case ENV_BODY:
+	case ENV_RET:
+	case ENV_SMTPUTF8:
+	case ENV_SIZE:
+	case ENV_ARRIVAL:
+	case ENV_BODY_SIZE:
+	case ENV_FLAGS:
+		break;
+	default:
+		return 0;
+	}
+	if ((rc = take_uint(v, len, &x)) < 0)
+		return rc;
+	switch (tag) {
+	case ENV_BODY: env->body = (uint8_t)x; break;
+	case ENV_RET: env->ret = (uint8_t)x; break;
+	case ENV_SMTPUTF8: env->smtputf8 = x != 0; break;
+	case ENV_SIZE: env->size_param = x; break;
+	case ENV_ARRIVAL: env->arrival = (int64_t)x; break;
+	case ENV_BODY_SIZE: env->body_size = x; break;
+	case ENV_FLAGS: env->flags = (uint32_t)x; break;
+	}
+	return 0;
+}
+
+int spool_env_decode(const unsigned char *p, size_t n, struct spool_env *env)
+{
+	memset(env, 0, sizeof(*env));
+	struct tlv_reader rd = {p, n};
+	uint8_t tag;
+	const unsigned char *v;
+	size_t len;
+	int rc;
+	while ((rc = tlv_next(&rd, &tag, &v, &len)) > 0)
+		if ((rc = env_field(env, tag, v, len)) < 0)
+			break;
+	if (rc < 0 || !env->sender || env->nrcpt == 0) {
+		spool_env_free(env);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+void spool_env_free(struct spool_env *env)
+{
+	for (uint32_t i = 0; i < env->nrcpt; i++) {
+		free(env->rcpts[i].addr);
+		free(env->rcpts[i].orcpt);
+		free(env->rcpts[i].reply);
+	}
+	free(env->rcpts);
+	free(env->sender);
+	free(env->envid);
+	free(env->client_addr);
+	free(env->client_helo);
+	free(env->proto);
+	memset(env, 0, sizeof(*env));
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+void spool_env_copy(struct spool_env *dst, const struct spool_env *src)
+{
+	*dst = *src;
+	dst->sender = dup_or_null(src->sender);
+	dst->envid = dup_or_null(src->envid);
+	dst->client_addr = dup_or_null(src->client_addr);
+	dst->client_helo = dup_or_null(src->client_helo);
+	dst->proto = dup_or_null(src->proto);
+	dst->rcpts = xcalloc(src->nrcpt, sizeof(*dst->rcpts));
+	for (uint32_t i = 0; i < src->nrcpt; i++) {
+		dst->rcpts[i] = src->rcpts[i];
+		dst->rcpts[i].addr = dup_or_null(src->rcpts[i].addr);
+		dst->rcpts[i].orcpt = dup_or_null(src->rcpts[i].orcpt);
+		dst->rcpts[i].reply = dup_or_null(src->rcpts[i].reply);
+	}
+}
+
+void spool_rcpt_update_encode(const struct spool_rcpt_update *u, struct buf *out)
+{
+	tlv_u64(out, UPD_INDEX, u->index);
+	tlv_u64(out, UPD_STATE, u->state);
+	tlv_u64(out, UPD_CODE, u->code);
+	tlv_str(out, UPD_REPLY, u->reply);
+}
+
+int spool_rcpt_update_decode(const unsigned char *p, size_t n, struct spool_rcpt_update *u, size_t *reply_len)
+{
+	struct tlv_reader rd = {p, n};
+	uint8_t tag;
+	const unsigned char *v;
+	size_t len;
+	uint64_t x;
+	int rc, seen = 0;
+	memset(u, 0, sizeof(*u));
+	*reply_len = 0;
+	while ((rc = tlv_next(&rd, &tag, &v, &len)) > 0) {
+		if (tag == UPD_REPLY) {
+			u->reply = (const char *)v;
+			*reply_len = len;
+			continue;
+		}
+		if (tag < UPD_INDEX || tag > UPD_CODE)
+			continue;
+		if (take_uint(v, len, &x) < 0)
+			return -EBADMSG;
+		seen |= 1 << tag;
+		if (tag == UPD_INDEX)
+			u->index = (uint32_t)x;
+		else if (tag == UPD_STATE)
+			u->state = (uint8_t)x;
+		else
+			u->code = (uint16_t)x;
+	}
+	if (rc < 0 || !(seen & (1 << UPD_INDEX)) || u->state > SPOOL_RCPT_STATE_MAX)
+		return -EBADMSG;
+	return 0;
+}
+
+void spool_meta_encode(const struct spool_meta *m, struct buf *out)
+{
+	tlv_u64(out, META_ATTEMPTS, m->attempts);
+	tlv_u64(out, META_NEXT, (uint64_t)m->next_attempt);
+	tlv_u64(out, META_FLAGS, m->flags);
+}
+
+int spool_meta_decode(const unsigned char *p, size_t n, struct spool_meta *m)
+{
+	struct tlv_reader rd = {p, n};
+	uint8_t tag;
+	const unsigned char *v;
+	size_t len;
+	uint64_t x;
+	int rc;
+	memset(m, 0, sizeof(*m));
+	while ((rc = tlv_next(&rd, &tag, &v, &len)) > 0) {
+		if (tag < META_ATTEMPTS || tag > META_FLAGS)
+			continue;
+		if (take_uint(v, len, &x) < 0)
+			return -EBADMSG;
+		if (tag == META_ATTEMPTS)
+			m->attempts = (uint32_t)x;
+		else if (tag == META_NEXT)
+			m->next_attempt = (int64_t)x;
+		else
+			m->flags = (uint32_t)x;
+	}
+	return rc < 0 ? -EBADMSG : 0;
+}

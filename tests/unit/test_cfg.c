@@ -1,0 +1,738 @@
+/*
+ * test_cfg: the configuration loader against real files in a temporary
+ * directory. Error output is captured and compared whole, with the
+ * temporary directory's name replaced by "$T", so each test states the
+ * exact messages and line numbers a user would see.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cfg.h"
+
+static char tmp[PATH_MAX];
+
+/* Returns text with every "$T" replaced by the temporary directory. */
+static char *subst(const char *text)
+{
+	struct buf b = {0};
+	for (const char *p = text; *p; p++) {
+		if (p[0] == '$' && p[1] == 'T') {
+			buf_append_str(&b, tmp);
+			p++;
+		} else {
+			buf_append(&b, p, 1);
+		}
+	}
+	char *s = xstrdup(buf_cstr(&b));
+	buf_free(&b);
+	return s;
+}
+
+/* The inverse, for captured output. */
+static char *unsubst(const char *text)
+{
+	struct buf b = {0};
+	size_t n = strlen(tmp);
+	for (const char *p = text; *p; p++) {
+		if (strncmp(p, tmp, n) == 0) {
+			buf_append_str(&b, "$T");
+			p += n - 1;
+		} else {
+			buf_append(&b, p, 1);
+		}
+	}
+	char *s = xstrdup(buf_cstr(&b));
+	buf_free(&b);
+	return s;
+}
+
+static void write_file(const char *name, const char *text)
+{
+	char path[PATH_MAX * 2];
+	char *body = subst(text);
+	assert_int_equal(fmt(path, sizeof(path), "%s/%s", tmp, name), 0);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(body, f);
+	assert_int_equal(fclose(f), 0);
+	free(body);
+}
+
+/* Loads path (with "$T"), returns cfg_load's result; *errs gets the
+ * captured error output with "$T" put back. */
+static int load_path(const char *path, struct cfg **c, char **errs)
+{
+	char *p = subst(path), *raw = NULL;
+	size_t len = 0;
+	FILE *err = open_memstream(&raw, &len);
+	assert_non_null(err);
+	int rc = cfg_load(p, err, c);
+	fclose(err);
+	*errs = unsubst(raw);
+	free(raw);
+	free(p);
+	return rc;
+}
+
+/* Writes text as $T/m.conf and loads it. */
+static int load_text(const char *text, struct cfg **c, char **errs)
+{
+	write_file("m.conf", text);
+	return load_path("$T/m.conf", c, errs);
+}
+
+static struct cfg *load_ok(const char *text)
+{
+	struct cfg *c = NULL;
+	char *errs;
+	int rc = load_text(text, &c, &errs);
+	assert_string_equal(errs, "");
+	assert_int_equal(rc, 0);
+	assert_non_null(c);
+	free(errs);
+	return c;
+}
+
+static void expect_errors(const char *text, const char *expected)
+{
+	struct cfg *c = (struct cfg *)1;
+	char *errs;
+	int rc = load_text(text, &c, &errs);
+	assert_string_equal(errs, expected);
+	assert_int_equal(rc, -EINVAL);
+	assert_null(c);
+	free(errs);
+}
+
+#define SERVER "[server]\nhostname = mx.example.net\nspool = $T/spool\n"
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (fmt(tmp, sizeof(tmp), "/tmp/test_cfg.XXXXXX") < 0 || !mkdtemp(tmp))
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* --- good configurations ------------------------------------------------ */
+
+static const char full_conf[] =
+	"; every key, none at its default\n"
+	"[server]\n"
+	"hostname = MX.Example.NET\n"
+	"listen = 127.0.0.1:2525, [::1]:2526\n"
+	"spool = $T/spool\n"
+	"max_message_size = 10M\n"
+	"resolver = [::1]:5353\n"
+	"mx_port = 2525\n"
+	"postmaster = hostmaster@example.net\n"
+	"max_recipients = 50\n"
+	"max_sessions = 200\n"
+	"max_sessions_per_ip = 20\n"
+	"max_errors = 5\n"
+	"command_timeout = 2m\n"
+	"data_timeout = 90\n"
+	"reject_bare_lf = no\n"
+	"min_free_space = 0\n"
+	"also_known_as = MX2.example.net,mx3.example.net\n"
+	"probe_interval = 30s\n"
+	"retry_min = 2m\n"
+	"retry_max = 1h\n"
+	"max_hops = 50\n"
+	"dedup_window = 0\n"
+	"bounce_guard = 25%\n"
+	"bounce_guard_hold = 2h\n"
+	"max_connections_per_destination = 8\n"
+	"\n"
+	"[domain Example.COM.]   ; case and trailing dot are normalised\n"
+	"recipients = r.txt\n"
+	"primary = mx1.example.com:2525, [2001:db8::1]:25, 192.0.2.1, 2001:db8::2\n"
+	"retention = 7d\n"
+	"warn_after = 0\n"
+	"tls = verify\n"
+	"\n"
+	"[domain example.org]\n";
+
+static void assert_same_cfg(const struct cfg *a, const struct cfg *b)
+{
+	assert_string_equal(a->hostname, b->hostname);
+	assert_int_equal(a->nlisten, b->nlisten);
+	for (size_t i = 0; i < a->nlisten; i++) {
+		assert_string_equal(a->listen[i].text, b->listen[i].text);
+		assert_int_equal(a->listen[i].sslen, b->listen[i].sslen);
+		assert_memory_equal(&a->listen[i].ss, &b->listen[i].ss, a->listen[i].sslen);
+	}
+	assert_string_equal(a->spool, b->spool);
+	assert_int_equal(a->max_message_size, b->max_message_size);
+	assert_string_equal(a->resolver ? a->resolver : "-", b->resolver ? b->resolver : "-");
+	assert_int_equal(a->mx_port, b->mx_port);
+	assert_string_equal(a->postmaster, b->postmaster);
+	assert_int_equal(a->max_recipients, b->max_recipients);
+	assert_int_equal(a->max_sessions, b->max_sessions);
+	assert_int_equal(a->max_sessions_per_ip, b->max_sessions_per_ip);
+	assert_int_equal(a->max_errors, b->max_errors);
+	assert_int_equal(a->command_timeout, b->command_timeout);
+	assert_int_equal(a->data_timeout, b->data_timeout);
+	assert_int_equal(a->reject_bare_lf, b->reject_bare_lf);
+	assert_int_equal(a->min_free_space, b->min_free_space);
+	assert_int_equal(a->naka, b->naka);
+	for (size_t i = 0; i < a->naka; i++)
+		assert_string_equal(a->also_known_as[i], b->also_known_as[i]);
+	assert_int_equal(a->probe_interval, b->probe_interval);
+	assert_int_equal(a->retry_min, b->retry_min);
+	assert_int_equal(a->retry_max, b->retry_max);
+	assert_int_equal(a->max_hops, b->max_hops);
+	assert_int_equal(a->dedup_window, b->dedup_window);
+	assert_int_equal(a->bounce_guard, b->bounce_guard);
+	assert_int_equal(a->bounce_guard_hold, b->bounce_guard_hold);
+	assert_int_equal(a->max_connections_per_destination, b->max_connections_per_destination);
+}
+
+static void assert_same_domain(const struct cfg_domain *a, const struct cfg_domain *b)
+{
+	assert_string_equal(a->name, b->name);
+	assert_string_equal(a->recipients_path ? a->recipients_path : "-",
+			    b->recipients_path ? b->recipients_path : "-");
+	assert_int_equal(a->any_recipient, b->any_recipient);
+	assert_int_equal(a->recipients.count, b->recipients.count);
+	assert_int_equal(a->nprimary, b->nprimary);
+	for (size_t i = 0; i < a->nprimary; i++) {
+		assert_string_equal(a->primary[i].host, b->primary[i].host);
+		assert_int_equal(a->primary[i].port, b->primary[i].port);
+	}
+	assert_int_equal(a->retention, b->retention);
+	assert_int_equal(a->warn_after, b->warn_after);
+	assert_int_equal(a->tls, b->tls);
+}
+
+/* Prints a, loads the output again from another directory (so relative
+ * paths would break), checks that nothing changed, and returns the copy. */
+static struct cfg *print_and_reload(const struct cfg *a, char **printed)
+{
+	size_t len = 0;
+	FILE *out = open_memstream(printed, &len);
+	cfg_print(a, out);
+	fclose(out);
+	char *sub = subst("$T/sub");
+	if (mkdir(sub, 0755) < 0)
+		assert_int_equal(errno, EEXIST);
+	free(sub);
+	write_file("sub/printed.conf", *printed);
+	struct cfg *b = NULL;
+	char *errs;
+	assert_int_equal(load_path("$T/sub/printed.conf", &b, &errs), 0);
+	assert_string_equal(errs, "");
+	free(errs);
+	assert_same_cfg(a, b);
+	assert_int_equal(a->ndomains, b->ndomains);
+	for (size_t i = 0; i < a->ndomains; i++)
+		assert_same_domain(&a->domains[i], &b->domains[i]);
+	return b;
+}
+
+static void test_round_trip(void **state)
+{
+	(void)state;
+	write_file("r.txt", "alice\nBob@Example.com\n");
+	struct cfg *a = load_ok(full_conf);
+
+	assert_string_equal(a->hostname, "mx.example.net");
+	assert_int_equal(a->nlisten, 2);
+	assert_string_equal(a->listen[1].text, "[::1]:2526");
+	assert_int_equal(a->data_timeout, 90);
+	assert_int_equal(a->bounce_guard, 25);
+	assert_string_equal(a->also_known_as[0], "mx2.example.net");
+	assert_int_equal(a->ndomains, 2);
+	const struct cfg_domain *d = &a->domains[0];
+	assert_string_equal(d->name, "example.com");
+	char *rpath = subst("$T/r.txt");
+	assert_string_equal(d->recipients_path, rpath);
+	free(rpath);
+	assert_int_equal(d->nprimary, 4);
+	assert_string_equal(d->primary[0].host, "mx1.example.com");
+	assert_int_equal(d->primary[0].port, 2525);
+	assert_string_equal(d->primary[1].host, "2001:db8::1");
+	assert_int_equal(d->primary[1].port, 25);
+	assert_string_equal(d->primary[2].host, "192.0.2.1");
+	assert_int_equal(d->primary[2].port, 0);
+	assert_string_equal(d->primary[3].host, "2001:db8::2");
+	assert_int_equal(d->tls, TLS_VERIFY);
+
+	char *printed;
+	struct cfg *b = print_and_reload(a, &printed);
+	/* Durations and sizes come back in their largest exact unit. */
+	assert_non_null(strstr(printed, "\ndata_timeout = 90s\n"));
+	assert_non_null(strstr(printed, "\nretention = 1w\n"));
+	assert_non_null(strstr(printed, "\nmax_message_size = 10M\n"));
+	assert_non_null(strstr(printed, "\nmin_free_space = 0\n"));
+	assert_non_null(strstr(printed, "\nbounce_guard = 25%\n"));
+	assert_non_null(strstr(printed, "\nprimary = mx1.example.com:2525,[2001:db8::1]:25,192.0.2.1,2001:db8::2\n"));
+	assert_non_null(strstr(printed, "\n# example.com: 2 recipients loaded\n"));
+	assert_non_null(strstr(printed, "\n# example.org: no recipients file, every recipient accepted\n"));
+	free(printed);
+	cfg_free(a);
+	cfg_free(b);
+}
+
+static void test_defaults(void **state)
+{
+	(void)state;
+	char host[256] = "";
+	assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+	ascii_lower(host, strlen(host));
+	struct cfg *c = load_ok("[server]\nspool = $T/spool\n[domain example.com]\n");
+	assert_string_equal(c->hostname, host);
+	assert_int_equal(c->nlisten, 1);
+	assert_string_equal(c->listen[0].text, "0.0.0.0:25");
+	assert_int_equal(c->listen[0].ss.ss_family, AF_INET);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&c->listen[0].ss)->sin_port), 25);
+	assert_string_equal(CFG_DEFAULT_SPOOL, "/var/spool/mxvault");
+	assert_int_equal(c->max_message_size, 50 << 20);
+	assert_null(c->resolver);
+	assert_int_equal(c->mx_port, 25);
+	assert_string_equal(c->postmaster, "postmaster@example.com");
+	assert_int_equal(c->max_recipients, 100);
+	assert_int_equal(c->max_sessions, 1000);
+	assert_int_equal(c->max_sessions_per_ip, 50);
+	assert_int_equal(c->max_errors, 10);
+	assert_int_equal(c->command_timeout, 300);
+	assert_int_equal(c->data_timeout, 600);
+	assert_true(c->reject_bare_lf);
+	assert_int_equal(c->min_free_space, 100 << 20);
+	assert_int_equal(c->naka, 0);
+	assert_null(c->also_known_as);
+	assert_int_equal(c->probe_interval, 15);
+	assert_int_equal(c->retry_min, 60);
+	assert_int_equal(c->retry_max, 1800);
+	assert_int_equal(c->max_hops, 100);
+	assert_int_equal(c->dedup_window, 86400);
+	assert_int_equal(c->bounce_guard, 50);
+	assert_int_equal(c->bounce_guard_hold, 3600);
+	assert_int_equal(c->max_connections_per_destination, 4);
+	assert_int_equal(c->ndomains, 1);
+	const struct cfg_domain *d = &c->domains[0];
+	assert_string_equal(d->name, "example.com");
+	assert_null(d->recipients_path);
+	assert_true(d->any_recipient);
+	assert_int_equal(d->nprimary, 0);
+	assert_int_equal(d->retention, 5 * 86400);
+	assert_int_equal(d->warn_after, 4 * 3600);
+	assert_int_equal(d->tls, TLS_MAY);
+
+	char *printed;
+	struct cfg *b = print_and_reload(c, &printed);
+	assert_non_null(strstr(printed, "\n# resolver is not set\n"));
+	assert_non_null(strstr(printed, "\nlisten = 0.0.0.0:25\n"));
+	assert_non_null(strstr(printed, "\ncommand_timeout = 5m\n"));
+	assert_non_null(strstr(printed, "\nprobe_interval = 15s\n"));
+	assert_non_null(strstr(printed, "\nretention = 5d\n"));
+	assert_non_null(strstr(printed, "\nmax_message_size = 50M\n"));
+	free(printed);
+	cfg_free(b);
+	cfg_free(c);
+}
+
+static void test_sizes_print_exactly(void **state)
+{
+	(void)state;
+	struct cfg *c = load_ok(SERVER "max_message_size = 1537\nmin_free_space = 2048\n[domain example.com]\n");
+	char *printed;
+	struct cfg *b = print_and_reload(c, &printed);
+	assert_non_null(strstr(printed, "\nmax_message_size = 1537\n"));
+	assert_non_null(strstr(printed, "\nmin_free_space = 2K\n"));
+	free(printed);
+	cfg_free(b);
+	cfg_free(c);
+}
+
+/* Indented keys are keys, not inih continuation lines; comments anywhere. */
+static void test_layout(void **state)
+{
+	(void)state;
+	struct cfg *c = load_ok("\xEF\xBB\xBF# a BOM, then a comment\n"
+				"  [server]  ; trailing comment\n"
+				"    hostname = mx.example.net ; inline comment\n"
+				"\tmax_errors: 7\r\n"
+				"    spool = $T/spool\n"
+				"\n"
+				"[ domain   example.com ]\n");
+	assert_string_equal(c->hostname, "mx.example.net");
+	assert_int_equal(c->max_errors, 7);
+	assert_string_equal(c->domains[0].name, "example.com");
+	cfg_free(c);
+}
+
+/* --- lookups ------------------------------------------------------------ */
+
+static void test_recipient_lookup(void **state)
+{
+	(void)state;
+	write_file("r1.txt", "# staff\n  Alice  \n\nbob@EXAMPLE.com\n");
+	write_file("r2.txt", "carol\n*\n");
+	struct cfg *c = load_ok(SERVER "[domain example.com]\nrecipients = r1.txt\n"
+				       "[domain example.net]\nrecipients = r2.txt\n"
+				       "[domain example.org]\n");
+	const struct cfg_domain *d = cfg_find_domain(c, "EXAMPLE.Com");
+	assert_non_null(d);
+	assert_ptr_equal(d, cfg_find_domain(c, "example.com"));
+	assert_false(d->any_recipient);
+	assert_int_equal(d->recipients.count, 2);
+	assert_true(cfg_domain_has_recipient(d, "alice"));
+	assert_true(cfg_domain_has_recipient(d, "ALICE"));
+	assert_true(cfg_domain_has_recipient(d, "Bob"));
+	assert_false(cfg_domain_has_recipient(d, "carol"));
+	assert_false(cfg_domain_has_recipient(d, "alice@example.com"));
+	assert_false(cfg_domain_has_recipient(d, ""));
+
+	d = cfg_find_domain(c, "example.net");
+	assert_true(d->any_recipient);
+	assert_true(cfg_domain_has_recipient(d, "anyone"));
+	d = cfg_find_domain(c, "example.org");
+	assert_true(d->any_recipient);
+	assert_true(cfg_domain_has_recipient(d, "whoever"));
+
+	assert_null(cfg_find_domain(c, "example.info"));
+	assert_null(cfg_find_domain(c, "com"));
+	char longname[300];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_null(cfg_find_domain(c, longname));
+	char longlocal[600];
+	memset(longlocal, 'a', sizeof(longlocal) - 1);
+	longlocal[sizeof(longlocal) - 1] = '\0';
+	assert_false(cfg_domain_has_recipient(cfg_find_domain(c, "example.com"), longlocal));
+	cfg_free(c);
+}
+
+static void test_ipv6_listen(void **state)
+{
+	(void)state;
+	struct cfg *c = load_ok("[server]\nhostname = mx.example.net\nlisten = [::1]:2525\nspool = $T/spool\n"
+				"[domain example.com]\n");
+	assert_int_equal(c->nlisten, 1);
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&c->listen[0].ss;
+	assert_int_equal(sin6->sin6_family, AF_INET6);
+	assert_int_equal(ntohs(sin6->sin6_port), 2525);
+	assert_int_equal(c->listen[0].sslen, sizeof(*sin6));
+	assert_memory_equal(&sin6->sin6_addr, &in6addr_loopback, sizeof(in6addr_loopback));
+	cfg_free(c);
+}
+
+static void test_parse_addr(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int family; /* 0: rejected */
+		unsigned port;
+	} cases[] = {
+		{"127.0.0.1:25", AF_INET, 25},
+		{"0.0.0.0:65535", AF_INET, 65535},
+		{"[::]:1", AF_INET6, 1},
+		{"[2001:db8::1]:587", AF_INET6, 587},
+		{"127.0.0.1", 0, 0},
+		{"127.0.0.1:", 0, 0},
+		{"127.0.0.1:0", 0, 0},
+		{"127.0.0.1:65536", 0, 0},
+		{"127.0.0.1:25x", 0, 0},
+		{"::1:25", 0, 0},
+		{"[::1]", 0, 0},
+		{"[::1]25", 0, 0},
+		{"[127.0.0.1]:25", 0, 0},
+		{"localhost:25", 0, 0},
+		{"1.2.3:25", 0, 0},
+		{"", 0, 0},
+		{":25", 0, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct cfg_addr a = {0};
+		int rc = cfg_parse_addr(cases[i].text, &a);
+		if (!cases[i].family) {
+			if (rc != -EINVAL)
+				fail_msg("accepted '%s'", cases[i].text);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("rejected '%s'", cases[i].text);
+		assert_int_equal(a.ss.ss_family, cases[i].family);
+		assert_string_equal(a.text, cases[i].text);
+		uint16_t port = a.ss.ss_family == AF_INET ? ((struct sockaddr_in *)&a.ss)->sin_port
+							    : ((struct sockaddr_in6 *)&a.ss)->sin6_port;
+		assert_int_equal(ntohs(port), cases[i].port);
+		free(a.text);
+	}
+}
+
+/* --- errors ------------------------------------------------------------- */
+
+static void test_unreadable_config(void **state)
+{
+	(void)state;
+	struct cfg *c = (struct cfg *)1;
+	char *errs;
+	assert_int_equal(load_path("$T/nonexistent.conf", &c, &errs), -EINVAL);
+	assert_null(c);
+	assert_string_equal(errs, "$T/nonexistent.conf:1: cannot read: No such file or directory\n");
+	free(errs);
+}
+
+static void test_unknown_key(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "colour = blue\n[domain example.com]\nretension = 5d\n",
+		      "$T/m.conf:4: unknown key 'colour' in [server]\n"
+		      "$T/m.conf:6: unknown key 'retension' in [domain example.com]\n");
+}
+
+static void test_unknown_section(void **state)
+{
+	(void)state;
+	/* The keys of an unknown section are not reported one by one. */
+	expect_errors(SERVER "[servers]\nlisten = 1.2.3.4:25\n[domain example.com]\n",
+		      "$T/m.conf:4: unknown section [servers]\n");
+}
+
+static void test_duplicate_key(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "max_errors = 3\nmax_errors = 4\n[domain example.com]\ntls = may\ntls = encrypt\n",
+		      "$T/m.conf:5: duplicate key 'max_errors' in [server] (first at line 4)\n"
+		      "$T/m.conf:8: duplicate key 'tls' in [domain example.com] (first at line 7)\n");
+}
+
+static void test_duplicate_section(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "[domain example.com]\n[domain Example.Com.]\nretention = 1d\n[server]\n",
+		      "$T/m.conf:5: duplicate section [domain example.com] (first at line 4)\n"
+		      "$T/m.conf:7: duplicate section [server] (first at line 1)\n");
+}
+
+static void test_bad_values(void **state)
+{
+	(void)state;
+	expect_errors(SERVER
+		      "max_message_size = abc\n"
+		      "command_timeout = 5 minutes\n"
+		      "mx_port = 65536\n"
+		      "reject_bare_lf = maybe\n"
+		      "max_recipients = 0\n"
+		      "bounce_guard = 101%\n"
+		      "max_message_size2 = 1\n"
+		      "data_timeout = 0\n"
+		      "listen = 127.0.0.1:25, localhost:25\n"
+		      "resolver = dns.example:53\n"
+		      "postmaster = nobody\n"
+		      "also_known_as = ok.example, bad_name.example\n"
+		      "hostname2 = x\n"
+		      "[domain example.com]\n"
+		      "tls = required\n"
+		      "retention = 30s\n"
+		      "primary = mx.example.com:0\n"
+		      "warn_after =\n",
+		      "$T/m.conf:4: bad value for max_message_size: 'abc' (expected a size like 512K or 50M)\n"
+		      "$T/m.conf:5: bad value for command_timeout: '5 minutes' "
+		      "(expected a duration like 30s, 15m, 4h or 5d)\n"
+		      "$T/m.conf:6: bad value for mx_port: '65536' (expected a whole number from 1 to 65535)\n"
+		      "$T/m.conf:7: bad value for reject_bare_lf: 'maybe' (expected yes or no)\n"
+		      "$T/m.conf:8: bad value for max_recipients: '0' (expected a whole number from 1 to 100000)\n"
+		      "$T/m.conf:9: bad value for bounce_guard: '101%' "
+		      "(expected a percentage from 0 to 100, like 50%)\n"
+		      "$T/m.conf:10: unknown key 'max_message_size2' in [server]\n"
+		      "$T/m.conf:11: bad value for data_timeout: '0' (must be at least 1s)\n"
+		      "$T/m.conf:12: bad value for listen: 'localhost:25' "
+		      "(expected ADDR:PORT, like 127.0.0.1:25 or [::1]:25)\n"
+		      "$T/m.conf:13: bad value for resolver: 'dns.example:53' "
+		      "(expected IP or IP:PORT, like 127.0.0.1:53 or [::1]:53)\n"
+		      "$T/m.conf:14: bad value for postmaster: 'nobody' "
+		      "(expected an address like postmaster@example.com)\n"
+		      "$T/m.conf:15: bad value for also_known_as: 'bad_name.example' "
+		      "(expected host names separated by commas)\n"
+		      "$T/m.conf:16: unknown key 'hostname2' in [server]\n"
+		      "$T/m.conf:18: bad value for tls: 'required' (expected may, encrypt or verify)\n"
+		      "$T/m.conf:19: bad value for retention: '30s' (must be at least 1m)\n"
+		      "$T/m.conf:20: bad value for primary: 'mx.example.com:0' "
+		      "(expected HOST or HOST:PORT, like mx1.example.com:25 or [2001:db8::1]:25)\n"
+		      "$T/m.conf:21: bad value for warn_after: '' (expected a duration like 30s, 15m, 4h or 5d)\n");
+}
+
+static void test_min_size(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "max_message_size = 1000\n[domain example.com]\n",
+		      "$T/m.conf:4: bad value for max_message_size: '1000' (must be at least 1K)\n");
+}
+
+static void test_syntax_errors(void **state)
+{
+	(void)state;
+	expect_errors("max_errors = 3\n" SERVER "just words\n[domain example.com\n[domain a..b]\n"
+		      "[domain example.com] junk\n[domain]\n[domain example.com]\n",
+		      "$T/m.conf:1: key 'max_errors' before any section (start with [server] or [domain NAME])\n"
+		      "$T/m.conf:5: expected 'key = value', '[section]' or a comment\n"
+		      "$T/m.conf:6: section header without a closing ']'\n"
+		      "$T/m.conf:7: bad domain name 'a..b' in section header\n"
+		      "$T/m.conf:8: unexpected text after section header: 'junk'\n"
+		      "$T/m.conf:9: [domain] needs a domain name, like [domain example.com]\n");
+}
+
+static void test_line_too_long(void **state)
+{
+	(void)state;
+	char text[1024], comment[200], value[300];
+	memset(comment, 'x', sizeof(comment) - 1);
+	comment[0] = '#';
+	comment[sizeof(comment) - 1] = '\0'; /* 199 characters: the longest allowed */
+	memset(value, 'a', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	assert_int_equal(fmt(text, sizeof(text), SERVER "%s\nhostname2 = %s\nmax_errors = 0\n[domain example.com]\n",
+			     comment, value), 0);
+	expect_errors(text, "$T/m.conf:5: line too long (max 199 characters)\n"
+			    "$T/m.conf:6: bad value for max_errors: '0' (expected a whole number from 1 to 1000)\n");
+}
+
+static void test_missing_recipients_file(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "[domain example.com]\nrecipients = nope.txt\n",
+		      "$T/m.conf:5: recipients file '$T/nope.txt': No such file or directory\n");
+	expect_errors(SERVER "[domain example.com]\nrecipients = /dev/null\n",
+		      "$T/m.conf:5: recipients file '/dev/null': not a regular file\n");
+}
+
+static void test_recipients_errors(void **state)
+{
+	(void)state;
+	char line[600];
+	memset(line, 'a', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\0';
+	char text[1024];
+	assert_int_equal(fmt(text, sizeof(text), "alice\n\n# comment\nbob@example.org\nx y\n%s\n@example.com\n", line),
+			 0);
+	write_file("bad.txt", text);
+	expect_errors(SERVER "[domain example.com]\nrecipients = bad.txt\n",
+		      "$T/bad.txt:4: address 'bob@example.org' is not in domain 'example.com'\n"
+		      "$T/bad.txt:5: bad entry 'x y' (expected *, a local part or an address in example.com)\n"
+		      "$T/bad.txt:6: line too long (max 512 characters)\n"
+		      "$T/bad.txt:7: bad entry '@example.com' (expected *, a local part or an address in example.com)\n");
+}
+
+static void test_unwritable_spool(void **state)
+{
+	(void)state;
+	write_file("file", "not a directory\n");
+	expect_errors("[server]\nhostname = mx.example.net\n\nspool = $T/file/spool\n[domain example.com]\n",
+		      "$T/m.conf:4: spool directory '$T/file/spool': Not a directory\n");
+}
+
+static void test_spool_created(void **state)
+{
+	(void)state;
+	struct cfg *c = load_ok("[server]\nhostname = mx.example.net\nspool = $T/a/b/spool\n[domain example.com]\n");
+	struct stat st;
+	assert_int_equal(stat(c->spool, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+	cfg_free(c);
+}
+
+static void test_retry_order(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "retry_max = 5m\nretry_min = 10m\n[domain example.com]\n",
+		      "$T/m.conf:4: retry_max (5m) is shorter than retry_min (10m)\n");
+	/* Only retry_min set: the default retry_max is at fault at its line. */
+	expect_errors(SERVER "retry_min = 1h\n[domain example.com]\n",
+		      "$T/m.conf:4: retry_max (30m) is shorter than retry_min (1h)\n");
+	/* A bad value is reported once, not again by the cross-check. */
+	expect_errors(SERVER "retry_min = 10m\nretry_max = soon\n[domain example.com]\n",
+		      "$T/m.conf:5: bad value for retry_max: 'soon' (expected a duration like 30s, 15m, 4h or 5d)\n");
+}
+
+static void test_no_domain(void **state)
+{
+	(void)state;
+	expect_errors(SERVER, "$T/m.conf:1: no [domain NAME] section: mxvault would accept no mail\n");
+	expect_errors("", "$T/m.conf:1: no [domain NAME] section: mxvault would accept no mail\n");
+}
+
+static void test_multiple_errors(void **state)
+{
+	(void)state;
+	write_file("file", "not a directory\n");
+	expect_errors("[server]\nhostname = -bad-\nspool = $T/file/spool\nmx_port = 0\n[mail]\n"
+		      "retry_min = 2h\n",
+		      "$T/m.conf:2: bad value for hostname: '-bad-' (expected a domain name like mx.example.com)\n"
+		      "$T/m.conf:4: bad value for mx_port: '0' (expected a whole number from 1 to 65535)\n"
+		      "$T/m.conf:5: unknown section [mail]\n"
+		      "$T/m.conf:1: no [domain NAME] section: mxvault would accept no mail\n"
+		      "$T/m.conf:3: spool directory '$T/file/spool': Not a directory\n");
+}
+
+static void test_no_spool_flag(void **state)
+{
+	(void)state;
+	write_file("file", "not a directory\n");
+	write_file("m.conf", "[server]\nhostname = mx.example.net\nspool = $T/file/spool\n[domain example.com]\n");
+	char *p = subst("$T/m.conf");
+	struct cfg *c;
+	assert_int_equal(cfg_load_flags(p, stderr, CFG_LOAD_NO_SPOOL, &c), 0);
+	cfg_free(c);
+	free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_sizes_print_exactly),
+		cmocka_unit_test(test_layout),
+		cmocka_unit_test(test_recipient_lookup),
+		cmocka_unit_test(test_ipv6_listen),
+		cmocka_unit_test(test_parse_addr),
+		cmocka_unit_test(test_unreadable_config),
+		cmocka_unit_test(test_unknown_key),
+		cmocka_unit_test(test_unknown_section),
+		cmocka_unit_test(test_duplicate_key),
+		cmocka_unit_test(test_duplicate_section),
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_min_size),
+		cmocka_unit_test(test_syntax_errors),
+		cmocka_unit_test(test_line_too_long),
+		cmocka_unit_test(test_missing_recipients_file),
+		cmocka_unit_test(test_recipients_errors),
+		cmocka_unit_test(test_unwritable_spool),
+		cmocka_unit_test(test_spool_created),
+		cmocka_unit_test(test_retry_order),
+		cmocka_unit_test(test_no_domain),
+		cmocka_unit_test(test_multiple_errors),
+		cmocka_unit_test(test_no_spool_flag),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
