@@ -222,30 +222,32 @@ static void free_list(char **items, size_t n)
 
 /* --- formatting, shared by messages and cfg_print ---------------------- */
 
+/* The largest unit that divides exactly: 86400 -> "1d", 90 -> "90s". */
 const char *cfg_fmt_duration(char *buf, size_t n, int64_t secs)
 {
 	static const struct { char unit; int64_t secs; } units[] = {
 		{'w', 604800}, {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1},
 	};
+	size_t i = 0;
 	if (secs == 0)
 		return "0";
-	for (size_t i = 0; i < ARRAY_LEN(units); i++)
-		if (secs % units[i].secs == 0 && fmt(buf, n, "%lld%c", (long long)(secs / units[i].secs),
-						      units[i].unit) == 0)
-			break;
-	return buf;
+	while (secs % units[i].secs != 0)
+		i++; /* ends at 's' at the latest */
+	return fmt(buf, n, "%lld%c", (long long)(secs / units[i].secs), units[i].unit) == 0 ? buf : "?";
 }
 
+/* Likewise for sizes; bytes when not a whole number of K. */
 static const char *fmt_size(char *buf, size_t n, uint64_t bytes)
 {
-	static const struct { char unit; uint64_t bytes; } units[] = {
-		{'G', 1073741824}, {'M', 1048576}, {'K', 1024},
+	static const struct { const char *unit; uint64_t bytes; } units[] = {
+		{"G", 1073741824}, {"M", 1048576}, {"K", 1024}, {"", 1},
 	};
-	for (size_t i = 0; i < ARRAY_LEN(units); i++)
-		if (bytes && bytes % units[i].bytes == 0)
-			return fmt(buf, n, "%llu%c", (unsigned long long)(bytes / units[i].bytes), units[i].unit) == 0
-				       ? buf : "?";
-	return fmt(buf, n, "%llu", (unsigned long long)bytes) == 0 ? buf : "?";
+	size_t i = 0;
+	if (bytes == 0)
+		return "0";
+	while (bytes % units[i].bytes != 0)
+		i++; /* ends at plain bytes at the latest */
+	return fmt(buf, n, "%llu%s", (unsigned long long)(bytes / units[i].bytes), units[i].unit) == 0 ? buf : "?";
 }
 
 /* --- setters: one per kind of value ------------------------------------ */
@@ -450,6 +452,15 @@ static int set_primary(struct cfg_loader *ld, void *obj, const struct cfg_key *k
 	return 0;
 }
 
+/* Appends dir and a slash, unless dir already ends with one ("/"). */
+static void append_dir(struct buf *b, const char *dir)
+{
+	size_t n = strlen(dir);
+	buf_append(b, dir, n);
+	if (n == 0 || dir[n - 1] != '/')
+		buf_append(b, "/", 1);
+}
+
 /* Relative names are relative to the config file; the stored path is made
  * absolute so a daemon that changes directory can still reread it. */
 static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
@@ -460,10 +471,10 @@ static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key
 	if (!*v)
 		return bad_value(ld, k, v, NULL);
 	if (v[0] != '/' && strcmp(ld->dir, ".") != 0)
-		buf_printf(&shown, "%s/", ld->dir);
+		append_dir(&shown, ld->dir);
 	buf_append_str(&shown, v);
 	if (buf_cstr(&shown)[0] != '/' && getcwd(cwd, sizeof(cwd)))
-		buf_printf(&full, "%s/", cwd);
+		append_dir(&full, cwd);
 	buf_append_str(&full, buf_cstr(&shown));
 	d->recipients_path = xstrdup(buf_cstr(&full));
 	d->any_recipient = false;

@@ -30,7 +30,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "dedup.h"
 #include "log.h"
+#include "msg_hdr.h"
 #include "policy.h"
 #include "smtp_parse.h"
 #include "spool.h"
@@ -64,6 +66,7 @@ struct smtp_in {
 	uint32_t rejected_rcpts;
 	struct spool_txn *tx;
 	struct smtp_data_dec dec;
+	struct msg_hdr *hdr;    /* Received: count, Message-ID, body hash */
 	struct buf dbuf;
 	bool too_big;
 	uint64_t bdat_left;
@@ -71,9 +74,17 @@ struct smtp_in {
 	const struct canned *bdat_error; /* the reply owed when the chunk is consumed */
 	enum smtp_in_state before_bdat;
 	bool bdat_used;
+	bool out_full;       /* stopped reading until the client reads its replies */
 };
 
 static void process_input(struct smtp_in *s);
+
+/*
+ * Unread replies we hold for one client. A client that pipelines commands
+ * and never reads would otherwise make the output buffer grow without bound;
+ * past this we stop reading it until the replies have been taken.
+ */
+#define SMTP_IN_OUT_MAX (64 * 1024)
 
 struct canned {
 	int code;
@@ -176,6 +187,11 @@ static void txn_reset(struct smtp_in *s)
 	s->bdat_error = NULL;
 	memset(&s->dec, 0, sizeof(s->dec));
 	buf_free(&s->dbuf);
+	if (s->hdr) {
+		msg_hdr_free(s->hdr);
+		free(s->hdr);
+		s->hdr = NULL;
+	}
 	if (s->state != SMTP_IN_HELO && s->state != SMTP_IN_CLOSING)
 		s->state = SMTP_IN_READY;
 }
@@ -211,6 +227,8 @@ static void txn_begin_content(struct smtp_in *s)
 		return;
 	s->tx = spool_txn_begin(smtp_server_spool(s->srv));
 	memset(&s->dec, 0, sizeof(s->dec));
+	s->hdr = xmalloc(sizeof(*s->hdr));
+	msg_hdr_init(s->hdr);
 	write_received(s);
 }
 
@@ -222,6 +240,7 @@ static void content_out(struct smtp_in *s, const void *p, size_t n)
 		s->too_big = true;
 		return;
 	}
+	msg_hdr_feed(s->hdr, p, n);
 	spool_txn_write(s->tx, p, n);
 }
 
@@ -233,6 +252,9 @@ static void on_committed(void *arg, int err)
 	s->tx = NULL; /* the spool frees it */
 	if (err == 0) {
 		s->messages++;
+		struct dedup *dd = smtp_server_dedup(s->srv);
+		if (dd && s->env.has_dedup_key)
+			dedup_add(dd, s->env.dedup_key, strtoull(id, NULL, 16), clock_wall_s());
 		reply(s, 250, "2.0.0", "Ok: queued as %s", id);
 		log_info("smtpd", "session=%" PRIu64 " client=%s id=%s from=<%s> nrcpt=%" PRIu32 " result=queued", s->no,
 			 s->ip, id, s->env.sender, s->env.nrcpt);
@@ -256,16 +278,47 @@ static void on_committed(void *arg, int err)
 	process_input(s); /* whatever the client pipelined behind the message */
 }
 
+/* Hop limit (RFC 5321 6.3): counting the Received: header we add. */
+static bool too_many_hops(const struct smtp_in *s)
+{
+	return s->hdr->received + 1 > s->cfg->max_hops;
+}
+
+/* A message sent again after a lost 250: answer 250 for the copy already queued. */
+static bool is_duplicate(struct smtp_in *s)
+{
+	struct dedup *dd = smtp_server_dedup(s->srv);
+	uint64_t orig;
+	if (!dd || !s->hdr->message_id[0])
+		return false;
+	dedup_key(s->hdr->message_id, &s->env, s->hdr->body_sha256, s->env.dedup_key);
+	s->env.has_dedup_key = true;
+	if (!dedup_find(dd, s->env.dedup_key, clock_wall_s(), &orig))
+		return false;
+	char id[17], orig_id[17];
+	spool_id_str(spool_txn_id(s->tx), id);
+	spool_id_str(orig, orig_id);
+	reply(s, 250, "2.0.0", "Ok: queued as %s", orig_id);
+	log_info("smtpd", "session=%" PRIu64 " client=%s from=<%s> duplicate-of=%s result=accepted-not-stored", s->no,
+		 s->ip, s->env.sender, orig_id);
+	(void)id;
+	txn_reset(s);
+	return true;
+}
+
 /* End of DATA or BDAT LAST: refuse, or hand the message to the spool. */
 static void end_of_message(struct smtp_in *s)
 {
 	const char *why = NULL;
 	int code = 0;
 	const char *enh = NULL;
+	msg_hdr_finish(s->hdr);
 	if (s->dec.bare_cr_or_lf && s->cfg->reject_bare_lf) {
 		code = 550, enh = "5.6.0", why = "Message contains bare CR or LF characters (not allowed)";
 	} else if (s->too_big) {
 		code = TOO_BIG.code, enh = TOO_BIG.enh, why = TOO_BIG.text;
+	} else if (too_many_hops(s)) {
+		code = 554, enh = "5.4.6", why = "Too many hops (Received: headers): mail loop?";
 	}
 	if (why) {
 		reply(s, code, enh, "%s", why);
@@ -273,6 +326,8 @@ static void end_of_message(struct smtp_in *s)
 		txn_reset(s);
 		return;
 	}
+	if (is_duplicate(s))
+		return;
 	s->env.arrival = clock_wall_s();
 	s->env.client_addr = xstrdup(s->ip);
 	s->env.client_helo = xstrdup(s->helo);
@@ -283,6 +338,13 @@ static void end_of_message(struct smtp_in *s)
 }
 
 /* --- content ----------------------------------------------------------- */
+
+/* data_timeout while content is owed (DATA, a BDAT chunk), else command_timeout. */
+static void set_timeout(struct smtp_in *s, int64_t seconds)
+{
+	struct timeval tv = {(time_t)seconds, 0};
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
 
 /* DATA: decode what is buffered; false when more input is needed. */
 static bool feed_data(struct smtp_in *s, struct evbuffer *in)
@@ -298,8 +360,7 @@ static bool feed_data(struct smtp_in *s, struct evbuffer *in)
 	if (s->dbuf.cap > SPOOL_DATA_CHUNK * 2)
 		buf_free(&s->dbuf);
 	if (done) {
-		bufferevent_set_timeouts(s->bev, &(struct timeval){s->cfg->command_timeout, 0},
-					 &(struct timeval){s->cfg->command_timeout, 0});
+		set_timeout(s, s->cfg->command_timeout);
 		end_of_message(s);
 	}
 	return true;
@@ -308,6 +369,7 @@ static bool feed_data(struct smtp_in *s, struct evbuffer *in)
 static void end_of_chunk(struct smtp_in *s)
 {
 	s->state = s->before_bdat;
+	set_timeout(s, s->cfg->command_timeout);
 	if (!s->bdat_error && s->too_big)
 		s->bdat_error = &TOO_BIG;
 	if (s->bdat_error) {
@@ -530,8 +592,7 @@ static void cmd_data(struct smtp_in *s, const struct smtp_cmd *c)
 	}
 	txn_begin_content(s);
 	s->state = SMTP_IN_DATA;
-	bufferevent_set_timeouts(s->bev, &(struct timeval){s->cfg->data_timeout, 0},
-				 &(struct timeval){s->cfg->data_timeout, 0});
+	set_timeout(s, s->cfg->data_timeout);
 	reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
 }
 
@@ -556,6 +617,8 @@ static void cmd_bdat(struct smtp_in *s, const struct smtp_cmd *c)
 	s->state = SMTP_IN_BDAT;
 	if (size == 0)
 		end_of_chunk(s);
+	else
+		set_timeout(s, s->cfg->data_timeout);
 }
 
 static void cmd_rset(struct smtp_in *s, const struct smtp_cmd *c)
@@ -672,6 +735,12 @@ static void process_input(struct smtp_in *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	for (;;) {
 		bool more;
+		if (s->state != SMTP_IN_CLOSING &&
+		    evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_IN_OUT_MAX) {
+			s->out_full = true; /* on_written resumes */
+			bufferevent_disable(s->bev, EV_READ);
+			return;
+		}
 		switch (s->state) {
 		case SMTP_IN_COMMIT:
 		case SMTP_IN_CLOSING:
@@ -695,6 +764,19 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	process_input(arg);
+}
+
+/* The output buffer is empty: if we stopped reading for it, read again. */
+static void on_written(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct smtp_in *s = arg;
+	if (!s->out_full)
+		return;
+	s->out_full = false;
+	if (s->state != SMTP_IN_COMMIT)
+		bufferevent_enable(s->bev, EV_READ);
+	process_input(s);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -742,11 +824,10 @@ void smtp_in_new(struct smtp_server *srv, int fd, const struct sockaddr *sa, soc
 	s->helo = xstrdup("unknown");
 	sockaddr_ip(sa, s->ip, sizeof(s->ip));
 	s->bev = bufferevent_socket_new(smtp_server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
+	bufferevent_setcb(s->bev, on_read, on_written, on_event, s);
 	/* Back-pressure: stop reading a client that outruns us. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){s->cfg->command_timeout, 0},
-				 &(struct timeval){s->cfg->command_timeout, 0});
+	set_timeout(s, s->cfg->command_timeout);
 	log_info("smtpd", "session=%" PRIu64 " client=%s connect%s%s", s->no, s->ip, refuse ? " refused=" : "",
 		 refuse ? refuse : "");
 	if (refuse) {

@@ -32,6 +32,8 @@ const struct cfg *smtp_server_cfg(const struct smtp_server *srv);
 struct spool *smtp_server_spool(const struct smtp_server *srv);
 bool smtp_server_is_closing(const struct smtp_server *srv);
 struct event_base *smtp_server_base(const struct smtp_server *srv);
+/* NULL when dedup_window is 0. */
+struct dedup *smtp_server_dedup(const struct smtp_server *srv);
 void smtp_server_session_started(struct smtp_server *srv, uint64_t session_no, struct smtp_in *s);
 void smtp_server_session_ended(struct smtp_server *srv, uint64_t session_no, const char *ip);
 

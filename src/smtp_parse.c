@@ -439,46 +439,26 @@ int smtp_parse_path(const char *s, size_t n, bool allow_null, bool allow_no_doma
 
 /* --- formatting a path back (inverse of smtp_parse_path) ----------------- */
 
-struct writer {
-	char *p;
-	size_t n, len;
-	bool overflow;
-};
-
-static void put(struct writer *w, const char *s, size_t n)
-{
-	if (w->overflow || w->n - w->len <= n) {
-		w->overflow = true;
-		return;
-	}
-	memcpy(w->p + w->len, s, n);
-	w->len += n;
-	w->p[w->len] = '\0';
-}
-
 int smtp_format_path(const struct mailaddr *a, char *out, size_t outsz)
 {
-	struct writer w = {.p = out, .n = outsz};
+	char local[2 * sizeof(a->local) + 2];  /* room for every octet escaped */
+	size_t o = 0;
 
-	if (outsz == 0)
-		return -ENOSPC;
-	out[0] = '\0';
-	put(&w, "<", 1);
 	if (a->quoted_local)
-		put(&w, "\"", 1);
+		local[o++] = '"';
 	for (const char *q = a->local; *q; q++) {
 		if (a->quoted_local && (*q == '"' || *q == '\\'))
-			put(&w, "\\", 1);
-		put(&w, q, 1);
+			local[o++] = '\\';
+		local[o++] = *q;
 	}
 	if (a->quoted_local)
-		put(&w, "\"", 1);
-	if (!a->is_null && !a->no_domain) {
-		put(&w, "@", 1);
-		put(&w, a->domain, strlen(a->domain));
-	}
-	put(&w, ">", 1);
-	return w.overflow ? -ENOSPC : 0;
+		local[o++] = '"';
+	local[o] = '\0';
+	if (a->is_null)
+		return fmt(out, outsz, "<>");
+	if (a->no_domain)
+		return fmt(out, outsz, "<%s>", local);
+	return fmt(out, outsz, "<%s@%s>", local, a->domain);
 }
 
 /* --- ESMTP parameters (RFC 5321 4.1.2 Mail-parameters) ------------------ */
@@ -496,9 +476,13 @@ struct param_def {
 	param_fn *fn;
 };
 
-static bool is_word(const char *v, size_t n, const char *word)
+/* Position of v[0..n) among words, case-insensitively; -1 if absent. */
+static int word_index(const char *v, size_t n, const char *const *words, int count)
 {
-	return v && ascii_ieq(v, n, word, strlen(word));
+	for (int k = 0; v && k < count; k++)
+		if (ascii_ieq(v, n, words[k], strlen(words[k])))
+			return k;
+	return -1;
 }
 
 /* size-value = 1*20DIGIT (RFC 1870); it must also fit our counter. */
@@ -522,15 +506,12 @@ static int param_size(struct param_ctx *ctx, const char *v, size_t n)
 
 static int param_body(struct param_ctx *ctx, const char *v, size_t n)
 {
+	static const char *const words[] = {"7BIT", "8BITMIME"};
 	struct smtp_mail_params *p = ctx->params;
+	int k = word_index(v, n, words, 2);
 
-	if (is_word(v, n, "7BIT"))
-		p->body = SMTP_BODY_7BIT;
-	else if (is_word(v, n, "8BITMIME"))
-		p->body = SMTP_BODY_8BITMIME;
-	else
-		return -EINVAL;
-	return 0;
+	p->body = k == 0 ? SMTP_BODY_7BIT : SMTP_BODY_8BITMIME;
+	return k < 0 ? -EINVAL : 0;
 }
 
 static int param_smtputf8(struct param_ctx *ctx, const char *v, size_t n)
@@ -538,23 +519,18 @@ static int param_smtputf8(struct param_ctx *ctx, const char *v, size_t n)
 	struct smtp_mail_params *p = ctx->params;
 
 	(void)n;
-	if (v)
-		return -EINVAL;
 	p->smtputf8 = true;
-	return 0;
+	return v ? -EINVAL : 0;
 }
 
 static int param_ret(struct param_ctx *ctx, const char *v, size_t n)
 {
+	static const char *const words[] = {"FULL", "HDRS"};
 	struct smtp_mail_params *p = ctx->params;
+	int k = word_index(v, n, words, 2);
 
-	if (is_word(v, n, "FULL"))
-		p->ret = SMTP_RET_FULL;
-	else if (is_word(v, n, "HDRS"))
-		p->ret = SMTP_RET_HDRS;
-	else
-		return -EINVAL;
-	return 0;
+	p->ret = k == 0 ? SMTP_RET_FULL : SMTP_RET_HDRS;
+	return k < 0 ? -EINVAL : 0;
 }
 
 static int param_envid(struct param_ctx *ctx, const char *v, size_t n)
@@ -571,24 +547,20 @@ static int param_envid(struct param_ctx *ctx, const char *v, size_t n)
 /* NOTIFY=NEVER, or a list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1). */
 static int param_notify(struct param_ctx *ctx, const char *v, size_t n)
 {
-	static const char *const names[] = {"NEVER", "SUCCESS", "FAILURE", "DELAY"};
+	/* In the order of the SMTP_NOTIFY_* bits. */
+	static const char *const words[] = {"NEVER", "SUCCESS", "FAILURE", "DELAY"};
 	struct smtp_rcpt_params *p = ctx->params;
-	size_t i = 0;
 
-	if (!v)
-		return -EINVAL;
-	while (i <= n) {
+	for (size_t i = 0; v && i <= n;) {
 		const char *comma = memchr(v + i, ',', n - i);
-		size_t len = comma ? (size_t)(comma - (v + i)) : n - i, k;
-		for (k = 0; k < ARRAY_LEN(names); k++)
-			if (ascii_ieq(v + i, len, names[k], strlen(names[k])))
-				break;
-		if (k == ARRAY_LEN(names) || (p->notify & (1u << k)))
+		size_t len = comma ? (size_t)(comma - (v + i)) : n - i;
+		int k = word_index(v + i, len, words, 4);
+		if (k < 0 || (p->notify & (1u << k)))
 			return -EINVAL;
 		p->notify |= 1u << k;
 		i += len + 1;
 	}
-	if ((p->notify & SMTP_NOTIFY_NEVER) && p->notify != SMTP_NOTIFY_NEVER)
+	if (!p->notify || ((p->notify & SMTP_NOTIFY_NEVER) && p->notify != SMTP_NOTIFY_NEVER))
 		return -EINVAL;
 	return 0;
 }
@@ -720,63 +692,66 @@ static int parse_params(const char *s, size_t n, const struct param_def *defs, s
 	return 0;
 }
 
-/* "FROM:" / "TO:", then one optional SP; returns where the path starts. */
-static int skip_prefix(const char *s, size_t n, const char *kw, size_t *pos)
-{
-	size_t k = strlen(kw);
+/* What differs between MAIL and RCPT. */
+struct path_cmd {
+	const char *prefix;  /* "FROM:" or "TO:" */
+	bool allow_null, allow_no_domain;
+	const struct param_def *defs;
+	size_t ndefs;
+};
 
-	if (n < k || !ascii_ieq(s, k, kw, k))
+static const struct path_cmd mail_cmd = {"FROM:", true, false, mail_params, ARRAY_LEN(mail_params)};
+static const struct path_cmd rcpt_cmd = {"TO:", false, true, rcpt_params, ARRAY_LEN(rcpt_params)};
+
+/* prefix, one optional SP (a common client habit), path, parameters. */
+static int parse_path_cmd(const char *args, size_t n, const struct path_cmd *cmd, bool allow_utf8,
+			  struct mailaddr *a, struct param_ctx *ctx, enum smtp_err *err)
+{
+	size_t k = strlen(cmd->prefix), used;
+
+	*err = SMTP_ERR_SYNTAX;
+	if (n < k || !ascii_ieq(args, k, cmd->prefix, k))
 		return -EINVAL;
-	*pos = k + (n > k && s[k] == ' ');
-	return 0;
+	k += n > k && args[k] == ' ';
+	if (smtp_parse_path(args + k, n - k, cmd->allow_null, cmd->allow_no_domain, allow_utf8, a, &used, err) < 0)
+		return -EINVAL;
+	k += used;
+	return parse_params(args + k, n - k, cmd->defs, cmd->ndefs, ctx, err);
 }
 
 int smtp_parse_mail(const char *args, size_t n, struct mailaddr *from, struct smtp_mail_params *p,
 		    enum smtp_err *err)
 {
 	struct param_ctx ctx = {.params = p};
-	size_t i, used;
+	int rc;
 
-	memset(from, 0, sizeof(*from));
 	memset(p, 0, sizeof(*p));
-	*err = SMTP_ERR_SYNTAX;
-	if (skip_prefix(args, n, "FROM:", &i) < 0)
-		return -EINVAL;
-	/* SMTPUTF8 comes after the path it governs: accept UTF-8 now, judge below. */
-	if (smtp_parse_path(args + i, n - i, true, false, true, from, &used, err) < 0)
-		return -EINVAL;
-	i += used;
-	if (parse_params(args + i, n - i, mail_params, ARRAY_LEN(mail_params), &ctx, err) < 0 ||
-	    (from->utf8 && !p->smtputf8)) {
-		if (*err == SMTP_ERR_NONE)
-			*err = SMTP_ERR_UTF8;
+	/* SMTPUTF8 comes after the path it governs: accept UTF-8, judge after. */
+	rc = parse_path_cmd(args, n, &mail_cmd, true, from, &ctx, err);
+	if (rc == 0 && from->utf8 && !p->smtputf8) {
+		*err = SMTP_ERR_UTF8;
+		rc = -EINVAL;
+	}
+	if (rc < 0) {
 		memset(from, 0, sizeof(*from));
 		memset(p, 0, sizeof(*p));
-		return -EINVAL;
 	}
-	return 0;
+	return rc;
 }
 
 int smtp_parse_rcpt(const char *args, size_t n, bool smtputf8, struct mailaddr *to, struct smtp_rcpt_params *p,
 		    enum smtp_err *err)
 {
 	struct param_ctx ctx = {.params = p, .smtputf8 = smtputf8};
-	size_t i, used;
+	int rc;
 
-	memset(to, 0, sizeof(*to));
 	memset(p, 0, sizeof(*p));
-	*err = SMTP_ERR_SYNTAX;
-	if (skip_prefix(args, n, "TO:", &i) < 0)
-		return -EINVAL;
-	if (smtp_parse_path(args + i, n - i, false, true, smtputf8, to, &used, err) < 0)
-		return -EINVAL;
-	i += used;
-	if (parse_params(args + i, n - i, rcpt_params, ARRAY_LEN(rcpt_params), &ctx, err) < 0) {
+	rc = parse_path_cmd(args, n, &rcpt_cmd, smtputf8, to, &ctx, err);
+	if (rc < 0) {
 		memset(to, 0, sizeof(*to));
 		memset(p, 0, sizeof(*p));
-		return -EINVAL;
 	}
-	return 0;
+	return rc;
 }
 
 /* --- BDAT, HELO, xtext --------------------------------------------------- */

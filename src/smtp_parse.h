@@ -70,7 +70,7 @@ struct mailaddr {
 	bool quoted_local;   /* local part was a Quoted-string */
 	bool domain_literal; /* domain is an address literal */
 	bool has_route;      /* a source route "@a,@b:" was present and dropped (RFC 5321 C) */
-	bool utf8;           /* contains octets >= 0x80 (only allowed with SMTPUTF8) */
+	bool utf8;           /* path (route included) had octets >= 0x80: needs SMTPUTF8 */
 	bool no_domain;      /* "<postmaster>" form: local part only (RCPT only) */
 };
 

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dedup.h"
 #include "log.h"
+#include "spool.h"
 #include "smtp_in.h"
 
 struct smtp_server {
@@ -27,7 +29,20 @@ struct smtp_server {
 	struct htab per_ip;   /* client address -> open sessions (as a pointer-sized count) */
 	uint64_t next_no;
 	bool closing;
+	struct dedup *dedup;
 };
+
+struct dedup *smtp_server_dedup(const struct smtp_server *srv)
+{
+	return srv->dedup;
+}
+
+static void remember_queued(void *arg, struct spool_msg *m)
+{
+	struct smtp_server *srv = arg;
+	if (m->env.has_dedup_key)
+		dedup_add(srv->dedup, m->env.dedup_key, m->id, m->env.arrival);
+}
 
 const struct cfg *smtp_server_cfg(const struct smtp_server *srv)
 {
@@ -124,6 +139,10 @@ int smtp_server_start(const struct cfg *cfg, struct event_base *base, struct spo
 	srv->base = base;
 	srv->sp = sp;
 	srv->listeners = xcalloc(cfg->nlisten, sizeof(*srv->listeners));
+	if (cfg->dedup_window > 0) {
+		srv->dedup = dedup_new(cfg->dedup_window);
+		spool_each_msg(sp, remember_queued, srv);
+	}
 	for (size_t i = 0; i < cfg->nlisten; i++) {
 		int rc = listen_on(srv, &cfg->listen[i]);
 		if (rc < 0) {
@@ -174,5 +193,6 @@ void smtp_server_free(struct smtp_server *srv)
 	free(srv->listeners);
 	htab_free(&srv->sessions);
 	htab_free(&srv->per_ip);
+	dedup_free(srv->dedup);
 	free(srv);
 }

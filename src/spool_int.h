@@ -74,6 +74,7 @@ struct spool {
 	int wfd;
 	uint32_t wseg;
 	uint32_t poisoned_seg;
+	int poisoned_err;          /* why: later batches of that segment fail with it */
 
 	/* [main] */
 	struct event_base *base;

@@ -60,6 +60,7 @@ static void fail_from(struct spool *sp, struct batch *b, uint32_t seg, int err)
 		if (b->seg == seg && !b->err)
 			b->err = err;
 	sp->poisoned_seg = seg;
+	sp->poisoned_err = err;
 }
 
 /* Syncs the segment being written; on failure every batch of it this round fails. */
@@ -100,7 +101,8 @@ static int switch_segment(struct spool *sp, struct round *rd, struct batch *b)
 static void write_batch(struct spool *sp, struct round *rd, struct batch *b)
 {
 	if (b->seg == sp->poisoned_seg) {
-		b->err = -EIO;
+		/* The original error: after ENOSPC the sessions answer 452 4.3.1, not 451 (docs/spool.md). */
+		b->err = sp->poisoned_err;
 		return;
 	}
 	if (b->seg != sp->wseg || sp->wfd < 0) {

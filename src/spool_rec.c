@@ -87,7 +87,7 @@ long spool_rec_decode(const unsigned char *p, size_t n, struct spool_rec *out)
 
 enum {
 	ENV_SENDER = 1, ENV_ENVID, ENV_BODY, ENV_RET, ENV_SMTPUTF8, ENV_SIZE, ENV_CLIENT_ADDR,
-	ENV_HELO, ENV_PROTO, ENV_ARRIVAL, ENV_BODY_SIZE, ENV_FLAGS, ENV_RCPT = 20
+	ENV_HELO, ENV_PROTO, ENV_ARRIVAL, ENV_BODY_SIZE, ENV_FLAGS, ENV_DEDUP, ENV_RCPT = 20
 };
 enum { RC_ADDR = 1, RC_ORCPT, RC_NOTIFY, RC_STATE, RC_CODE, RC_REPLY };
 enum { UPD_INDEX = 1, UPD_STATE, UPD_CODE, UPD_REPLY };
@@ -181,6 +181,8 @@ void spool_env_encode(const struct spool_env *env, struct buf *out)
 	tlv_u64(out, ENV_ARRIVAL, (uint64_t)env->arrival);
 	tlv_u64(out, ENV_BODY_SIZE, env->body_size);
 	tlv_u64(out, ENV_FLAGS, env->flags);
+	if (env->has_dedup_key)
+		tlv(out, ENV_DEDUP, env->dedup_key, sizeof(env->dedup_key));
 	struct buf r = {0};
 	for (uint32_t i = 0; i < env->nrcpt; i++) {
 		buf_reset(&r);
@@ -238,6 +240,12 @@ static int env_field(struct spool_env *env, uint8_t tag, const unsigned char *v,
 	case ENV_HELO: return take_str(v, len, &env->client_helo);
 	case ENV_PROTO: return take_str(v, len, &env->proto);
 	case ENV_RCPT: return env_add_rcpt(env, v, len);
+	case ENV_DEDUP:
+		if (len != sizeof(env->dedup_key))
+			return -EBADMSG;
+		memcpy(env->dedup_key, v, len);
+		env->has_dedup_key = true;
+		return 0;
 	case ENV_BODY:
 	case ENV_RET:
 	case ENV_SMTPUTF8:

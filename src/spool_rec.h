@@ -78,6 +78,8 @@ struct spool_env {
 	int64_t arrival;     /* Unix seconds */
 	uint64_t body_size;  /* octets stored, including our Received: header */
 	uint32_t flags;      /* SPOOL_ENV_* */
+	bool has_dedup_key;
+	unsigned char dedup_key[32]; /* see dedup.h */
 	uint32_t nrcpt;
 	struct spool_rcpt *rcpts;
 };

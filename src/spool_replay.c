@@ -318,7 +318,8 @@ static int list_segments(struct spool *sp, uint32_t **out, size_t *n)
 		(*out)[(*n)++] = seg;
 	}
 	closedir(d);
-	qsort(*out, *n, sizeof(**out), cmp_u32);
+	if (*n) /* qsort(NULL, 0, ...) is undefined behaviour (UBSan stops a fresh spool) */
+		qsort(*out, *n, sizeof(**out), cmp_u32);
 	return 0;
 }
 

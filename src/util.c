@@ -312,6 +312,19 @@ void htab_put_str(struct htab *h, const char *key, size_t n, void *val)
 	htab_insert_slot(h, (struct htab_slot){hash, xstrndup(key, n), n, 0, val});
 }
 
+void *htab_del_str(struct htab *h, const char *key, size_t n)
+{
+	struct htab_slot *s = htab_find(h, hash_bytes(key, n), key, n, 0);
+	if (!s)
+		return NULL;
+	void *val = s->val;
+	free(s->skey);
+	*s = (struct htab_slot){.hash = 1};
+	h->count--;
+	h->tombs++;
+	return val;
+}
+
 void *htab_get_u64(const struct htab *h, uint64_t key)
 {
 	struct htab_slot *s = htab_find(h, hash_u64(key), NULL, 0, key);

@@ -68,6 +68,7 @@ struct htab {
 
 void *htab_get_str(const struct htab *h, const char *key, size_t n);
 void htab_put_str(struct htab *h, const char *key, size_t n, void *val);
+void *htab_del_str(struct htab *h, const char *key, size_t n);
 void *htab_get_u64(const struct htab *h, uint64_t key);
 void htab_put_u64(struct htab *h, uint64_t key, void *val);
 void *htab_del_u64(struct htab *h, uint64_t key);

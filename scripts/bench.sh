@@ -1,0 +1,428 @@
+#!/bin/sh
+# bench: what group commit buys, measured in one run on this machine (`make bench`).
+#
+# Measures, in order: the disk's fdatasync rate on the spool's filesystem;
+# mxvault's memory per idle session; then the same smtp-source load against
+# smtp-sink (no storage), mxvault and a private Postfix instance (mail kept in
+# the hold queue, then in the deferred queue). Prints a table and writes the
+# same numbers as key=value lines to build/bench/results.txt; the daemons' logs
+# are kept in build/bench/ too. docs/benchmarks.md says what each number means.
+#
+# Loopback only. Every wait has a deadline. Everything started here is stopped,
+# and the temporary directory (under build/bench, so on the repository's
+# filesystem, not a tmpfs) removed, on exit. Postfix needs root; without it,
+# or if its private instance does not start, its rows say why instead of a number.
+#
+# Environment: BENCH_MSGS (10000), BENCH_SESSIONS (50), BENCH_SIZE (4096),
+# BENCH_IDLE (1000), BENCH_WARMUP (200), MXVAULT_BIN (build/mxvault), PYTHON.
+set -u
+
+cd "$(dirname "$0")/.." || exit 1
+REPO=$(pwd)
+BIN=${MXVAULT_BIN:-$REPO/build/mxvault}
+PY=${PYTHON:-python3}
+MSGS=${BENCH_MSGS:-10000}
+SESS=${BENCH_SESSIONS:-50}
+SIZE=${BENCH_SIZE:-4096}
+IDLE=${BENCH_IDLE:-1000}
+WARM=${BENCH_WARMUP:-200}
+OUT=$REPO/build/bench
+RES=$OUT/results.txt
+PATH=$PATH:/usr/sbin:/sbin
+
+die() { echo "bench: $*" >&2; exit 1; }
+[ -x "$BIN" ] || die "$BIN not built (run make)"
+for t in smtp-source smtp-sink "$PY" timeout; do
+	command -v "$t" >/dev/null || die "$t not found (sh scripts/deps.sh installs it)"
+done
+mkdir -p "$OUT" || die "cannot create $OUT"
+TMP=$(mktemp -d "$OUT/run.XXXXXX") || die "mktemp failed"
+chmod 755 "$TMP" # the private Postfix's unprivileged daemons walk into it
+
+# --- cleanup: stop what we started (by pid), then remove the temp dir --------
+SINK_PID="" MXV_PID="" PERF_PID="" PFX_CONF="" PFX_MASTER="" PFX_KIDS=""
+stop_pid() { # pid [seconds]: SIGTERM, wait up to the deadline, then SIGKILL
+	[ -n "$1" ] || return 0
+	kill -TERM "$1" 2>/dev/null || return 0
+	n=$((${2:-10} * 10))
+	while [ "$n" -gt 0 ] && kill -0 "$1" 2>/dev/null; do sleep 0.1; n=$((n - 1)); done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 0
+}
+pfx_stop() {
+	[ -n "$PFX_CONF" ] || return 0
+	PFX_MASTER=$(tr -d " " <"$TMP/postfix/queue/pid/master.pid" 2>/dev/null)
+	[ -n "$PFX_MASTER" ] && PFX_KIDS=$(pgrep -P "$PFX_MASTER" 2>/dev/null | tr '\n' ' ')
+	timeout 30 postfix -c "$PFX_CONF" stop >/dev/null 2>&1
+	stop_pid "$PFX_MASTER" 10
+	for k in $PFX_KIDS; do stop_pid "$k" 5; done
+	PFX_CONF=
+}
+cleanup() {
+	trap - EXIT INT TERM HUP
+	[ -n "$PERF_PID" ] && { kill -INT "$PERF_PID" 2>/dev/null; stop_pid "$PERF_PID" 5; }
+	stop_pid "$SINK_PID" 5
+	stop_pid "$MXV_PID" 15
+	pfx_stop
+	[ -f "$TMP/mxvault.log" ] && cp "$TMP/mxvault.log" "$OUT/mxvault.log"
+	[ -f "$TMP/postfix/maillog" ] && cp "$TMP/postfix/maillog" "$OUT/postfix.maillog"
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# --- helpers ----------------------------------------------------------------
+cat >"$TMP/bench.py" <<'EOF'
+"""bench.py: the parts of scripts/bench.sh that need sockets or syscalls."""
+import os, resource, socket, sys, time
+
+def read_greeting(s, deadline):
+    data = b''
+    while b'\n' not in data:
+        s.settimeout(max(0.05, deadline - time.monotonic()))
+        d = s.recv(512)
+        if not d:
+            break
+        data += d
+    return data.startswith(b'220')
+
+def freeport():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    print(s.getsockname()[1])
+    s.close()
+
+def waitport(port, secs):
+    """Exit 0 once 127.0.0.1:port sends a 220 greeting."""
+    deadline = time.monotonic() + float(secs)
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(('127.0.0.1', int(port)), timeout=1) as s:
+                if read_greeting(s, min(deadline, time.monotonic() + 2)):
+                    s.sendall(b'QUIT\r\n')
+                    return 0
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return 1
+
+def syncrate(path, secs):
+    """4 KiB appends, each followed by fdatasync, for secs: syncs per second."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    buf, n, t0 = b'x' * 4096, 0, time.monotonic()
+    end = t0 + float(secs)
+    while True:
+        os.write(fd, buf)
+        os.fdatasync(fd)
+        n += 1
+        now = time.monotonic()
+        if now >= end:
+            break
+    os.close(fd)
+    os.unlink(path)
+    print('%.0f' % (n / (now - t0)))
+
+def rss_kib(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    raise RuntimeError('no VmRSS')
+
+def idle(port, n, pid, secs):
+    """Open n sessions, read each greeting, leave them idle; print RSS before,
+    RSS after, sessions greeted."""
+    n, pid = int(n), int(pid)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64 if hard == resource.RLIM_INFINITY else min(n + 64, hard), hard))
+    time.sleep(0.5)  # let the probe session's teardown settle
+    before = rss_kib(pid)
+    deadline = time.monotonic() + float(secs)
+    socks, greeted = [], 0
+    for _ in range(n):
+        if time.monotonic() >= deadline:
+            break
+        socks.append(socket.create_connection(('127.0.0.1', int(port)), timeout=5))
+    for s in socks:
+        try:
+            if time.monotonic() < deadline and read_greeting(s, deadline):
+                greeted += 1
+        except OSError:
+            pass
+    time.sleep(0.5)
+    after = rss_kib(pid)
+    for s in socks:
+        s.close()
+    print(before, after, greeted)
+
+sys.exit(globals()[sys.argv[1]](*sys.argv[2:]) or 0)
+EOF
+bpy() { "$PY" "$TMP/bench.py" "$@"; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; } # calc FMT EXPR
+div() { # div A B FMT: A/B, or n/a when either is not a number or B is 0
+	case "$1$2" in *[!0-9.-]* | '') echo n/a; return ;; esac
+	awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf f "\n", a / b }'
+}
+R() { echo "$1=$2" >>"$RES.tmp"; } # one result line
+
+# perf counts fsync/fdatasync system calls cheaply (in-kernel counters).
+HAVE_PERF=0
+perf stat -x, -e syscalls:sys_enter_fdatasync -o /dev/null true >/dev/null 2>&1 && HAVE_PERF=1
+perf_start() { # perf_start -p PID | -a
+	[ "$HAVE_PERF" = 1 ] || return 0
+	rm -f "$TMP/perf.out"
+	perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -o "$TMP/perf.out" "$@" \
+		>/dev/null 2>&1 &
+	PERF_PID=$!
+	sleep 0.5 # perf attaches asynchronously
+}
+perf_stop() { # sets FDS and FSS: fdatasync and fsync calls counted, or n/a
+	FDS=n/a FSS=n/a
+	[ -n "$PERF_PID" ] || return 0
+	kill -INT "$PERF_PID" 2>/dev/null
+	stop_pid "$PERF_PID" 5
+	PERF_PID=
+	set -- $(awk -F, '$3 ~ /fdatasync/ { d = $1 } $3 ~ /sys_enter_fsync/ { f = $1 }
+		END { if (d ~ /^[0-9]+$/ && f ~ /^[0-9]+$/) print d, f }' "$TMP/perf.out" 2>/dev/null)
+	[ $# = 2 ] && FDS=$1 FSS=$2
+	return 0
+}
+
+# source_run LABEL PORT COUNT: runs smtp-source; sets ELAPSED (s); fails if it did.
+source_run() {
+	t0=$(now)
+	timeout 150 smtp-source -s "$SESS" -m "$3" -l "$SIZE" -f a@b.test -t x@bench.test "127.0.0.1:$2" \
+		>"$TMP/source-$1.log" 2>&1
+	rc=$?
+	ELAPSED=$(calc %.3f "$(now) - $t0")
+	[ "$rc" = 0 ] && return 0
+	echo "bench: smtp-source against $1 failed (exit $rc):" >&2
+	tail -3 "$TMP/source-$1.log" >&2
+	return 1
+}
+# measure LABEL PORT [PERF ARGS]: a warm-up of $WARM messages (not counted), the
+# hook $BEFORE_MEASURE, then the timed run of $MSGS messages, with perf counting
+# syncs if PERF ARGS are given. Sets RATE (msgs/s), FDS and FSS (or n/a).
+BEFORE_MEASURE=:
+measure() {
+	label=$1 port=$2
+	shift 2
+	RATE=n/a FDS=n/a FSS=n/a
+	source_run "$label-warmup" "$port" "$WARM" || return 1
+	$BEFORE_MEASURE
+	[ $# -gt 0 ] && perf_start "$@"
+	ok=0
+	source_run "$label" "$port" "$MSGS" && ok=1
+	perf_stop
+	[ "$ok" = 1 ] && RATE=$(div "$MSGS" "$ELAPSED" %.0f)
+	return 0
+}
+sum() { [ "$1" = n/a ] || [ "$2" = n/a ] && echo n/a || echo $(($1 + $2)); }
+
+: >"$RES.tmp"
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE + 200)) ] || ulimit -n $((IDLE + 1000)) 2>/dev/null
+
+# --- machine ----------------------------------------------------------------
+FS=$(findmnt -n -o FSTYPE -T "$TMP" 2>/dev/null || df -T "$TMP" | awk 'NR == 2 { print $2 }')
+DEV=$(findmnt -n -o SOURCE -T "$TMP" 2>/dev/null || echo '?')
+CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+MEMK=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)
+R date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+R nproc "$(nproc)"
+R cpu "${CPU:-unknown}"
+R mem_mib $((MEMK / 1024))
+R kernel "$(uname -sr)"
+R spool_fs "$FS"
+R spool_dev "$DEV"
+R msgs "$MSGS"
+R sessions "$SESS"
+R msg_size "$SIZE"
+[ "$FS" = tmpfs ] && echo "bench: warning: $TMP is on tmpfs; sync numbers mean nothing" >&2
+echo "bench: $(nproc) CPUs, $((MEMK / 1024)) MiB, $FS on $DEV, $(uname -sr)" >&2
+
+# --- 1. the disk ------------------------------------------------------------
+echo "bench: fdatasync rate (2 s)..." >&2
+FSYNC=$(bpy syncrate "$TMP/syncrate" 2) || FSYNC=n/a
+R fdatasync_per_s "$FSYNC"
+
+# --- 2. smtp-sink: the SMTP exchange with no storage ---------------------------
+echo "bench: smtp-sink..." >&2
+PORT=$(bpy freeport)
+U=
+[ "$(id -u)" = 0 ] && U="-u root"
+smtp-sink $U "127.0.0.1:$PORT" 1024 >"$TMP/sink.log" 2>&1 &
+SINK_PID=$!
+if bpy waitport "$PORT" 10; then
+	measure sink "$PORT"
+	SINK=$RATE
+else
+	echo "bench: smtp-sink did not start" >&2
+	SINK=n/a
+fi
+stop_pid "$SINK_PID" 5
+SINK_PID=
+R sink_msgs_per_s "$SINK"
+
+# --- 3 and 5. mxvault: idle sessions, then durable accepts ----------------------
+echo "bench: mxvault..." >&2
+PORT=$(bpy freeport)
+cat >"$TMP/mxvault.conf" <<EOF
+[server]
+hostname = mxvault.bench.test
+listen = 127.0.0.1:$PORT
+spool = $TMP/spool
+max_sessions = $((IDLE + 1000))
+max_sessions_per_ip = $((IDLE + 1000))
+min_free_space = 0
+[domain bench.test]
+EOF
+"$BIN" serve -c "$TMP/mxvault.conf" 2>"$TMP/mxvault.log" &
+MXV_PID=$!
+MXV=n/a MXV_Q=n/a IDLE_B=n/a IDLE_A=n/a IDLE_N=0 IDLE_K=n/a FDS=n/a FSS=n/a
+if bpy waitport "$PORT" 10; then
+	set -- $(bpy idle "$PORT" "$IDLE" "$MXV_PID" 30 || echo n/a n/a 0)
+	IDLE_B=$1 IDLE_A=$2 IDLE_N=$3
+	[ "$IDLE_N" = "$IDLE" ] || echo "bench: only $IDLE_N of $IDLE idle sessions were greeted" >&2
+	[ "$IDLE_N" -gt 0 ] 2>/dev/null && IDLE_K=$(div "$(calc %d "$IDLE_A - $IDLE_B")" "$IDLE_N" %.1f)
+	measure mxvault "$PORT" -p "$MXV_PID"
+	MXV=$RATE
+else
+	echo "bench: mxvault did not start; see $OUT/mxvault.log" >&2
+fi
+MXV_FDS=$FDS MXV_FS=$FSS
+stop_pid "$MXV_PID" 15
+MXV_PID=
+MXV_Q=$("$BIN" queue list -c "$TMP/mxvault.conf" 2>/dev/null | tail -1 | awk '{ print $2 }')
+MXV_EXP=$((WARM + MSGS))
+[ "$MXV_Q" = "$MXV_EXP" ] || echo "bench: mxvault queue holds ${MXV_Q:-?} messages, expected $MXV_EXP" >&2
+MXV_SYNCS=$(sum "$MXV_FDS" "$MXV_FS")
+R mxvault_msgs_per_s "$MXV"
+R mxvault_queued "${MXV_Q:-n/a}"
+R mxvault_queued_expected "$MXV_EXP"
+R mxvault_fdatasync "$MXV_FDS"
+R mxvault_fsync "$MXV_FS"
+R mxvault_syncs_per_msg "$(div "$MXV_SYNCS" "$MSGS" "%.3f")"
+R mxvault_msgs_per_sync "$(div "$MSGS" "$MXV_SYNCS" "%.1f")"
+R idle_sessions "$IDLE_N"
+R idle_rss_before_kib "$IDLE_B"
+R idle_rss_after_kib "$IDLE_A"
+R idle_kib_per_session "$IDLE_K"
+
+# --- 4. a private Postfix instance --------------------------------------------
+PFX=$TMP/postfix
+PFX_Q=$PFX/queue
+pfx_count() { find "$PFX_Q/incoming" "$PFX_Q/active" "$PFX_Q/deferred" "$PFX_Q/hold" -type f 2>/dev/null | wc -l; }
+pfx_wait_count() { # n secs: waits until n messages are queued; prints the count
+	k=$(($2 * 10))
+	while [ "$(pfx_count)" -lt "$1" ] && [ "$k" -gt 0 ]; do sleep 0.1; k=$((k - 1)); done
+	pfx_count
+}
+pfx_purge() { postsuper -c "$PFX/conf" -d ALL >/dev/null 2>&1; }
+# In "deferred" mode the warm-up's messages must have left qmgr's hands first.
+pfx_settle() {
+	pfx_wait_count "$WARM" 30 >/dev/null
+	k=300
+	while [ "$(find "$PFX_Q/incoming" "$PFX_Q/active" -type f | wc -l)" -gt 0 ] && [ "$k" -gt 0 ]; do
+		sleep 0.1; k=$((k - 1))
+	done
+	pfx_purge
+}
+pfx_start() { # sets PFX_WHY on failure
+	PFX_WHY=
+	[ "$(id -u)" = 0 ] || { PFX_WHY="needs root"; return 1; }
+	command -v postfix >/dev/null && command -v postconf >/dev/null || { PFX_WHY="postfix not installed"; return 1; }
+	[ -f /etc/postfix/master.cf ] || { PFX_WHY="no /etc/postfix/master.cf"; return 1; }
+	PFXPORT=$(bpy freeport)
+	mkdir -p "$PFX/conf" "$PFX_Q" "$PFX/data"
+	# main.cf from scratch, so local tweaks (milters, filters) do not leak in;
+	# master.cf is the system's (daemon paths), its inet services replaced by ours.
+	: >"$PFX/conf/main.cf"
+	cp /etc/postfix/master.cf "$PFX/conf/"
+	chown "$(postconf -h mail_owner)" "$PFX/data"
+	postconf -c "$PFX/conf" -e compatibility_level=3.6 \
+		"queue_directory=$PFX_Q" "data_directory=$PFX/data" \
+		inet_interfaces=127.0.0.1 inet_protocols=ipv4 myhostname=postfix.bench.test \
+		mydestination= relay_domains=bench.test 'relayhost=[127.0.0.1]:1' 'defer_transports=smtp relay' \
+		mynetworks=127.0.0.0/8 'smtpd_recipient_restrictions=permit_mynetworks,reject' \
+		smtpd_client_connection_count_limit=0 default_process_limit=100 \
+		alias_maps= alias_database= "maillog_file=$PFX/maillog" "maillog_file_prefixes=$PFX" ||
+		{ PFX_WHY="postconf failed"; return 1; }
+	for s in $(postconf -c "$PFX/conf" -M | awk '$2 == "inet" { print $1 "/inet" }'); do
+		postconf -c "$PFX/conf" -MX "$s"
+	done
+	postconf -c "$PFX/conf" -M "127.0.0.1:$PFXPORT/inet=127.0.0.1:$PFXPORT inet n - n - - smtpd" &&
+		postconf -c "$PFX/conf" -F '*/*/chroot=n' || { PFX_WHY="postconf -M failed"; return 1; }
+	timeout 60 postfix -c "$PFX/conf" check >"$TMP/postfix-check.log" 2>&1 ||
+		{ PFX_WHY="postfix check failed: $(tail -1 "$TMP/postfix-check.log")"; return 1; }
+	PFX_CONF=$PFX/conf # from here on, cleanup stops it
+	timeout 60 postfix -c "$PFX/conf" start >"$TMP/postfix-start.log" 2>&1 ||
+		{ PFX_WHY="postfix start failed: $(tail -1 "$TMP/postfix-start.log")"; return 1; }
+	bpy waitport "$PFXPORT" 30 || { PFX_WHY="private postfix did not answer on port $PFXPORT"; return 1; }
+}
+pfx_mode() { # hold|deferred
+	if [ "$1" = hold ]; then
+		postconf -c "$PFX/conf" -e 'smtpd_data_restrictions=check_client_access static:HOLD'
+	else
+		postconf -c "$PFX/conf" -e smtpd_data_restrictions=
+	fi
+	postfix -c "$PFX/conf" reload >/dev/null 2>&1
+	pfx_purge
+	sleep 1
+	bpy waitport "$PFXPORT" 30
+	echo "bench: Postfix ($1)..." >&2
+	BEFORE_MEASURE=pfx_settle
+	measure "postfix-$1" "$PFXPORT" -a
+	BEFORE_MEASURE=:
+	PFX_SYNCS=$(sum "$FDS" "$FSS")
+	R "postfix_$1_msgs_per_s" "$RATE"
+	R "postfix_$1_queued" "$(pfx_wait_count "$MSGS" 30)"
+	R "postfix_$1_syncs_per_msg" "$(div "$PFX_SYNCS" "$MSGS" "%.3f")"
+}
+if pfx_start; then
+	R postfix_status ok
+	R postfix_version "$(postconf -h mail_version)"
+	pfx_mode hold
+	pfx_mode deferred
+else
+	echo "bench: Postfix skipped: $PFX_WHY" >&2
+	R postfix_status "skipped: $PFX_WHY"
+fi
+pfx_stop
+
+# --- results --------------------------------------------------------------------
+get() { awk -F= -v k="$1" '$1 == k { sub(/^[^=]*=/, ""); v = $0 } END { print (v == "" ? "n/a" : v) }' "$RES.tmp"; }
+PH=$(get postfix_hold_msgs_per_s)
+PD=$(get postfix_deferred_msgs_per_s)
+R ratio_mxvault_to_sink "$(div "$MXV" "$SINK" "%.2f")"
+R ratio_mxvault_to_postfix_hold "$(div "$MXV" "$PH" "%.1f")"
+R ratio_mxvault_to_postfix_deferred "$(div "$MXV" "$PD" "%.1f")"
+
+{
+	echo
+	echo "mxvault bench, $(get date): $(get nproc) CPUs ($(get cpu)), $(get mem_mib) MiB, $(get kernel)"
+	echo "spool filesystem: $(get spool_fs) on $(get spool_dev); load: smtp-source -s $SESS -m $MSGS -l $SIZE"
+	echo
+	printf '%-34s %10s %11s %13s\n' "" "msgs/s" "syncs/msg" "queued"
+	printf '%-34s %10s\n' "disk: 4 KiB append + fdatasync" "$(get fdatasync_per_s) syncs/s"
+	printf '%-34s %10s %11s %13s\n' "smtp-sink (no storage)" "$SINK" - -
+	printf '%-34s %10s %11s %13s\n' "mxvault (durable)" "$MXV" "$(get mxvault_syncs_per_msg)" \
+		"$(get mxvault_queued)/$(get mxvault_queued_expected)"
+	if [ "$(get postfix_status)" = ok ]; then
+		printf '%-34s %10s %11s %13s\n' "Postfix $(get postfix_version), hold queue" "$PH" \
+			"$(get postfix_hold_syncs_per_msg)" "$(get postfix_hold_queued)/$MSGS"
+		printf '%-34s %10s %11s %13s\n' "Postfix $(get postfix_version), deferred" "$PD" \
+			"$(get postfix_deferred_syncs_per_msg)" "$(get postfix_deferred_queued)/$MSGS"
+	else
+		echo "Postfix: $(get postfix_status)"
+	fi
+	echo
+	echo "mxvault / smtp-sink: $(get ratio_mxvault_to_sink)   mxvault / Postfix: $(get ratio_mxvault_to_postfix_hold) (hold)," \
+		"$(get ratio_mxvault_to_postfix_deferred) (deferred)   messages per mxvault sync: $(get mxvault_msgs_per_sync)"
+	echo "mxvault idle sessions: $(get idle_sessions), VmRSS $(get idle_rss_before_kib) -> $(get idle_rss_after_kib) KiB:" \
+		"$(get idle_kib_per_session) KiB per session"
+	echo "(Postfix syncs are counted system-wide; results in ${RES#"$REPO"/})"
+}
+mv "$RES.tmp" "$RES"

@@ -1,0 +1,562 @@
+/*
+ * dns: c-ares on the libevent loop. Owns one ares channel, the events for
+ * its sockets (a small fd table fed by the sock-state callback) and one
+ * timer re-armed from ares_timeout() after every call into c-ares.
+ * Called by the forward side (smtp_out) through dns_lookup_mx/_addrs.
+ *
+ * Invariants:
+ * - every lookup is a struct dns_query on d->queries until its callback
+ *   runs; the callback runs exactly once, never inside dns_lookup_*: a
+ *   result known at submit time (IP literal, bad name, c-ares failing
+ *   synchronously) is delivered from a zero timer;
+ * - arrays handed to callbacks are freed when the callback returns;
+ * - dns_free delivers DNS_CANCELLED to every live query before it returns.
+ *   Called from inside a callback that c-ares is running, the channel is
+ *   destroyed only once c-ares has unwound (d->depth == 0); queries still
+ *   owned by c-ares are kept as orphans and freed by its final callback.
+ * Error policy: out of memory is fatal; answers are classified, never
+ * trusted: names are length-checked and lower-cased before use.
+ */
+#include "dns.h"
+
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <ares.h>
+#include <assert.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define DNS_TRIES 2
+#define DNS_DEFAULT_TIMEOUT_MS 5000
+
+enum dns_kind { DNS_Q_MX, DNS_Q_ADDRS };
+
+struct dns_sock {
+	ares_socket_t fd;
+	short what;
+	struct event *ev;
+};
+
+struct dns_query {
+	struct dns *d;
+	struct dns_query *prev, *next;
+	enum dns_kind kind;
+	dns_mx_fn *mx_fn;
+	dns_addr_fn *addr_fn;
+	void *arg;
+	uint16_t port;
+	int pending;            /* ares queries not yet called back */
+	bool orphan;            /* cancelled; c-ares still holds it */
+	struct event *defer;    /* zero timer for results known at submit */
+	enum dns_status st, st4; /* st: MX or AAAA; st4: A */
+	struct dns_mx *mx;
+	struct dns_addr *a6, *a4;
+	size_t n, n4;           /* n: MX or AAAA count; n4: A count */
+};
+
+struct dns {
+	struct event_base *base;
+	ares_channel ch;
+	struct event *timer;
+	struct dns_sock *socks;
+	size_t nsocks, capsocks;
+	struct dns_query *queries;
+	int depth;              /* > 0 while c-ares is running our callbacks */
+	bool submitting;        /* inside ares_query: defer results */
+	bool closing;
+};
+
+/* ---- sockets and timer ---- */
+
+static void dns_after_ares(struct dns *d);
+
+/* A socket is ready, or (fd -1, EV_TIMEOUT) the timer fired. */
+static void dns_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns *d = arg;
+	d->depth++;
+	ares_process_fd(d->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+			(what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	d->depth--;
+	dns_after_ares(d);
+}
+
+static void dns_rearm(struct dns *d)
+{
+	struct timeval tv, *t = ares_timeout(d->ch, NULL, &tv);
+	if (t)
+		evtimer_add(d->timer, t);
+	else
+		evtimer_del(d->timer);
+}
+
+/* c-ares tells us what it waits for on fd; (0, 0) means it closed fd. */
+static void dns_sock_state(void *arg, ares_socket_t fd, int readable, int writable)
+{
+	struct dns *d = arg;
+	short what = (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
+	size_t i = 0;
+	while (i < d->nsocks && d->socks[i].fd != fd)
+		i++;
+	if (i < d->nsocks) {
+		if (d->socks[i].what == what)
+			return;
+		event_free(d->socks[i].ev); /* safe even from its own callback */
+		if (!what) {
+			d->socks[i] = d->socks[--d->nsocks];
+			return;
+		}
+	} else {
+		if (!what)
+			return;
+		if (d->nsocks == d->capsocks) {
+			d->capsocks = d->capsocks ? 2 * d->capsocks : 4;
+			d->socks = xrealloc(d->socks, d->capsocks * sizeof(*d->socks));
+		}
+		d->nsocks++;
+	}
+	d->socks[i].fd = fd;
+	d->socks[i].what = what;
+	d->socks[i].ev = event_new(d->base, fd, what | EV_PERSIST, dns_ready, d);
+	if (!d->socks[i].ev || event_add(d->socks[i].ev, NULL) < 0)
+		abort();
+}
+
+/* ---- queries ---- */
+
+static void dns_query_free(struct dns_query *q)
+{
+	if (q->defer)
+		event_free(q->defer);
+	free(q->mx);
+	free(q->a6);
+	free(q->a4);
+	free(q);
+}
+
+static void dns_unlink(struct dns_query *q)
+{
+	struct dns *d = q->d;
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		d->queries = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	q->prev = q->next = NULL;
+}
+
+/*
+ * AAAA then A. Any address wins over the other family's failure; with none,
+ * the more cautious status wins (a temporary failure may hide addresses).
+ */
+static void dns_deliver_addrs(struct dns_query *q)
+{
+	static const int rank[] = {
+		[DNS_OK] = 0, [DNS_NODATA] = 1, [DNS_BADNAME] = 2,
+		[DNS_NXDOMAIN] = 3, [DNS_TEMPFAIL] = 4, [DNS_CANCELLED] = 5,
+	};
+	size_t n = q->n + q->n4;
+	if (n == 0) {
+		enum dns_status st = rank[q->st] >= rank[q->st4] ? q->st : q->st4;
+		q->addr_fn(q->arg, st == DNS_OK ? DNS_NODATA : st, NULL, 0);
+		return;
+	}
+	struct dns_addr *all = xcalloc(n, sizeof(*all));
+	if (q->n)
+		memcpy(all, q->a6, q->n * sizeof(*all));
+	if (q->n4)
+		memcpy(all + q->n, q->a4, q->n4 * sizeof(*all));
+	q->addr_fn(q->arg, DNS_OK, all, n);
+	free(all);
+}
+
+/* Unlinks q, runs its callback, frees it. The callback may call dns_free. */
+static void dns_deliver(struct dns_query *q)
+{
+	dns_unlink(q);
+	if (q->kind == DNS_Q_MX) {
+		bool ok = q->st == DNS_OK;
+		q->mx_fn(q->arg, q->st, ok ? q->mx : NULL, ok ? q->n : 0);
+	} else {
+		dns_deliver_addrs(q);
+	}
+	dns_query_free(q);
+}
+
+static void dns_defer_fired(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	dns_deliver(arg);
+}
+
+static void dns_defer(struct dns_query *q)
+{
+	static const struct timeval zero = {0, 0};
+	q->defer = evtimer_new(q->d->base, dns_defer_fired, q);
+	if (!q->defer || evtimer_add(q->defer, &zero) < 0)
+		abort();
+}
+
+/* One ares answer is in. Returns true when q was an orphan (now maybe freed). */
+static bool dns_answer_in(struct dns_query *q)
+{
+	assert(q->pending > 0);
+	q->pending--;
+	if (!q->orphan)
+		return false;
+	if (!q->pending)
+		dns_query_free(q);
+	return true;
+}
+
+static void dns_query_done(struct dns_query *q)
+{
+	if (q->pending)
+		return;
+	if (q->d->submitting)
+		dns_defer(q);
+	else
+		dns_deliver(q);
+}
+
+static enum dns_status dns_map(int ares_status)
+{
+	switch (ares_status) {
+	case ARES_SUCCESS: return DNS_OK;
+	case ARES_ENOTFOUND: return DNS_NXDOMAIN;
+	case ARES_ENODATA: return DNS_NODATA;
+	case ARES_EBADNAME: return DNS_BADNAME;
+	case ARES_EDESTRUCTION:
+	case ARES_ECANCELLED: return DNS_CANCELLED;
+	default: return DNS_TEMPFAIL;
+	}
+}
+
+/* ---- answers ---- */
+
+/* Copies an answer name: lower-case, no trailing dot; false if too long. */
+static bool dns_copy_host(char *out, size_t n, const char *host)
+{
+	size_t len = strlen(host);
+	if (len && host[len - 1] == '.')
+		len--;
+	if (len >= n)
+		return false;
+	memcpy(out, host, len);
+	out[len] = '\0';
+	ascii_lower(out, len);
+	return true;
+}
+
+static enum dns_status dns_parse_mx(struct dns_query *q, unsigned char *abuf, int alen)
+{
+	struct ares_mx_reply *list = NULL;
+	int rc = ares_parse_mx_reply(abuf, alen, &list);
+	if (rc != ARES_SUCCESS)
+		return dns_map(rc);
+	size_t cap = 0;
+	for (struct ares_mx_reply *r = list; r; r = r->next)
+		cap++;
+	q->mx = xcalloc(cap ? cap : 1, sizeof(*q->mx));
+	for (struct ares_mx_reply *r = list; r; r = r->next) {
+		struct dns_mx m = {.pref = r->priority};
+		if (!dns_copy_host(m.host, sizeof(m.host), r->host))
+			continue; /* not a usable host name */
+		size_t i = q->n++; /* insertion sort: stable, n is small */
+		for (; i > 0 && q->mx[i - 1].pref > m.pref; i--)
+			q->mx[i] = q->mx[i - 1];
+		q->mx[i] = m;
+	}
+	ares_free_data(list);
+	/* Records present but none usable: a broken zone, not "no MX". */
+	return q->n ? DNS_OK : DNS_TEMPFAIL;
+}
+
+static void dns_on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+	(void)timeouts;
+	if (dns_answer_in(q))
+		return;
+	q->st = status == ARES_SUCCESS ? dns_parse_mx(q, abuf, alen) : dns_map(status);
+	dns_query_done(q);
+}
+
+static void dns_set_addr(struct dns_addr *a, int family, const void *ip, uint16_t port)
+{
+	memset(a, 0, sizeof(*a));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		memcpy(&s6->sin6_addr, ip, sizeof(s6->sin6_addr));
+		a->len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		memcpy(&s4->sin_addr, ip, sizeof(s4->sin_addr));
+		a->len = sizeof(*s4);
+	}
+}
+
+static enum dns_status dns_parse_addrs(struct dns_query *q, bool v6, unsigned char *abuf, int alen)
+{
+	struct hostent *he = NULL;
+	int rc = v6 ? ares_parse_aaaa_reply(abuf, alen, &he, NULL, NULL)
+		    : ares_parse_a_reply(abuf, alen, &he, NULL, NULL);
+	if (rc != ARES_SUCCESS)
+		return dns_map(rc);
+	size_t n = 0;
+	while (he->h_addr_list[n])
+		n++;
+	struct dns_addr *out = n ? xcalloc(n, sizeof(*out)) : NULL;
+	for (size_t i = 0; i < n; i++)
+		dns_set_addr(&out[i], he->h_addrtype, he->h_addr_list[i], q->port);
+	ares_free_hostent(he);
+	*(v6 ? &q->a6 : &q->a4) = out;
+	*(v6 ? &q->n : &q->n4) = n;
+	return n ? DNS_OK : DNS_NODATA;
+}
+
+static void dns_on_addr(struct dns_query *q, bool v6, int status, unsigned char *abuf, int alen)
+{
+	if (dns_answer_in(q))
+		return;
+	enum dns_status st = status == ARES_SUCCESS ? dns_parse_addrs(q, v6, abuf, alen)
+						    : dns_map(status);
+	*(v6 ? &q->st : &q->st4) = st;
+	dns_query_done(q);
+}
+
+static void dns_on_aaaa(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	dns_on_addr(arg, true, status, abuf, alen);
+}
+
+static void dns_on_a(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	(void)timeouts;
+	dns_on_addr(arg, false, status, abuf, alen);
+}
+
+/* ---- lookups ---- */
+
+/* At most 253 characters plus an optional final dot, no empty label. */
+static bool dns_name_is_valid(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+	if (n && s[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '.')
+			label++;
+		else if (label == 0)
+			return false;
+		else
+			label = 0;
+	}
+	return label > 0;
+}
+
+static struct dns_query *dns_query_new(struct dns *d, enum dns_kind kind, void *arg)
+{
+	assert(!d->closing); /* no lookups after dns_free, even from a callback */
+	struct dns_query *q = xcalloc(1, sizeof(*q));
+	q->d = d;
+	q->kind = kind;
+	q->arg = arg;
+	q->next = d->queries;
+	if (q->next)
+		q->next->prev = q;
+	d->queries = q;
+	return q;
+}
+
+static void dns_submit(struct dns_query *q, const char *name, int type, ares_callback cb)
+{
+	struct dns *d = q->d;
+	bool was = d->submitting;
+	d->submitting = true;
+	ares_query(d->ch, name, ns_c_in, type, cb, q);
+	d->submitting = was;
+}
+
+void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_MX, arg);
+	q->mx_fn = fn;
+	if (!dns_name_is_valid(domain)) {
+		q->st = DNS_BADNAME;
+		dns_defer(q);
+		return;
+	}
+	q->pending = 1;
+	dns_submit(q, domain, ns_t_mx, dns_on_mx);
+	dns_rearm(d);
+}
+
+void dns_lookup_addrs(struct dns *d, const char *host, uint16_t port, dns_addr_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_ADDRS, arg);
+	unsigned char ip[sizeof(struct in6_addr)];
+	q->addr_fn = fn;
+	q->port = port;
+	if (inet_pton(AF_INET6, host, ip) == 1 || inet_pton(AF_INET, host, ip) == 1) {
+		bool v6 = strchr(host, ':') != NULL;
+		struct dns_addr *a = xcalloc(1, sizeof(*a));
+		dns_set_addr(a, v6 ? AF_INET6 : AF_INET, ip, port);
+		*(v6 ? &q->a6 : &q->a4) = a;
+		*(v6 ? &q->n : &q->n4) = 1;
+		dns_defer(q);
+		return;
+	}
+	if (!dns_name_is_valid(host)) {
+		q->st = DNS_BADNAME;
+		dns_defer(q);
+		return;
+	}
+	q->pending = 2;
+	dns_submit(q, host, ns_t_aaaa, dns_on_aaaa);
+	dns_submit(q, host, ns_t_a, dns_on_a);
+	dns_rearm(d);
+}
+
+/* ---- open and close ---- */
+
+/* "IP", "IP:PORT", "[IPv6]:PORT" -> the one-server CSV c-ares takes. */
+static int dns_resolver_csv(const char *s, char *out, size_t n)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *port = NULL, *end = NULL;
+	unsigned char ip[sizeof(struct in6_addr)];
+	uint64_t p = 53;
+	bool v6 = inet_pton(AF_INET6, s, ip) == 1;
+	if (!v6 && s[0] == '[') {
+		s++;
+		end = strchr(s, ']');
+		if (!end || (end[1] != ':' && end[1] != '\0'))
+			return -EINVAL;
+		port = end[1] ? end + 2 : NULL;
+		v6 = true;
+	} else if (!v6 && (end = strchr(s, ':')) != NULL) {
+		port = end + 1;
+	}
+	size_t len = end ? (size_t)(end - s) : strlen(s);
+	if (len >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, len);
+	host[len] = '\0';
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, ip) != 1)
+		return -EINVAL;
+	/* c-ares 1.18 wraps out-of-range ports silently: check them here. */
+	if (port && parse_uint(port, 1, 65535, &p) < 0)
+		return -EINVAL;
+	return v6 ? fmt(out, n, "[%s]:%u", host, (unsigned)p)
+		  : fmt(out, n, "%s:%u", host, (unsigned)p);
+}
+
+static int dns_channel_open(struct dns *d, const char *resolver, int timeout_ms)
+{
+	struct ares_options o = {0};
+	o.sock_state_cb = dns_sock_state;
+	o.sock_state_cb_data = d;
+	o.timeout = timeout_ms > 0 ? timeout_ms : DNS_DEFAULT_TIMEOUT_MS;
+	o.tries = DNS_TRIES;
+	int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+	char csv[64];
+	if (resolver && dns_resolver_csv(resolver, csv, sizeof(csv)) < 0)
+		return -EINVAL;
+	int rc = ares_init_options(&d->ch, &o, mask);
+	if (rc != ARES_SUCCESS) {
+		log_err("dns", "ares_init_options: %s", ares_strerror(rc));
+		return rc == ARES_ENOMEM ? -ENOMEM : -EIO;
+	}
+	if (resolver && (rc = ares_set_servers_ports_csv(d->ch, csv)) != ARES_SUCCESS) {
+		ares_destroy(d->ch);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int dns_open(struct event_base *base, const char *resolver, int timeout_ms, struct dns **out)
+{
+	int rc = ares_library_init(ARES_LIB_INIT_ALL);
+	if (rc != ARES_SUCCESS) {
+		log_err("dns", "ares_library_init: %s", ares_strerror(rc));
+		return -EIO;
+	}
+	struct dns *d = xcalloc(1, sizeof(*d));
+	d->base = base;
+	d->timer = evtimer_new(base, dns_ready, d);
+	if (!d->timer)
+		abort();
+	if ((rc = dns_channel_open(d, resolver, timeout_ms)) < 0) {
+		event_free(d->timer);
+		free(d);
+		ares_library_cleanup();
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+/* Only at depth 0: c-ares calls back orphans with ARES_EDESTRUCTION here. */
+static void dns_destroy(struct dns *d)
+{
+	ares_destroy(d->ch);
+	for (size_t i = 0; i < d->nsocks; i++)
+		event_free(d->socks[i].ev);
+	free(d->socks);
+	event_free(d->timer);
+	free(d);
+	ares_library_cleanup();
+}
+
+static void dns_after_ares(struct dns *d)
+{
+	if (d->depth > 0)
+		return;
+	if (d->closing)
+		dns_destroy(d);
+	else
+		dns_rearm(d);
+}
+
+void dns_free(struct dns *d)
+{
+	if (!d || d->closing)
+		return;
+	d->closing = true;
+	struct dns_query *q;
+	while ((q = d->queries) != NULL) {
+		dns_unlink(q);
+		q->orphan = q->pending > 0;
+		if (q->kind == DNS_Q_MX)
+			q->mx_fn(q->arg, DNS_CANCELLED, NULL, 0);
+		else
+			q->addr_fn(q->arg, DNS_CANCELLED, NULL, 0);
+		if (!q->orphan)
+			dns_query_free(q);
+	}
+	if (d->depth == 0)
+		dns_destroy(d);
+}
+
+const char *dns_status_str(enum dns_status st)
+{
+	static const char *names[] = {"ok", "nxdomain", "nodata", "tempfail", "badname", "cancelled"};
+	return (size_t)st < ARRAY_LEN(names) ? names[st] : "unknown";
+}

@@ -1,0 +1,274 @@
+/*
+ * msg_hdr: streaming header scanner (see msg_hdr.h for the contract).
+ * Caller: the DATA/BDAT path of smtp_in.c, which feeds the client's content
+ * (not our own Received: line) as it arrives and reads the results at the
+ * end. A byte-at-a-time state machine over the header section, then bulk
+ * SHA-256 over the body. Invariants: message_id is always NUL-terminated
+ * at id_len <= MSG_HDR_MSGID_MAX; every octet fed is either counted in
+ * header_len or hashed, never both. Error policy: input is never an error;
+ * a failure inside OpenSSL is treated like out-of-memory (abort).
+ *
+ * The one subtle part is the first line: until it shows a ':' after a
+ * field name we do not know whether it is a header field or the start of
+ * a headerless body. Its bytes are hashed speculatively (at the end of each
+ * feed call, or when the decision falls); if it turns out to be a field the
+ * digest is restarted, which is cheap because nothing else was hashed yet.
+ */
+#include "msg_hdr.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+enum {
+	MH_LINE_START = 0, /* at the start of a header line */
+	MH_LINE_CR,        /* a line that so far is just CR: the empty line? */
+	MH_NAME,           /* in a field name */
+	MH_NAME_WSP,       /* WSP after a field name (obs-optional, RFC 5322 4.5.3) */
+	MH_VALUE,          /* after the ':' (or in a continuation line) */
+	MH_SKIP,           /* a line that is not a field: ignored up to LF */
+	MH_BODY            /* past the header section */
+};
+
+/* What one header byte decided about the first line. */
+enum mh_first { MH_UNDECIDED, MH_FIRST_FIELD, MH_FIRST_NOT_FIELD };
+
+static void sha_init(struct msg_hdr *h)
+{
+	if (EVP_DigestInit_ex(h->sha, EVP_sha256(), NULL) != 1) {
+		fprintf(stderr, "msg_hdr: EVP_DigestInit_ex failed\n");
+		abort();
+	}
+}
+
+static void sha_update(struct msg_hdr *h, const char *p, size_t n)
+{
+	if (n > 0 && EVP_DigestUpdate(h->sha, p, n) != 1) {
+		fprintf(stderr, "msg_hdr: EVP_DigestUpdate failed\n");
+		abort();
+	}
+}
+
+void msg_hdr_init(struct msg_hdr *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->state = MH_LINE_START;
+	h->first_line = true;
+	h->sha = EVP_MD_CTX_new();
+	if (!h->sha) {
+		fprintf(stderr, "msg_hdr: out of memory\n");
+		abort();
+	}
+	sha_init(h);
+}
+
+/* ftext = %d33-57 / %d59-126 (RFC 5322 3.6.8) */
+static bool is_ftext(unsigned char c)
+{
+	return c >= 33 && c <= 126 && c != ':';
+}
+
+static char lower(unsigned char c)
+{
+	return (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+}
+
+static bool is_wsp(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* The current field (with its continuation lines) is over. */
+static void end_field(struct msg_hdr *h)
+{
+	if (h->cur_is_msgid) {
+		while (h->id_len > 0 && is_wsp((unsigned char)h->message_id[h->id_len - 1]))
+			h->id_len--;
+		h->message_id[h->id_len] = '\0';
+		h->have_msgid = true;
+	}
+	h->cur_is_msgid = false;
+	h->cur_is_received = false;
+}
+
+/* The ':' after a field name: classify the field. */
+static void start_value(struct msg_hdr *h)
+{
+	h->cur_is_received = h->name_len == 8 && memcmp(h->name, "received", 8) == 0;
+	h->cur_is_msgid = !h->have_msgid && h->name_len == 10 && memcmp(h->name, "message-id", 10) == 0;
+	if (h->cur_is_received)
+		h->received++;
+	h->state = MH_VALUE;
+}
+
+/*
+ * A Message-ID value byte: leading WSP is skipped (unfolding keeps the WSP
+ * of a continuation line, trimming drops it), CR/LF and other controls are
+ * dropped so the value is one clean line for logs; the rest is capped.
+ */
+static void capture_msgid(struct msg_hdr *h, unsigned char c)
+{
+	if ((c < 0x20 && c != '\t') || c == 0x7f)
+		return;
+	if (h->id_len == 0 && is_wsp(c))
+		return;
+	if (h->id_len < MSG_HDR_MSGID_MAX) {
+		h->message_id[h->id_len++] = (char)c;
+		h->message_id[h->id_len] = '\0';
+	}
+}
+
+/* A line that is not a field: on the first line it means "no header section". */
+static enum mh_first not_a_field(struct msg_hdr *h, unsigned char c)
+{
+	if (h->first_line)
+		return MH_FIRST_NOT_FIELD;
+	end_field(h);
+	h->state = c == '\n' ? MH_LINE_START : MH_SKIP;
+	return MH_UNDECIDED;
+}
+
+static enum mh_first empty_line(struct msg_hdr *h)
+{
+	end_field(h);
+	h->state = MH_BODY;
+	h->in_body = true;
+	return h->first_line ? MH_FIRST_FIELD : MH_UNDECIDED;
+}
+
+static enum mh_first at_line_start(struct msg_hdr *h, unsigned char c)
+{
+	if (c == '\n')
+		return empty_line(h);
+	if (c == '\r') {
+		h->state = MH_LINE_CR;
+		return MH_UNDECIDED;
+	}
+	if (is_wsp(c)) {
+		/* A continuation line: unfold into the current field. */
+		if (h->first_line)
+			return MH_FIRST_NOT_FIELD;
+		h->state = MH_VALUE;
+		if (h->cur_is_msgid)
+			capture_msgid(h, c);
+		return MH_UNDECIDED;
+	}
+	end_field(h);
+	if (!is_ftext(c))
+		return not_a_field(h, c);
+	h->name_len = 0;
+	h->state = MH_NAME;
+	h->name[h->name_len++] = lower(c);
+	return MH_UNDECIDED;
+}
+
+static enum mh_first at_name(struct msg_hdr *h, unsigned char c)
+{
+	if (c == ':') {
+		start_value(h);
+		return h->first_line ? MH_FIRST_FIELD : MH_UNDECIDED;
+	}
+	if (is_wsp(c)) {
+		h->state = MH_NAME_WSP;
+		return MH_UNDECIDED;
+	}
+	if (h->state == MH_NAME && is_ftext(c)) {
+		/* Only short names matter; longer ones are counted, not kept. */
+		if (h->name_len < sizeof(h->name))
+			h->name[h->name_len] = lower(c);
+		h->name_len++;
+		return MH_UNDECIDED;
+	}
+	return not_a_field(h, c);
+}
+
+/* One octet of the header section. */
+static enum mh_first header_byte(struct msg_hdr *h, unsigned char c)
+{
+	switch (h->state) {
+	case MH_LINE_START:
+		return at_line_start(h, c);
+	case MH_LINE_CR:
+		if (c == '\n')
+			return empty_line(h);
+		end_field(h);
+		return not_a_field(h, c);
+	case MH_NAME:
+	case MH_NAME_WSP:
+		return at_name(h, c);
+	case MH_VALUE:
+		if (c == '\n')
+			h->state = MH_LINE_START;
+		else if (h->cur_is_msgid)
+			capture_msgid(h, c);
+		return MH_UNDECIDED;
+	default: /* MH_SKIP */
+		if (c == '\n')
+			h->state = MH_LINE_START;
+		return MH_UNDECIDED;
+	}
+}
+
+/* The first line is not a field: there is no header section. */
+static void no_header_section(struct msg_hdr *h)
+{
+	h->first_line = false;
+	h->header_len = 0;
+	h->state = MH_BODY;
+	h->in_body = true;
+}
+
+void msg_hdr_feed(struct msg_hdr *h, const char *p, size_t n)
+{
+	bool speculating = h->first_line;
+	size_t i = 0;
+
+	while (i < n && h->state != MH_BODY) {
+		enum mh_first r = header_byte(h, (unsigned char)p[i]);
+		if (r == MH_FIRST_NOT_FIELD) {
+			/* p[0..i) was the first line so far, p[i..n) is body: all of it is body. */
+			no_header_section(h);
+			sha_update(h, p, n);
+			return;
+		}
+		if (r == MH_FIRST_FIELD) {
+			/* Drop what earlier calls hashed speculatively. */
+			h->first_line = false;
+			speculating = false;
+			sha_init(h);
+		}
+		h->header_len++;
+		i++;
+	}
+	if (speculating && h->first_line)
+		sha_update(h, p, n);
+	else if (i < n)
+		sha_update(h, p + i, n - i);
+}
+
+void msg_hdr_free(struct msg_hdr *h)
+{
+	EVP_MD_CTX_free(h->sha);
+	h->sha = NULL;
+}
+
+void msg_hdr_finish(struct msg_hdr *h)
+{
+	unsigned int len = 0;
+
+	if (h->first_line) {
+		/* The input ended inside a first line that never became a field. */
+		no_header_section(h);
+	} else if (h->state != MH_BODY) {
+		end_field(h); /* no empty line: everything was header */
+	}
+	if (!h->sha)
+		return;
+	if (EVP_DigestFinal_ex(h->sha, h->body_sha256, &len) != 1 || len != sizeof(h->body_sha256)) {
+		fprintf(stderr, "msg_hdr: EVP_DigestFinal_ex failed\n");
+		abort();
+	}
+	msg_hdr_free(h);
+}

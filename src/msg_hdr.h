@@ -1,0 +1,56 @@
+/*
+ * msg_hdr: a streaming scanner over the header section of a message as it
+ * is received (after dot-unstuffing). It counts Received: fields (for the
+ * hop limit, RFC 5321 6.3), captures the Message-ID, and hashes the body
+ * (for duplicate detection), without buffering the message. Pure and
+ * bounded: header lines of any length are handled, captured values are
+ * capped, so it can be fuzzed.
+ *
+ * The header section runs from the start to the first empty line (CRLF
+ * CRLF; a bare LF also ends a line). If the first line is not a header
+ * field (1*ftext, optional WSP, ':'; RFC 5322 2.2 and 4.5.3), the message
+ * has no header section: header_len is 0, in_body is true and every byte
+ * is body. A later line that is neither a field nor a continuation is
+ * kept in the header section but ignored. Results do not depend on how the
+ * input is split across msg_hdr_feed calls.
+ */
+#ifndef MXV_MSG_HDR_H
+#define MXV_MSG_HDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define MSG_HDR_MSGID_MAX 998
+
+struct msg_hdr {
+	/* results */
+	uint32_t received;             /* Received: fields in the header section */
+	char message_id[MSG_HDR_MSGID_MAX + 1]; /* Message-ID value, trimmed, "" if none */
+	bool in_body;                  /* the header section is over (empty line seen, or no header section) */
+	uint64_t header_len;           /* octets of the header section including the empty line;
+					  all octets fed when in_body is false */
+	unsigned char body_sha256[32]; /* valid after msg_hdr_finish */
+	/* private */
+	int state;
+	char name[32];
+	size_t name_len;
+	bool cur_is_msgid;
+	bool cur_is_received;
+	size_t id_len;
+	bool first_line;               /* still deciding whether there is a header section */
+	bool have_msgid;               /* a Message-ID field was seen: later ones are ignored */
+	void *sha;                     /* EVP_MD_CTX */
+};
+
+void msg_hdr_init(struct msg_hdr *h);
+/* Feeds message bytes in order (any split). */
+void msg_hdr_feed(struct msg_hdr *h, const char *p, size_t n);
+/* Ends the message: finalises body_sha256 (of the octets after header_len). Frees internal state. */
+void msg_hdr_finish(struct msg_hdr *h);
+/* Releases internal state without finishing (aborted message). */
+void msg_hdr_free(struct msg_hdr *h);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * route: where mail for a domain goes next (RFC 5321 5.1). The configured
+ * primaries, or the domain's MX records: sorted by preference, only those
+ * strictly more preferred than this host (known by hostname, also_known_as
+ * and its own listening addresses), equal preferences in random order,
+ * each host's IPv6 then IPv4 addresses. No MX: the domain itself (implicit
+ * MX). Null MX (RFC 7505), and an authoritative NXDOMAIN, are permanent;
+ * every other DNS failure is temporary.
+ */
+#ifndef MXV_ROUTE_H
+#define MXV_ROUTE_H
+
+#include <stddef.h>
+
+#include "cfg.h"
+#include "dns.h"
+#include "smtp_out.h"
+
+enum route_status {
+	ROUTE_OK = 0,
+	ROUTE_TEMPFAIL, /* DNS trouble, or no address: try later */
+	ROUTE_LOOP,     /* we are the best MX (or better ones resolve to us): defer, log */
+	ROUTE_NXDOMAIN, /* permanent: 5.1.2 */
+	ROUTE_NULLMX,   /* permanent: 5.1.10 */
+};
+
+struct route_result {
+	enum route_status status;
+	struct smtp_out_addr *addrs; /* in the order to try */
+	size_t naddrs;
+	char why[320];
+};
+
+typedef void route_fn(void *arg, const struct route_result *r);
+
+struct route_ctx;
+
+struct route_ctx *route_new(const struct cfg *cfg, struct dns *dns);
+void route_free(struct route_ctx *rc);
+/* domain: lower case. cd: the domain's section, or NULL (e.g. a bounce's destination). */
+void route_resolve(struct route_ctx *rc, const char *domain, const struct cfg_domain *cd, route_fn *fn, void *arg);
+
+/*
+ * The pure part, for tests: keeps the MX records more preferred than every
+ * record naming this host, shuffles equal preferences (rand_fn(n) gives
+ * 0..n-1), and returns how many remain (0: loop). mx is reordered in place.
+ */
+size_t route_select_mx(struct dns_mx *mx, size_t n, const char *const *self_names, size_t nself,
+		       unsigned (*rand_fn)(unsigned n));
+
+#endif

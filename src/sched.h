@@ -1,0 +1,34 @@
+/*
+ * sched: the forward side's queue manager. Every pending recipient of every
+ * queued message belongs to one job per (message, destination domain); jobs
+ * wait in their destination's queue in arrival order. The scheduler opens
+ * up to max_connections_per_destination connections per destination, feeds
+ * them jobs, records each recipient's outcome durably, retries with backoff,
+ * probes a destination that is down and flushes it the moment it answers,
+ * holds bounces when a primary comes back refusing everything (the bounce
+ * guard), expires old mail and sends RFC 3464 DSNs.
+ */
+#ifndef MXV_SCHED_H
+#define MXV_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cfg.h"
+
+struct event_base;
+struct spool;
+struct sched;
+
+struct sched_stats {
+	uint64_t delivered, bounced, expired, deferred, held, possible_dups, dsns;
+};
+
+int sched_start(const struct cfg *cfg, struct event_base *base, struct spool *sp, struct sched **out) MUST_CHECK;
+/* Stops delivering: connections are cut, their recipients stay queued. */
+void sched_stop(struct sched *s);
+bool sched_idle(const struct sched *s);
+void sched_free(struct sched *s);
+void sched_get_stats(const struct sched *s, struct sched_stats *st);
+
+#endif

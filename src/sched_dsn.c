@@ -1,0 +1,163 @@
+/*
+ * sched_dsn: what the scheduler tells senders. Bounces for refused and
+ * expired recipients and the one delay warning per message, built by dsn.c
+ * and queued in the spool like any message (null sender, flagged as a DSN so
+ * it is never bounced itself), to be delivered by the sender domain's MX.
+ * The DSN is appended to the log before the recipient's final state, so a
+ * crash can repeat a bounce but never lose one.
+ */
+#include "sched_int.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "smtp_parse.h"
+
+#define DSN_MAX_FULL (10u << 20)  /* RET=FULL returns at most this much */
+#define DSN_MAX_HEADERS (256u << 10)
+
+void sched_status_of(int code, const char *reply, char out[16])
+{
+	/* "550 5.1.1 text": use the enhanced code when its class agrees with the reply's. */
+	const char *p = reply ? reply : "";
+	if (strlen(p) > 4 && isdigit((unsigned char)p[0]) && p[3] == ' ')
+		p += 4;
+	int cls, subj, det, n = 0;
+	if (sscanf(p, "%1d.%3d.%3d%n", &cls, &subj, &det, &n) == 3 && n > 0 && cls == code / 100 &&
+	    (p[n] == ' ' || p[n] == '\0')) {
+		snprintf(out, 16, "%d.%d.%d", cls, subj, det);
+		return;
+	}
+	snprintf(out, 16, "%d.0.0", code / 100 == 2 ? 2 : code / 100 == 5 ? 5 : 4);
+}
+
+static void on_dsn_queued(void *arg, int err)
+{
+	(void)arg;
+	if (err)
+		log_err("delivery", "could not queue a DSN: %s", strerror(-err));
+}
+
+static void read_original(struct sched *s, const struct spool_msg *m, struct buf *b)
+{
+	uint64_t want = m->env.ret == SMTP_RET_FULL ? DSN_MAX_FULL : DSN_MAX_HEADERS;
+	if (want > m->env.body_size)
+		want = m->env.body_size;
+	buf_reserve(b, (size_t)want + 1);
+	long r = spool_msg_read(s->sp, m, 0, b->data, (size_t)want);
+	b->len = r > 0 ? (size_t)r : 0;
+}
+
+static void queue_dsn(struct sched *s, const struct spool_msg *m, struct buf *text)
+{
+	struct spool_rcpt to = {.addr = m->env.sender};
+	struct spool_env env = {
+		.sender = "",
+		.client_addr = "127.0.0.1",
+		.client_helo = s->cfg->hostname,
+		.proto = "local",
+		.arrival = clock_wall_s(),
+		.flags = SPOOL_ENV_IS_DSN,
+		.smtputf8 = m->env.smtputf8,
+		.nrcpt = 1,
+		.rcpts = &to,
+	};
+	struct spool_txn *tx = spool_txn_begin(s->sp);
+	spool_txn_write(tx, text->data, text->len);
+	char id[17], orig[17];
+	spool_id_str(spool_txn_id(tx), id);
+	spool_id_str(m->id, orig);
+	log_info("delivery", "id=%s dsn-for=%s to=<%s>", id, orig, m->env.sender);
+	spool_txn_commit(tx, &env, on_dsn_queued, NULL);
+	s->st.dsns++;
+}
+
+void sched_send_dsn(struct sched *s, struct spool_msg *m, const uint32_t *idx, size_t n, enum dsn_action act,
+		    const char *status, const char *relay)
+{
+	struct dsn_rcpt *dr = xcalloc(n ? n : 1, sizeof(*dr));
+	char (*codes)[16] = xcalloc(n ? n : 1, sizeof(*codes));
+	size_t k = 0;
+	int64_t now = clock_wall_s();
+	for (size_t i = 0; i < n; i++) {
+		const struct spool_rcpt *r = &m->env.rcpts[idx[i]];
+		if (!dsn_wanted(&m->env, r, act))
+			continue;
+		if (status)
+			snprintf(codes[k], sizeof(codes[k]), "%s", status);
+		else
+			sched_status_of(r->code, r->reply, codes[k]);
+		dr[k] = (struct dsn_rcpt){r, codes[k], relay && strcmp(relay, "none") ? relay : NULL, r->reply,
+					  r->code ? now : 0};
+		k++;
+	}
+	if (k) {
+		char qid[17], seed[64];
+		spool_id_str(m->id, qid);
+		snprintf(seed, sizeof(seed), "%s.%" PRIu64 ".%" PRId64, qid, ++s->dsn_seq, now);
+		struct buf orig = {0}, text = {0};
+		read_original(s, m, &orig);
+		struct dsn_input in = {
+			.reporting_mta = s->cfg->hostname,
+			.queue_id = qid,
+			.env = &m->env,
+			.action = act,
+			.rcpts = dr,
+			.nrcpt = k,
+			.original = (const char *)orig.data,
+			.original_len = orig.len,
+			.now = now,
+			.will_retry_until = 0,
+			.boundary_seed = seed,
+		};
+		dsn_build(&in, DSN_MAX_FULL, &text);
+		queue_dsn(s, m, &text);
+		buf_free(&orig);
+		buf_free(&text);
+	}
+	free(codes);
+	free(dr);
+}
+
+void sched_expire_job(struct sched *s, struct job *j)
+{
+	struct spool_msg *m = j->out.m;
+	char id[17];
+	spool_id_str(m->id, id);
+	for (uint32_t k = 0; k < j->out.n; k++) {
+		struct spool_rcpt *r = &m->env.rcpts[j->out.rcpts[k]];
+		log_info("delivery", "id=%s to=<%s> status=expired reply=\"%s\"", id, r->addr, r->reply ? r->reply : "");
+		if (!r->reply) {
+			r->code = 451;
+			r->reply = xstrdup("451 4.4.7 Delivery time expired: no attempt succeeded");
+		}
+	}
+	sched_send_dsn(s, m, j->out.rcpts, j->out.n, DSN_FAILED, "4.4.7", j->relay[0] ? j->relay : NULL);
+	for (uint32_t k = 0; k < j->out.n; k++) {
+		struct spool_rcpt *r = &m->env.rcpts[j->out.rcpts[k]];
+		spool_msg_set_rcpt(s->sp, m, j->out.rcpts[k], SPOOL_RCPT_EXPIRED, r->code, r->reply, NULL, NULL);
+	}
+	s->st.expired += j->out.n;
+	sched_job_finished(s, j);
+}
+
+void sched_maybe_warn(struct sched *s, struct job *j, int64_t now)
+{
+	struct spool_msg *m = j->out.m;
+	if (!j->warn_at || now < j->warn_at || (m->meta.flags & SPOOL_META_WARNED))
+		return;
+	uint32_t *idx = xcalloc(m->env.nrcpt, sizeof(*idx));
+	size_t n = 0;
+	for (uint32_t i = 0; i < m->env.nrcpt; i++)
+		if (m->env.rcpts[i].state == SPOOL_RCPT_PENDING)
+			idx[n++] = i;
+	sched_send_dsn(s, m, idx, n, DSN_DELAYED, NULL, j->relay[0] ? j->relay : NULL);
+	free(idx);
+	struct spool_meta meta = m->meta;
+	meta.flags |= SPOOL_META_WARNED;
+	spool_msg_set_meta(s->sp, m, &meta, NULL, NULL);
+}

@@ -1,0 +1,715 @@
+/*
+ * smtp_out: see smtp_out.h. States, in order:
+ *   CONNECT -> BANNER -> EHLO (-> HELO) [-> STARTTLS -> TLS -> EHLO] -> READY
+ *   READY -> MAIL (MAIL and RCPT replies) -> DATA (354) -> STREAM -> DOT -> READY
+ *   READY -> QUIT -> closed
+ * Until READY a failure moves on to the next address; after it, a failure
+ * reports every recipient still open with code 0 and ends the connection.
+ * Replies from the peer are hostile input: lines are bounded, texts are
+ * truncated and stripped of control characters before anyone sees them.
+ * The owner's callbacks may call back into nothing here; the connection is
+ * freed from the event loop after ended() returns.
+ */
+#include "smtp_out.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "smtp_parse.h"
+
+#define REPLY_LINE_MAX 2048
+#define REPLY_TEXT_MAX 500
+#define STREAM_CHUNK (64 * 1024)
+
+enum out_state {
+	OUT_CONNECT, OUT_BANNER, OUT_EHLO, OUT_HELO, OUT_STARTTLS, OUT_TLS, OUT_READY,
+	OUT_MAIL, OUT_RSET, OUT_DATA, OUT_STREAM, OUT_DOT, OUT_QUIT, OUT_CLOSED,
+};
+
+struct caps {
+	bool esmtp, pipelining, size, eightbit, smtputf8, dsn, starttls;
+	uint64_t size_max;
+};
+
+struct smtp_out {
+	struct event_base *base;
+	struct smtp_out_params p;
+	struct smtp_out_addr *addrs;
+	const struct smtp_out_cb *cb;
+	void *arg;
+	struct bufferevent *bev;
+	struct event *start_ev;
+	size_t addr_i;
+	enum out_state st;
+	bool tls_on;
+	bool tls_refused_here; /* "may": this address failed TLS, retry it in clear */
+	bool was_ready;
+	struct caps caps;
+	char peer[340];
+	char why[REPLY_TEXT_MAX + 64]; /* the last failure, for ended() */
+	enum smtp_out_end fail_how;
+	/* the reply being read */
+	char reply[REPLY_TEXT_MAX + 1];
+	size_t reply_len;
+	uint32_t reply_lines;
+	/* the job in progress */
+	struct smtp_out_job *job;
+	uint32_t cmd_sent, replies;   /* MAIL + RCPTs sent / answered */
+	int mail_code;
+	char mail_reply[REPLY_TEXT_MAX + 1];
+	int *rcpt_code;               /* per recipient: RCPT reply code, -1 not yet */
+	uint32_t accepted;
+	uint64_t stream_off;
+	bool at_bol;
+	unsigned char *chunk;
+};
+
+static void try_address(struct smtp_out *c);
+
+static void say(struct smtp_out *c, const char *f, ...) PRINTF_LIKE(2, 3);
+static void say(struct smtp_out *c, const char *f, ...)
+{
+	va_list ap;
+	va_start(ap, f);
+	evbuffer_add_vprintf(bufferevent_get_output(c->bev), f, ap);
+	va_end(ap);
+	evbuffer_add(bufferevent_get_output(c->bev), "\r\n", 2);
+}
+
+static void set_timeout(struct smtp_out *c, int secs)
+{
+	struct timeval tv = {secs, 0};
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+}
+
+const char *smtp_out_peer(const struct smtp_out *c)
+{
+	return c->peer;
+}
+
+/* --- ending ------------------------------------------------------------ */
+
+static void free_conn(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_out *c = arg;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	event_free(c->start_ev);
+	free(c->addrs);
+	free(c->rcpt_code);
+	free(c->chunk);
+	free(c);
+}
+
+/* Reports what is still open in the current job with code 0 (no answer). */
+static void orphan_job(struct smtp_out *c)
+{
+	struct smtp_out_job *j = c->job;
+	if (!j)
+		return;
+	c->job = NULL;
+	for (uint32_t k = 0; k < j->n; k++)
+		if (c->rcpt_code[k] < 0 || (c->rcpt_code[k] >= 200 && c->rcpt_code[k] < 300))
+			c->cb->rcpt_done(c->arg, j, k, 0, c->why);
+	c->cb->job_done(c->arg, j);
+}
+
+static void finish(struct smtp_out *c, enum smtp_out_end how)
+{
+	if (c->st == OUT_CLOSED)
+		return;
+	c->st = OUT_CLOSED;
+	evtimer_del(c->start_ev);
+	if (c->bev)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	orphan_job(c);
+	c->cb->ended(c->arg, c, how, c->why);
+	event_base_once(c->base, -1, EV_TIMEOUT, free_conn, c, &(struct timeval){0, 0});
+}
+
+void smtp_out_abort(struct smtp_out *c)
+{
+	snprintf(c->why, sizeof(c->why), "delivery stopped");
+	finish(c, SMTP_OUT_BROKEN);
+}
+
+/* Something failed. Before READY: next address. After: the connection ends. */
+static void fail(struct smtp_out *c, enum smtp_out_end how, const char *f, ...) PRINTF_LIKE(3, 4);
+static void fail(struct smtp_out *c, enum smtp_out_end how, const char *f, ...)
+{
+	va_list ap;
+	va_start(ap, f);
+	vsnprintf(c->why, sizeof(c->why), f, ap);
+	va_end(ap);
+	if (c->was_ready) {
+		finish(c, SMTP_OUT_BROKEN);
+		return;
+	}
+	if (how > c->fail_how)
+		c->fail_how = how;
+	log_info("delivery", "peer=%s failed: %s", c->peer, c->why);
+	if (c->bev) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	c->addr_i++;
+	try_address(c);
+}
+
+/* --- jobs -------------------------------------------------------------- */
+
+static void notify_param(char *out, size_t n, unsigned notify)
+{
+	if (notify & SMTP_NOTIFY_NEVER) {
+		snprintf(out, n, " NOTIFY=NEVER");
+		return;
+	}
+	snprintf(out, n, " NOTIFY=%s%s%s%s", notify & SMTP_NOTIFY_SUCCESS ? "SUCCESS," : "",
+		 notify & SMTP_NOTIFY_FAILURE ? "FAILURE," : "", notify & SMTP_NOTIFY_DELAY ? "DELAY," : "", "");
+	size_t l = strlen(out);
+	if (l && out[l - 1] == ',')
+		out[l - 1] = '\0';
+}
+
+static void send_rcpt(struct smtp_out *c, uint32_t k)
+{
+	const struct spool_rcpt *r = &c->job->m->env.rcpts[c->job->rcpts[k]];
+	char notify[64] = "";
+	if (c->caps.dsn && r->notify)
+		notify_param(notify, sizeof(notify), r->notify);
+	if (c->caps.dsn && r->orcpt)
+		say(c, "RCPT TO:<%s>%s ORCPT=%s", r->addr, notify, r->orcpt);
+	else
+		say(c, "RCPT TO:<%s>%s", r->addr, notify);
+}
+
+static void send_mail(struct smtp_out *c)
+{
+	const struct spool_env *e = &c->job->m->env;
+	char params[256] = "";
+	size_t n = 0;
+	if (c->caps.size)
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " SIZE=%" PRIu64, e->body_size);
+	if (e->body == SMTP_BODY_8BITMIME && c->caps.eightbit)
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " BODY=8BITMIME");
+	if (e->smtputf8 && c->caps.smtputf8)
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " SMTPUTF8");
+	if (c->caps.dsn && e->ret)
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " RET=%s", e->ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+	if (c->caps.dsn && e->envid && n < sizeof(params))
+		snprintf(params + n, sizeof(params) - n, " ENVID=%s", e->envid);
+	say(c, "MAIL FROM:<%s>%s", e->sender, params);
+}
+
+/* A requirement of the message the next hop cannot meet: a permanent failure, never sent broken. */
+static const char *unmet_requirement(const struct smtp_out *c, const struct spool_env *e)
+{
+	if (e->smtputf8 && !c->caps.smtputf8)
+		return "554 5.6.7 The next hop does not support SMTPUTF8, which this message needs";
+	if (e->body == SMTP_BODY_8BITMIME && !c->caps.eightbit)
+		return "554 5.6.3 The next hop does not support 8BITMIME, which this message needs";
+	if (c->caps.size && c->caps.size_max && e->body_size > c->caps.size_max)
+		return "552 5.3.4 Message too big for the next hop";
+	return NULL;
+}
+
+static void end_job(struct smtp_out *c)
+{
+	struct smtp_out_job *j = c->job;
+	c->job = NULL;
+	c->cb->job_done(c->arg, j);
+}
+
+static void next_job(struct smtp_out *c);
+
+static void fail_whole_job(struct smtp_out *c, int code, const char *reply)
+{
+	for (uint32_t k = 0; k < c->job->n; k++)
+		if (c->rcpt_code[k] < 0 || (c->rcpt_code[k] >= 200 && c->rcpt_code[k] < 300))
+			c->cb->rcpt_done(c->arg, c->job, k, code, reply);
+	end_job(c);
+}
+
+static void start_job(struct smtp_out *c, struct smtp_out_job *j)
+{
+	c->job = j;
+	free(c->rcpt_code);
+	c->rcpt_code = xcalloc(j->n ? j->n : 1, sizeof(*c->rcpt_code));
+	for (uint32_t k = 0; k < j->n; k++)
+		c->rcpt_code[k] = -1;
+	c->cmd_sent = c->replies = c->accepted = 0;
+	c->mail_code = 0;
+	const char *unmet = unmet_requirement(c, &j->m->env);
+	if (unmet) {
+		fail_whole_job(c, atoi(unmet), unmet);
+		next_job(c);
+		return;
+	}
+	c->st = OUT_MAIL;
+	set_timeout(c, c->p.command_timeout_s);
+	send_mail(c);
+	c->cmd_sent = 1;
+	/* RFC 2920: with PIPELINING, MAIL and every RCPT go out in one write. */
+	uint32_t upto = c->caps.pipelining ? j->n : 0;
+	for (uint32_t k = 0; k < upto; k++, c->cmd_sent++)
+		send_rcpt(c, k);
+}
+
+static void next_job(struct smtp_out *c)
+{
+	if (c->st == OUT_CLOSED)
+		return;
+	struct smtp_out_job *j = c->p.probe ? NULL : c->cb->next_job(c->arg, c);
+	if (!j) {
+		c->st = OUT_QUIT;
+		say(c, "QUIT");
+		return;
+	}
+	start_job(c, j);
+}
+
+/* --- content ----------------------------------------------------------- */
+
+/* Copies a piece of the body to the output, doubling a leading dot on each line. */
+static void stuff(struct smtp_out *c, const unsigned char *p, size_t n)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	while (n) {
+		if (c->at_bol && p[0] == '.')
+			evbuffer_add(out, ".", 1);
+		const unsigned char *nl = memchr(p, '\n', n);
+		size_t k = nl ? (size_t)(nl - p) + 1 : n;
+		evbuffer_add(out, p, k);
+		c->at_bol = nl != NULL;
+		p += k;
+		n -= k;
+	}
+}
+
+static void stream_more(struct smtp_out *c)
+{
+	const struct spool_msg *m = c->job->m;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (!c->chunk)
+		c->chunk = xmalloc(STREAM_CHUNK);
+	while (c->stream_off < m->env.body_size && evbuffer_get_length(out) < 4 * STREAM_CHUNK) {
+		long r = spool_msg_read(c->p.sp, m, c->stream_off, c->chunk, STREAM_CHUNK);
+		if (r <= 0) {
+			char id[17];
+			spool_id_str(m->id, id);
+			log_err("delivery", "id=%s cannot read the message body: %s", id, r < 0 ? strerror((int)-r) : "short");
+			fail(c, SMTP_OUT_BROKEN, "451 4.3.0 local error reading the queued message");
+			return;
+		}
+		stuff(c, c->chunk, (size_t)r);
+		c->stream_off += (uint64_t)r;
+	}
+	if (c->stream_off < m->env.body_size)
+		return;
+	if (!c->at_bol)
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+	c->job->dot_sent = true;
+	c->st = OUT_DOT;
+	set_timeout(c, c->p.data_timeout_s);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	struct smtp_out *c = arg;
+	if (c->st == OUT_STREAM)
+		stream_more(c);
+}
+
+/* --- replies ----------------------------------------------------------- */
+
+static void parse_ehlo_line(struct smtp_out *c, const char *kw)
+{
+	if (strncasecmp(kw, "PIPELINING", 10) == 0 && (!kw[10] || kw[10] == ' '))
+		c->caps.pipelining = true;
+	else if (strncasecmp(kw, "SIZE", 4) == 0 && (!kw[4] || kw[4] == ' ')) {
+		c->caps.size = true;
+		c->caps.size_max = kw[4] ? strtoull(kw + 5, NULL, 10) : 0;
+	} else if (strcasecmp(kw, "8BITMIME") == 0)
+		c->caps.eightbit = true;
+	else if (strcasecmp(kw, "SMTPUTF8") == 0)
+		c->caps.smtputf8 = true;
+	else if (strcasecmp(kw, "DSN") == 0)
+		c->caps.dsn = true;
+	else if (strcasecmp(kw, "STARTTLS") == 0)
+		c->caps.starttls = true;
+}
+
+static void start_tls(struct smtp_out *c);
+
+static void now_ready(struct smtp_out *c)
+{
+	c->st = OUT_READY;
+	if (!c->was_ready) {
+		c->was_ready = true;
+		log_debug("delivery", "peer=%s ready tls=%s", c->peer, c->tls_on ? "yes" : "no");
+		c->cb->ready(c->arg, c);
+		if (c->st == OUT_CLOSED)
+			return;
+	}
+	next_job(c);
+}
+
+static void after_ehlo(struct smtp_out *c)
+{
+	bool want_tls = c->p.ssl_ctx && !c->tls_on && !c->tls_refused_here;
+	if (want_tls && c->caps.starttls) {
+		c->st = OUT_STARTTLS;
+		say(c, "STARTTLS");
+		return;
+	}
+	if (c->p.tls != TLS_MAY && !c->tls_on) {
+		fail(c, SMTP_OUT_BUSY, "TLS is required (tls = %s) but %s", c->p.tls == TLS_VERIFY ? "verify" : "encrypt",
+		     c->caps.starttls ? "failed" : "not offered");
+		return;
+	}
+	now_ready(c);
+}
+
+static void on_reply_greeting(struct smtp_out *c, int code)
+{
+	switch (c->st) {
+	case OUT_BANNER:
+		if (code / 100 != 2) {
+			fail(c, code / 100 == 4 ? SMTP_OUT_BUSY : SMTP_OUT_UNREACHABLE, "greeting: %s", c->reply);
+			return;
+		}
+		c->st = OUT_EHLO;
+		memset(&c->caps, 0, sizeof(c->caps));
+		say(c, "EHLO %s", c->p.helo);
+		return;
+	case OUT_EHLO:
+		if (code / 100 == 2) {
+			c->caps.esmtp = true;
+			after_ehlo(c);
+		} else if (code == 421) {
+			fail(c, SMTP_OUT_BUSY, "EHLO: %s", c->reply);
+		} else {
+			c->st = OUT_HELO;
+			say(c, "HELO %s", c->p.helo);
+		}
+		return;
+	case OUT_HELO:
+		if (code / 100 != 2)
+			fail(c, code / 100 == 4 ? SMTP_OUT_BUSY : SMTP_OUT_UNREACHABLE, "HELO: %s", c->reply);
+		else
+			after_ehlo(c);
+		return;
+	case OUT_STARTTLS:
+		if (code == 220)
+			start_tls(c);
+		else if (c->p.tls == TLS_MAY)
+			now_ready(c);
+		else
+			fail(c, SMTP_OUT_BUSY, "STARTTLS: %s", c->reply);
+		return;
+	default:
+		return;
+	}
+}
+
+static void on_reply_mail(struct smtp_out *c, int code)
+{
+	uint32_t idx = c->replies++;
+	if (idx == 0) {
+		c->mail_code = code;
+		snprintf(c->mail_reply, sizeof(c->mail_reply), "%s", c->reply);
+	} else {
+		uint32_t k = idx - 1;
+		/* After a refused MAIL the RCPT replies mean nothing: MAIL's reply decides. */
+		int eff = c->mail_code / 100 == 2 ? code : c->mail_code;
+		c->rcpt_code[k] = eff;
+		if (eff / 100 == 2)
+			c->accepted++;
+		else
+			c->cb->rcpt_done(c->arg, c->job, k, eff, c->mail_code / 100 == 2 ? c->reply : c->mail_reply);
+	}
+	if (idx == 0 && code / 100 != 2 && !c->caps.pipelining) {
+		fail_whole_job(c, code, c->reply);
+		next_job(c);
+		return;
+	}
+	if (!c->caps.pipelining && c->cmd_sent < c->job->n + 1) {
+		send_rcpt(c, c->cmd_sent - 1);
+		c->cmd_sent++;
+		return;
+	}
+	if (c->replies < c->job->n + 1)
+		return;
+	if (c->accepted == 0) {
+		end_job(c);
+		/* A transaction may be open (MAIL accepted): close it before the next. */
+		c->st = OUT_RSET;
+		say(c, "RSET");
+		return;
+	}
+	c->st = OUT_DATA;
+	say(c, "DATA");
+}
+
+static void report_accepted(struct smtp_out *c, int code)
+{
+	for (uint32_t k = 0; k < c->job->n; k++)
+		if (c->rcpt_code[k] >= 200 && c->rcpt_code[k] < 300)
+			c->cb->rcpt_done(c->arg, c->job, k, code, c->reply);
+	end_job(c);
+}
+
+static void on_reply(struct smtp_out *c, int code)
+{
+	switch (c->st) {
+	case OUT_MAIL:
+		on_reply_mail(c, code);
+		return;
+	case OUT_RSET:
+		next_job(c);
+		return;
+	case OUT_DATA:
+		if (code != 354) {
+			report_accepted(c, code);
+			c->st = OUT_RSET;
+			say(c, "RSET");
+			return;
+		}
+		c->st = OUT_STREAM;
+		c->stream_off = 0;
+		c->at_bol = true;
+		stream_more(c);
+		return;
+	case OUT_DOT:
+		report_accepted(c, code);
+		set_timeout(c, c->p.command_timeout_s);
+		next_job(c);
+		return;
+	case OUT_QUIT:
+		snprintf(c->why, sizeof(c->why), "%s", c->reply);
+		finish(c, SMTP_OUT_DONE);
+		return;
+	default:
+		on_reply_greeting(c, code);
+		return;
+	}
+}
+
+/* Appends one reply line's text (hostile: controls dropped, length capped). */
+static void add_reply_text(struct smtp_out *c, const char *line, size_t n)
+{
+	if (c->reply_len && c->reply_len < REPLY_TEXT_MAX)
+		c->reply[c->reply_len++] = ' ';
+	for (size_t i = 0; i < n && c->reply_len < REPLY_TEXT_MAX; i++)
+		if ((unsigned char)line[i] >= 0x20 && line[i] != 0x7f)
+			c->reply[c->reply_len++] = line[i];
+	c->reply[c->reply_len] = '\0';
+}
+
+static bool handle_line(struct smtp_out *c, char *line, size_t n)
+{
+	if (n < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' || line[2] < '0' ||
+	    line[2] > '9' || (n > 3 && line[3] != ' ' && line[3] != '-')) {
+		fail(c, SMTP_OUT_BROKEN, "protocol error: malformed reply");
+		return false;
+	}
+	bool last = n == 3 || line[3] == ' ';
+	if (c->reply_len == 0)
+		add_reply_text(c, line, n);
+	else
+		add_reply_text(c, line + (n > 4 ? 4 : n), n > 4 ? n - 4 : 0);
+	/* EHLO: every line after the first names an extension. */
+	if (c->st == OUT_EHLO && c->reply_lines++ > 0 && n > 4) {
+		line[n] = '\0';
+		parse_ehlo_line(c, line + 4);
+	}
+	if (!last)
+		return true;
+	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	c->reply_lines = 0;
+	on_reply(c, code);
+	c->reply_len = 0;
+	c->reply[0] = '\0';
+	return c->st != OUT_CLOSED;
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct smtp_out *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	while (c->st != OUT_CLOSED && c->bev == bev) {
+		size_t n;
+		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+		if (!line) {
+			if (evbuffer_get_length(in) > REPLY_LINE_MAX)
+				fail(c, SMTP_OUT_BROKEN, "protocol error: reply line too long");
+			return;
+		}
+		bool go_on = handle_line(c, line, n > REPLY_LINE_MAX ? REPLY_LINE_MAX : n);
+		free(line);
+		if (!go_on)
+			return;
+	}
+}
+
+/* --- connecting -------------------------------------------------------- */
+
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+static void start_tls(struct smtp_out *c)
+{
+	SSL *ssl = SSL_new(c->p.ssl_ctx);
+	const char *host = c->addrs[c->addr_i].host;
+	SSL_set_tlsext_host_name(ssl, host);
+	if (c->p.tls == TLS_VERIFY) {
+		SSL_set1_host(ssl, host);
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	}
+	struct bufferevent *tb =
+		bufferevent_openssl_filter_new(c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!tb) {
+		SSL_free(ssl);
+		fail(c, SMTP_OUT_BUSY, "TLS setup failed");
+		return;
+	}
+	c->bev = tb;
+	c->st = OUT_TLS;
+	bufferevent_setcb(tb, on_read, on_write, on_event, c);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	set_timeout(c, c->p.command_timeout_s);
+}
+
+static void tls_failed(struct smtp_out *c)
+{
+	unsigned long e = bufferevent_get_openssl_error(c->bev);
+	char err[256] = "handshake failed";
+	if (e)
+		ERR_error_string_n(e, err, sizeof(err));
+	if (c->p.tls == TLS_MAY) {
+		/* Opportunistic TLS (RFC 7435): a broken handshake is no reason to keep mail; retry in clear. */
+		log_info("delivery", "peer=%s TLS failed (%s); retrying without TLS", c->peer, err);
+		c->tls_refused_here = true;
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		try_address(c);
+		return;
+	}
+	fail(c, SMTP_OUT_BUSY, "TLS: %s", err);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct smtp_out *c = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->st == OUT_TLS) {
+			c->tls_on = true;
+			c->st = OUT_EHLO;
+			memset(&c->caps, 0, sizeof(c->caps));
+			say(c, "EHLO %s", c->p.helo);
+		} else {
+			c->st = OUT_BANNER;
+			set_timeout(c, c->p.command_timeout_s);
+		}
+		return;
+	}
+	if (c->st == OUT_TLS && !(what & BEV_EVENT_TIMEOUT)) {
+		tls_failed(c);
+		return;
+	}
+	if (c->st == OUT_QUIT) {
+		finish(c, SMTP_OUT_DONE);
+		return;
+	}
+	const char *what_s = what & BEV_EVENT_TIMEOUT ? "timeout" : what & BEV_EVENT_EOF ? "connection closed" : NULL;
+	fail(c, c->st == OUT_CONNECT ? SMTP_OUT_UNREACHABLE : SMTP_OUT_BROKEN, "%s%s", what_s ? what_s : "",
+	     what_s ? "" : strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR() : ECONNRESET));
+}
+
+static void format_peer(struct smtp_out *c, const struct smtp_out_addr *a)
+{
+	char ip[64] = "?";
+	uint16_t port = 0;
+	if (a->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		port = ntohs(s4->sin_port);
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s[%s]:%u", a->host, ip, port);
+}
+
+static void try_address(struct smtp_out *c)
+{
+	if (c->addr_i >= c->p.naddrs) {
+		finish(c, c->fail_how ? c->fail_how : SMTP_OUT_UNREACHABLE);
+		return;
+	}
+	const struct smtp_out_addr *a = &c->addrs[c->addr_i];
+	format_peer(c, a);
+	c->st = OUT_CONNECT;
+	c->tls_on = false;
+	c->bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 2 * STREAM_CHUNK, 0);
+	set_timeout(c, c->p.connect_timeout_s);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(c->bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0)
+		fail(c, SMTP_OUT_UNREACHABLE, "connect: %s", strerror(errno));
+}
+
+static void start_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	try_address(arg);
+}
+
+struct smtp_out *smtp_out_start(struct event_base *base, const struct smtp_out_params *p, const struct smtp_out_cb *cb,
+				void *arg)
+{
+	struct smtp_out *c = xcalloc(1, sizeof(*c));
+	c->base = base;
+	c->p = *p;
+	c->addrs = xcalloc(p->naddrs ? p->naddrs : 1, sizeof(*c->addrs));
+	memcpy(c->addrs, p->addrs, p->naddrs * sizeof(*c->addrs));
+	c->p.addrs = c->addrs;
+	c->cb = cb;
+	c->arg = arg;
+	snprintf(c->why, sizeof(c->why), "no address to try");
+	/* From the loop, so no callback runs inside the caller. */
+	struct timeval now = {0, 0};
+	c->start_ev = evtimer_new(base, start_cb, c);
+	evtimer_add(c->start_ev, &now);
+	return c;
+}
+
+SSL_CTX *smtp_out_tls_context(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_default_verify_paths(ctx);
+	return ctx;
+}

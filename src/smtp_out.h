@@ -1,0 +1,81 @@
+/*
+ * smtp_out: one outbound SMTP connection (RFC 5321 client) to a next hop.
+ * It tries a list of addresses in order until one greets it, says EHLO
+ * (HELO if EHLO is refused), upgrades with STARTTLS when offered or
+ * required, then asks its owner (the scheduler) for jobs and sends them one
+ * after another over the same connection, with PIPELINING when offered.
+ * Every recipient's outcome is reported as soon as the reply is read.
+ * It never touches the spool except to read message bodies.
+ */
+#ifndef MXV_SMTP_OUT_H
+#define MXV_SMTP_OUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "cfg.h"
+#include "spool.h"
+
+struct event_base;
+struct smtp_out;
+typedef struct ssl_ctx_st SSL_CTX;
+
+struct smtp_out_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char host[256];    /* the name the address belongs to (TLS verification, logs) */
+};
+
+/* What to send: the scheduler owns it; smtp_out fills in the outcome fields. */
+struct smtp_out_job {
+	struct spool_msg *m;
+	uint32_t *rcpts;      /* indices into m->env.rcpts */
+	uint32_t n;
+	bool dot_sent;        /* the final "." went out: a lost reply may mean a duplicate */
+};
+
+enum smtp_out_end {
+	SMTP_OUT_DONE = 0,        /* QUIT after the last job */
+	SMTP_OUT_UNREACHABLE,     /* no address answered with a usable greeting */
+	SMTP_OUT_BUSY,            /* greeted with 421/4xx, or TLS required but unavailable */
+	SMTP_OUT_BROKEN,          /* lost after being ready (timeout, reset) */
+};
+
+struct smtp_out_cb {
+	/* The next job for this connection, or NULL to say QUIT. */
+	struct smtp_out_job *(*next_job)(void *arg, struct smtp_out *c);
+	/* A recipient's outcome; code 0: no answer (connection lost). */
+	void (*rcpt_done)(void *arg, struct smtp_out_job *j, uint32_t k, int code, const char *reply);
+	/* Every recipient of j has been reported. */
+	void (*job_done)(void *arg, struct smtp_out_job *j);
+	/* Greeted and EHLO (and TLS, if any) done. */
+	void (*ready)(void *arg, struct smtp_out *c);
+	/* The connection is over; c is freed right after. why: a reply or error text. */
+	void (*ended)(void *arg, struct smtp_out *c, enum smtp_out_end how, const char *why);
+};
+
+struct smtp_out_params {
+	const char *helo;          /* our hostname */
+	enum tls_mode tls;
+	SSL_CTX *ssl_ctx;          /* NULL: never STARTTLS (then tls must be may) */
+	const struct smtp_out_addr *addrs;
+	size_t naddrs;
+	bool probe;                /* greet, EHLO, QUIT: only to see whether the host is up */
+	struct spool *sp;
+	int connect_timeout_s;
+	int command_timeout_s;     /* RFC 5321 4.5.3.2: 5 minutes */
+	int data_timeout_s;        /* final reply after the dot: 10 minutes */
+};
+
+struct smtp_out *smtp_out_start(struct event_base *base, const struct smtp_out_params *p, const struct smtp_out_cb *cb,
+				void *arg);
+/* Stops at once: pending recipients are reported with code 0, then ended(BROKEN). */
+void smtp_out_abort(struct smtp_out *c);
+/* The host and address currently connected, for logs. */
+const char *smtp_out_peer(const struct smtp_out *c);
+
+/* Creates the client TLS context (system CA store, TLS 1.2+). NULL on failure. */
+SSL_CTX *smtp_out_tls_context(void);
+
+#endif

@@ -1,0 +1,619 @@
+/*
+ * Unit tests for src/dns.c against a real DNS server: the group setup starts
+ * unbound on 127.0.0.1 (a free port) serving static test zones from
+ * local-data, waits until it answers, and kills it at the end. Every test
+ * uses a fresh event base and handle and waits on conditions with deadlines.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dns.h"
+
+#define UNBOUND "/usr/sbin/unbound"
+#define BIG_N 40 /* A records of big.test: > 512 bytes, so TC and TCP */
+
+static char srv_dir[64];
+static pid_t srv_pid = -1;
+static uint16_t srv_port;
+static char srv_addr[32]; /* "127.0.0.1:PORT" */
+static bool in_lookup;    /* set around dns_lookup_*: callbacks must not see it */
+
+struct fixture {
+	struct event_base *base;
+	struct dns *d;
+};
+
+struct result {
+	int calls;
+	bool reentrant;
+	enum dns_status st;
+	size_t n;
+	struct dns_mx mx[8];
+	struct dns_addr addrs[BIG_N + 8];
+	struct dns *free_me; /* dns_free from inside the callback */
+};
+
+/* ---- the loop ---- */
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(bool *)arg = true;
+}
+
+/* Runs the loop until *flag != 0 or ms pass; returns whether *flag is set. */
+static bool run_until(struct event_base *base, const int *flag, int ms)
+{
+	bool expired = false;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct event *t = evtimer_new(base, on_deadline, &expired);
+	evtimer_add(t, &tv);
+	while (!*flag && !expired)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+	return *flag != 0;
+}
+
+static void on_mx(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n)
+{
+	struct result *r = arg;
+	r->calls++;
+	r->reentrant |= in_lookup;
+	r->st = st;
+	r->n = n;
+	for (size_t i = 0; i < n && i < ARRAY_LEN(r->mx); i++)
+		r->mx[i] = mx[i];
+	if (r->free_me)
+		dns_free(r->free_me);
+}
+
+static void on_addrs(void *arg, enum dns_status st, const struct dns_addr *a, size_t n)
+{
+	struct result *r = arg;
+	r->calls++;
+	r->reentrant |= in_lookup;
+	r->st = st;
+	r->n = n;
+	for (size_t i = 0; i < n && i < ARRAY_LEN(r->addrs); i++)
+		r->addrs[i] = a[i];
+	if (r->free_me)
+		dns_free(r->free_me);
+}
+
+static void mx_lookup(struct dns *d, const char *name, struct result *r)
+{
+	in_lookup = true;
+	dns_lookup_mx(d, name, on_mx, r);
+	in_lookup = false;
+}
+
+static void addrs_lookup(struct dns *d, const char *name, uint16_t port, struct result *r)
+{
+	in_lookup = true;
+	dns_lookup_addrs(d, name, port, on_addrs, r);
+	in_lookup = false;
+}
+
+static enum dns_status mx_status(struct fixture *f, const char *name, struct result *r)
+{
+	mx_lookup(f->d, name, r);
+	assert_true(run_until(f->base, &r->calls, 5000));
+	assert_int_equal(r->calls, 1);
+	assert_false(r->reentrant);
+	return r->st;
+}
+
+static enum dns_status addrs_status(struct fixture *f, const char *name, uint16_t port, struct result *r)
+{
+	addrs_lookup(f->d, name, port, r);
+	assert_true(run_until(f->base, &r->calls, 5000));
+	assert_int_equal(r->calls, 1);
+	assert_false(r->reentrant);
+	return r->st;
+}
+
+/* "family address port" of one result, for compact assertions. */
+static const char *addr_str(const struct dns_addr *a, char *out, size_t n)
+{
+	char ip[INET6_ADDRSTRLEN];
+	const struct sockaddr_in *s4 = (const void *)&a->ss;
+	const struct sockaddr_in6 *s6 = (const void *)&a->ss;
+	if (a->ss.ss_family == AF_INET6 && a->len == sizeof(*s6))
+		snprintf(out, n, "%s %u", inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip)),
+			 ntohs(s6->sin6_port));
+	else if (a->ss.ss_family == AF_INET && a->len == sizeof(*s4))
+		snprintf(out, n, "%s %u", inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip)),
+			 ntohs(s4->sin_port));
+	else
+		snprintf(out, n, "bad family %d len %u", a->ss.ss_family, (unsigned)a->len);
+	return out;
+}
+
+/* ---- the server ---- */
+
+static uint16_t free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	if (u < 0 || bind(u, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(u, (struct sockaddr *)&sa, &len) < 0)
+		abort();
+	close(u);
+	return ntohs(sa.sin_port);
+}
+
+static int write_conf(const char *path)
+{
+	FILE *fp = fopen(path, "w");
+	if (!fp)
+		return -1;
+	fprintf(fp, "server:\n  interface: 127.0.0.1\n  port: %u\n  do-daemonize: no\n"
+		    "  username: \"\"\n  chroot: \"\"\n  directory: \"%s\"\n  pidfile: \"\"\n"
+		    "  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  num-threads: 1\n"
+		    "  do-ip6: no\n  do-not-query-localhost: no\n  rrset-roundrobin: no\n"
+		    "  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n"
+		    "  local-zone: \"test.\" static\n"
+		    "  local-zone: \"refused.test.\" refuse\n"
+		    "  local-zone: \"deny.test.\" deny\n",
+		srv_port, srv_dir);
+	static const char *data[] = {
+		"mx3.test. MX 20 b.mx3.test.", "mx3.test. MX 10 A.MX3.Test.",
+		"mx3.test. MX 20 c.mx3.test.", "nullmx.test. MX 0 .",
+		"nomx.test. A 192.0.2.3", "dual.test. AAAA 2001:db8::1",
+		"dual.test. A 192.0.2.1", "v4.test. A 192.0.2.2",
+		"v6.test. AAAA 2001:db8::2", "a.mx3.test. A 192.0.2.10",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(data); i++)
+		fprintf(fp, "  local-data: \"%s\"\n", data[i]);
+	for (int i = 0; i < BIG_N; i++)
+		fprintf(fp, "  local-data: \"big.test. A 198.51.100.%d\"\n", i + 1);
+	return fclose(fp);
+}
+
+static void start_unbound(void)
+{
+	char conf[128], log[128];
+	snprintf(conf, sizeof(conf), "%s/unbound.conf", srv_dir);
+	snprintf(log, sizeof(log), "%s/unbound.log", srv_dir);
+	if (write_conf(conf) < 0)
+		abort();
+	srv_pid = fork();
+	if (srv_pid == 0) {
+		if (!freopen(log, "w", stderr) || !freopen("/dev/null", "r", stdin))
+			_exit(127);
+		execl(UNBOUND, "unbound", "-d", "-c", conf, (char *)NULL);
+		_exit(127);
+	}
+}
+
+/* The server is up when our own lookup gets an answer; 10 s deadline. */
+static bool server_answers(void)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	do {
+		struct event_base *base = event_base_new();
+		struct dns *d;
+		struct result r = {0};
+		if (dns_open(base, srv_addr, 200, &d) < 0)
+			abort();
+		dns_lookup_addrs(d, "v4.test", 25, on_addrs, &r);
+		run_until(base, &r.calls, 1000);
+		dns_free(d);
+		event_base_free(base);
+		if (r.st == DNS_OK)
+			return true;
+		if (waitpid(srv_pid, NULL, WNOHANG) == srv_pid) {
+			srv_pid = -1;
+			return false;
+		}
+		usleep(50 * 1000);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while (now.tv_sec - start.tv_sec < 10);
+	return false;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	if (access(UNBOUND, X_OK) < 0) {
+		fprintf(stderr, "test_dns: %s is missing\n", UNBOUND);
+		return -1;
+	}
+	snprintf(srv_dir, sizeof(srv_dir), "/tmp/mxv-dns-XXXXXX");
+	if (!mkdtemp(srv_dir))
+		return -1;
+	srv_port = free_port();
+	snprintf(srv_addr, sizeof(srv_addr), "127.0.0.1:%u", srv_port);
+	start_unbound();
+	if (!server_answers()) {
+		fprintf(stderr, "test_dns: unbound did not answer, see %s/unbound.log\n", srv_dir);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (srv_pid > 0) {
+		kill(srv_pid, SIGTERM);
+		waitpid(srv_pid, NULL, 0);
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", srv_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	f->base = event_base_new();
+	*state = f;
+	return dns_open(f->base, srv_addr, 1000, &f->d);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	dns_free(f->d);
+	event_base_free(f->base);
+	free(f);
+	return 0;
+}
+
+/* ---- MX ---- */
+
+static void test_mx_sorted_lowercase(void **state)
+{
+	struct result r = {0};
+	assert_int_equal(mx_status(*state, "MX3.test.", &r), DNS_OK);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.mx[0].pref, 10);
+	assert_string_equal(r.mx[0].host, "a.mx3.test");
+	assert_int_equal(r.mx[1].pref, 20);
+	assert_int_equal(r.mx[2].pref, 20);
+	/* Ties keep the server's order (round robin is off in unbound). */
+	assert_string_equal(r.mx[1].host, "b.mx3.test");
+	assert_string_equal(r.mx[2].host, "c.mx3.test");
+}
+
+static void test_mx_null(void **state)
+{
+	struct result r = {0};
+	assert_int_equal(mx_status(*state, "nullmx.test", &r), DNS_OK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.mx[0].pref, 0);
+	assert_string_equal(r.mx[0].host, "");
+}
+
+static void test_mx_nodata_and_nxdomain(void **state)
+{
+	struct result r1 = {0}, r2 = {0};
+	assert_int_equal(mx_status(*state, "nomx.test", &r1), DNS_NODATA);
+	assert_int_equal(r1.n, 0);
+	assert_int_equal(mx_status(*state, "nope.test", &r2), DNS_NXDOMAIN);
+	assert_int_equal(r2.n, 0);
+}
+
+/* ---- addresses ---- */
+
+static void test_addrs_aaaa_first(void **state)
+{
+	struct result r = {0};
+	char s[80];
+	assert_int_equal(addrs_status(*state, "dual.test", 2525, &r), DNS_OK);
+	assert_int_equal(r.n, 2);
+	assert_string_equal(addr_str(&r.addrs[0], s, sizeof(s)), "2001:db8::1 2525");
+	assert_string_equal(addr_str(&r.addrs[1], s, sizeof(s)), "192.0.2.1 2525");
+}
+
+static void test_addrs_one_family(void **state)
+{
+	struct result r4 = {0}, r6 = {0};
+	char s[80];
+	assert_int_equal(addrs_status(*state, "v4.test", 25, &r4), DNS_OK);
+	assert_int_equal(r4.n, 1);
+	assert_string_equal(addr_str(&r4.addrs[0], s, sizeof(s)), "192.0.2.2 25");
+	assert_int_equal(addrs_status(*state, "V6.TEST", 25, &r6), DNS_OK);
+	assert_int_equal(r6.n, 1);
+	assert_string_equal(addr_str(&r6.addrs[0], s, sizeof(s)), "2001:db8::2 25");
+}
+
+static void test_addrs_nodata_and_nxdomain(void **state)
+{
+	struct result r1 = {0}, r2 = {0};
+	assert_int_equal(addrs_status(*state, "nullmx.test", 25, &r1), DNS_NODATA);
+	assert_int_equal(r1.n, 0);
+	assert_int_equal(addrs_status(*state, "nope.test", 25, &r2), DNS_NXDOMAIN);
+}
+
+/* 40 A records do not fit 512 bytes: c-ares retries over TCP (EV_WRITE). */
+static void test_addrs_truncated_uses_tcp(void **state)
+{
+	struct result r = {0};
+	char s[80], want[80];
+	assert_int_equal(addrs_status(*state, "big.test", 25, &r), DNS_OK);
+	assert_int_equal(r.n, BIG_N);
+	for (size_t i = 0; i < r.n; i++) {
+		snprintf(want, sizeof(want), "198.51.100.%zu 25", i + 1);
+		assert_string_equal(addr_str(&r.addrs[i], s, sizeof(s)), want);
+	}
+}
+
+static void test_ip_literals(void **state)
+{
+	struct fixture *f = *state;
+	struct result r4 = {0}, r6 = {0};
+	char s[80];
+	addrs_lookup(f->d, "127.0.0.1", 25, &r4);
+	addrs_lookup(f->d, "::1", 587, &r6);
+	assert_int_equal(r4.calls + r6.calls, 0); /* never inside the lookup */
+	assert_true(run_until(f->base, &r6.calls, 1000));
+	assert_true(run_until(f->base, &r4.calls, 1000));
+	assert_false(r4.reentrant || r6.reentrant);
+	assert_int_equal(r4.st, DNS_OK);
+	assert_int_equal(r4.n, 1);
+	assert_string_equal(addr_str(&r4.addrs[0], s, sizeof(s)), "127.0.0.1 25");
+	assert_int_equal(r6.st, DNS_OK);
+	assert_int_equal(r6.n, 1);
+	assert_string_equal(addr_str(&r6.addrs[0], s, sizeof(s)), "::1 587");
+}
+
+/* A name of exactly len characters: labels of 'a' (at most 50), then ".test". */
+static void make_name(char *out, size_t len)
+{
+	size_t body = len - strlen(".test"), i = 0;
+	memset(out, 'a', body);
+	for (i = 50; i + 1 < body; i += 51)
+		out[i] = '.';
+	memcpy(out + body, ".test", strlen(".test") + 1);
+}
+
+static void test_bad_names(void **state)
+{
+	struct fixture *f = *state;
+	char long_name[300], long_label[80], ok_name[300];
+	make_name(long_name, 254);
+	memset(long_label, 'b', 64);
+	memcpy(long_label + 64, ".test", strlen(".test") + 1);
+	const char *bad[] = {"", ".", "a..test", ".test", "test..", long_name, long_label};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		struct result rm = {0}, ra = {0};
+		mx_lookup(f->d, bad[i], &rm);
+		addrs_lookup(f->d, bad[i], 25, &ra);
+		assert_int_equal(rm.calls + ra.calls, 0);
+		assert_true(run_until(f->base, &rm.calls, 1000));
+		assert_true(run_until(f->base, &ra.calls, 1000));
+		assert_int_equal(rm.st, DNS_BADNAME);
+		assert_int_equal(ra.st, DNS_BADNAME);
+		assert_false(rm.reentrant || ra.reentrant);
+	}
+	/*
+	 * The 64-character label is c-ares' EBADNAME, raised inside ares_query
+	 * and still delivered from the loop. 253 characters plus the final dot
+	 * is still a name (and does not exist).
+	 */
+	struct result r = {0};
+	make_name(ok_name, 253);
+	ok_name[253] = '.';
+	ok_name[254] = '\0';
+	assert_int_equal(mx_status(f, ok_name, &r), DNS_NXDOMAIN);
+}
+
+/* ---- temporary failures ---- */
+
+static void test_refused_is_tempfail(void **state)
+{
+	struct result rm = {0}, ra = {0};
+	assert_int_equal(mx_status(*state, "refused.test", &rm), DNS_TEMPFAIL);
+	assert_int_equal(addrs_status(*state, "x.refused.test", 25, &ra), DNS_TEMPFAIL);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* unbound drops queries for deny.test: c-ares times out (2 tries). */
+static void test_timeout_is_tempfail(void **state)
+{
+	struct fixture *f = *state;
+	struct dns *d;
+	struct result r = {0};
+	assert_int_equal(dns_open(f->base, srv_addr, 100, &d), 0);
+	int64_t t0 = now_ms();
+	mx_lookup(d, "deny.test", &r);
+	assert_true(run_until(f->base, &r.calls, 3000));
+	int64_t took = now_ms() - t0;
+	assert_int_equal(r.st, DNS_TEMPFAIL);
+	assert_true(took >= 250 && took < 1500); /* 100 ms, then 200 ms */
+	dns_free(d);
+	assert_int_equal(r.calls, 1);
+}
+
+static void test_no_server_is_tempfail(void **state)
+{
+	struct fixture *f = *state;
+	char addr[32];
+	struct dns *d;
+	struct result rm = {0}, ra = {0};
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", free_port());
+	assert_int_equal(dns_open(f->base, addr, 200, &d), 0);
+	mx_lookup(d, "mx3.test", &rm);
+	addrs_lookup(d, "dual.test", 25, &ra);
+	assert_true(run_until(f->base, &rm.calls, 3000));
+	assert_true(run_until(f->base, &ra.calls, 3000));
+	assert_int_equal(rm.st, DNS_TEMPFAIL);
+	assert_int_equal(ra.st, DNS_TEMPFAIL);
+	dns_free(d);
+}
+
+/* ---- cancellation ---- */
+
+static void test_free_cancels_in_flight(void **state)
+{
+	struct fixture *f = *state;
+	struct result rm = {0}, ra = {0}, rl = {0}, rb = {0};
+	mx_lookup(f->d, "deny.test", &rm);
+	addrs_lookup(f->d, "deny.test", 25, &ra);
+	int never = 0;
+	run_until(f->base, &never, 50); /* the queries are on the wire */
+	assert_int_equal(rm.calls + ra.calls, 0);
+	addrs_lookup(f->d, "::1", 25, &rl);     /* deferred literal */
+	mx_lookup(f->d, "bad..name", &rb);      /* deferred bad name */
+	dns_free(f->d);
+	f->d = NULL;
+	struct result *all[] = {&rm, &ra, &rl, &rb};
+	run_until(f->base, &never, 300); /* nothing may fire after dns_free */
+	for (size_t i = 0; i < ARRAY_LEN(all); i++) {
+		assert_int_equal(all[i]->calls, 1);
+		assert_int_equal(all[i]->st, DNS_CANCELLED);
+		assert_int_equal(all[i]->n, 0);
+	}
+}
+
+/* dns_free from a callback c-ares is running: the rest are cancelled. */
+static void test_free_inside_callback(void **state)
+{
+	struct fixture *f = *state;
+	struct result ok = {.free_me = f->d}, slow = {0};
+	mx_lookup(f->d, "deny.test", &slow);
+	mx_lookup(f->d, "mx3.test", &ok);
+	assert_true(run_until(f->base, &ok.calls, 3000));
+	f->d = NULL;
+	assert_int_equal(ok.st, DNS_OK);
+	assert_int_equal(slow.calls, 1);
+	assert_int_equal(slow.st, DNS_CANCELLED);
+	int never = 0;
+	run_until(f->base, &never, 300);
+	assert_int_equal(ok.calls, 1);
+	assert_int_equal(slow.calls, 1);
+}
+
+/* dns_free from a deferred (literal) callback. */
+static void test_free_inside_deferred_callback(void **state)
+{
+	struct fixture *f = *state;
+	struct result lit = {.free_me = f->d}, other = {0};
+	addrs_lookup(f->d, "127.0.0.1", 25, &lit);
+	addrs_lookup(f->d, "deny.test", 25, &other); /* never answered */
+	assert_true(run_until(f->base, &lit.calls, 1000));
+	f->d = NULL;
+	assert_int_equal(other.calls, 1);
+	assert_int_equal(other.st, DNS_CANCELLED);
+	int never = 0;
+	run_until(f->base, &never, 200);
+	assert_int_equal(lit.calls + other.calls, 2);
+}
+
+struct chain {
+	struct dns *d;
+	struct result mx, addrs;
+};
+
+static void on_chain_mx(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n)
+{
+	struct chain *c = arg;
+	c->mx.calls++;
+	c->mx.st = st;
+	if (st == DNS_OK && n > 0)
+		addrs_lookup(c->d, mx[0].host, 25, &c->addrs);
+}
+
+/* A lookup started from a callback (the MX -> address chain of smtp_out). */
+static void test_lookup_from_callback(void **state)
+{
+	struct fixture *f = *state;
+	struct chain c = {.d = f->d};
+	in_lookup = true;
+	dns_lookup_mx(f->d, "mx3.test", on_chain_mx, &c);
+	in_lookup = false;
+	assert_true(run_until(f->base, &c.addrs.calls, 3000));
+	assert_int_equal(c.mx.st, DNS_OK);
+	assert_int_equal(c.addrs.st, DNS_OK);
+	assert_int_equal(c.addrs.n, 1);
+	assert_false(c.addrs.reentrant);
+}
+
+/* ---- open ---- */
+
+static void test_open_resolver_forms(void **state)
+{
+	struct fixture *f = *state;
+	const char *good[] = {"127.0.0.1", "127.0.0.1:53", "::1", "[::1]:5353", "[::1]"};
+	const char *bad[] = {"", "bad", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:99999",
+			     "1.2.3.4,5.6.7.8", "[::1", "[127.0.0.1]:53", "::1:x", "[::1]:"};
+	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+		struct dns *d = NULL;
+		assert_int_equal(dns_open(f->base, good[i], 0, &d), 0);
+		dns_free(d);
+	}
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		struct dns *d = NULL;
+		assert_int_equal(dns_open(f->base, bad[i], 0, &d), -EINVAL);
+		assert_null(d);
+	}
+	struct dns *d = NULL;
+	assert_int_equal(dns_open(f->base, NULL, 0, &d), 0); /* /etc/resolv.conf */
+	dns_free(d);
+	dns_free(NULL);
+}
+
+static void test_status_str(void **state)
+{
+	(void)state;
+	assert_string_equal(dns_status_str(DNS_OK), "ok");
+	assert_string_equal(dns_status_str(DNS_NXDOMAIN), "nxdomain");
+	assert_string_equal(dns_status_str(DNS_TEMPFAIL), "tempfail");
+	assert_string_equal(dns_status_str(DNS_CANCELLED), "cancelled");
+	assert_string_equal(dns_status_str((enum dns_status)99), "unknown");
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_mx_sorted_lowercase),
+		T(test_mx_null),
+		T(test_mx_nodata_and_nxdomain),
+		T(test_addrs_aaaa_first),
+		T(test_addrs_one_family),
+		T(test_addrs_nodata_and_nxdomain),
+		T(test_addrs_truncated_uses_tcp),
+		T(test_ip_literals),
+		T(test_bad_names),
+		T(test_refused_is_tempfail),
+		T(test_timeout_is_tempfail),
+		T(test_no_server_is_tempfail),
+		T(test_free_cancels_in_flight),
+		T(test_free_inside_callback),
+		T(test_free_inside_deferred_callback),
+		T(test_lookup_from_callback),
+		T(test_open_resolver_forms),
+		T(test_status_str),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
