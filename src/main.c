@@ -17,7 +17,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "queue_cli.h"
-#include "sched.h"
+#include "qmgr.h"
 #include "smtp_in.h"
 #include "spool.h"
 
@@ -86,7 +86,7 @@ static int load_config(const char *path, struct cfg **cfg)
 struct daemon_ctx {
 	struct event_base *base;
 	struct smtp_server *srv;
-	struct sched *sched;
+	struct qmgr *sched;
 	struct event *drain_ev;
 	int64_t deadline_ms;
 };
@@ -96,7 +96,7 @@ static void check_drained(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct daemon_ctx *d = arg;
-	if ((smtp_server_idle(d->srv) && sched_idle(d->sched)) || clock_mono_ms() >= d->deadline_ms)
+	if ((smtp_server_idle(d->srv) && qmgr_idle(d->sched)) || clock_mono_ms() >= d->deadline_ms)
 		event_base_loopexit(d->base, NULL);
 }
 
@@ -108,7 +108,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	log_info("mxvault", "signal=%d stopping: finishing messages in progress", (int)sig);
 	smtp_server_shutdown(d->srv);
-	sched_stop(d->sched);
+	qmgr_stop(d->sched);
 	d->deadline_ms = clock_mono_ms() + 10000;
 	d->drain_ev = event_new(d->base, -1, EV_PERSIST, check_drained, d);
 	event_add(d->drain_ev, &(struct timeval){0, 50000});
@@ -155,7 +155,7 @@ static int serve(const struct cfg *cfg, bool daemon)
 		event_base_free(d.base);
 		return EX_OSERR_CODE;
 	}
-	rc = sched_start(cfg, d.base, sp, &d.sched);
+	rc = qmgr_start(cfg, d.base, sp, &d.sched);
 	if (rc < 0) {
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
 		smtp_server_free(d.srv);
@@ -169,8 +169,8 @@ static int serve(const struct cfg *cfg, bool daemon)
 	event_add(sigint, NULL);
 	log_info("mxvault", "started hostname=%s spool=%s domains=%zu", cfg->hostname, cfg->spool, cfg->ndomains);
 	event_base_dispatch(d.base);
-	sched_stop(d.sched);
-	sched_free(d.sched);
+	qmgr_stop(d.sched);
+	qmgr_free(d.sched);
 	smtp_server_free(d.srv);
 	spool_close(sp);
 	event_free(sigterm);

@@ -465,6 +465,7 @@ static void on_reply_mail(struct smtp_out *c, int code)
 		return;
 	}
 	c->st = OUT_DATA;
+	set_timeout(c, 120); /* RFC 5321 4.5.3.2.3: DATA initiation, 2 minutes */
 	say(c, "DATA");
 }
 
@@ -495,6 +496,7 @@ static void on_reply(struct smtp_out *c, int code)
 		c->st = OUT_STREAM;
 		c->stream_off = 0;
 		c->at_bol = true;
+		set_timeout(c, 180); /* 4.5.3.2.4: data block, 3 minutes */
 		stream_more(c);
 		return;
 	case OUT_DOT:

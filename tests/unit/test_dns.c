@@ -149,16 +149,30 @@ static const char *addr_str(const struct dns_addr *a, char *out, size_t n)
 
 /* ---- the server ---- */
 
+/*
+ * A port free for both UDP and TCP on 127.0.0.1, below the ephemeral range:
+ * a port the kernel handed out could be handed again to our own c-ares
+ * socket before unbound binds it.
+ */
 static uint16_t free_port(void)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sa);
-	int u = socket(AF_INET, SOCK_DGRAM, 0);
-	if (u < 0 || bind(u, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(u, (struct sockaddr *)&sa, &len) < 0)
-		abort();
-	close(u);
-	return ntohs(sa.sin_port);
+	static unsigned seed;
+	if (!seed)
+		seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	for (;;) {
+		uint16_t port = (uint16_t)(20000 + rand_r(&seed) % 12000);
+		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int u = socket(AF_INET, SOCK_DGRAM, 0), t = socket(AF_INET, SOCK_STREAM, 0);
+		if (u < 0 || t < 0)
+			abort();
+		bool ok = bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+			  bind(t, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(u);
+		close(t);
+		if (ok)
+			return port;
+	}
 }
 
 static int write_conf(const char *path)
@@ -242,14 +256,22 @@ static int group_setup(void **state)
 	snprintf(srv_dir, sizeof(srv_dir), "/tmp/mxv-dns-XXXXXX");
 	if (!mkdtemp(srv_dir))
 		return -1;
-	srv_port = free_port();
-	snprintf(srv_addr, sizeof(srv_addr), "127.0.0.1:%u", srv_port);
-	start_unbound();
-	if (!server_answers()) {
-		fprintf(stderr, "test_dns: unbound did not answer, see %s/unbound.log\n", srv_dir);
-		return -1;
+	/* The port can be taken between our check and unbound's bind: retry. */
+	for (int attempt = 0; attempt < 5; attempt++) {
+		srv_port = free_port();
+		snprintf(srv_addr, sizeof(srv_addr), "127.0.0.1:%u", srv_port);
+		start_unbound();
+		if (server_answers())
+			return 0;
+		if (srv_pid > 0)
+			break; /* running but silent: retrying will not help */
 	}
-	return 0;
+	char cmd[128];
+	fprintf(stderr, "test_dns: unbound did not answer; its log:\n");
+	snprintf(cmd, sizeof(cmd), "cat %s/unbound.log >&2", srv_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "test_dns: no log\n");
+	return -1;
 }
 
 static int group_teardown(void **state)

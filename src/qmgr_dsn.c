@@ -1,12 +1,12 @@
 /*
- * sched_dsn: what the scheduler tells senders. Bounces for refused and
+ * qmgr_dsn: what the scheduler tells senders. Bounces for refused and
  * expired recipients and the one delay warning per message, built by dsn.c
  * and queued in the spool like any message (null sender, flagged as a DSN so
  * it is never bounced itself), to be delivered by the sender domain's MX.
  * The DSN is appended to the log before the recipient's final state, so a
  * crash can repeat a bounce but never lose one.
  */
-#include "sched_int.h"
+#include "qmgr_int.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -20,7 +20,7 @@
 #define DSN_MAX_FULL (10u << 20)  /* RET=FULL returns at most this much */
 #define DSN_MAX_HEADERS (256u << 10)
 
-void sched_status_of(int code, const char *reply, char out[16])
+void qmgr_status_of(int code, const char *reply, char out[16])
 {
 	/* "550 5.1.1 text": use the enhanced code when its class agrees with the reply's. */
 	const char *p = reply ? reply : "";
@@ -42,7 +42,7 @@ static void on_dsn_queued(void *arg, int err)
 		log_err("delivery", "could not queue a DSN: %s", strerror(-err));
 }
 
-static void read_original(struct sched *s, const struct spool_msg *m, struct buf *b)
+static void read_original(struct qmgr *s, const struct spool_msg *m, struct buf *b)
 {
 	uint64_t want = m->env.ret == SMTP_RET_FULL ? DSN_MAX_FULL : DSN_MAX_HEADERS;
 	if (want > m->env.body_size)
@@ -52,7 +52,7 @@ static void read_original(struct sched *s, const struct spool_msg *m, struct buf
 	b->len = r > 0 ? (size_t)r : 0;
 }
 
-static void queue_dsn(struct sched *s, const struct spool_msg *m, struct buf *text)
+static void queue_dsn(struct qmgr *s, const struct spool_msg *m, struct buf *text)
 {
 	struct spool_rcpt to = {.addr = m->env.sender};
 	struct spool_env env = {
@@ -76,7 +76,7 @@ static void queue_dsn(struct sched *s, const struct spool_msg *m, struct buf *te
 	s->st.dsns++;
 }
 
-void sched_send_dsn(struct sched *s, struct spool_msg *m, const uint32_t *idx, size_t n, enum dsn_action act,
+void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const uint32_t *idx, size_t n, enum dsn_action act,
 		    const char *status, const char *relay)
 {
 	struct dsn_rcpt *dr = xcalloc(n ? n : 1, sizeof(*dr));
@@ -90,7 +90,7 @@ void sched_send_dsn(struct sched *s, struct spool_msg *m, const uint32_t *idx, s
 		if (status)
 			snprintf(codes[k], sizeof(codes[k]), "%s", status);
 		else
-			sched_status_of(r->code, r->reply, codes[k]);
+			qmgr_status_of(r->code, r->reply, codes[k]);
 		dr[k] = (struct dsn_rcpt){r, codes[k], relay && strcmp(relay, "none") ? relay : NULL, r->reply,
 					  r->code ? now : 0};
 		k++;
@@ -123,7 +123,7 @@ void sched_send_dsn(struct sched *s, struct spool_msg *m, const uint32_t *idx, s
 	free(dr);
 }
 
-void sched_expire_job(struct sched *s, struct job *j)
+void qmgr_expire_job(struct qmgr *s, struct job *j)
 {
 	struct spool_msg *m = j->out.m;
 	char id[17];
@@ -136,16 +136,16 @@ void sched_expire_job(struct sched *s, struct job *j)
 			r->reply = xstrdup("451 4.4.7 Delivery time expired: no attempt succeeded");
 		}
 	}
-	sched_send_dsn(s, m, j->out.rcpts, j->out.n, DSN_FAILED, "4.4.7", j->relay[0] ? j->relay : NULL);
+	qmgr_send_dsn(s, m, j->out.rcpts, j->out.n, DSN_FAILED, "4.4.7", j->relay[0] ? j->relay : NULL);
 	for (uint32_t k = 0; k < j->out.n; k++) {
 		struct spool_rcpt *r = &m->env.rcpts[j->out.rcpts[k]];
 		spool_msg_set_rcpt(s->sp, m, j->out.rcpts[k], SPOOL_RCPT_EXPIRED, r->code, r->reply, NULL, NULL);
 	}
 	s->st.expired += j->out.n;
-	sched_job_finished(s, j);
+	qmgr_job_finished(s, j);
 }
 
-void sched_maybe_warn(struct sched *s, struct job *j, int64_t now)
+void qmgr_maybe_warn(struct qmgr *s, struct job *j, int64_t now)
 {
 	struct spool_msg *m = j->out.m;
 	if (!j->warn_at || now < j->warn_at || (m->meta.flags & SPOOL_META_WARNED))
@@ -155,7 +155,7 @@ void sched_maybe_warn(struct sched *s, struct job *j, int64_t now)
 	for (uint32_t i = 0; i < m->env.nrcpt; i++)
 		if (m->env.rcpts[i].state == SPOOL_RCPT_PENDING)
 			idx[n++] = i;
-	sched_send_dsn(s, m, idx, n, DSN_DELAYED, NULL, j->relay[0] ? j->relay : NULL);
+	qmgr_send_dsn(s, m, idx, n, DSN_DELAYED, NULL, j->relay[0] ? j->relay : NULL);
 	free(idx);
 	struct spool_meta meta = m->meta;
 	meta.flags |= SPOOL_META_WARNED;

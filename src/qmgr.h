@@ -1,5 +1,5 @@
 /*
- * sched: the forward side's queue manager. Every pending recipient of every
+ * qmgr: the forward side's queue manager. Every pending recipient of every
  * queued message belongs to one job per (message, destination domain); jobs
  * wait in their destination's queue in arrival order. The scheduler opens
  * up to max_connections_per_destination connections per destination, feeds
@@ -8,8 +8,8 @@
  * holds bounces when a primary comes back refusing everything (the bounce
  * guard), expires old mail and sends RFC 3464 DSNs.
  */
-#ifndef MXV_SCHED_H
-#define MXV_SCHED_H
+#ifndef MXV_QMGR_H
+#define MXV_QMGR_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,17 +18,17 @@
 
 struct event_base;
 struct spool;
-struct sched;
+struct qmgr;
 
-struct sched_stats {
+struct qmgr_stats {
 	uint64_t delivered, bounced, expired, deferred, held, possible_dups, dsns;
 };
 
-int sched_start(const struct cfg *cfg, struct event_base *base, struct spool *sp, struct sched **out) MUST_CHECK;
+int qmgr_start(const struct cfg *cfg, struct event_base *base, struct spool *sp, struct qmgr **out) MUST_CHECK;
 /* Stops delivering: connections are cut, their recipients stay queued. */
-void sched_stop(struct sched *s);
-bool sched_idle(const struct sched *s);
-void sched_free(struct sched *s);
-void sched_get_stats(const struct sched *s, struct sched_stats *st);
+void qmgr_stop(struct qmgr *s);
+bool qmgr_idle(const struct qmgr *s);
+void qmgr_free(struct qmgr *s);
+void qmgr_get_stats(const struct qmgr *s, struct qmgr_stats *st);
 
 #endif

@@ -1,12 +1,12 @@
 /*
- * sched: see sched.h. Owns the destinations, their job queues and the
+ * qmgr: see sched.h. Owns the destinations, their job queues and the
  * outbound connections. Each outcome is written to the spool as soon as the
  * next hop's reply is read: a delivered recipient is recorded at once; a
- * refused one only after its bounce has been queued (sched_dsn.c), so a
+ * refused one only after its bounce has been queued (qmgr_dsn.c), so a
  * crash never loses a bounce; a deferred one keeps its reply for the
  * queue listing and the eventual DSN. Main thread only.
  */
-#include "sched_int.h"
+#include "qmgr_int.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
@@ -32,7 +32,7 @@ static void list_insert_sorted(struct job **list, struct job *j)
 	*list = j;
 }
 
-void sched_list_remove(struct job **list, struct job *j)
+void qmgr_list_remove(struct job **list, struct job *j)
 {
 	for (; *list; list = &(*list)->next)
 		if (*list == j) {
@@ -68,7 +68,7 @@ static void release_waiting(struct dest *d, int64_t now, bool all, bool only_hel
 
 static void on_probe_timer(evutil_socket_t fd, short what, void *arg);
 
-static struct dest *get_dest(struct sched *s, const char *domain)
+static struct dest *get_dest(struct qmgr *s, const char *domain)
 {
 	struct dest *d = htab_get_str(&s->dests, domain, strlen(domain));
 	if (d)
@@ -94,6 +94,14 @@ static void dest_failed(struct dest *d, const char *why, bool probe)
 		d->backoff_s = cfg->retry_max;
 	d->next_try_ms = clock_mono_ms() + d->backoff_s * 1000;
 	d->s->st.deferred++;
+	/* Each queued message keeps its retry state across a restart. */
+	int64_t next = clock_wall_s() + d->backoff_s;
+	for (struct job *j = d->ready; j; j = j->next) {
+		struct spool_meta meta = j->out.m->meta;
+		meta.attempts++;
+		meta.next_attempt = next;
+		spool_msg_set_meta(d->s->sp, j->out.m, &meta, NULL, NULL);
+	}
 	log_info("delivery", "dest=%s deferred=\"%s\" queued=%zu retry_in=%" PRId64 "s probe=%s", d->domain, why,
 		 d->nready, d->backoff_s, probe ? "yes" : "no");
 	if (probe && !event_pending(d->probe_ev, EV_TIMEOUT, NULL))
@@ -184,6 +192,15 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 	d->nready--;
 	snprintf(j->relay, sizeof(j->relay), "%s", smtp_out_peer(out));
 	j->out.dot_sent = false;
+	/*
+	 * In-flight marker: if we crash before this attempt's outcome is
+	 * recorded, recovery knows the message may already have been delivered
+	 * (docs/spool.md, D1). It is queued now and is durable after one group
+	 * commit, normally long before the final dot (two round trips later).
+	 */
+	struct spool_meta meta = j->out.m->meta;
+	meta.flags |= SPOOL_META_MAYBE_DUP;
+	spool_msg_set_meta(cn->s->sp, j->out.m, &meta, NULL, NULL);
 	free(j->outcome);
 	j->outcome = xcalloc(j->out.n, 1);
 	return &j->out;
@@ -200,7 +217,7 @@ static void log_outcome(struct job *j, uint32_t idx, int code, const char *statu
 static void conn_rcpt_done(void *arg, struct smtp_out_job *oj, uint32_t k, int code, const char *reply)
 {
 	struct conn *cn = arg;
-	struct sched *s = cn->s;
+	struct qmgr *s = cn->s;
 	struct job *j = (struct job *)oj;
 	struct dest *d = j->d;
 	uint32_t idx = oj->rcpts[k];
@@ -222,6 +239,8 @@ static void conn_rcpt_done(void *arg, struct smtp_out_job *oj, uint32_t k, int c
 		log_outcome(j, idx, code, "bounced", reply);
 		return;
 	}
+	if (code == 421 && !d->down)
+		dest_failed(d, reply, true); /* "too busy": back off the whole destination */
 	j->outcome[k] = code / 100 == 5 ? OUT_HELD : OUT_DEFERRED;
 	j->held |= code / 100 == 5;
 	if (code == 0 && oj->dot_sent) {
@@ -239,7 +258,7 @@ static void conn_rcpt_done(void *arg, struct smtp_out_job *oj, uint32_t k, int c
 static void conn_job_done(void *arg, struct smtp_out_job *oj)
 {
 	struct conn *cn = arg;
-	struct sched *s = cn->s;
+	struct qmgr *s = cn->s;
 	struct job *j = (struct job *)oj;
 	uint32_t *failed = xcalloc(oj->n ? oj->n : 1, sizeof(*failed));
 	uint32_t nfailed = 0, npending = 0;
@@ -250,7 +269,7 @@ static void conn_job_done(void *arg, struct smtp_out_job *oj)
 			oj->rcpts[npending++] = oj->rcpts[k];
 	}
 	if (nfailed) {
-		sched_send_dsn(s, oj->m, failed, nfailed, DSN_FAILED, NULL, j->relay);
+		qmgr_send_dsn(s, oj->m, failed, nfailed, DSN_FAILED, NULL, j->relay);
 		for (uint32_t i = 0; i < nfailed; i++) {
 			struct spool_rcpt *r = &oj->m->env.rcpts[failed[i]];
 			spool_msg_set_rcpt(s->sp, oj->m, failed[i], SPOOL_RCPT_FAILED, r->code, r->reply, NULL, NULL);
@@ -260,9 +279,9 @@ static void conn_job_done(void *arg, struct smtp_out_job *oj)
 	free(failed);
 	oj->n = npending;
 	if (npending)
-		sched_job_defer(s, j);
+		qmgr_job_defer(s, j);
 	else
-		sched_job_finished(s, j);
+		qmgr_job_finished(s, j);
 }
 
 static void conn_ready(void *arg, struct smtp_out *out)
@@ -279,7 +298,7 @@ static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, c
 {
 	(void)out;
 	struct conn *cn = arg;
-	struct sched *s = cn->s;
+	struct qmgr *s = cn->s;
 	struct dest *d = cn->d;
 	if (cn->starting)
 		d->nstarting--;
@@ -320,7 +339,7 @@ static const struct smtp_out_cb conn_cb = {
 
 static void fail_all_jobs(struct dest *d, const char *reply)
 {
-	struct sched *s = d->s;
+	struct qmgr *s = d->s;
 	release_waiting(d, 0, true, false);
 	while (d->ready) {
 		struct job *j = d->ready;
@@ -346,7 +365,7 @@ static void fail_all_jobs(struct dest *d, const char *reply)
 static void on_route(void *arg, const struct route_result *r)
 {
 	struct conn *cn = arg;
-	struct sched *s = cn->s;
+	struct qmgr *s = cn->s;
 	struct dest *d = cn->d;
 	if (r->status == ROUTE_OK && !s->stopping) {
 		struct smtp_out_params p = {
@@ -382,7 +401,7 @@ static void on_route(void *arg, const struct route_result *r)
 
 static void start_conn(struct dest *d, bool probe)
 {
-	struct sched *s = d->s;
+	struct qmgr *s = d->s;
 	struct conn *cn = xcalloc(1, sizeof(*cn));
 	cn->s = s;
 	cn->d = d;
@@ -404,7 +423,7 @@ static void start_conn(struct dest *d, bool probe)
 
 static void dest_kick(struct dest *d)
 {
-	struct sched *s = d->s;
+	struct qmgr *s = d->s;
 	if (s->stopping || (d->down && clock_mono_ms() < d->next_try_ms))
 		return;
 	while (d->nconn < s->cfg->max_connections_per_destination && d->nready > d->nstarting)
@@ -431,7 +450,7 @@ static struct spool_meta *meta_of(struct job *j)
 	return &j->out.m->meta;
 }
 
-void sched_job_defer(struct sched *s, struct job *j)
+void qmgr_job_defer(struct qmgr *s, struct job *j)
 {
 	const struct cfg *cfg = s->cfg;
 	struct spool_meta meta = *meta_of(j);
@@ -448,7 +467,7 @@ void sched_job_defer(struct sched *s, struct job *j)
 	list_insert_sorted(&j->d->waiting, j);
 }
 
-static void msg_maybe_done(struct sched *s, struct spool_msg *m)
+static void msg_maybe_done(struct qmgr *s, struct spool_msg *m)
 {
 	if ((uintptr_t)m->user > 0)
 		return;
@@ -461,13 +480,18 @@ static void msg_maybe_done(struct sched *s, struct spool_msg *m)
 	spool_msg_done(s->sp, m, NULL, NULL);
 }
 
-void sched_job_finished(struct sched *s, struct job *j)
+void qmgr_job_finished(struct qmgr *s, struct job *j)
 {
 	struct spool_msg *m = j->out.m;
 	m->user = (void *)((uintptr_t)m->user - 1);
 	free(j->out.rcpts);
 	free(j->outcome);
 	free(j);
+	if ((uintptr_t)m->user > 0 && (m->meta.flags & SPOOL_META_MAYBE_DUP)) {
+		struct spool_meta meta = m->meta; /* other destinations still to go: this attempt is settled */
+		meta.flags &= ~SPOOL_META_MAYBE_DUP;
+		spool_msg_set_meta(s->sp, m, &meta, NULL, NULL);
+	}
 	msg_maybe_done(s, m);
 }
 
@@ -480,7 +504,7 @@ static const char *rcpt_domain(const char *addr)
 /* Splits a message's pending recipients into one job per destination. */
 static void add_msg(void *arg, struct spool_msg *m)
 {
-	struct sched *s = arg;
+	struct qmgr *s = arg;
 	int64_t now = clock_wall_s();
 	uint32_t *idx = xcalloc(m->env.nrcpt, sizeof(*idx));
 	bool *taken = xcalloc(m->env.nrcpt, sizeof(*taken));
@@ -534,14 +558,14 @@ static void age_list(struct dest *d, struct job **list, int64_t now, bool ready)
 	while (*list) {
 		struct job *j = *list;
 		if (now < j->expire_at) {
-			sched_maybe_warn(d->s, j, now);
+			qmgr_maybe_warn(d->s, j, now);
 			list = &j->next;
 			continue;
 		}
 		*list = j->next;
 		j->next = NULL;
 		d->nready -= ready;
-		sched_expire_job(d->s, j);
+		qmgr_expire_job(d->s, j);
 	}
 }
 
@@ -560,7 +584,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	struct sched *s = arg;
+	struct qmgr *s = arg;
 	int64_t now = clock_wall_s();
 	for (struct dest *d = s->dest_list; d; d = d->next_dest)
 		tick_dest(d, now);
@@ -568,9 +592,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* --- lifetime ---------------------------------------------------------- */
 
-int sched_start(const struct cfg *cfg, struct event_base *base, struct spool *sp, struct sched **out)
+int qmgr_start(const struct cfg *cfg, struct event_base *base, struct spool *sp, struct qmgr **out)
 {
-	struct sched *s = xcalloc(1, sizeof(*s));
+	struct qmgr *s = xcalloc(1, sizeof(*s));
 	s->cfg = cfg;
 	s->base = base;
 	s->sp = sp;
@@ -589,7 +613,7 @@ int sched_start(const struct cfg *cfg, struct event_base *base, struct spool *sp
 	return 0;
 }
 
-void sched_stop(struct sched *s)
+void qmgr_stop(struct qmgr *s)
 {
 	s->stopping = true;
 	spool_set_msg_hook(s->sp, NULL, NULL);
@@ -608,12 +632,12 @@ void sched_stop(struct sched *s)
 	}
 }
 
-bool sched_idle(const struct sched *s)
+bool qmgr_idle(const struct qmgr *s)
 {
 	return s->conns == NULL;
 }
 
-void sched_get_stats(const struct sched *s, struct sched_stats *st)
+void qmgr_get_stats(const struct qmgr *s, struct qmgr_stats *st)
 {
 	*st = s->st;
 }
@@ -629,7 +653,7 @@ static void free_jobs(struct job *j)
 	}
 }
 
-void sched_free(struct sched *s)
+void qmgr_free(struct qmgr *s)
 {
 	if (!s)
 		return;

@@ -1,16 +1,16 @@
 /*
- * sched_int: private to sched.c (queues, connections, outcomes) and
- * sched_dsn.c (bounces, delay warnings, expiry).
+ * qmgr_int: private to qmgr.c (queues, connections, outcomes) and
+ * qmgr_dsn.c (bounces, delay warnings, expiry).
  */
-#ifndef MXV_SCHED_INT_H
-#define MXV_SCHED_INT_H
+#ifndef MXV_QMGR_INT_H
+#define MXV_QMGR_INT_H
 
 #include <openssl/ssl.h>
 
 #include "dns.h"
 #include "dsn.h"
 #include "route.h"
-#include "sched.h"
+#include "qmgr.h"
 #include "smtp_out.h"
 #include "spool.h"
 
@@ -31,7 +31,7 @@ struct job {
 };
 
 struct dest {
-	struct sched *s;
+	struct qmgr *s;
 	char *domain;
 	const struct cfg_domain *cd;
 	struct job *ready;       /* may be tried now, in id (arrival) order */
@@ -52,7 +52,7 @@ struct dest {
 	struct dest *next_dest;
 };
 
-struct sched {
+struct qmgr {
 	const struct cfg *cfg;
 	struct event_base *base;
 	struct spool *sp;
@@ -66,34 +66,34 @@ struct sched {
 	bool stopping;
 	struct conn *conns;
 	uint64_t dsn_seq;
-	struct sched_stats st;
+	struct qmgr_stats st;
 };
 
 struct conn {
-	struct sched *s;
+	struct qmgr *s;
 	struct dest *d;
 	struct smtp_out *out;
 	bool probe;
 	bool starting;   /* has not taken a job yet */
-	bool detached;   /* cut loose by sched_stop while resolving */
+	bool detached;   /* cut loose by qmgr_stop while resolving */
 	bool was_ready;
 	struct conn *prev, *next;
 };
 
-/* sched.c */
-void sched_job_finished(struct sched *s, struct job *j);
-void sched_job_defer(struct sched *s, struct job *j);
-void sched_list_remove(struct job **list, struct job *j);
+/* qmgr.c */
+void qmgr_job_finished(struct qmgr *s, struct job *j);
+void qmgr_job_defer(struct qmgr *s, struct job *j);
+void qmgr_list_remove(struct job **list, struct job *j);
 
-/* sched_dsn.c */
+/* qmgr_dsn.c */
 /* Sends one DSN for the given recipients of m (those that want one). */
-void sched_send_dsn(struct sched *s, struct spool_msg *m, const uint32_t *idx, size_t n, enum dsn_action act,
+void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const uint32_t *idx, size_t n, enum dsn_action act,
 		    const char *status, const char *relay);
 /* Retention ran out: bounces (4.4.7) what is pending and finishes the job. j is off every list. */
-void sched_expire_job(struct sched *s, struct job *j);
+void qmgr_expire_job(struct qmgr *s, struct job *j);
 /* Sends the one delay warning of j's message if warn_after has passed. */
-void sched_maybe_warn(struct sched *s, struct job *j, int64_t now);
+void qmgr_maybe_warn(struct qmgr *s, struct job *j, int64_t now);
 /* "5.1.1" from "550 5.1.1 text", or a class default. */
-void sched_status_of(int code, const char *reply, char out[16]);
+void qmgr_status_of(int code, const char *reply, char out[16]);
 
 #endif
