@@ -24,41 +24,78 @@ static void start_conn(struct dest *d, bool probe);
 
 /* --- lists ------------------------------------------------------------- */
 
-static void list_insert_sorted(struct job **list, struct job *j)
+/* Appends: new messages come in commit order, which is their arrival order. */
+static void jlist_append(struct jlist *l, struct job *j)
 {
-	while (*list && (*list)->out.m->id < j->out.m->id)
-		list = &(*list)->next;
-	j->next = *list;
-	*list = j;
+	j->next = NULL;
+	if (l->tail)
+		l->tail->next = j;
+	else
+		l->head = j;
+	l->tail = j;
+	l->n++;
 }
 
-void qmgr_list_remove(struct job **list, struct job *j)
+/* Inserts in id order: retried jobs are among the oldest, so the walk is short. */
+void jlist_insert(struct jlist *l, struct job *j)
 {
-	for (; *list; list = &(*list)->next)
-		if (*list == j) {
-			*list = j->next;
-			j->next = NULL;
-			return;
-		}
+	struct job **p = &l->head;
+	if (l->tail && l->tail->out.m->id <= j->out.m->id) {
+		jlist_append(l, j);
+		return;
+	}
+	while (*p && (*p)->out.m->id <= j->out.m->id)
+		p = &(*p)->next;
+	j->next = *p;
+	*p = j;
+	if (!j->next)
+		l->tail = j;
+	l->n++;
+}
+
+struct job *jlist_pop(struct jlist *l)
+{
+	struct job *j = l->head;
+	if (!j)
+		return NULL;
+	l->head = j->next;
+	if (!l->head)
+		l->tail = NULL;
+	j->next = NULL;
+	l->n--;
+	return j;
+}
+
+/* Unlinks *p (whose predecessor is prev, or NULL at the head) from l. */
+static struct job *jlist_unlink(struct jlist *l, struct job **p, struct job *prev)
+{
+	struct job *j = *p;
+	*p = j->next;
+	if (l->tail == j)
+		l->tail = prev;
+	j->next = NULL;
+	l->n--;
+	return j;
 }
 
 static void make_ready(struct dest *d, struct job *j)
 {
-	list_insert_sorted(&d->ready, j);
-	d->nready++;
+	jlist_insert(&d->ready, j);
 }
 
 /* Moves waiting jobs to the ready queue: all of them (flush) or those due. */
 static void release_waiting(struct dest *d, int64_t now, bool all, bool only_held)
 {
-	for (struct job **p = &d->waiting; *p;) {
+	struct job **p = &d->waiting.head, *prev = NULL;
+	while (*p) {
 		struct job *j = *p;
 		if ((all || j->not_before <= now) && (!only_held || j->held)) {
-			*p = j->next;
+			jlist_unlink(&d->waiting, p, prev);
 			j->held = false;
 			j->not_before = 0;
 			make_ready(d, j);
 		} else {
+			prev = j;
 			p = &j->next;
 		}
 	}
@@ -96,14 +133,14 @@ static void dest_failed(struct dest *d, const char *why, bool probe)
 	d->s->st.deferred++;
 	/* Each queued message keeps its retry state across a restart. */
 	int64_t next = clock_wall_s() + d->backoff_s;
-	for (struct job *j = d->ready; j; j = j->next) {
+	for (struct job *j = d->ready.head; j; j = j->next) {
 		struct spool_meta meta = j->out.m->meta;
 		meta.attempts++;
 		meta.next_attempt = next;
 		spool_msg_set_meta(d->s->sp, j->out.m, &meta, NULL, NULL);
 	}
 	log_info("delivery", "dest=%s deferred=\"%s\" queued=%zu retry_in=%" PRId64 "s probe=%s", d->domain, why,
-		 d->nready, d->backoff_s, probe ? "yes" : "no");
+		 d->ready.n, d->backoff_s, probe ? "yes" : "no");
 	if (probe && !event_pending(d->probe_ev, EV_TIMEOUT, NULL))
 		event_add(d->probe_ev, &(struct timeval){cfg->probe_interval, 0});
 }
@@ -138,7 +175,7 @@ static void dest_up(struct dest *d)
 		d->win_total = d->win_5xx = 0;
 	}
 	release_waiting(d, 0, true, false);
-	log_info("delivery", "dest=%s is back; flushing queued=%zu", d->domain, d->nready);
+	log_info("delivery", "dest=%s is back; flushing queued=%zu", d->domain, d->ready.n);
 }
 
 /* Bounce guard: judges the first recipients tried after a recovery. */
@@ -168,7 +205,7 @@ static void guard_count(struct dest *d, int code)
 /* Closes a window too small to judge: the held recipients are retried, and bounce then. */
 static void guard_window_idle(struct dest *d)
 {
-	if (d->window && d->win_total && d->nready == 0 && d->nconn == 0) {
+	if (d->window && d->win_total && d->ready.n == 0 && d->nconn == 0) {
 		d->window = false;
 		release_held(d);
 	}
@@ -184,12 +221,9 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 		cn->starting = false;
 		d->nstarting--;
 	}
-	if (cn->s->stopping || !d->ready)
+	if (cn->s->stopping || !d->ready.head)
 		return NULL;
-	struct job *j = d->ready;
-	d->ready = j->next;
-	j->next = NULL;
-	d->nready--;
+	struct job *j = jlist_pop(&d->ready);
 	snprintf(j->relay, sizeof(j->relay), "%s", smtp_out_peer(out));
 	j->out.dot_sent = false;
 	/*
@@ -341,11 +375,8 @@ static void fail_all_jobs(struct dest *d, const char *reply)
 {
 	struct qmgr *s = d->s;
 	release_waiting(d, 0, true, false);
-	while (d->ready) {
-		struct job *j = d->ready;
-		d->ready = j->next;
-		d->nready--;
-		j->next = NULL;
+	while (d->ready.head) {
+		struct job *j = jlist_pop(&d->ready);
 		snprintf(j->relay, sizeof(j->relay), "%s", "none");
 		free(j->outcome);
 		j->outcome = xcalloc(j->out.n, 1);
@@ -426,7 +457,7 @@ static void dest_kick(struct dest *d)
 	struct qmgr *s = d->s;
 	if (s->stopping || (d->down && clock_mono_ms() < d->next_try_ms))
 		return;
-	while (d->nconn < s->cfg->max_connections_per_destination && d->nready > d->nstarting)
+	while (d->nconn < s->cfg->max_connections_per_destination && d->ready.n > d->nstarting)
 		start_conn(d, false);
 }
 
@@ -435,7 +466,7 @@ static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct dest *d = arg;
-	if (!d->down || (!d->ready && !d->waiting)) {
+	if (!d->down || (!d->ready.head && !d->waiting.head)) {
 		event_del(d->probe_ev);
 		return;
 	}
@@ -464,7 +495,7 @@ void qmgr_job_defer(struct qmgr *s, struct job *j)
 	meta.flags &= ~SPOOL_META_MAYBE_DUP;
 	spool_msg_set_meta(s->sp, j->out.m, &meta, NULL, NULL);
 	j->not_before = meta.next_attempt;
-	list_insert_sorted(&j->d->waiting, j);
+	jlist_insert(&j->d->waiting, j);
 }
 
 static void msg_maybe_done(struct qmgr *s, struct spool_msg *m)
@@ -540,10 +571,7 @@ static void add_msg(void *arg, struct spool_msg *m)
 				     : 0;
 		j->not_before = m->meta.next_attempt;
 		m->user = (void *)((uintptr_t)m->user + 1);
-		if (j->not_before > now)
-			list_insert_sorted(&d->waiting, j);
-		else
-			make_ready(d, j);
+		jlist_append(j->not_before > now ? &d->waiting : &d->ready, j);
 		dest_kick(d);
 	}
 	free(idx);
@@ -553,30 +581,30 @@ static void add_msg(void *arg, struct spool_msg *m)
 
 /* --- the tick: due retries, expiry, warnings, guard holds --------------- */
 
-static void age_list(struct dest *d, struct job **list, int64_t now, bool ready)
+static void age_list(struct dest *d, struct jlist *l, int64_t now)
 {
-	while (*list) {
-		struct job *j = *list;
+	struct job **p = &l->head, *prev = NULL;
+	while (*p) {
+		struct job *j = *p;
 		if (now < j->expire_at) {
 			qmgr_maybe_warn(d->s, j, now);
-			list = &j->next;
+			prev = j;
+			p = &j->next;
 			continue;
 		}
-		*list = j->next;
-		j->next = NULL;
-		d->nready -= ready;
+		jlist_unlink(l, p, prev);
 		qmgr_expire_job(d->s, j);
 	}
 }
 
 static void tick_dest(struct dest *d, int64_t now)
 {
-	age_list(d, &d->ready, now, true);
-	age_list(d, &d->waiting, now, false);
+	age_list(d, &d->ready, now);
+	age_list(d, &d->waiting, now);
 	release_waiting(d, now, false, false);
 	if (d->guard && now >= d->guard_until)
 		guard_off(d, "bounce_guard_hold elapsed");
-	if (d->ready)
+	if (d->ready.head)
 		dest_kick(d);
 }
 
@@ -662,8 +690,8 @@ void qmgr_free(struct qmgr *s)
 	route_free(s->route);
 	for (struct dest *d = s->dest_list, *next; d; d = next) {
 		next = d->next_dest;
-		free_jobs(d->ready);
-		free_jobs(d->waiting);
+		free_jobs(d->ready.head);
+		free_jobs(d->waiting.head);
 		event_free(d->probe_ev);
 		free(d->domain);
 		free(d);

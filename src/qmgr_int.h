@@ -30,13 +30,18 @@ struct job {
 	char relay[340];         /* the host of the last attempt */
 };
 
+/* A queue of jobs in id (arrival) order; appending a newer job is O(1). */
+struct jlist {
+	struct job *head, *tail;
+	size_t n;
+};
+
 struct dest {
 	struct qmgr *s;
 	char *domain;
 	const struct cfg_domain *cd;
-	struct job *ready;       /* may be tried now, in id (arrival) order */
-	struct job *waiting;     /* not before job->not_before */
-	size_t nready;
+	struct jlist ready;      /* may be tried now */
+	struct jlist waiting;    /* not before job->not_before */
 	uint32_t nconn, nstarting;
 	bool down;
 	int64_t backoff_s;
@@ -83,7 +88,8 @@ struct conn {
 /* qmgr.c */
 void qmgr_job_finished(struct qmgr *s, struct job *j);
 void qmgr_job_defer(struct qmgr *s, struct job *j);
-void qmgr_list_remove(struct job **list, struct job *j);
+void jlist_insert(struct jlist *l, struct job *j);
+struct job *jlist_pop(struct jlist *l);
 
 /* qmgr_dsn.c */
 /* Sends one DSN for the given recipients of m (those that want one). */

@@ -1,0 +1,324 @@
+"""fwdlib: real peers for the forward-side end-to-end tests (test_forward.py).
+
+  Unbound(records, refuse=(), port=None)
+      unbound (/usr/sbin/unbound) as the authoritative server of the zone
+      "test." (local-zone static) on 127.0.0.1:port (a free port unless
+      given). records: local-data lines without quotes, e.g.
+      "primary.test. IN MX 10 mx1.test.". refuse: zones answered REFUSED.
+      start() waits (bounded) until dig gets an answer; stop() kills it.
+      u.resolver is the "127.0.0.1:PORT" for mxvault's [server] resolver.
+      A context manager.
+
+  Primary(host, port, name='mx.test', tls=None, pipelining=False)
+      A recording SMTP server (aiosmtpd in a thread with its own asyncio
+      loop) on host:port: the "primary" mail server of a backed-up domain,
+      or the sender domain's MX that receives our DSNs. Every transaction
+      it accepts is kept as a Delivery (t: time.monotonic() of the final
+      250, mail_from ('' for <>), rcpt_tos, data: bytes, tls: bool, helo).
+      p.rcpt_reply: None (accept all) or a callable address -> reply text
+      or None (accept); p.data_hook: called with (Delivery) before the 250
+      (test 9 uses it to kill -9 mxvault mid-delivery). tls: (cert, key)
+      paths to offer STARTTLS. p.ehlos counts EHLO/HELO commands (every
+      connection mxvault makes says one). start()/stop() may be repeated.
+
+  Helpers: make_cert(dir, cn), parse_dsn(bytes), send(d, sender, rcpts,
+  data=None), fwd_daemon(dns, mx_port, domains, **server), env_set(**kv).
+"""
+import asyncio
+import collections
+import contextlib
+import email
+import email.policy
+import os
+import re
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxv  # noqa: E402
+
+try:
+    from aiosmtpd.controller import Controller
+except ImportError:  # run with /usr/bin/python3 (Debian's python3-aiosmtpd)
+    Controller = None
+
+UNBOUND = '/usr/sbin/unbound'
+QUEUED_RX = re.compile(r'queued as ([0-9a-f]{16})\b')
+
+
+# --- DNS ------------------------------------------------------------------
+
+class Unbound:
+    def __init__(self, records=(), refuse=(), port=None):
+        self.dir = tempfile.mkdtemp(prefix='mxv-unbound-')
+        self.port = port or mxv.free_port()
+        self.resolver = '%s:%d' % (mxv.HOST, self.port)
+        self.records = list(records)
+        self.refuse = list(refuse)
+        self.proc = None
+        self.conf = os.path.join(self.dir, 'unbound.conf')
+
+    def config_text(self):
+        out = ['server:',
+               '  interface: 127.0.0.1', '  port: %d' % self.port,
+               '  do-daemonize: no', '  username: ""', '  chroot: ""',
+               '  directory: "%s"' % self.dir, '  pidfile: ""',
+               '  use-syslog: no', '  logfile: "%s/unbound.log"' % self.dir,
+               '  verbosity: 1', '  do-ip6: no',
+               '  access-control: 127.0.0.0/8 allow',
+               '  do-not-query-localhost: no', '  module-config: "iterator"',
+               '  local-zone: "test." static',
+               '  local-data: "ready.test. IN TXT ok"']
+        out += ['  local-zone: "%s" refuse' % z for z in self.refuse]
+        out += ['  local-data: "%s"' % r for r in self.records]
+        out += ['remote-control:', '  control-enable: no']
+        return '\n'.join(out) + '\n'
+
+    def answers(self):
+        p = subprocess.run(['dig', '@127.0.0.1', '-p', str(self.port), '+time=1', '+tries=1', '+short',
+                            'ready.test.', 'TXT'], capture_output=True, text=True, timeout=5)
+        return p.returncode == 0 and '"ok"' in p.stdout
+
+    def start(self, timeout=10):
+        with open(self.conf, 'w') as f:
+            f.write(self.config_text())
+        self.proc = subprocess.Popen([UNBOUND, '-d', '-c', self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, 'stderr'), 'ab'))
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError('unbound exited with %s: %s' % (self.proc.returncode, self.log_text()))
+            return self.answers()
+        mxv.wait_until(ready, timeout, 'unbound to answer on port %d' % self.port, interval=0.05)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def log_text(self):
+        text = ''
+        for n in ('unbound.log', 'stderr'):
+            with contextlib.suppress(OSError), open(os.path.join(self.dir, n), errors='replace') as f:
+                text += f.read()
+        return text
+
+    def cleanup(self):
+        self.stop()
+        if not os.environ.get('MXV_KEEP'):
+            import shutil
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        if not self.proc:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+# --- SMTP peers -----------------------------------------------------------
+
+Delivery = collections.namedtuple('Delivery', 't mail_from rcpt_tos data tls helo')
+
+
+class _Handler:
+    def __init__(self, owner):
+        self.o = owner
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.o.lock:
+            self.o.ehlos += 1
+        if self.o.pipelining:
+            responses.insert(-1, '250-PIPELINING')
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        session.host_name = hostname
+        with self.o.lock:
+            self.o.ehlos += 1
+        return '250 %s' % self.o.name
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self.o.mail_reply
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return '250 2.1.0 Ok'
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        rule = self.o.rcpt_reply
+        reply = rule(address) if rule else None
+        with self.o.lock:
+            self.o.rcpt_replies.append((address, reply or '250'))
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return '250 2.1.5 Ok'
+
+    async def handle_DATA(self, server, session, envelope):
+        dl = Delivery(time.monotonic(), envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content),
+                      session.ssl is not None, session.host_name)
+        with self.o.lock:
+            self.o.records.append(dl)
+        if self.o.data_hook:
+            self.o.data_hook(dl)
+        return '250 2.0.0 Ok: stored'
+
+
+class Primary:
+    def __init__(self, host, port, name='mx.test', tls=None, pipelining=False, rcpt_reply=None):
+        self.host, self.port, self.name = host, port, name
+        self.tls = tls
+        self.pipelining = pipelining
+        self.rcpt_reply = rcpt_reply
+        self.mail_reply = None
+        self.data_hook = None
+        self.lock = threading.Lock()
+        self.records = []
+        self.rcpt_replies = []
+        self.ehlos = 0
+        self.ctl = None
+        self.started_at = None
+
+    def start(self):
+        assert self.ctl is None
+        kw = {}
+        if self.tls:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*self.tls)
+            kw = {'tls_context': ctx, 'require_starttls': False}
+        self.ctl = Controller(_Handler(self), hostname=self.host, port=self.port, server_hostname=self.name,
+                              ready_timeout=10, enable_SMTPUTF8=True, timeout=60, **kw)
+        self.started_at = time.monotonic()
+        self.ctl.start()
+        return self
+
+    def stop(self):
+        if self.ctl:
+            self.ctl.stop()
+            self.ctl = None
+
+    def __enter__(self):
+        return self.start() if self.ctl is None else self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def deliveries(self):
+        with self.lock:
+            return list(self.records)
+
+    def rcpt_counts(self):
+        c = collections.Counter()
+        for dl in self.deliveries():
+            c.update(a.lower() for a in dl.rcpt_tos)
+        return c
+
+    def wait_deliveries(self, n, timeout=10, what=None):
+        """Waits until at least n transactions arrived; returns them all."""
+        return mxv.wait_until(lambda: len(self.records) >= n and self.deliveries(), timeout,
+                              what or '%d deliveries at %s:%d (have %d)' % (n, self.host, self.port, len(self.records)))
+
+    def dsns(self):
+        return [dl for dl in self.deliveries() if dl.mail_from in ('', '<>')]
+
+
+# --- helpers --------------------------------------------------------------
+
+def make_cert(directory, cn):
+    cert, key = os.path.join(directory, cn + '.crt'), os.path.join(directory, cn + '.key')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=' + cn,
+                    '-addext', 'subjectAltName=DNS:' + cn, '-days', '1', '-keyout', key, '-out', cert],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def parse_dsn(data):
+    """A DSN's parts: content_type, report_type, and per recipient block the
+    fields action, status, final_recipient, diagnostic (lower-cased keys,
+    values as sent), plus the whole text."""
+    msg = email.message_from_bytes(data, policy=email.policy.compat32)
+    out = {'content_type': msg.get_content_type(), 'report_type': msg.get_param('report-type'),
+           'subject': msg.get('Subject', ''), 'rcpts': [], 'text': data.decode('utf-8', 'replace'),
+           'auto_submitted': msg.get('Auto-Submitted', '')}
+    for part in msg.walk():
+        if part.get_content_type() in ('message/delivery-status', 'message/global-delivery-status'):
+            blocks = part.get_payload()
+            if isinstance(blocks, str):  # message/global-delivery-status may come as text
+                blocks = [email.message_from_string(b) for b in re.split(r'\r?\n\r?\n', blocks) if b.strip()]
+            for b in blocks[1:]:
+                out['rcpts'].append({k.lower(): ' '.join(v.split()) for k, v in b.items()})
+    return out
+
+
+def send(d, sender, rcpts, data=None, s=None):
+    """One transaction into mxvault; returns the queue id (asserts 250)."""
+    if isinstance(rcpts, str):
+        rcpts = [rcpts]
+    if data is None:
+        data = mxv.message(sender or 'mailer-daemon@sender.test', rcpts[0])
+    own = s is None
+    if own:
+        s = d.smtp(timeout=30)
+    try:
+        s.ehlo_or_helo_if_needed()
+        code, text = s.mail(sender)
+        assert code == 250, 'MAIL: %d %s' % (code, text)
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            assert code == 250, 'RCPT %s: %d %s' % (r, code, text)
+        code, text = s.data(data)
+        text = text.decode('utf-8', 'replace')
+        assert code == 250, 'DATA: %d %s' % (code, text)
+        m = QUEUED_RX.search(text)
+        assert m, text
+        return m.group(1)
+    finally:
+        if own:
+            s.quit()
+
+
+def fwd_daemon(dns, mx_port, domains, **server):
+    """An mxvault (not started) that forwards: resolver = dns (an Unbound or
+    "IP:PORT"), every MX on mx_port, fast probes and retries."""
+    keys = {'resolver': dns if isinstance(dns, str) else dns.resolver, 'mx_port': mx_port,
+            'probe_interval': '1s', 'retry_min': '1s', 'retry_max': '4s'}
+    keys.update(server)
+    return mxv.Daemon(domains=domains, **keys)
+
+
+@contextlib.contextmanager
+def env_set(**kv):
+    """Sets environment variables (inherited by daemons started inside)."""
+    old = {k: os.environ.get(k) for k in kv}
+    os.environ.update({k: str(v) for k, v in kv.items()})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def deliveries_log(d):
+    """The daemon's "delivery: id=... to=<...> ... status=..." lines, parsed."""
+    rx = re.compile(r'delivery: id=([0-9a-f]{16}) to=<([^>]*)> relay=(\S+) code=(\d+) status=(\w+)')
+    return [m.groups() for m in rx.finditer(d.log_text())]
+
+
+def rcpt_states(queue):
+    """{address: state} over a `queue list --json` result."""
+    return {r['address']: r['state'] for m in queue for r in m['recipients']}
