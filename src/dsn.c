@@ -12,7 +12,6 @@
  */
 #include "dsn.h"
 
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -20,7 +19,7 @@
 
 #define DSN_LINE_MAX 998 /* RFC 5322 2.1.1, excluding CRLF */
 #define DSN_LINE_SOFT 78 /* where we wrap text when a space allows */
-#define DSN_SEED_MAX 40  /* keeps the boundary under 70 octets (RFC 2046 5.1.1) */
+#define DSN_SEED_MAX 54  /* "=_mxv_" seed "." 8 hex: at most 69 of the 70 octets (RFC 2046 5.1.1) */
 
 struct dsn_ctx {
 	const struct dsn_input *in;
@@ -213,7 +212,7 @@ static void text_rcpt(struct dsn_ctx *x, struct buf *t, const struct dsn_rcpt *r
 	char lead[320];
 
 	buf_printf(t, "<%s>\r\n", clean(x, r->rcpt->addr, SMTP_PATH_MAX, x->utf8));
-	if (r->diagnostic) {
+	if (r->diagnostic && r->diagnostic[0]) {
 		if (fmt(lead, sizeof(lead), "    %s said: ",
 			r->remote_mta ? clean(x, r->remote_mta, SMTP_DOMAIN_MAX, false) : "the mail server") < 0)
 			lead[0] = '\0';
@@ -468,10 +467,10 @@ void dsn_build(const struct dsn_input *in, size_t max_full, struct buf *out)
 	struct returned ret = {0};
 	char boundary[80];
 
-	set_seed(&x, in->boundary_seed);
-	put_clean(&x.mta_buf, in->reporting_mta ? in->reporting_mta : "localhost",
-		  strnlen(in->reporting_mta ? in->reporting_mta : "localhost", SMTP_DOMAIN_MAX), false);
+	const char *mta = in->reporting_mta ? in->reporting_mta : "localhost";
+	put_clean(&x.mta_buf, mta, strnlen(mta, SMTP_DOMAIN_MAX), false);
 	x.mta = buf_cstr(&x.mta_buf);
+	set_seed(&x, in->boundary_seed);
 	build_text(&x, &text);
 	build_status(&x, &status);
 	if (in->original && in->original_len > 0)

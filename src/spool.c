@@ -342,6 +342,13 @@ static void finish_waiter(struct spool *sp, struct spool_wait *w)
 			commit_succeeded(sp, w->tx);
 			return;
 		}
+		/*
+		 * The COMMIT itself may be durable: a failed batch poisons only
+		 * its own segment, and the rest of the message may have gone to
+		 * the next one. Cancel it, so recovery does not bring back a
+		 * message the client was told to retry (docs/spool.md, R5).
+		 */
+		spool_append(sp, SPOOL_REC_ABORT, w->tx->id, "", 0, NULL);
 		if (w->done)
 			w->done(w->arg, err);
 		txn_free(w->tx);

@@ -32,9 +32,18 @@ struct pending {
 	uint32_t min_seg;
 };
 
+/* A COMMIT whose body does not add up: set aside at the end unless an ABORT cancels it. */
+struct doubtful {
+	uint64_t id;
+	struct spool_env env;
+	struct spool_extent *ext;
+	uint32_t next;
+};
+
 struct replay {
 	struct spool *sp;
 	struct htab pending;  /* id -> struct pending: DATA not yet committed */
+	struct htab doubtful; /* id -> struct doubtful */
 	bool damaged;         /* some bytes failed their checksum */
 	uint64_t set_aside;
 };
@@ -132,6 +141,16 @@ static void apply_data(struct replay *rp, const struct spool_rec *r, uint32_t se
 		p->min_seg = seg;
 }
 
+static void doubtful_drop(struct replay *rp, uint64_t id)
+{
+	struct doubtful *dq = htab_del_u64(&rp->doubtful, id);
+	if (dq) {
+		spool_env_free(&dq->env);
+		free(dq->ext);
+		free(dq);
+	}
+}
+
 static void remove_msg(struct spool *sp, uint64_t id)
 {
 	struct spool_msg *m = htab_del_u64(&sp->msgs, id);
@@ -153,12 +172,22 @@ static void apply_commit(struct replay *rp, const struct spool_rec *r, uint32_t 
 	for (uint32_t i = 0; p && i < p->next; i++)
 		sum += p->ext[i].len;
 	if (sum != env.body_size) {
-		set_aside_msg(rp, r->msgid, &env, p ? p->ext : NULL, p ? p->next : 0, "body is incomplete");
-		spool_env_free(&env);
+		/* Damage, or a commit that failed and was cancelled by a later ABORT. */
+		struct doubtful *dq = xcalloc(1, sizeof(*dq));
+		dq->id = r->msgid;
+		dq->env = env;
+		if (p) {
+			dq->ext = p->ext;
+			dq->next = p->next;
+			p->ext = NULL;
+		}
+		doubtful_drop(rp, r->msgid);
+		htab_put_u64(&rp->doubtful, r->msgid, dq);
 		pending_drop(rp, r->msgid);
 		return;
 	}
 	remove_msg(sp, r->msgid); /* a later copy of a message supersedes the earlier one */
+	doubtful_drop(rp, r->msgid);
 	struct spool_msg *m = spool_msg_new(sp, r->msgid);
 	m->env = env;
 	m->min_seg = seg;
@@ -204,7 +233,12 @@ static void apply_record(struct replay *rp, const struct spool_rec *r, uint32_t 
 		remove_msg(sp, r->msgid);
 		pending_drop(rp, r->msgid);
 		break;
-	case SPOOL_REC_ABORT: pending_drop(rp, r->msgid); break;
+	case SPOOL_REC_ABORT:
+		/* After a COMMIT: the commit failed and the client was told to retry. */
+		remove_msg(sp, r->msgid);
+		doubtful_drop(rp, r->msgid);
+		pending_drop(rp, r->msgid);
+		break;
 	default: break;
 	}
 }
@@ -340,6 +374,15 @@ static void collect_pending(void *val, void *arg)
 	l->v[l->n++] = val;
 }
 
+static void set_aside_doubtful(void *val, void *arg)
+{
+	struct doubtful *dq = val;
+	set_aside_msg(arg, dq->id, &dq->env, dq->ext, dq->next, "body is incomplete");
+	spool_env_free(&dq->env);
+	free(dq->ext);
+	free(dq);
+}
+
 /*
  * Data never committed belonged to sessions that were never answered 250,
  * unless its COMMIT record is among damaged bytes: then it may have been
@@ -347,6 +390,8 @@ static void collect_pending(void *val, void *arg)
  */
 static void finish_pending(struct replay *rp)
 {
+	htab_each(&rp->doubtful, set_aside_doubtful, rp);
+	htab_free(&rp->doubtful);
 	struct pending_list l = {xcalloc(rp->pending.count + 1, sizeof(*l.v)), 0};
 	htab_each(&rp->pending, collect_pending, &l);
 	for (size_t i = 0; i < l.n; i++) {

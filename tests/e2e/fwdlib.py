@@ -24,13 +24,13 @@
   Helpers: make_cert(dir, cn), parse_dsn(bytes), send(d, sender, rcpts,
   data=None), fwd_daemon(dns, mx_port, domains, **server), env_set(**kv).
 """
-import asyncio
 import collections
 import contextlib
 import email
 import email.policy
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -68,7 +68,7 @@ class Unbound:
                '  do-daemonize: no', '  username: ""', '  chroot: ""',
                '  directory: "%s"' % self.dir, '  pidfile: ""',
                '  use-syslog: no', '  logfile: "%s/unbound.log"' % self.dir,
-               '  verbosity: 1', '  do-ip6: no',
+               '  verbosity: 1', '  log-queries: yes', '  do-ip6: no',
                '  access-control: 127.0.0.0/8 allow',
                '  do-not-query-localhost: no', '  module-config: "iterator"',
                '  local-zone: "test." static',
@@ -102,6 +102,11 @@ class Unbound:
             self.proc.wait(10)
         self.proc = None
 
+    def queries(self, name, qtype='MX'):
+        """How many queries for name/qtype unbound has logged (all its runs in this dir)."""
+        rx = re.compile(r'info: \S+ %s\. %s IN$' % (re.escape(name.rstrip('.')), qtype), re.M | re.I)
+        return len(rx.findall(self.log_text()))
+
     def log_text(self):
         text = ''
         for n in ('unbound.log', 'stderr'):
@@ -122,6 +127,36 @@ class Unbound:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+class UdpBlackhole:
+    """A DNS server that never answers: counts the datagrams it swallows."""
+
+    def __init__(self, port):
+        self.port = port
+        self.count = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((mxv.HOST, port))
+        self.sock.settimeout(0.1)
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            try:
+                self.sock.recv(4096)
+                self.count += 1
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+
+    def stop(self):
+        if self.running:
+            self.running = False
+            self.thread.join(5)
+            self.sock.close()
 
 
 # --- SMTP peers -----------------------------------------------------------

@@ -641,17 +641,16 @@ class DiskFullTest(unittest.TestCase):
         self.assert_alive(d)
         d.stop()
 
-    @unittest.expectedFailure  # daemon bug: see the docstring; remove once fixed
     def test_refused_message_is_not_queued(self):
         """A message answered 4xx at the end of DATA must not be queued: the
         client keeps it and retries, so storing it too means a duplicate.
 
-        Today it is: A's first DATA record is durable in segment 1; B's batch
+        The case: A's first DATA record is durable in segment 1; B's batch
         then fails (ENOSPC) in segment 1, so A's commit is reported failed
-        (last_failed_batch >= first_batch, docs/spool.md invariant 4) -- but
-        A's last DATA and its COMMIT go to segment 2, where there is room
-        again, and are durable. Recovery (and `queue list`) then finds A
-        complete and live."""
+        (last_failed_batch >= first_batch, docs/spool.md invariant 4), while
+        A's last DATA and its COMMIT go to segment 2 and are durable. The
+        ABORT written for the failed commit must keep recovery (and `queue
+        list`) from bringing A back (crash state R5)."""
         mnt = self.mount_tmpfs('2m')
         fill = os.path.join(mnt, 'filler')
         self.filler(fill, 1280 * KIB)
