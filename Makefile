@@ -33,7 +33,7 @@ $(B)/mxvault: $(OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/%: tests/unit/%.c $(LIBOBJS) $(wildcard tests/unit/*.h) | $(B)/tests
-	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -iquote src -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
 
 $(B)/obj $(B)/tests:
 	mkdir -p $@

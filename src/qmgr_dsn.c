@@ -66,6 +66,12 @@ static void queue_dsn(struct qmgr *s, const struct spool_msg *m, struct buf *tex
 		.nrcpt = 1,
 		.rcpts = &to,
 	};
+	/* dsn.c returns 8-bit text only from an 8BITMIME or SMTPUTF8 original: say so on the way out. */
+	for (size_t i = 0; i < text->len; i++)
+		if (text->data[i] & 0x80) {
+			env.body = SMTP_BODY_8BITMIME;
+			break;
+		}
 	struct spool_txn *tx = spool_txn_begin(s->sp);
 	spool_txn_write(tx, text->data, text->len);
 	char id[17], orig[17];

@@ -19,6 +19,7 @@ record (recovery time, drain behaviour).
 Deviation from the first brief: retention has a configured minimum of 1m,
 so the expiry test uses retention = 1m (it takes about 65 s).
 """
+import calendar
 import os
 import re
 import signal
@@ -50,7 +51,6 @@ BASE_ZONE = [
 
 def log_time(stamp):
     """Seconds since the epoch of a log line's timestamp (2026-11-22T18:54:00.826Z)."""
-    import calendar
     date, frac = stamp.rstrip('Z').split('.')
     return calendar.timegm(time.strptime(date, '%Y-%m-%dT%H:%M:%S')) + int(frac) / 1000.0
 
@@ -139,7 +139,6 @@ class TestRecovery(ForwardBase):
             d.wait_queue(0, timeout=10)
             self.assertRegex(d.log_text(), r'delivery: dest=primary\.test is back; flushing')
             self.assertNoDsn(d)
-
 
     def test_down_primary_not_hammered(self):
         """While the primary is down: about one attempt per probe interval or
