@@ -384,14 +384,19 @@ static int set_address(struct cfg_loader *ld, void *obj, const struct cfg_key *k
 	return 0;
 }
 
-static int set_listen(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+/*
+ * Parses a comma-separated list into an array of items of the given size,
+ * all or nothing: every bad item is reported, and then nothing is kept.
+ */
+static int parse_items(struct cfg_loader *ld, const struct cfg_key *k, const char *v, size_t size,
+		       int (*parse)(const char *s, void *item), void (*free_item)(void *item), void **out,
+		       size_t *nout)
 {
-	struct cfg *c = obj;
 	char **items;
 	size_t n = split_list(v, &items), ok = 0;
-	struct cfg_addr *addrs = xcalloc(n, sizeof(*addrs));
+	char *arr = xcalloc(n ? n : 1, size);
 	for (size_t i = 0; i < n; i++) {
-		if (cfg_parse_addr(items[i], &addrs[ok]) == 0)
+		if (parse(items[i], arr + ok * size) == 0)
 			ok++;
 		else
 			bad_value(ld, k, items[i], NULL);
@@ -399,13 +404,40 @@ static int set_listen(struct cfg_loader *ld, void *obj, const struct cfg_key *k,
 	free_list(items, n);
 	if (ok < n) {
 		for (size_t i = 0; i < ok; i++)
-			free(addrs[i].text);
-		free(addrs);
+			free_item(arr + i * size);
+		free(arr);
 		return -EINVAL;
 	}
-	c->listen = addrs;
-	c->nlisten = n;
+	*out = arr;
+	*nout = n;
 	return 0;
+}
+
+static int parse_addr_item(const char *s, void *item)
+{
+	return cfg_parse_addr(s, item);
+}
+
+static void free_addr_item(void *item)
+{
+	free(((struct cfg_addr *)item)->text);
+}
+
+static int parse_host_item(const char *s, void *item)
+{
+	return parse_host(s, item);
+}
+
+static void free_host_item(void *item)
+{
+	free(((struct cfg_host *)item)->host);
+}
+
+static int set_listen(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	return parse_items(ld, k, v, sizeof(struct cfg_addr), parse_addr_item, free_addr_item, (void **)&c->listen,
+			   &c->nlisten);
 }
 
 static int set_aka(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
@@ -431,25 +463,8 @@ static int set_aka(struct cfg_loader *ld, void *obj, const struct cfg_key *k, co
 static int set_primary(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
 	struct cfg_domain *d = obj;
-	char **items;
-	size_t n = split_list(v, &items), ok = 0;
-	struct cfg_host *hosts = xcalloc(n, sizeof(*hosts));
-	for (size_t i = 0; i < n; i++) {
-		if (parse_host(items[i], &hosts[ok]) == 0)
-			ok++;
-		else
-			bad_value(ld, k, items[i], NULL);
-	}
-	free_list(items, n);
-	if (ok < n) {
-		for (size_t i = 0; i < ok; i++)
-			free(hosts[i].host);
-		free(hosts);
-		return -EINVAL;
-	}
-	d->primary = hosts;
-	d->nprimary = n;
-	return 0;
+	return parse_items(ld, k, v, sizeof(struct cfg_host), parse_host_item, free_host_item, (void **)&d->primary,
+			   &d->nprimary);
 }
 
 /* Appends dir and a slash, unless dir already ends with one ("/"). */
