@@ -40,12 +40,15 @@ TMP=$(mktemp -d "$OUT/run.XXXXXX") || die "mktemp failed"
 chmod 755 "$TMP" # the private Postfix's unprivileged daemons walk into it
 
 # --- cleanup: stop what we started (by pid), then remove the temp dir --------
-SINK_PID="" MXV_PID="" PERF_PID="" PFX_CONF="" PFX_MASTER="" PFX_KIDS=""
-stop_pid() { # pid [seconds]: SIGTERM, wait up to the deadline, then SIGKILL
-	[ -n "$1" ] || return 0
-	kill -TERM "$1" 2>/dev/null || return 0
-	n=$((${2:-10} * 10))
+SRC_PID="" SINK_PID="" MXV_PID="" PERF_PID="" PFX_CONF="" PFX_MASTER="" PFX_KIDS=""
+wait_gone() { # pid seconds: waits until pid has exited or the deadline passed
+	n=$(($2 * 10))
 	while [ "$n" -gt 0 ] && kill -0 "$1" 2>/dev/null; do sleep 0.1; n=$((n - 1)); done
+}
+stop_pid() { # pid [seconds] [signal]: the signal (TERM), wait up to the deadline, then SIGKILL
+	[ -n "$1" ] || return 0
+	kill -"${3:-TERM}" "$1" 2>/dev/null || return 0
+	wait_gone "$1" "${2:-10}"
 	kill -KILL "$1" 2>/dev/null
 	wait "$1" 2>/dev/null
 	return 0
@@ -61,13 +64,14 @@ pfx_stop() {
 }
 cleanup() {
 	trap - EXIT INT TERM HUP
-	[ -n "$PERF_PID" ] && { kill -INT "$PERF_PID" 2>/dev/null; stop_pid "$PERF_PID" 5; }
+	stop_pid "$SRC_PID" 5 # timeout(1) passes the signal on to smtp-source
+	stop_pid "$PERF_PID" 5 INT
 	stop_pid "$SINK_PID" 5
 	stop_pid "$MXV_PID" 15
 	pfx_stop
 	[ -f "$TMP/mxvault.log" ] && cp "$TMP/mxvault.log" "$OUT/mxvault.log"
 	[ -f "$TMP/postfix/maillog" ] && cp "$TMP/postfix/maillog" "$OUT/postfix.maillog"
-	rm -rf "$TMP"
+	rm -rf "$TMP" "$RES.tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
@@ -182,9 +186,8 @@ perf_start() { # perf_start -p PID | -a
 perf_stop() { # sets FDS and FSS: fdatasync and fsync calls counted, or n/a
 	FDS=n/a FSS=n/a
 	[ -n "$PERF_PID" ] || return 0
-	kill -INT "$PERF_PID" 2>/dev/null
-	stop_pid "$PERF_PID" 5
-	PERF_PID=
+	stop_pid "$PERF_PID" 5 INT # perf prints its counts on SIGINT
+	PERF_PID=""
 	set -- $(awk -F, '$3 ~ /fdatasync/ { d = $1 } $3 ~ /sys_enter_fsync/ { f = $1 }
 		END { if (d ~ /^[0-9]+$/ && f ~ /^[0-9]+$/) print d, f }' "$TMP/perf.out" 2>/dev/null)
 	[ $# = 2 ] && FDS=$1 FSS=$2
@@ -194,33 +197,43 @@ perf_stop() { # sets FDS and FSS: fdatasync and fsync calls counted, or n/a
 # source_run LABEL PORT COUNT: runs smtp-source; sets ELAPSED (s); fails if it did.
 source_run() {
 	t0=$(now)
+	# In the background so that a signal to this script is handled at once (wait returns).
 	timeout 150 smtp-source -s "$SESS" -m "$3" -l "$SIZE" -f a@b.test -t x@bench.test "127.0.0.1:$2" \
-		>"$TMP/source-$1.log" 2>&1
+		>"$TMP/source-$1.log" 2>&1 &
+	SRC_PID=$!
+	wait "$SRC_PID"
 	rc=$?
+	SRC_PID=""
 	ELAPSED=$(calc %.3f "$(now) - $t0")
 	[ "$rc" = 0 ] && return 0
 	echo "bench: smtp-source against $1 failed (exit $rc):" >&2
 	tail -3 "$TMP/source-$1.log" >&2
 	return 1
 }
-# measure LABEL PORT [PERF ARGS]: a warm-up of $WARM messages (not counted), the
-# hook $BEFORE_MEASURE, then the timed run of $MSGS messages, with perf counting
-# syncs if PERF ARGS are given. Sets RATE (msgs/s), FDS and FSS (or n/a).
+cputicks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo n/a; } # utime + stime
+# measure LABEL PORT SERVER_PID [PERF ARGS]: a warm-up of $WARM messages (not
+# counted), the hook $BEFORE_MEASURE, then the timed run of $MSGS messages, with
+# perf counting syncs if PERF ARGS are given. Sets RATE (msgs/s), FDS and FSS
+# (sync calls), CPU_MS (the server's CPU time per message, if SERVER_PID is not
+# empty), each n/a when unknown.
 BEFORE_MEASURE=:
 measure() {
-	label=$1 port=$2
-	shift 2
-	RATE=n/a FDS=n/a FSS=n/a
+	label=$1 port=$2 spid=$3
+	shift 3
+	RATE=n/a FDS=n/a FSS=n/a CPU_MS=n/a
 	source_run "$label-warmup" "$port" "$WARM" || return 1
 	$BEFORE_MEASURE
 	[ $# -gt 0 ] && perf_start "$@"
+	[ -n "$spid" ] && c0=$(cputicks "$spid")
 	ok=0
 	source_run "$label" "$port" "$MSGS" && ok=1
+	[ -n "$spid" ] && CPU_MS=$(div "$(sum "$(cputicks "$spid")" "-$c0")" "$((MSGS * HZ / 1000))" %.3f)
 	perf_stop
 	[ "$ok" = 1 ] && RATE=$(div "$MSGS" "$ELAPSED" %.0f)
 	return 0
 }
-sum() { [ "$1" = n/a ] || [ "$2" = n/a ] && echo n/a || echo $(($1 + $2)); }
+sum() { case "$1$2" in *n/a*) echo n/a ;; *) echo $(($1 + $2)) ;; esac; }
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 : >"$RES.tmp"
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE + 200)) ] || ulimit -n $((IDLE + 1000)) 2>/dev/null
@@ -237,6 +250,7 @@ R mem_mib $((MEMK / 1024))
 R kernel "$(uname -sr)"
 R spool_fs "$FS"
 R spool_dev "$DEV"
+R loadavg_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 R msgs "$MSGS"
 R sessions "$SESS"
 R msg_size "$SIZE"
@@ -244,9 +258,9 @@ R msg_size "$SIZE"
 echo "bench: $(nproc) CPUs, $((MEMK / 1024)) MiB, $FS on $DEV, $(uname -sr)" >&2
 
 # --- 1. the disk ------------------------------------------------------------
+# Measured again at the end: on a shared or virtual disk the rate drifts.
 echo "bench: fdatasync rate (2 s)..." >&2
-FSYNC=$(bpy syncrate "$TMP/syncrate" 2) || FSYNC=n/a
-R fdatasync_per_s "$FSYNC"
+FSYNC1=$(bpy syncrate "$TMP/syncrate" 2) || FSYNC1=n/a
 
 # --- 2. smtp-sink: the SMTP exchange with no storage ---------------------------
 echo "bench: smtp-sink..." >&2
@@ -256,19 +270,21 @@ U=
 smtp-sink $U "127.0.0.1:$PORT" 1024 >"$TMP/sink.log" 2>&1 &
 SINK_PID=$!
 if bpy waitport "$PORT" 10; then
-	measure sink "$PORT"
-	SINK=$RATE
+	measure sink "$PORT" "$SINK_PID"
+	SINK=$RATE SINK_CPU=$CPU_MS
 else
 	echo "bench: smtp-sink did not start" >&2
-	SINK=n/a
+	SINK=n/a SINK_CPU=n/a
 fi
 stop_pid "$SINK_PID" 5
 SINK_PID=
 R sink_msgs_per_s "$SINK"
+R sink_cpu_ms_per_msg "$SINK_CPU"
 
 # --- 3 and 5. mxvault: idle sessions, then durable accepts ----------------------
 echo "bench: mxvault..." >&2
 PORT=$(bpy freeport)
+DOWN=$(bpy freeport) # nothing listens here: the primary is down, mail stays queued
 cat >"$TMP/mxvault.conf" <<EOF
 [server]
 hostname = mxvault.bench.test
@@ -278,21 +294,22 @@ max_sessions = $((IDLE + 1000))
 max_sessions_per_ip = $((IDLE + 1000))
 min_free_space = 0
 [domain bench.test]
+primary = 127.0.0.1:$DOWN
 EOF
 "$BIN" serve -c "$TMP/mxvault.conf" 2>"$TMP/mxvault.log" &
 MXV_PID=$!
-MXV=n/a MXV_Q=n/a IDLE_B=n/a IDLE_A=n/a IDLE_N=0 IDLE_K=n/a FDS=n/a FSS=n/a
+MXV=n/a MXV_Q=n/a IDLE_B=n/a IDLE_A=n/a IDLE_N=0 IDLE_K=n/a FDS=n/a FSS=n/a CPU_MS=n/a
 if bpy waitport "$PORT" 10; then
 	set -- $(bpy idle "$PORT" "$IDLE" "$MXV_PID" 30 || echo n/a n/a 0)
 	IDLE_B=$1 IDLE_A=$2 IDLE_N=$3
 	[ "$IDLE_N" = "$IDLE" ] || echo "bench: only $IDLE_N of $IDLE idle sessions were greeted" >&2
 	[ "$IDLE_N" -gt 0 ] 2>/dev/null && IDLE_K=$(div "$(calc %d "$IDLE_A - $IDLE_B")" "$IDLE_N" %.1f)
-	measure mxvault "$PORT" -p "$MXV_PID"
+	measure mxvault "$PORT" "$MXV_PID" -p "$MXV_PID"
 	MXV=$RATE
 else
 	echo "bench: mxvault did not start; see $OUT/mxvault.log" >&2
 fi
-MXV_FDS=$FDS MXV_FS=$FSS
+MXV_FDS=$FDS MXV_FS=$FSS MXV_CPU=$CPU_MS
 stop_pid "$MXV_PID" 15
 MXV_PID=
 MXV_Q=$("$BIN" queue list -c "$TMP/mxvault.conf" 2>/dev/null | tail -1 | awk '{ print $2 }')
@@ -300,6 +317,7 @@ MXV_EXP=$((WARM + MSGS))
 [ "$MXV_Q" = "$MXV_EXP" ] || echo "bench: mxvault queue holds ${MXV_Q:-?} messages, expected $MXV_EXP" >&2
 MXV_SYNCS=$(sum "$MXV_FDS" "$MXV_FS")
 R mxvault_msgs_per_s "$MXV"
+R mxvault_cpu_ms_per_msg "$MXV_CPU"
 R mxvault_queued "${MXV_Q:-n/a}"
 R mxvault_queued_expected "$MXV_EXP"
 R mxvault_fdatasync "$MXV_FDS"
@@ -314,22 +332,16 @@ R idle_kib_per_session "$IDLE_K"
 # --- 4. a private Postfix instance --------------------------------------------
 PFX=$TMP/postfix
 PFX_Q=$PFX/queue
-pfx_count() { find "$PFX_Q/incoming" "$PFX_Q/active" "$PFX_Q/deferred" "$PFX_Q/hold" -type f 2>/dev/null | wc -l; }
-pfx_wait_count() { # n secs: waits until n messages are queued; prints the count
-	k=$(($2 * 10))
-	while [ "$(pfx_count)" -lt "$1" ] && [ "$k" -gt 0 ]; do sleep 0.1; k=$((k - 1)); done
-	pfx_count
-}
-pfx_purge() { postsuper -c "$PFX/conf" -d ALL >/dev/null 2>&1; }
-# In "deferred" mode the warm-up's messages must have left qmgr's hands first.
-pfx_settle() {
-	pfx_wait_count "$WARM" 30 >/dev/null
-	k=300
+pfx_count() { # queued messages, once the queue manager has moved them all (deadline 60 s):
+	# while qmgr renames files between queues, find could count one twice
+	k=600
 	while [ "$(find "$PFX_Q/incoming" "$PFX_Q/active" -type f | wc -l)" -gt 0 ] && [ "$k" -gt 0 ]; do
 		sleep 0.1; k=$((k - 1))
 	done
-	pfx_purge
+	find "$PFX_Q/incoming" "$PFX_Q/active" "$PFX_Q/deferred" "$PFX_Q/hold" -type f | wc -l
 }
+pfx_purge() { postsuper -c "$PFX/conf" -d ALL >/dev/null 2>&1; }
+pfx_settle() { pfx_count >/dev/null; pfx_purge; PFX_N0=$(pfx_count); } # after the warm-up
 pfx_start() { # sets PFX_WHY on failure
 	PFX_WHY=
 	[ "$(id -u)" = 0 ] || { PFX_WHY="needs root"; return 1; }
@@ -374,11 +386,11 @@ pfx_mode() { # hold|deferred
 	bpy waitport "$PFXPORT" 30
 	echo "bench: Postfix ($1)..." >&2
 	BEFORE_MEASURE=pfx_settle
-	measure "postfix-$1" "$PFXPORT" -a
+	measure "postfix-$1" "$PFXPORT" "" -a
 	BEFORE_MEASURE=:
 	PFX_SYNCS=$(sum "$FDS" "$FSS")
 	R "postfix_$1_msgs_per_s" "$RATE"
-	R "postfix_$1_queued" "$(pfx_wait_count "$MSGS" 30)"
+	R "postfix_$1_queued" "$(($(pfx_count) - PFX_N0))"
 	R "postfix_$1_syncs_per_msg" "$(div "$PFX_SYNCS" "$MSGS" "%.3f")"
 }
 if pfx_start; then
@@ -392,6 +404,12 @@ else
 fi
 pfx_stop
 
+echo "bench: fdatasync rate again (2 s)..." >&2
+FSYNC2=$(bpy syncrate "$TMP/syncrate" 2) || FSYNC2=n/a
+R fdatasync_per_s_start "$FSYNC1"
+R fdatasync_per_s_end "$FSYNC2"
+R fdatasync_per_s "$(div "$(sum "$FSYNC1" "$FSYNC2")" 2 %.0f)"
+
 # --- results --------------------------------------------------------------------
 get() { awk -F= -v k="$1" '$1 == k { sub(/^[^=]*=/, ""); v = $0 } END { print (v == "" ? "n/a" : v) }' "$RES.tmp"; }
 PH=$(get postfix_hold_msgs_per_s)
@@ -403,13 +421,15 @@ R ratio_mxvault_to_postfix_deferred "$(div "$MXV" "$PD" "%.1f")"
 {
 	echo
 	echo "mxvault bench, $(get date): $(get nproc) CPUs ($(get cpu)), $(get mem_mib) MiB, $(get kernel)"
-	echo "spool filesystem: $(get spool_fs) on $(get spool_dev); load: smtp-source -s $SESS -m $MSGS -l $SIZE"
+	echo "spool filesystem: $(get spool_fs) on $(get spool_dev); load average at start: $(get loadavg_at_start)"
+	echo "load: smtp-source -s $SESS -m $MSGS -l $SIZE (after a warm-up of $WARM messages)"
 	echo
 	printf '%-34s %10s %11s %13s\n' "" "msgs/s" "syncs/msg" "queued"
-	printf '%-34s %10s\n' "disk: 4 KiB append + fdatasync" "$(get fdatasync_per_s) syncs/s"
-	printf '%-34s %10s %11s %13s\n' "smtp-sink (no storage)" "$SINK" - -
-	printf '%-34s %10s %11s %13s\n' "mxvault (durable)" "$MXV" "$(get mxvault_syncs_per_msg)" \
-		"$(get mxvault_queued)/$(get mxvault_queued_expected)"
+	printf '%-34s %10s  (start %s, end %s)\n' "disk: 4 KiB append + fdatasync" "$(get fdatasync_per_s) syncs/s" \
+		"$FSYNC1" "$FSYNC2"
+	printf '%-34s %10s %11s %13s   %s ms CPU/msg\n' "smtp-sink (no storage)" "$SINK" - - "$SINK_CPU"
+	printf '%-34s %10s %11s %13s   %s ms CPU/msg\n' "mxvault (durable)" "$MXV" "$(get mxvault_syncs_per_msg)" \
+		"$(get mxvault_queued)/$(get mxvault_queued_expected)" "$MXV_CPU"
 	if [ "$(get postfix_status)" = ok ]; then
 		printf '%-34s %10s %11s %13s\n' "Postfix $(get postfix_version), hold queue" "$PH" \
 			"$(get postfix_hold_syncs_per_msg)" "$(get postfix_hold_queued)/$MSGS"

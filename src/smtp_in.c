@@ -117,6 +117,15 @@ static void reply(struct smtp_in *s, int code, const char *enh, const char *f, .
 		evbuffer_add_printf(out, "%d %s\r\n", code, text);
 }
 
+static void hdr_drop(struct smtp_in *s)
+{
+	if (s->hdr) {
+		msg_hdr_free(s->hdr);
+		free(s->hdr);
+		s->hdr = NULL;
+	}
+}
+
 static void session_free(struct smtp_in *s)
 {
 	if (s->tx) {
@@ -125,6 +134,7 @@ static void session_free(struct smtp_in *s)
 		else
 			spool_txn_abort(s->tx);
 	}
+	hdr_drop(s); /* a session that ends in DATA, BDAT or COMMIT still holds it */
 	log_info("smtpd", "session=%" PRIu64 " client=%s disconnect messages=%" PRIu32 " errors=%" PRIu32, s->no,
 		 s->ip, s->messages, s->errors);
 	smtp_server_session_ended(s->srv, s->no, s->ip);
@@ -187,11 +197,7 @@ static void txn_reset(struct smtp_in *s)
 	s->bdat_error = NULL;
 	memset(&s->dec, 0, sizeof(s->dec));
 	buf_free(&s->dbuf);
-	if (s->hdr) {
-		msg_hdr_free(s->hdr);
-		free(s->hdr);
-		s->hdr = NULL;
-	}
+	hdr_drop(s);
 	if (s->state != SMTP_IN_HELO && s->state != SMTP_IN_CLOSING)
 		s->state = SMTP_IN_READY;
 }

@@ -166,7 +166,7 @@ uint64_t spool_append(struct spool *sp, uint8_t type, uint64_t id, const void *p
 	return no;
 }
 
-static void add_waiter(struct spool *sp, struct spool_wait *w)
+void spool_add_waiter(struct spool *sp, struct spool_wait *w)
 {
 	w->next = NULL;
 	if (sp->wait_tail)
@@ -186,7 +186,7 @@ static void append_and_wait(struct spool *sp, uint8_t type, uint64_t id, struct 
 	w->batch = w->first_batch = no;
 	w->done = done;
 	w->arg = arg;
-	add_waiter(sp, w);
+	spool_add_waiter(sp, w);
 }
 
 /* --- transactions ------------------------------------------------------ */
@@ -289,7 +289,7 @@ void spool_txn_commit(struct spool_txn *tx, const struct spool_env *env, spool_d
 	txn_note_record(tx, no, where.seg);
 	tx->committing = true;
 	tx->wait = (struct spool_wait){.batch = no, .first_batch = tx->first_batch, .done = done, .arg = arg, .tx = tx};
-	add_waiter(sp, &tx->wait);
+	spool_add_waiter(sp, &tx->wait);
 }
 
 void spool_txn_forget(struct spool_txn *tx)
@@ -421,6 +421,7 @@ static void check_space(evutil_socket_t fd, short what, void *arg)
 		log_warn("spool", "free space in %s is %s the minimum of %" PRIu64 " bytes", sp->dir,
 			 ok ? "back above" : "below", sp->min_free);
 	sp->space_ok = ok;
+	spool_compact_step(sp);
 }
 
 bool spool_has_space(const struct spool *sp)

@@ -58,6 +58,13 @@ int spool_open_readonly(const char *dir, struct spool **out) MUST_CHECK;
 /* Flushes what is queued, stops the I/O thread, frees everything. */
 void spool_close(struct spool *sp);
 
+/*
+ * Compaction (also run once a second by the spool itself): if the oldest
+ * segment is held only by a few long-lived messages, copies them to the
+ * head of the log so the segment can be removed once the copies are durable.
+ */
+void spool_compact(struct spool *sp);
+
 /* For tests: segment size at which the log moves to a new file. */
 void spool_set_segment_size(struct spool *sp, uint64_t bytes);
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);

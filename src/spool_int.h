@@ -96,6 +96,7 @@ struct spool {
 	size_t npins;
 	struct htab rfds;          /* seg -> read fd + 1 */
 	bool space_ok;
+	uint32_t copies_in_flight; /* compaction copies not yet durable */
 	int64_t enospc_until_ms;
 	spool_msg_fn *hook;
 	void *hook_arg;
@@ -109,12 +110,16 @@ void spool_unpin(struct spool *sp, uint32_t seg);
 struct spool_msg *spool_msg_new(struct spool *sp, uint64_t id);
 void spool_msg_free(struct spool_msg *m);
 int spool_seg_fd(struct spool *sp, uint32_t seg);
+void spool_add_waiter(struct spool *sp, struct spool_wait *w);
 void spool_seg_name(uint32_t seg, char out[32]);
 
 /* spool_io.c */
 int spool_io_start(struct spool *sp) MUST_CHECK;
 void spool_io_stop(struct spool *sp);
 void spool_io_kick(struct spool *sp);
+
+/* spool_compact.c */
+void spool_compact_step(struct spool *sp);
 
 /* spool_replay.c */
 int spool_replay(struct spool *sp) MUST_CHECK;

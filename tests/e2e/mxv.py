@@ -21,7 +21,7 @@ API (kept stable: other test files use it):
   message(frm, to, subject='test', body='hello\\r\\n') -> bytes
                       a small RFC 5322 message with CRLF line ends
 
-  Daemon(domains=None, spool=None, start=False, **server)
+  Daemon(domains=None, spool=None, start=False, hold=True, **server)
       A daemon in a fresh tempfile.mkdtemp() directory (d.dir). The config
       (d.conf) has [server] hostname=backup.test, listen=127.0.0.1:<free
       port> (d.port), spool=<dir>/spool (d.spool) unless spool= is given;
@@ -32,6 +32,11 @@ API (kept stable: other test files use it):
       is used as the path). Default domains:
         {'example.com': {'recipients': ['alice', 'bob@example.com']},
          'any.test': {}}
+      hold=True keeps received mail queued: every domain without its own
+      'primary' key gets primary = 127.0.0.1:<d.hold_port>, a socket that
+      listens but never accepts, so a delivery attempt waits for a greeting
+      (5 minutes) and recipients stay "queued" for the whole test.
+      hold=False writes the domains as given (no primary: MX lookups).
       Used as a context manager it starts on enter and, on exit, stops
       (with the checks of stop(), unless the body raised) and removes the
       directory (kept when $MXV_KEEP is set).
@@ -233,8 +238,15 @@ class Raw:
 
 
 class Daemon:
-    def __init__(self, domains=None, spool=None, start=False, **server):
+    def __init__(self, domains=None, spool=None, start=False, hold=True, **server):
         self.dir = tempfile.mkdtemp(prefix='mxv-e2e-')
+        self._hold = None
+        self.hold_port = None
+        if hold:
+            self._hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._hold.bind((HOST, 0))
+            self._hold.listen(64)
+            self.hold_port = self._hold.getsockname()[1]
         self.port = free_port()
         self.conf = os.path.join(self.dir, 'mxvault.conf')
         self.log_path = os.path.join(self.dir, 'daemon.log')
@@ -255,6 +267,8 @@ class Daemon:
         out += ['%s = %s' % (k, v) for k, v in self.server.items() if v is not None]
         for name, keys in self.domains.items():
             out += ['', '[domain %s]' % name]
+            if self.hold_port and 'primary' not in keys:
+                keys = dict(keys, primary='%s:%d' % (HOST, self.hold_port))
             for k, v in keys.items():
                 if k == 'recipients' and isinstance(v, (list, tuple)):
                     path = os.path.join(self.dir, 'rcpt-' + name)
@@ -361,6 +375,9 @@ class Daemon:
 
     def cleanup(self):
         self.kill9()
+        if self._hold:
+            self._hold.close()
+            self._hold = None
         if not os.environ.get('MXV_KEEP'):
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -23,7 +23,6 @@ import calendar
 import os
 import re
 import signal
-import smtplib
 import sys
 import tempfile
 import threading

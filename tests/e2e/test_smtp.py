@@ -519,6 +519,22 @@ class TestBareLf(DaemonCase):
                 r.close()
                 self.assert_queue_empty()
 
+    def test_disconnect_in_data_and_bdat(self):
+        # Nothing is queued, and the daemon frees the half-received message
+        # (stop() checks the exit code and the ASan/LSan report).
+        for start in (b'DATA\r\n', b'BDAT 100000\r\n'):
+            with self.subTest(start=start):
+                r = self.raw()
+                self.cmd(r, 'MAIL FROM:<%s>' % SENDER, 250)
+                self.cmd(r, 'RCPT TO:<alice@example.com>', 250)
+                r.send(start)
+                if start.startswith(b'DATA'):
+                    self.reply(r, 354)
+                r.send(b'Subject: cut\r\n\r\nhalf a message\r\n')
+                r.close()
+        self.d.wait_log(r'(?s)(disconnect messages=0.*){3}', what='both sessions to end')
+        self.assert_queue_empty()
+
     def test_bare_cr_and_lf_in_commands(self):
         r = self.raw()
         self.cmd(r, b'NOOP\rRSET', 500, '5.5.2')

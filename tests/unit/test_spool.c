@@ -224,6 +224,41 @@ static void test_rotation_and_reclaim(void **state)
 	assert_int_equal(st.messages, 1);
 }
 
+static void test_compaction_frees_old_segments(void **state)
+{
+	struct fixture *f = *state;
+	struct result r = {0};
+	spool_set_segment_size(f->sp, 4096);
+	char body[300];
+	memset(body, 'c', sizeof(body) - 1);
+	body[sizeof(body) - 1] = '\0';
+	uint64_t keep = commit_msg(f, "the long-lived one\r\n", &r);
+	uint64_t ids[40];
+	for (int i = 0; i < 40; i++)
+		ids[i] = commit_msg(f, body, &r);
+	run_until(f, &r.done, 41);
+	struct spool_msg *m = spool_msg_find(f->sp, keep);
+	spool_msg_set_rcpt(f->sp, m, 0, SPOOL_RCPT_PENDING, 451, "451 4.2.0 try later", NULL, NULL);
+	for (int i = 0; i < 40; i++)
+		spool_msg_done(f->sp, spool_msg_find(f->sp, ids[i]), on_done, &r);
+	run_until(f, &r.done, 81);
+	int before = count_segments(f->dir);
+	assert_true(before > 3); /* the first segment pins all the others */
+	/* Each step frees one segment once its copy is durable. */
+	for (int step = 0; step < 3000 && count_segments(f->dir) > 2; step++) {
+		spool_compact(f->sp);
+		struct result tick = {0};
+		commit_msg(f, "tick\r\n", &tick);
+		run_until(f, &tick.done, 1);
+	}
+	assert_true(count_segments(f->dir) <= 3);
+	reopen(f);
+	assert_body(f, keep, "the long-lived one\r\n");
+	m = spool_msg_find(f->sp, keep);
+	assert_int_equal(m->env.rcpts[0].code, 451);
+	assert_string_equal(m->env.rcpts[0].reply, "451 4.2.0 try later");
+}
+
 static char *newest_segment(const char *dir)
 {
 	static char path[512];
@@ -294,6 +329,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_large_body_spans_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_and_done_are_forgotten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rotation_and_reclaim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_frees_old_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail_is_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_record_is_set_aside, setup, teardown),
 	};
