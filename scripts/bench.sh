@@ -74,7 +74,9 @@ cleanup() {
 	rm -rf "$TMP" "$RES.tmp"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # --- helpers ----------------------------------------------------------------
 cat >"$TMP/bench.py" <<'EOF'
