@@ -195,8 +195,10 @@ static char *cfg_reader(char *str, int num, void *stream)
 	errno = 0;
 	ssize_t got = getline(&ld->line, &ld->linecap, ld->in);
 	if (got < 0) {
-		if (ferror(ld->in))
+		if (ferror(ld->in)) {
 			cfg_err(ld, ld->lineno + 1, "cannot read: %s", strerror(errno ? errno : EIO));
+			ld->read_failed = true;
+		}
 		return NULL;
 	}
 	ld->lineno++;
@@ -403,7 +405,9 @@ static void parse_file(struct cfg_loader *ld)
 	if (rc != 0 && ld->nerrors == 0)
 		cfg_err(ld, rc > 0 ? rc : 1, "syntax error");
 	fclose(ld->in);
-	finish(ld);
+	/* Checks of the whole file mean nothing for a file not read to its end. */
+	if (!ld->read_failed)
+		finish(ld);
 }
 
 int cfg_load_flags(const char *path, FILE *err, unsigned flags, struct cfg **out)

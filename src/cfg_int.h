@@ -23,6 +23,7 @@ struct cfg_loader {
 	char *dir;             /* directory of the config file, for recipients */
 	int lineno;            /* line being parsed */
 	int nerrors;
+	bool read_failed;      /* the file could not be read to its end */
 	char *line;            /* getline buffer */
 	size_t linecap;
 	enum cfg_section sect;

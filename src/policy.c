@@ -7,6 +7,7 @@
 #include "policy.h"
 
 #include <string.h>
+#include <strings.h>
 
 bool policy_is_routing_local_part(const char *local)
 {
@@ -48,7 +49,9 @@ void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to_in, struct pol
 		set(r, 550, "5.7.1", "Relay access denied: sender-specified routing is not allowed");
 		return;
 	}
-	if (!to_in->no_domain && !cfg_domain_has_recipient(d, to.local)) {
+	/* RFC 5321 4.5.1: postmaster (any case) must always be accepted. */
+	bool postmaster = strcasecmp(to.local, "postmaster") == 0 && !to.quoted_local;
+	if (!to_in->no_domain && !postmaster && !cfg_domain_has_recipient(d, to.local)) {
 		set(r, 550, "5.1.1", "Recipient address rejected: User unknown");
 		return;
 	}

@@ -24,6 +24,7 @@
   Helpers: make_cert(dir, cn), parse_dsn(bytes), send(d, sender, rcpts,
   data=None), fwd_daemon(dns, mx_port, domains, **server), env_set(**kv).
 """
+import asyncio
 import collections
 import contextlib
 import email
@@ -220,6 +221,52 @@ class _Handler:
         return '250 2.0.0 Ok: stored'
 
 
+class _Controller(Controller or object):
+    """aiosmtpd's Controller, remembering its sessions so stop() can close
+    them: a server that stops must look like a process that exited (the
+    peer sees the connection close), not leave sockets open and silent."""
+
+    def factory(self):
+        proto = super().factory()
+        self.protos = getattr(self, 'protos', [])
+        self.protos.append(proto)
+        return proto
+
+    def close_sessions(self):
+        async def close_all():
+            self.server.close()  # no new sessions; the kernel resets the backlog
+            for _ in range(3):   # accepts already under way still make sessions
+                await asyncio.sleep(0.05)
+                for p in getattr(self, 'protos', []):
+                    for t in (getattr(p, 'transport', None), getattr(p, '_original_transport', None)):
+                        if t is not None:
+                            t.abort()
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(5)
+
+
+def _shutdown_leftovers(host, port):
+    """Shuts down (FIN to the peer) every socket of this process still
+    connected on host:port. aiosmtpd can leave behind a session accepted in
+    the instant it stops, open and silent; a real server that stops closes
+    them all. shutdown() without close(): the owner still closes its fd."""
+    want = '%s:%04X' % (''.join('%02X' % int(b) for b in reversed(host.split('.'))), port)
+    inodes = set()
+    with open('/proc/net/tcp') as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == want and fields[3] != '0A':  # not the (closed) listener
+                inodes.add(fields[9])
+    for fd in os.listdir('/proc/self/fd'):
+        with contextlib.suppress(OSError):
+            link = os.readlink('/proc/self/fd/' + fd)
+            if link.startswith('socket:[') and link[8:-1] in inodes:
+                s = socket.socket(fileno=int(fd))
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.detach()
+
+
 class Primary:
     def __init__(self, host, port, name='mx.test', tls=None, pipelining=False, rcpt_reply=None):
         self.host, self.port, self.name = host, port, name
@@ -242,7 +289,7 @@ class Primary:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(*self.tls)
             kw = {'tls_context': ctx, 'require_starttls': False}
-        self.ctl = Controller(_Handler(self), hostname=self.host, port=self.port, server_hostname=self.name,
+        self.ctl = _Controller(_Handler(self), hostname=self.host, port=self.port, server_hostname=self.name,
                               ready_timeout=10, enable_SMTPUTF8=True, timeout=60, **kw)
         self.started_at = time.monotonic()
         self.ctl.start()
@@ -250,7 +297,9 @@ class Primary:
 
     def stop(self):
         if self.ctl:
+            self.ctl.close_sessions()
             self.ctl.stop()
+            _shutdown_leftovers(self.host, self.port)
             self.ctl = None
 
     def __enter__(self):

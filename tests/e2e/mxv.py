@@ -305,22 +305,26 @@ class Daemon:
             raise
         return self
 
+    def _exited(self):
+        return AssertionError('mxvault exited with %s during start-up; log:\n%s' %
+                              (self.proc.returncode, self.log_text()))
+
     def _probe(self):
         if not self.running():
-            raise AssertionError('mxvault exited with %s during start-up; log:\n%s' %
-                                 (self.proc.returncode, self.log_text()))
-        try:
-            r = Raw(self.port, timeout=5)
-        except OSError:
-            return False
+            raise self._exited()
         # A full QUIT exchange, and the server's close: the probe session is
         # gone from the per-IP count before the test's first connection.
-        with r:
-            code, _ = r.read_reply()
-            if code == 220:
-                r.cmd('QUIT')
-            r.wait_closed()
-        return True
+        try:
+            with Raw(self.port, timeout=5) as r:
+                code, _ = r.read_reply()
+                if code == 220:
+                    r.cmd('QUIT')
+                r.wait_closed()
+            return True
+        except OSError:  # not listening yet, or closed on us (exiting?)
+            if not self.running():
+                raise self._exited() from None
+            return False
 
     def stop(self, timeout=15, check=True):
         if self.proc is None:

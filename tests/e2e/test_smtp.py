@@ -487,6 +487,9 @@ class TestRelayControl(DaemonCase):
         self.rcpt('<Bob@Example.Com>', 250, '2.1.5')
         self.rcpt('<bob2@example.com>', 550, '5.1.1')
         self.rcpt('<postmaster>', 250, '2.1.5')
+        # RFC 5321 4.5.1: postmaster of a backed-up domain, in any case, even
+        # though the recipients file does not list it.
+        self.rcpt('<PostMaster@example.com>', 250, '2.1.5')
         self.rcpt('<anyone@any.test>', 250, '2.1.5')
         self.assert_queue_empty()
 
