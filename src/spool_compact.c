@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 
@@ -123,15 +124,29 @@ static int copy_msg(struct spool *sp, struct spool_msg *m, unsigned char *chunk)
 	return 0;
 }
 
+/* Bytes the segment takes on disk, or 0 if unknown. */
+static uint64_t segment_size(struct spool *sp, uint32_t seg)
+{
+	struct stat st;
+	int fd = spool_seg_fd(sp, seg);
+	return fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 void spool_compact_step(struct spool *sp)
 {
 	uint32_t seg = sp->oldest_seg;
-	if (sp->readonly || sp->copies_in_flight || seg + 1 >= sp->cur_seg || sp->npins == 0)
+	/* Copying needs room: never when space is short (the copy would fail, and fail again). */
+	if (sp->readonly || sp->copies_in_flight || seg + 1 >= sp->cur_seg || sp->npins == 0 || !spool_has_space(sp))
 		return;
 	struct survey sv = {.seg = seg};
 	htab_each(&sp->msgs, survey_msg, &sv);
-	/* Pinned by an open transaction too, or still mostly live: not worth a copy now. */
-	if (sv.count == 0 || sv.count != sp->pins[0] || sv.bytes > sp->seg_max / 4)
+	/*
+	 * Worth it only when the segment is mostly dead: what is live is under a
+	 * quarter of its size (and of a step's budget). Not while an open
+	 * transaction pins it too.
+	 */
+	if (sv.count == 0 || sv.count != sp->pins[0] || sv.bytes > sp->seg_max / 4 ||
+	    sv.bytes * 4 > segment_size(sp, seg))
 		return;
 	sv.v = xcalloc(sv.count, sizeof(*sv.v));
 	sv.count = 0;
