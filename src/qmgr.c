@@ -213,6 +213,63 @@ static void guard_window_idle(struct dest *d)
 
 /* --- outcomes ---------------------------------------------------------- */
 
+/* The in-flight marker of a job; outlives the job if the job ends first. */
+struct marker {
+	struct job *j;
+	bool durable;
+};
+
+static void marker_done(void *arg, int err)
+{
+	struct marker *mk = arg;
+	struct job *j = mk->j;
+	if (!j) {
+		free(mk);
+		return;
+	}
+	mk->durable = true;
+	if (err)
+		log_err("delivery", "id=%016" PRIx64 " in-flight marker not durable (%s): sending anyway", j->out.m->id,
+			strerror(-err));
+	if (j->dot_held) {
+		struct smtp_out *out = j->dot_held;
+		j->dot_held = NULL;
+		smtp_out_resume(out);
+	}
+}
+
+static void drop_marker(struct job *j)
+{
+	if (!j->marker)
+		return;
+	if (j->marker->durable)
+		free(j->marker);
+	else
+		j->marker->j = NULL; /* marker_done frees it */
+	j->marker = NULL;
+	j->dot_held = NULL;
+}
+
+static void set_marker(struct qmgr *s, struct job *j)
+{
+	drop_marker(j);
+	j->marker = xcalloc(1, sizeof(*j->marker));
+	j->marker->j = j;
+	struct spool_meta meta = j->out.m->meta;
+	meta.flags |= SPOOL_META_MAYBE_DUP;
+	spool_msg_set_meta(s->sp, j->out.m, &meta, marker_done, j->marker);
+}
+
+static bool conn_dot_ready(void *arg, struct smtp_out_job *oj)
+{
+	struct conn *cn = arg;
+	struct job *j = (struct job *)oj;
+	if (!j->marker || j->marker->durable)
+		return true;
+	j->dot_held = cn->out;
+	return false;
+}
+
 static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 {
 	struct conn *cn = arg;
@@ -229,12 +286,9 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 	/*
 	 * In-flight marker: if we crash before this attempt's outcome is
 	 * recorded, recovery knows the message may already have been delivered
-	 * (docs/spool.md, D1). It is queued now and is durable after one group
-	 * commit, normally long before the final dot (two round trips later).
+	 * (docs/spool.md, D1). The final dot waits until it is durable.
 	 */
-	struct spool_meta meta = j->out.m->meta;
-	meta.flags |= SPOOL_META_MAYBE_DUP;
-	spool_msg_set_meta(cn->s->sp, j->out.m, &meta, NULL, NULL);
+	set_marker(cn->s, j);
 	free(j->outcome);
 	j->outcome = xcalloc(j->out.n, 1);
 	return &j->out;
@@ -294,6 +348,7 @@ static void conn_job_done(void *arg, struct smtp_out_job *oj)
 	struct conn *cn = arg;
 	struct qmgr *s = cn->s;
 	struct job *j = (struct job *)oj;
+	drop_marker(j);
 	uint32_t *failed = xcalloc(oj->n ? oj->n : 1, sizeof(*failed));
 	uint32_t nfailed = 0, npending = 0;
 	for (uint32_t k = 0; k < oj->n; k++) {
@@ -355,7 +410,12 @@ static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, c
 	free(cn);
 	if (s->stopping)
 		return;
-	if (unreachable && !d->down)
+	/*
+	 * Back off on the first failure of an outage, and again on each failed
+	 * retry once the backoff gate had opened; connections that were already
+	 * under way when the gate closed do not count twice.
+	 */
+	if (unreachable && (!d->down || clock_mono_ms() >= d->next_try_ms))
 		dest_failed(d, why, true);
 	guard_window_idle(d);
 	dest_kick(d);
@@ -365,6 +425,7 @@ static const struct smtp_out_cb conn_cb = {
 	.next_job = conn_next_job,
 	.rcpt_done = conn_rcpt_done,
 	.job_done = conn_job_done,
+	.dot_ready = conn_dot_ready,
 	.ready = conn_ready,
 	.ended = conn_ended,
 };
@@ -470,8 +531,8 @@ static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
 		event_del(d->probe_ev);
 		return;
 	}
-	if (!d->probing && d->nconn == 0)
-		start_conn(d, true);
+	if (!d->probing)
+		start_conn(d, true); /* even beside a connection stuck waiting for a greeting */
 }
 
 /* --- jobs -------------------------------------------------------------- */
@@ -515,6 +576,7 @@ void qmgr_job_finished(struct qmgr *s, struct job *j)
 {
 	struct spool_msg *m = j->out.m;
 	m->user = (void *)((uintptr_t)m->user - 1);
+	drop_marker(j);
 	free(j->out.rcpts);
 	free(j->outcome);
 	free(j);
@@ -674,6 +736,7 @@ static void free_jobs(struct job *j)
 {
 	while (j) {
 		struct job *next = j->next;
+		drop_marker(j);
 		free(j->out.rcpts);
 		free(j->outcome);
 		free(j);

@@ -27,6 +27,8 @@ struct job {
 	int64_t warn_at;         /* 0: no delay warning */
 	uint8_t *outcome;        /* per out.rcpts[k] during an attempt */
 	bool held;               /* kept back by the bounce guard */
+	struct marker *marker;   /* the in-flight marker being made durable */
+	struct smtp_out *dot_held; /* the connection waiting for it before the final dot */
 	char relay[340];         /* the host of the last attempt */
 };
 

@@ -36,7 +36,7 @@
 
 enum out_state {
 	OUT_CONNECT, OUT_BANNER, OUT_EHLO, OUT_HELO, OUT_STARTTLS, OUT_TLS, OUT_READY,
-	OUT_MAIL, OUT_RSET, OUT_DATA, OUT_STREAM, OUT_DOT, OUT_QUIT, OUT_CLOSED,
+	OUT_MAIL, OUT_RSET, OUT_DATA, OUT_STREAM, OUT_HOLD_DOT, OUT_DOT, OUT_QUIT, OUT_CLOSED,
 };
 
 struct caps {
@@ -301,6 +301,20 @@ static void stuff(struct smtp_out *c, const unsigned char *p, size_t n)
 	}
 }
 
+static void send_dot(struct smtp_out *c)
+{
+	evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
+	c->job->dot_sent = true;
+	c->st = OUT_DOT;
+	set_timeout(c, c->p.data_timeout_s);
+}
+
+void smtp_out_resume(struct smtp_out *c)
+{
+	if (c->st == OUT_HOLD_DOT)
+		send_dot(c);
+}
+
 static void stream_more(struct smtp_out *c)
 {
 	const struct spool_msg *m = c->job->m;
@@ -323,10 +337,12 @@ static void stream_more(struct smtp_out *c)
 		return;
 	if (!c->at_bol)
 		evbuffer_add(out, "\r\n", 2);
-	evbuffer_add(out, ".\r\n", 3);
-	c->job->dot_sent = true;
-	c->st = OUT_DOT;
-	set_timeout(c, c->p.data_timeout_s);
+	c->at_bol = true;
+	if (c->cb->dot_ready && !c->cb->dot_ready(c->arg, c->job)) {
+		c->st = OUT_HOLD_DOT; /* the owner calls smtp_out_resume */
+		return;
+	}
+	send_dot(c);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)

@@ -49,6 +49,11 @@ struct smtp_out_cb {
 	void (*rcpt_done)(void *arg, struct smtp_out_job *j, uint32_t k, int code, const char *reply);
 	/* Every recipient of j has been reported. */
 	void (*job_done)(void *arg, struct smtp_out_job *j);
+	/*
+	 * The content of j has been sent: may the final dot go? false: hold it
+	 * until smtp_out_resume. NULL means always yes.
+	 */
+	bool (*dot_ready)(void *arg, struct smtp_out_job *j);
 	/* Greeted and EHLO (and TLS, if any) done. */
 	void (*ready)(void *arg, struct smtp_out *c);
 	/* The connection is over; c is freed right after. why: a reply or error text. */
@@ -72,6 +77,8 @@ struct smtp_out *smtp_out_start(struct event_base *base, const struct smtp_out_p
 				void *arg);
 /* Stops at once: pending recipients are reported with code 0, then ended(BROKEN). */
 void smtp_out_abort(struct smtp_out *c);
+/* Sends the final dot that dot_ready held back. */
+void smtp_out_resume(struct smtp_out *c);
 /* The host and address currently connected, for logs. */
 const char *smtp_out_peer(const struct smtp_out *c);
 

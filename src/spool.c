@@ -648,12 +648,13 @@ void spool_msg_set_rcpt(struct spool *sp, struct spool_msg *m, uint32_t idx, uin
 			const char *reply, spool_done_fn *done, void *arg)
 {
 	struct spool_rcpt *r = &m->env.rcpts[idx];
+	char *copy = reply ? xstrdup(reply) : NULL; /* reply may be r->reply itself */
 	r->state = state;
 	r->code = code;
 	free(r->reply);
-	r->reply = reply ? xstrdup(reply) : NULL;
+	r->reply = copy;
 	struct buf b = {0};
-	spool_rcpt_update_encode(&(struct spool_rcpt_update){idx, state, code, reply}, &b);
+	spool_rcpt_update_encode(&(struct spool_rcpt_update){idx, state, code, copy}, &b);
 	append_and_wait(sp, SPOOL_REC_RCPT, m->id, &b, done, arg);
 	buf_free(&b);
 }

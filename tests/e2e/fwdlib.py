@@ -4,10 +4,15 @@
       unbound (/usr/sbin/unbound) as the authoritative server of the zone
       "test." (local-zone static) on 127.0.0.1:port (a free port unless
       given). records: local-data lines without quotes, e.g.
-      "primary.test. IN MX 10 mx1.test.". refuse: zones answered REFUSED.
+      "primary.test. IN MX 10 mx1.test.". refuse: zones answered REFUSED
+      (records inside them are left out: unbound would answer those).
       start() waits (bounded) until dig gets an answer; stop() kills it.
-      u.resolver is the "127.0.0.1:PORT" for mxvault's [server] resolver.
-      A context manager.
+      u.resolver is the "127.0.0.1:PORT" for mxvault's [server] resolver;
+      u.queries(name, qtype) counts the queries it logged. A context manager.
+
+  UdpBlackhole(port)
+      A "DNS server" that swallows every query (lookups time out) and
+      counts them (.count); stop() frees the port.
 
   Primary(host, port, name='mx.test', tls=None, pipelining=False)
       A recording SMTP server (aiosmtpd in a thread with its own asyncio
@@ -19,10 +24,19 @@
       or None (accept); p.data_hook: called with (Delivery) before the 250
       (test 9 uses it to kill -9 mxvault mid-delivery). tls: (cert, key)
       paths to offer STARTTLS. p.ehlos counts EHLO/HELO commands (every
-      connection mxvault makes says one). start()/stop() may be repeated.
+      connection mxvault makes says one); p.rcpt_replies lists (address,
+      reply) for every RCPT. pipelining=True adds PIPELINING to the EHLO
+      reply (aiosmtpd handles pipelined commands in order). start()/stop()
+      may be repeated; stop() closes every session, as a server process
+      that exits would. p.dsns(): the transactions with MAIL FROM:<>.
 
-  Helpers: make_cert(dir, cn), parse_dsn(bytes), send(d, sender, rcpts,
-  data=None), fwd_daemon(dns, mx_port, domains, **server), env_set(**kv).
+  Helpers: make_cert(dir, cn) -> (cert, key); parse_dsn(bytes) -> dict;
+  send(d, sender, rcpts, data=None, s=None) -> queue id; fwd_daemon(dns,
+  mx_port, domains, **server) -> mxv.Daemon (hold=False: MX lookups);
+  env_set(**kv) (environment for daemons started inside); rcpt_states(q).
+
+Needs /usr/bin/python3 (Debian's python3-aiosmtpd); Controller is None
+without it and test_forward.py skips.
 """
 import asyncio
 import collections
@@ -32,6 +46,7 @@ import email.policy
 import logging
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -96,8 +111,9 @@ class Unbound:
     def start(self, timeout=10):
         with open(self.conf, 'w') as f:
             f.write(self.config_text())
-        self.proc = subprocess.Popen([UNBOUND, '-d', '-c', self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, 'stderr'), 'ab'))
+        with open(os.path.join(self.dir, 'stderr'), 'ab') as err:
+            self.proc = subprocess.Popen([UNBOUND, '-d', '-c', self.conf], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err)
 
         def ready():
             if self.proc.poll() is not None:
@@ -127,7 +143,6 @@ class Unbound:
     def cleanup(self):
         self.stop()
         if not os.environ.get('MXV_KEEP'):
-            import shutil
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
@@ -405,12 +420,6 @@ def env_set(**kv):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def deliveries_log(d):
-    """The daemon's "delivery: id=... to=<...> ... status=..." lines, parsed."""
-    rx = re.compile(r'delivery: id=([0-9a-f]{16}) to=<([^>]*)> relay=(\S+) code=(\d+) status=(\w+)')
-    return [m.groups() for m in rx.finditer(d.log_text())]
 
 
 def rcpt_states(queue):

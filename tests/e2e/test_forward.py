@@ -16,12 +16,21 @@ states `queue list --json` shows, and the log lines an operator reads
 Every wait has a deadline. Timings printed with "figure:" are for the
 record (recovery time, drain behaviour).
 
-Deviation from the first brief: retention has a configured minimum of 1m,
-so the expiry test uses retention = 1m (it takes about 65 s).
+Tests: 1 recovery after an outage (and no connection storm while down),
+2 MX preferences, 3 mail loops (best MX is us), 4 equal preferences, 5
+per-recipient 4xx/5xx and the DSN, 6 DNS failures (no server, timeouts,
+REFUSED), 7 implicit MX, null MX, NXDOMAIN, 8 delay notice and expiry,
+9 kill -9 mid-drain, 10 bounce guard, 11 outbound TLS (may, encrypt,
+verify), 12 hop limit, 13 deduplication of a resent message.
+
+retention cannot be set below 1m, so the expiry test takes about 65 s.
+Run with /usr/bin/python3 (python3-aiosmtpd); a sanitizer report in a
+daemon's log fails the test with the report.
 """
 import calendar
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -64,6 +73,8 @@ class ForwardBase(unittest.TestCase):
     refuse = []
 
     def setUp(self):
+        self.reports = []
+        self.addCleanup(self.check_sanitizer_reports)
         self.mx_port = mxv.free_port()
         self.dns = Unbound(BASE_ZONE + self.zone, refuse=self.refuse)
         self.addCleanup(self.dns.cleanup)
@@ -76,7 +87,27 @@ class ForwardBase(unittest.TestCase):
         return p.start() if start else p
 
     def daemon(self, domains, **server):
-        return fwd_daemon(self.dns, self.mx_port, domains, **server)
+        return self.watch(fwd_daemon(self.dns, self.mx_port, domains, **server))
+
+    def watch(self, d):
+        """Keeps a sanitizer report from d's log before its directory goes:
+        a daemon that died of one makes the test time out, and the report
+        is the real failure."""
+        cleanup = d.cleanup
+
+        def keep_report():
+            text = d.log_text()
+            at = min((text.find(m) for m in mxv.SANITIZER_MARKERS if m in text), default=-1)
+            if at >= 0:
+                start = text.rfind('\n', 0, max(0, text.rfind('\n', 0, at))) + 1
+                self.reports.append('\n'.join(text[start:].splitlines()[:40]))
+            cleanup()
+        d.cleanup = keep_report
+        return d
+
+    def check_sanitizer_reports(self):
+        if self.reports:
+            self.fail('sanitizer report in the daemon log:\n' + '\n----\n'.join(self.reports))
 
     # --- assertions ---------------------------------------------------
 
@@ -212,14 +243,15 @@ class TestMailLoop(ForwardBase):
             'me.test. IN A 127.0.0.1']
 
     def setUp(self):
-        pass  # the MX port is the daemon's own port: set up in the test
+        self.reports = []  # the MX port is the daemon's own port: set up in the test
+        self.addCleanup(self.check_sanitizer_reports)
 
     def test_best_mx_is_us(self):
         self.dns = Unbound(BASE_ZONE + self.zone)
         self.addCleanup(self.dns.cleanup)
         self.dns.start()
-        d = fwd_daemon(self.dns, 0, {'loop.test': {}, 'aka.test': {}, 'loopaddr.test': {}},
-                       also_known_as='other-name.test')
+        d = self.watch(fwd_daemon(self.dns, 0, {'loop.test': {}, 'aka.test': {}, 'loopaddr.test': {}},
+                                  also_known_as='other-name.test'))
         # Every MX host is tried on mx_port; make that our own listening port,
         # so me.test (127.0.0.1) is exactly our listen address and port.
         self.mx_port = d.port
@@ -355,7 +387,7 @@ class TestDnsFailure(ForwardBase):
     def test_resolver_not_listening(self):
         self.primary = self.server('127.0.0.2', 'mx1.test', start=True)
         dead = mxv.free_port()  # nothing listens there (ICMP port unreachable)
-        with fwd_daemon('127.0.0.1:%d' % dead, self.mx_port, {'primary.test': {}}) as d:
+        with self.watch(fwd_daemon('127.0.0.1:%d' % dead, self.mx_port, {'primary.test': {}})) as d:
             self.check_waits_then_delivers(d, 'dns1@primary.test', lambda: self.dns_on(dead), None)
 
     def test_resolver_timeout(self):
@@ -367,7 +399,7 @@ class TestDnsFailure(ForwardBase):
         def fix():
             hole.stop()
             self.dns_on(port)
-        with fwd_daemon('127.0.0.1:%d' % port, self.mx_port, {'primary.test': {}}) as d:
+        with self.watch(fwd_daemon('127.0.0.1:%d' % port, self.mx_port, {'primary.test': {}})) as d:
             self.check_waits_then_delivers(d, 'dns2@primary.test', fix, lambda: hole.count)
 
     def test_refused(self):
@@ -538,6 +570,7 @@ class TestTls(ForwardBase):
     def setUp(self):
         super().setUp()
         self.certdir = tempfile.mkdtemp(prefix='mxv-cert-')
+        self.addCleanup(shutil.rmtree, self.certdir, True)
         self.cert, self.key = fwdlib.make_cert(self.certdir, 'mx1.test')
 
     def test_tls_may(self):
