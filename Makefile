@@ -64,8 +64,10 @@ test: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  MXVAULT_BIN=$(abspath build/asan/mxvault) $(PYTHON) tests/e2e/run.py
 
+# Receive side against Postfix and smtp-sink, then the drain to a returning primary.
 bench: deps all
 	sh scripts/bench.sh
+	bash scripts/drain_bench.sh
 
 fuzz: deps
 	sh tests/fuzz/run.sh

@@ -19,6 +19,8 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -643,6 +645,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			memset(&c->caps, 0, sizeof(c->caps));
 			say(c, "EHLO %s", c->p.helo);
 		} else {
+			/* Small writes (a held final dot, a lone command) must not wait for a delayed ACK. */
+			int one = 1;
+			setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			c->st = OUT_BANNER;
 			set_timeout(c, c->p.command_timeout_s);
 		}
