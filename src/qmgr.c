@@ -484,11 +484,10 @@ static void on_route(void *arg, const struct route_result *r)
 		reply[0] = '\0';
 	if (r->status == ROUTE_LOOP)
 		log_err("delivery", "dest=%s mail-loop: %s", d->domain, r->why);
-	conn_ended(cn, NULL, SMTP_OUT_UNREACHABLE, r->why[0] ? r->why : "stopped");
-	if (s->stopping)
-		return;
-	if (reply[0])
+	/* A permanent answer is no outage: bounce what is queued, no backoff, no probe. */
+	if (reply[0] && !s->stopping)
 		fail_all_jobs(d, reply);
+	conn_ended(cn, NULL, reply[0] ? SMTP_OUT_DONE : SMTP_OUT_UNREACHABLE, r->why[0] ? r->why : "stopped");
 }
 
 static void start_conn(struct dest *d, bool probe)

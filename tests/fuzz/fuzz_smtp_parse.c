@@ -1,4 +1,4 @@
-// fuzz-sources: src/smtp_parse.c src/util.c
+// fuzz-sources: src/smtp_parse.c src/smtp_data.c src/util.c
 /*
  * fuzz_smtp_parse: libFuzzer target for every parser in smtp_parse.c. The
  * first input byte picks the parser (low 3 bits) and its flags (the rest);
