@@ -131,13 +131,27 @@ static void dest_failed(struct dest *d, const char *why, bool probe)
 		d->backoff_s = cfg->retry_max;
 	d->next_try_ms = clock_mono_ms() + d->backoff_s * 1000;
 	d->s->st.deferred++;
-	/* Each queued message keeps its retry state across a restart. */
+	/*
+	 * Each queued message keeps its retry state across a restart, and its
+	 * recipients say why they wait (queue list, and a DSN if they expire).
+	 */
+	char reply[400];
+	if (strlen(why) > 4 && why[0] >= '4' && why[0] <= '5' && why[3] == ' ')
+		snprintf(reply, sizeof(reply), "%s", why);
+	else
+		snprintf(reply, sizeof(reply), "451 4.4.1 %s", why); /* X.4.1: no answer from host */
 	int64_t next = clock_wall_s() + d->backoff_s;
 	for (struct job *j = d->ready.head; j; j = j->next) {
 		struct spool_meta meta = j->out.m->meta;
 		meta.attempts++;
 		meta.next_attempt = next;
 		spool_msg_set_meta(d->s->sp, j->out.m, &meta, NULL, NULL);
+		for (uint32_t k = 0; k < j->out.n; k++) {
+			const struct spool_rcpt *r = &j->out.m->env.rcpts[j->out.rcpts[k]];
+			if (!r->reply || strcmp(r->reply, reply) != 0)
+				spool_msg_set_rcpt(d->s->sp, j->out.m, j->out.rcpts[k], SPOOL_RCPT_PENDING,
+						   (uint16_t)atoi(reply), reply, NULL, NULL);
+		}
 	}
 	log_info("delivery", "dest=%s deferred=\"%s\" queued=%zu retry_in=%" PRId64 "s probe=%s", d->domain, why,
 		 d->ready.n, d->backoff_s, probe ? "yes" : "no");
