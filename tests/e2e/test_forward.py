@@ -154,6 +154,11 @@ class TestRecovery(ForwardBase):
             self.assertQueueStates(d, {'queued', 'deferred'}, n=10)
             # A couple of failed probes, so the outage is a steady state.
             self.wait_log_count(d, r'peer=mx1\.test\[127\.0\.0\.2\]:\d+ failed', 3, timeout=10)
+            # The queue says why it holds the mail.
+            rcpts = [r for m in d.queue() for r in m['recipients']]
+            self.assertEqual({r['state'] for r in rcpts}, {'deferred'})
+            for r in rcpts:
+                self.assertRegex(r.get('reply', ''), r'^451 4\.4\.1 .*refused', r)
 
             t0 = time.monotonic()
             p.start()
