@@ -254,13 +254,14 @@ static void on_committed(void *arg, int err)
 {
 	struct smtp_in *s = arg;
 	char id[17];
-	spool_id_str(spool_txn_id(s->tx), id);
+	uint64_t qid = spool_txn_id(s->tx);
+	spool_id_str(qid, id);
 	s->tx = NULL; /* the spool frees it */
 	if (err == 0) {
 		s->messages++;
 		struct dedup *dd = smtp_server_dedup(s->srv);
 		if (dd && s->env.has_dedup_key)
-			dedup_add(dd, s->env.dedup_key, strtoull(id, NULL, 16), clock_wall_s());
+			dedup_add(dd, s->env.dedup_key, qid, clock_wall_s());
 		reply(s, 250, "2.0.0", "Ok: queued as %s", id);
 		log_info("smtpd", "session=%" PRIu64 " client=%s id=%s from=<%s> nrcpt=%" PRIu32 " result=queued", s->no,
 			 s->ip, id, s->env.sender, s->env.nrcpt);
@@ -301,13 +302,11 @@ static bool is_duplicate(struct smtp_in *s)
 	s->env.has_dedup_key = true;
 	if (!dedup_find(dd, s->env.dedup_key, clock_wall_s(), &orig))
 		return false;
-	char id[17], orig_id[17];
-	spool_id_str(spool_txn_id(s->tx), id);
+	char orig_id[17];
 	spool_id_str(orig, orig_id);
 	reply(s, 250, "2.0.0", "Ok: queued as %s", orig_id);
 	log_info("smtpd", "session=%" PRIu64 " client=%s from=<%s> duplicate-of=%s result=accepted-not-stored", s->no,
 		 s->ip, s->env.sender, orig_id);
-	(void)id;
 	txn_reset(s);
 	return true;
 }
