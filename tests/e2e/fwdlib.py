@@ -283,8 +283,9 @@ def _shutdown_leftovers(host, port):
 
 
 class Primary:
-    def __init__(self, host, port, name='mx.test', tls=None, pipelining=False, rcpt_reply=None):
+    def __init__(self, host, port, name='mx.test', tls=None, pipelining=False, rcpt_reply=None, smtputf8=True):
         self.host, self.port, self.name = host, port, name
+        self.smtputf8 = smtputf8
         self.tls = tls
         self.pipelining = pipelining
         self.rcpt_reply = rcpt_reply
@@ -305,7 +306,7 @@ class Primary:
             ctx.load_cert_chain(*self.tls)
             kw = {'tls_context': ctx, 'require_starttls': False}
         self.ctl = _Controller(_Handler(self), hostname=self.host, port=self.port, server_hostname=self.name,
-                              ready_timeout=10, enable_SMTPUTF8=True, timeout=60, **kw)
+                              ready_timeout=10, enable_SMTPUTF8=self.smtputf8, timeout=60, **kw)
         self.started_at = time.monotonic()
         self.ctl.start()
         return self
@@ -363,6 +364,9 @@ def parse_dsn(data):
     for part in msg.walk():
         if part.get_content_type() in ('message/delivery-status', 'message/global-delivery-status'):
             blocks = part.get_payload()
+            if isinstance(blocks, list) and len(blocks) == 1:
+                # message/global-delivery-status is parsed as one embedded message: split it again
+                blocks = blocks[0].as_string()
             if isinstance(blocks, str):  # message/global-delivery-status may come as text
                 blocks = [email.message_from_string(b) for b in re.split(r'\r?\n\r?\n', blocks) if b.strip()]
             for b in blocks[1:]:

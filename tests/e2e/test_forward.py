@@ -459,6 +459,28 @@ class TestImplicitAndNullMx(ForwardBase):
             d.wait_queue(0)
 
 
+class TestUnmetExtension(ForwardBase):
+    """A message that needs SMTPUTF8 is bounced (5.6.7), never sent to a next hop without it."""
+    zone = ['primary.test. IN MX 10 mx1.test.', 'mx1.test. IN A 127.0.0.2']
+
+    def test_smtputf8_required(self):
+        p = self.server('127.0.0.2', 'mx1.test', start=True, smtputf8=False)
+        with self.daemon({'primary.test': {}}) as d:
+            s = d.smtp(timeout=30)
+            s.ehlo()
+            self.assertEqual(s.mail(SENDER, ['SMTPUTF8'])[0], 250)
+            self.assertEqual(s.rcpt('j\u00fcrgen@primary.test')[0], 250)
+            code, text = s.data('Subject: gr\u00fc\u00dfe\r\n\r\nhallo\r\n'.encode('utf-8'))
+            self.assertEqual(code, 250, text)
+            s.quit()
+            dsn = self.wait_dsns(1, 15)[0]
+            rep = parse_dsn(dsn.data)
+            self.assertEqual(rep['rcpts'][0].get('action'), 'failed')
+            self.assertEqual(rep['rcpts'][0].get('status'), '5.6.7')
+            d.wait_queue(0)
+            self.assertEqual(sum(p.rcpt_counts().values()), 0, 'sent to a next hop without SMTPUTF8')
+
+
 class TestExpiry(ForwardBase):
     """8. A delay warning, then a failure at expiry (4.4.7); never a DSN for <>."""
     zone = ['expire.test. IN MX 10 mx1.test.']
