@@ -10,8 +10,10 @@
  *
  * States: HELO (greeted) -> READY (after HELO/EHLO) -> MAIL (transaction
  * open; recipients collect in env) -> DATA or BDAT (content) -> COMMIT
- * (waiting for the disk) -> READY. CLOSING flushes the last reply. A later
- * STARTTLS resets to HELO (RFC 3207 4.2) through session_reset().
+ * (waiting for the disk) -> READY. CLOSING flushes the last reply. The TLS
+ * issue adds STARTTLS to the command table; after the handshake it must drop
+ * the transaction (txn_reset) and the HELO name and return to HELO
+ * (RFC 3207 4.2).
  * Error policy: peer input never aborts; every bad input gets a reply with
  * an RFC 3463 code, and max_errors of them end the session with 421.
  */
