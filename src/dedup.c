@@ -59,11 +59,11 @@ void dedup_key(const char *message_id, const struct spool_env *env, const unsign
 	EVP_DigestUpdate(ctx, message_id, strlen(message_id) + 1);
 	EVP_DigestUpdate(ctx, env->sender, strlen(env->sender) + 1);
 	for (uint32_t i = 0; i < env->nrcpt; i++) {
-		char lower[SPOOL_REC_HDR_SIZE + 512];
-		size_t n = strlen(rcpts[i]) < sizeof(lower) ? strlen(rcpts[i]) : sizeof(lower) - 1;
-		memcpy(lower, rcpts[i], n);
+		char *lower = xstrdup(rcpts[i]);
+		size_t n = strlen(lower);
 		ascii_lower(lower, n);
 		EVP_DigestUpdate(ctx, lower, n);
+		free(lower);
 		EVP_DigestUpdate(ctx, "", 1);
 	}
 	EVP_DigestUpdate(ctx, body_sha256, 32);

@@ -672,6 +672,20 @@ static void age_list(struct dest *d, struct jlist *l, int64_t now)
 	}
 }
 
+/* Nothing queued, nothing connected, no guard to remember: the state can go. */
+static bool dest_is_idle(const struct dest *d)
+{
+	return !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing && !d->guard;
+}
+
+static void dest_free(struct qmgr *s, struct dest *d)
+{
+	htab_del_str(&s->dests, d->domain, strlen(d->domain));
+	event_free(d->probe_ev);
+	free(d->domain);
+	free(d);
+}
+
 static void tick_dest(struct dest *d, int64_t now)
 {
 	age_list(d, &d->ready, now);
@@ -689,8 +703,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct qmgr *s = arg;
 	int64_t now = clock_wall_s();
-	for (struct dest *d = s->dest_list; d; d = d->next_dest)
+	for (struct dest **p = &s->dest_list; *p;) {
+		struct dest *d = *p;
 		tick_dest(d, now);
+		if (dest_is_idle(d)) {
+			*p = d->next_dest; /* every bounce's sender domain is a destination: do not keep them all */
+			dest_free(s, d);
+		} else {
+			p = &d->next_dest;
+		}
+	}
 }
 
 /* --- lifetime ---------------------------------------------------------- */
@@ -768,9 +790,7 @@ void qmgr_free(struct qmgr *s)
 		next = d->next_dest;
 		free_jobs(d->ready.head);
 		free_jobs(d->waiting.head);
-		event_free(d->probe_ev);
-		free(d->domain);
-		free(d);
+		dest_free(s, d);
 	}
 	htab_free(&s->dests);
 	event_free(s->tick);

@@ -64,10 +64,17 @@ bool smtp_server_is_closing(const struct smtp_server *srv)
 	return srv->closing;
 }
 
+/* Open sessions from ip, after adding delta; an address with none is forgotten. */
 static intptr_t ip_count(struct smtp_server *srv, const char *ip, intptr_t delta)
 {
-	intptr_t n = (intptr_t)htab_get_str(&srv->per_ip, ip, strlen(ip)) + delta;
-	htab_put_str(&srv->per_ip, ip, strlen(ip), (void *)n);
+	size_t len = strlen(ip);
+	intptr_t n = (intptr_t)htab_get_str(&srv->per_ip, ip, len) + delta;
+	if (delta == 0)
+		return n;
+	if (n > 0)
+		htab_put_str(&srv->per_ip, ip, len, (void *)n);
+	else
+		htab_del_str(&srv->per_ip, ip, len);
 	return n;
 }
 
