@@ -8,12 +8,14 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS = -std=c17 -D_GNU_SOURCE -pthread $(WARN) $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+# Headers are included by their folder ("spool/spool.h"), so -iquote src.
+ALL_CFLAGS = -std=c17 -D_GNU_SOURCE -pthread -iquote src $(WARN) $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  = $(PKG_LIBS) -pthread $(EXTRA_LDFLAGS)
 
 B       ?= build
-SRCS    := $(sort $(wildcard src/*.c))
+SRCS    := $(sort $(wildcard src/*.c src/*/*.c))
 OBJS    := $(SRCS:src/%.c=$(B)/obj/%.o)
+DEPS    := $(OBJS:.o=.d)
 LIBOBJS := $(filter-out $(B)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
@@ -26,16 +28,19 @@ all: $(B)/mxvault
 deps:
 	@sh scripts/deps.sh
 
-$(B)/obj/%.o: src/%.c $(wildcard src/*.h) | $(B)/obj
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(B)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(DEPS)
 
 $(B)/mxvault: $(OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/%: tests/unit/%.c $(LIBOBJS) $(wildcard tests/unit/*.h) | $(B)/tests
-	$(CC) $(ALL_CFLAGS) -iquote src -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
 
-$(B)/obj $(B)/tests:
+$(B)/tests:
 	mkdir -p $@
 
 run: deps all

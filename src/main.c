@@ -14,12 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cfg.h"
-#include "log.h"
-#include "queue_cli.h"
-#include "qmgr.h"
-#include "smtp_in.h"
-#include "spool.h"
+#include "base/cfg.h"
+#include "base/log.h"
+#include "cli/queue_cli.h"
+#include "delivery/qmgr.h"
+#include "smtpd/smtp_in.h"
+#include "spool/spool.h"
 
 #define EX_OK 0
 #define EX_IOERR_CODE 74

@@ -1,4 +1,4 @@
-// fuzz-sources: src/cfg.c src/cfg_keys.c src/cfg_rcpt.c src/util.c
+// fuzz-sources: src/base/cfg.c src/base/cfg_keys.c src/base/cfg_rcpt.c src/base/util.c
 /*
  * fuzz_cfg: libFuzzer target for the configuration loader. The input is a
  * config file, optionally followed by "\n%%\n" and a recipients file that
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cfg.h"
+#include "base/cfg.h"
 
 static char dir[64], conf_path[128], rcpt_path[128], print_path[128];
 static FILE *devnull;

@@ -1,4 +1,4 @@
-// fuzz-sources: src/msg_hdr.c src/util.c
+// fuzz-sources: src/smtpd/msg_hdr.c src/base/util.c
 /*
  * fuzz_msg_hdr: libFuzzer target for the streaming header scanner. The
  * first two input bytes pick a chunk size for a second, split pass; the
@@ -14,7 +14,7 @@
 
 #include <openssl/evp.h>
 
-#include "msg_hdr.h"
+#include "smtpd/msg_hdr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-// fuzz-sources: src/smtp_parse.c src/smtp_data.c src/util.c
+// fuzz-sources: src/smtpd/smtp_parse.c src/smtpd/smtp_data.c src/base/util.c
 /*
  * fuzz_smtp_parse: libFuzzer target for every parser in smtp_parse.c. The
  * first input byte picks the parser (low 3 bits) and its flags (the rest);
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp_parse.h"
+#include "smtpd/smtp_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-// fuzz-sources: src/spool.c src/spool_compact.c src/spool_io.c src/spool_replay.c src/spool_rec.c src/util.c src/log.c
+// fuzz-sources: src/spool/spool.c src/spool/spool_compact.c src/spool/spool_io.c src/spool/spool_replay.c src/spool/spool_rec.c src/base/util.c src/base/log.c
 /*
  * Fuzz target for the spool format and recovery: the input is decoded as a
  * record stream, as an envelope, as updates, and finally written as a
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "spool.h"
+#include "spool/spool.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

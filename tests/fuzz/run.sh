@@ -29,7 +29,7 @@ wanted() {
 }
 
 default_sources() {
-	for f in src/*.c; do
+	for f in src/*.c src/*/*.c; do
 		[ "$f" = src/main.c ] || printf '%s ' "$f"
 	done
 }

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cfg.h"
+#include "base/cfg.h"
 
 static char tmp[PATH_MAX];
 

@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "dns.h"
+#include "base/dns.h"
 
 #define UNBOUND "/usr/sbin/unbound"
 #define BIG_N 40 /* A records of big.test: > 512 bytes, so TC and TCP */

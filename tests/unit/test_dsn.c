@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "dsn.h"
-#include "smtp_parse.h"
+#include "delivery/dsn.h"
+#include "smtpd/smtp_parse.h"
 
 #define ORIGINAL "Received: from a by b\r\nFrom: <s@example.org>\r\nSubject: hello\r\n" \
 		 "Message-ID: <m1@example.org>\r\n\r\nThe body line\r\n"

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "msg_hdr.h"
+#include "smtpd/msg_hdr.h"
 
 struct hdr_case {
 	const char *name;

@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "route.h"
-#include "qmgr_int.h"
+#include "delivery/route.h"
+#include "delivery/qmgr_int.h"
 
 static unsigned first(unsigned n)
 {

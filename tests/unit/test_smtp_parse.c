@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp_parse.h"
+#include "smtpd/smtp_parse.h"
 
 enum { P_NULL = 1, P_NODOM = 2, P_UTF8 = 4 };
 enum { B_NULL = 1, B_QUOTED = 2, B_LITERAL = 4, B_ROUTE = 8, B_UTF8 = 16, B_NODOM = 32 };

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "spool.h"
+#include "spool/spool.h"
 
 struct fixture {
 	char dir[64];

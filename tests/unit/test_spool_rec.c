@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "smtp_parse.h"
-#include "spool_rec.h"
+#include "smtpd/smtp_parse.h"
+#include "spool/spool_rec.h"
 
 static void make_rec(struct buf *b, uint8_t type, const char *payload)
 {

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "spool_rec.h"
+#include "spool/spool_rec.h"
 
 #define DEDUP_KEY_LEN 32
 

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "cfg.h"
+#include "base/cfg.h"
 
 struct event_base;
 struct spool;

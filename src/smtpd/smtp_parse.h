@@ -12,16 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "base/smtp_proto.h"
+#include "base/util.h"
 
-#define SMTP_CMD_LINE_MAX 512      /* RFC 5321 4.5.3.1.4, including CRLF */
-#define SMTP_PARAM_LINE_MAX 1536   /* MAIL/RCPT with ESMTP parameters (RFC 1869 4.1.2, RFC 3461) */
-#define SMTP_LOCAL_MAX 64          /* RFC 5321 4.5.3.1.1 */
-#define SMTP_DOMAIN_MAX 255        /* RFC 5321 4.5.3.1.2 */
-#define SMTP_PATH_MAX 256          /* RFC 5321 4.5.3.1.3, including the angle brackets */
-#define SMTP_ENVID_MAX 100         /* RFC 3461 4.4 */
-#define SMTP_ORCPT_MAX 500         /* RFC 3461 4.2 */
-#define SMTP_TEXT_LINE_MAX 1000    /* RFC 5321 4.5.3.1.6, including CRLF */
 
 enum smtp_verb {
 	SMTP_VERB_UNKNOWN = 0,
@@ -104,9 +97,6 @@ int smtp_parse_path(const char *s, size_t n, bool allow_null, bool allow_no_doma
  */
 int smtp_format_path(const struct mailaddr *a, char *out, size_t outsz) MUST_CHECK;
 
-enum smtp_body { SMTP_BODY_UNSPEC = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
-enum smtp_ret { SMTP_RET_UNSPEC = 0, SMTP_RET_FULL, SMTP_RET_HDRS };
-
 struct smtp_mail_params {
 	uint64_t size;       /* SIZE=, 0 when absent */
 	bool has_size;
@@ -115,11 +105,6 @@ struct smtp_mail_params {
 	enum smtp_ret ret;   /* RET= (RFC 3461) */
 	char envid[SMTP_ENVID_MAX + 1]; /* ENVID=, still xtext-encoded as received, "" when absent */
 };
-
-#define SMTP_NOTIFY_NEVER 1u
-#define SMTP_NOTIFY_SUCCESS 2u
-#define SMTP_NOTIFY_FAILURE 4u
-#define SMTP_NOTIFY_DELAY 8u
 
 struct smtp_rcpt_params {
 	unsigned notify;                 /* SMTP_NOTIFY_* bits; 0 when absent */

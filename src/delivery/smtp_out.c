@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "smtp_parse.h"
+#include "base/log.h"
+#include "base/smtp_proto.h"
 
 #define REPLY_LINE_MAX 2048
 #define REPLY_TEXT_MAX 500

@@ -9,7 +9,7 @@
 
 #include <stdbool.h>
 
-#include "cfg.h"
+#include "base/cfg.h"
 #include "smtp_parse.h"
 
 struct policy_reply {

@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "cfg.h"
-#include "spool.h"
+#include "base/cfg.h"
+#include "spool/spool.h"
 
 struct event_base;
 struct smtp_out;

@@ -33,11 +33,11 @@
 #include <time.h>
 
 #include "dedup.h"
-#include "log.h"
+#include "base/log.h"
 #include "msg_hdr.h"
 #include "policy.h"
 #include "smtp_parse.h"
-#include "spool.h"
+#include "spool/spool.h"
 
 enum smtp_in_state {
 	SMTP_IN_HELO,

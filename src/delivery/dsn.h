@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "spool_rec.h"
-#include "util.h"
+#include "spool/spool_rec.h"
+#include "base/util.h"
 
 enum dsn_action { DSN_FAILED, DSN_DELAYED };
 

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "smtp_parse.h"
+#include "base/smtp_proto.h"
 
 #define DSN_LINE_MAX 998 /* RFC 5322 2.1.1, excluding CRLF */
 #define DSN_LINE_SOFT 78 /* where we wrap text when a space allows */

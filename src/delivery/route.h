@@ -12,8 +12,8 @@
 
 #include <stddef.h>
 
-#include "cfg.h"
-#include "dns.h"
+#include "base/cfg.h"
+#include "base/dns.h"
 #include "smtp_out.h"
 
 enum route_status {

@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "cfg.h"
-#include "spool_rec.h"
+#include "base/cfg.h"
+#include "spool/spool_rec.h"
 
 /* Prints the queue, as a table or as a JSON array. Returns an exit code. */
 int queue_list(const struct cfg *cfg, bool json, FILE *out);

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "dedup.h"
-#include "log.h"
-#include "spool.h"
+#include "base/log.h"
+#include "spool/spool.h"
 #include "smtp_in.h"
 
 struct smtp_server {

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 
 #define GUARD_MIN_SAMPLE 10
 #define DSN_RETENTION (5 * 86400)

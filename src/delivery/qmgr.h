@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cfg.h"
+#include "base/cfg.h"
 
 struct event_base;
 struct spool;

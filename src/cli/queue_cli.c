@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "spool.h"
+#include "spool/spool.h"
 
 const char *queue_rcpt_state_name(const struct spool_rcpt *r)
 {

@@ -23,7 +23,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/log.h"
 
 void spool_id_str(uint64_t id, char out[17])
 {

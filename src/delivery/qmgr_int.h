@@ -7,12 +7,12 @@
 
 #include <openssl/ssl.h>
 
-#include "dns.h"
+#include "base/dns.h"
 #include "dsn.h"
 #include "route.h"
 #include "qmgr.h"
 #include "smtp_out.h"
-#include "spool.h"
+#include "spool/spool.h"
 
 enum outcome { OUT_NONE = 0, OUT_SENT, OUT_FAILED, OUT_DEFERRED, OUT_HELD };
 

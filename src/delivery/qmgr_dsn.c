@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "smtp_parse.h"
+#include "base/log.h"
+#include "base/smtp_proto.h"
 
 #define DSN_MAX_FULL (10u << 20)  /* RET=FULL returns at most this much */
 #define DSN_MAX_HEADERS (256u << 10)

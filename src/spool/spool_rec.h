@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define SPOOL_REC_MAGIC 0x3156584dU  /* "MXV1" little-endian */
 #define SPOOL_REC_HDR_SIZE 24
