@@ -1,7 +1,21 @@
 #!/bin/sh
-# Installs the Debian packages mxvault needs to build, test and benchmark.
-# Idempotent and quiet when everything is present; needs root to install.
+# Installs the Debian packages mxvault needs to build, test and benchmark,
+# and creates the system user the daemon runs as (user = mxvault, the
+# default). Idempotent and quiet when everything is present; needs root to
+# install.
 set -eu
+
+# The unprivileged user `serve` switches to when started as root.
+ensure_user() {
+	id mxvault >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: no user mxvault (as root: useradd --system mxvault)" >&2
+		return 0
+	fi
+	echo "deps: creating the system user mxvault" >&2
+	useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin mxvault
+}
+trap ensure_user EXIT
 PKGS="build-essential clang pkg-config libevent-dev libc-ares-dev libinih-dev libssl-dev
       libpsl-dev zlib1g-dev libcmocka-dev python3 python3-aiosmtpd swaks postfix unbound
       dnsutils iproute2 util-linux"

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,14 @@ static void set_defaults(struct cfg *c)
 	c->bounce_guard = 50;
 	c->bounce_guard_hold = 3600;
 	c->max_connections_per_destination = 4;
+	c->user = xstrdup("mxvault");
+	c->max_session_time = 30 * 60;
+	c->min_data_rate = 500;
+	c->max_pending_bytes = 64u << 20;
+	c->max_outbound_connections = 100;
+	c->delivery_connect_timeout = 30;
+	c->delivery_reply_timeout = 5 * 60;
+	c->delivery_final_reply_timeout = 10 * 60;
 }
 
 static void add_domain(struct cfg_loader *ld, const char *name, size_t n)
@@ -84,7 +93,7 @@ static void add_domain(struct cfg_loader *ld, const char *name, size_t n)
 	}
 	struct cfg_domain *d = &c->domains[c->ndomains];
 	*d = (struct cfg_domain){
-		.name = xstrndup(name, n), .line = ld->lineno, .any_recipient = true,
+		.name = xstrndup(name, n), .line = ld->lineno,
 		.retention = 5 * 86400, .warn_after = 4 * 3600, .tls = TLS_MAY,
 	};
 	memset(ld->domain_lines[c->ndomains], 0, sizeof(ld->domain_lines[0]));
@@ -325,6 +334,69 @@ static void check_retry(struct cfg_loader *ld)
 		cfg_fmt_duration(a, sizeof(a), c->retry_max), cfg_fmt_duration(b, sizeof(b), c->retry_min));
 }
 
+static void cfg_warn(struct cfg_loader *ld, int line, const char *f, ...) PRINTF_LIKE(3, 4);
+static void cfg_warn(struct cfg_loader *ld, int line, const char *f, ...)
+{
+	char msg[1024];
+	va_list ap;
+	if (!(ld->flags & CFG_LOAD_WARN))
+		return;
+	va_start(ap, f);
+	vsnprintf(msg, sizeof(msg), f, ap);
+	va_end(ap);
+	buf_printf(&ld->warnings, "%s:%d: warning: %s\n", ld->c->path, line, msg);
+}
+
+/* Line of a [domain] key (0 = not set), or -1 if its value was bad. */
+static int domain_key_line(const struct cfg_loader *ld, size_t dom, const char *name)
+{
+	const struct cfg_key *k = cfg_find_key(cfg_domain_keys, cfg_ndomain_keys, name);
+	int line = ld->domain_lines[dom][k - cfg_domain_keys];
+	return line < 0 ? -1 : line;
+}
+
+/*
+ * No backscatter by default: accepting every local part means that each
+ * address the primary later refuses becomes a bounce to a sender that may
+ * be forged. So the choice must be written down, and it is warned about.
+ */
+static void check_recipients(struct cfg_loader *ld)
+{
+	for (size_t i = 0; i < ld->c->ndomains; i++) {
+		const struct cfg_domain *d = &ld->c->domains[i];
+		int line = domain_key_line(ld, i, "recipients");
+		if (line == 0)
+			cfg_err(ld, d->line, "[domain %s] needs recipients = FILE or recipients = *", d->name);
+		else if (line > 0 && d->any_recipient)
+			cfg_warn(ld, line,
+				 "[domain %s] accepts every address (recipients = *): mail for unknown recipients "
+				 "is accepted and bounced later, when the primary refuses it",
+				 d->name);
+	}
+}
+
+/* As root, the user to switch to must exist and must not be root itself. */
+static void check_user(struct cfg_loader *ld)
+{
+	struct cfg *c = ld->c;
+	int line = first_line(server_key_line(ld, "user"), ld->server_line);
+	if (server_key_line(ld, "user") < 0 || geteuid() != 0)
+		return;
+	struct passwd *pw = getpwnam(c->user);
+	if (!pw) {
+		cfg_err(ld, line, "user %s does not exist (create it with adduser --system %s, or set user =)", c->user,
+			c->user);
+		return;
+	}
+	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+		cfg_err(ld, line, "user %s has uid or gid 0: mxvault must not run its parsers as root", c->user);
+		return;
+	}
+	c->user_uid = (uint32_t)pw->pw_uid;
+	c->user_gid = (uint32_t)pw->pw_gid;
+	c->drop_privileges = true;
+}
+
 /* mkdir -p: parents get 0755, the spool itself 0700. 0 or -errno. */
 static int mkdir_p(const char *path)
 {
@@ -379,8 +451,12 @@ static void finish(struct cfg_loader *ld)
 	for (size_t i = 0; i < c->ndomains; i++)
 		htab_put_str(&c->domain_index, c->domains[i].name, strlen(c->domains[i].name), &c->domains[i]);
 	check_retry(ld);
-	if (!(ld->flags & CFG_LOAD_NO_SPOOL))
+	check_recipients(ld);
+	if (!(ld->flags & CFG_LOAD_NO_SYSTEM)) {
 		check_spool(ld);
+		if (!(ld->flags & CFG_LOAD_NO_USER))
+			check_user(ld);
+	}
 }
 
 /* --- public ------------------------------------------------------------ */
@@ -413,16 +489,20 @@ static void parse_file(struct cfg_loader *ld)
 int cfg_load_flags(const char *path, FILE *err, unsigned flags, struct cfg **out)
 {
 	struct cfg *c = xcalloc(1, sizeof(*c));
+	c->refs = 1;
 	c->path = xstrdup(path);
 	set_defaults(c);
 	struct cfg_loader ld = {.c = c, .err = err, .flags = flags, .dir = dir_of(path)};
 	parse_file(&ld);
+	if (!ld.nerrors && ld.warnings.len)
+		fputs(buf_cstr(&ld.warnings), err);
+	buf_free(&ld.warnings);
 	free(ld.line);
 	free(ld.dir);
 	free(ld.domain_lines);
 	*out = NULL;
 	if (ld.nerrors) {
-		cfg_free(c);
+		cfg_unref(c);
 		return -EINVAL;
 	}
 	*out = c;
@@ -434,9 +514,17 @@ int cfg_load(const char *path, FILE *err, struct cfg **out)
 	return cfg_load_flags(path, err, 0, out);
 }
 
-void cfg_free(struct cfg *c)
+struct cfg *cfg_ref(const struct cfg *cc)
 {
-	if (!c)
+	struct cfg *c = (struct cfg *)cc; /* the count is the one mutable field */
+	c->refs++;
+	return c;
+}
+
+void cfg_unref(const struct cfg *cc)
+{
+	struct cfg *c = (struct cfg *)cc;
+	if (!c || --c->refs > 0)
 		return;
 	for (size_t i = 0; i < c->nlisten; i++)
 		free(c->listen[i].text);
@@ -460,6 +548,7 @@ void cfg_free(struct cfg *c)
 	free(c->spool);
 	free(c->resolver);
 	free(c->postmaster);
+	free(c->user);
 	free(c);
 }
 
@@ -481,7 +570,7 @@ void cfg_print(const struct cfg *c, FILE *out)
 	for (size_t i = 0; i < c->ndomains; i++) {
 		const struct cfg_domain *d = &c->domains[i];
 		if (!d->recipients_path)
-			fprintf(out, "# %s: no recipients file, every recipient accepted\n", d->name);
+			fprintf(out, "# %s: every recipient accepted\n", d->name);
 		else
 			fprintf(out, "# %s: %zu recipients loaded%s\n", d->name, d->recipients.count,
 				d->any_recipient ? " (and *: every recipient accepted)" : "");

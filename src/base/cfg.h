@@ -4,7 +4,9 @@
  * a known recipient). Loading is all-or-nothing: every problem is printed
  * as "FILE:LINE: message" on stderr and the load fails, so nothing starts
  * on a half-valid configuration. After loading, a struct cfg is immutable
- * and passed around as const.
+ * and passed around as const. It is reference-counted: whoever keeps it
+ * beyond the call that handed it over (a session, a destination) takes a
+ * reference, so a reload can swap in a new one while old users finish.
  */
 #ifndef MXV_CFG_H
 #define MXV_CFG_H
@@ -19,6 +21,13 @@
 
 #define EX_USAGE_CODE 64
 #define EX_CONFIG_CODE 78
+
+/*
+ * The most recipients a message may have. The spool stores the envelope
+ * in one record; spool_rec.c asserts that this many recipients, each with
+ * the longest address, ORCPT and reply, still fit in it.
+ */
+#define CFG_MAX_RECIPIENTS 10000
 
 enum tls_mode { TLS_MAY = 0, TLS_ENCRYPT, TLS_VERIFY };
 
@@ -36,8 +45,8 @@ struct cfg_host {
 struct cfg_domain {
 	char *name;            /* lower-case, no trailing dot */
 	int line;              /* line of its [domain NAME] header */
-	char *recipients_path; /* NULL: every recipient is accepted */
-	bool any_recipient;    /* no recipients file, or the file contains "*" */
+	char *recipients_path; /* the recipients file, or NULL for "recipients = *" */
+	bool any_recipient;    /* "recipients = *", or the file contains "*" */
 	struct htab recipients;/* lower-cased "local" and "local@domain" entries */
 	struct cfg_host *primary;
 	size_t nprimary;       /* 0: use the domain's MX records */
@@ -47,6 +56,7 @@ struct cfg_domain {
 };
 
 struct cfg {
+	int refs;                    /* cfg_ref / cfg_unref; main thread only */
 	char *path;
 	char *hostname;
 	struct cfg_addr *listen;
@@ -67,6 +77,14 @@ struct cfg {
 	bool reject_bare_lf;           /* default yes */
 	uint64_t min_free_space;       /* refuse MAIL below this free space in the spool, default 100M */
 
+	/* Facing the internet (issue 6). */
+	char *user;                    /* run as this user when started as root, default "mxvault" */
+	uint32_t user_uid, user_gid;   /* resolved when loaded as root (CFG_LOAD_NO_SYSTEM unset) */
+	bool drop_privileges;          /* loaded as root: serve switches to user */
+	int64_t max_session_time;      /* seconds, default 30m: a session's whole life */
+	uint64_t min_data_rate;        /* bytes/s while receiving content, default 500, 0 = off */
+	uint64_t max_pending_bytes;    /* message bytes waiting for the disk, default 64M */
+
 	/* Forward side (issue 3). */
 	char **also_known_as;
 	size_t naka;
@@ -78,6 +96,10 @@ struct cfg {
 	uint32_t bounce_guard;    /* percent, default 50, 0 = off */
 	int64_t bounce_guard_hold;/* default 1h */
 	uint32_t max_connections_per_destination; /* default 4 */
+	uint32_t max_outbound_connections; /* server-wide, default 100 */
+	int64_t delivery_connect_timeout;  /* default 30s */
+	int64_t delivery_reply_timeout;    /* each reply of a next hop, at most; default 5m (RFC 5321 4.5.3.2) */
+	int64_t delivery_final_reply_timeout; /* the reply to the final dot; default 10m */
 
 	struct cfg_domain *domains;
 	size_t ndomains;
@@ -88,12 +110,23 @@ struct cfg {
 
 /* 0, or -EINVAL after printing every problem found to err. */
 int cfg_load(const char *path, FILE *err, struct cfg **out) MUST_CHECK;
-/* cfg_load with flags. CFG_LOAD_NO_SPOOL skips creating and probing the
- * spool directory: for fuzzing, where the input must not pick directories
- * to create, and for checking a configuration meant for another host. */
-#define CFG_LOAD_NO_SPOOL 0x1u
+/*
+ * cfg_load with flags. CFG_LOAD_NO_SYSTEM skips what looks at this host:
+ * creating and probing the spool directory, and looking up user (for
+ * fuzzing, where the input must not pick directories to create, and for
+ * checking a configuration meant for another host). CFG_LOAD_NO_USER skips
+ * only the user lookup (for commands that never switch user). CFG_LOAD_WARN
+ * also prints warnings ("FILE:LINE: warning: ...") about risky settings;
+ * they never fail the load.
+ */
+#define CFG_LOAD_NO_SYSTEM 0x1u
+#define CFG_LOAD_WARN 0x2u
+#define CFG_LOAD_NO_USER 0x4u
 int cfg_load_flags(const char *path, FILE *err, unsigned flags, struct cfg **out) MUST_CHECK;
-void cfg_free(struct cfg *c);
+/* A new reference to c (returned for convenience). */
+struct cfg *cfg_ref(const struct cfg *c);
+/* Drops a reference; the last one frees everything. NULL is ignored. */
+void cfg_unref(const struct cfg *c);
 /* Prints the effective configuration, every key with its value, as INI. */
 void cfg_print(const struct cfg *c, FILE *out);
 

@@ -9,7 +9,7 @@
 
 #include "cfg.h"
 
-#define CFG_MAX_KEYS 32       /* per section; asserted in cfg_keys.c */
+#define CFG_MAX_KEYS 64       /* per section; asserted in cfg_keys.c */
 #define CFG_RCPT_MAX_LINE 512 /* longest recipients file line */
 
 enum cfg_section { CFG_SECT_NONE, CFG_SECT_SERVER, CFG_SECT_DOMAIN, CFG_SECT_SKIP };
@@ -33,6 +33,7 @@ struct cfg_loader {
 	/* Line where each key was set: 0 = default, negative = its value was bad. */
 	int server_lines[CFG_MAX_KEYS];
 	int (*domain_lines)[CFG_MAX_KEYS]; /* parallel to c->domains */
+	struct buf warnings;   /* printed at the end, only if there is no error */
 };
 
 struct cfg_key;

@@ -65,15 +65,27 @@ bool cfg_is_domain_name(const char *s, size_t n)
 	return false;
 }
 
-/* An unquoted local part: printable, no space, none of RFC 5322's specials. */
+/*
+ * An unquoted local part: printable, no space, none of RFC 5322's specials;
+ * UTF-8 (RFC 6531) as well, since SMTPUTF8 recipients must be listable.
+ * At most 64 octets, as on the wire (RFC 5321 4.5.3.1.1).
+ */
 bool cfg_is_local_part(const char *s, size_t n)
 {
 	if (n == 0 || n > 64)
 		return false;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n;) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch <= ' ' || ch >= 127 || strchr("<>()[]\\,;:\"@", ch))
+		if (ch >= 0x80) {
+			size_t len = utf8_seq_len((const unsigned char *)s + i, n - i);
+			if (len == 0)
+				return false;
+			i += len;
+			continue;
+		}
+		if (ch <= ' ' || ch == 127 || strchr("<>()[]\\,;:\"@", ch))
 			return false;
+		i++;
 	}
 	return true;
 }
@@ -485,6 +497,10 @@ static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key
 	char cwd[PATH_MAX];
 	if (!*v)
 		return bad_value(ld, k, v, NULL);
+	if (strcmp(v, "*") == 0) {
+		d->any_recipient = true; /* cfg.c warns about it */
+		return 0;
+	}
 	if (v[0] != '/' && strcmp(ld->dir, ".") != 0)
 		append_dir(&shown, ld->dir);
 	buf_append_str(&shown, v);
@@ -498,6 +514,22 @@ static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key
 	buf_free(&shown);
 	buf_free(&full);
 	return errors ? -EINVAL : 0;
+}
+
+/* A user name as useradd(8) takes it: letters, digits, '_', '-', '.', not leading '-'. */
+static int set_user(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 32 || v[0] == '-')
+		return bad_value(ld, k, v, NULL);
+	for (size_t i = 0; i < n; i++)
+		if (!is_label_char(v[i]) && v[i] != '_' && v[i] != '.')
+			return bad_value(ld, k, v, NULL);
+	if (strcmp(v, "root") == 0)
+		return bad_value(ld, k, v, "mxvault drops root after binding its ports: name an unprivileged user");
+	free(*FIELD(obj, k, char *));
+	*FIELD(obj, k, char *) = xstrdup(v);
+	return 0;
 }
 
 /* --- printers, the inverse of the setters ------------------------------ */
@@ -514,6 +546,12 @@ static void print_str(FILE *out, const void *obj, const struct cfg_key *k)
 		fprintf(out, "%s = %s\n", k->name, s);
 	else
 		print_unset(out, k);
+}
+
+static void print_recipients(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg_domain *d = obj;
+	fprintf(out, "%s = %s\n", k->name, d->recipients_path ? d->recipients_path : "*");
 }
 
 static void print_u32(FILE *out, const void *obj, const struct cfg_key *k)
@@ -616,7 +654,7 @@ const struct cfg_key cfg_server_keys[] = {
 	{"mx_port", set_u16, print_u16, SRV(mx_port), 1, 65535, NUMBER},
 	{"postmaster", set_address, print_str, SRV(postmaster), 0, 0,
 	 "expected an address like postmaster@example.com"},
-	{"max_recipients", set_u32, print_u32, SRV(max_recipients), 1, 100000, NUMBER},
+	{"max_recipients", set_u32, print_u32, SRV(max_recipients), 1, CFG_MAX_RECIPIENTS, NUMBER},
 	{"max_sessions", set_u32, print_u32, SRV(max_sessions), 1, 1000000, NUMBER},
 	{"max_sessions_per_ip", set_u32, print_u32, SRV(max_sessions_per_ip), 1, 1000000, NUMBER},
 	{"max_errors", set_u32, print_u32, SRV(max_errors), 1, 1000, NUMBER},
@@ -635,10 +673,21 @@ const struct cfg_key cfg_server_keys[] = {
 	{"bounce_guard_hold", set_duration, print_duration, SRV(bounce_guard_hold), 1, 0, DURATION_HINT},
 	{"max_connections_per_destination", set_u32, print_u32, SRV(max_connections_per_destination), 1, 1000,
 	 NUMBER},
+	{"user", set_user, print_str, SRV(user), 0, 0, "expected a user name like mxvault"},
+	{"max_session_time", set_duration, print_duration, SRV(max_session_time), 1, 0, DURATION_HINT},
+	{"min_data_rate", set_size, print_size, SRV(min_data_rate), 0, 0,
+	 "expected bytes per second like 500 or 2K (0 = off)"},
+	{"max_pending_bytes", set_size, print_size, SRV(max_pending_bytes), 65536, 0, SIZE_HINT},
+	{"max_outbound_connections", set_u32, print_u32, SRV(max_outbound_connections), 1, 100000, NUMBER},
+	{"delivery_connect_timeout", set_duration, print_duration, SRV(delivery_connect_timeout), 1, 0,
+	 DURATION_HINT},
+	{"delivery_reply_timeout", set_duration, print_duration, SRV(delivery_reply_timeout), 1, 0, DURATION_HINT},
+	{"delivery_final_reply_timeout", set_duration, print_duration, SRV(delivery_final_reply_timeout), 1, 0,
+	 DURATION_HINT},
 };
 
 const struct cfg_key cfg_domain_keys[] = {
-	{"recipients", set_recipients, print_str, DOM(recipients_path), 0, 0, "expected a file name"},
+	{"recipients", set_recipients, print_recipients, 0, 0, 0, "expected a file name or *"},
 	{"primary", set_primary, print_primary, 0, 0, 0,
 	 "expected HOST or HOST:PORT, like mx1.example.com:25 or [2001:db8::1]:25"},
 	{"retention", set_duration, print_duration, DOM(retention), 60, 0, DURATION_HINT},

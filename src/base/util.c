@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <pthread.h>
 #include <zlib.h>
 
 static void die_oom(size_t n)
@@ -210,6 +214,32 @@ void ascii_lower(char *s, size_t n)
 			s[i] = (char)(s[i] - 'A' + 'a');
 }
 
+size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
 bool ascii_ieq(const char *a, size_t alen, const char *b, size_t blen)
 {
 	if (alen != blen)
@@ -230,15 +260,53 @@ struct htab_slot {
 	void *val;
 };
 
+/*
+ * String keys are often chosen by a peer (client addresses, sender domains),
+ * so they are hashed with SipHash-2-4 under a random per-process key: no one
+ * outside can make keys collide and turn lookups linear. OpenSSL provides
+ * SipHash; each thread keeps one keyed context and re-initialises it.
+ */
+static unsigned char sip_key[16];
+static pthread_once_t sip_once = PTHREAD_ONCE_INIT;
+static _Thread_local EVP_MAC_CTX *sip_ctx;
+
+static void sip_key_init(void)
+{
+	if (RAND_bytes(sip_key, sizeof(sip_key)) != 1) {
+		fprintf(stderr, "mxvault: no random bytes for the hash key\n");
+		abort();
+	}
+}
+
+static EVP_MAC_CTX *sip_context(void)
+{
+	if (sip_ctx)
+		return sip_ctx;
+	pthread_once(&sip_once, sip_key_init);
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
+	size_t size = 8;
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t("size", &size), OSSL_PARAM_construct_end()};
+	sip_ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (!sip_ctx || EVP_MAC_init(sip_ctx, sip_key, sizeof(sip_key), params) != 1) {
+		fprintf(stderr, "mxvault: OpenSSL has no SipHash\n");
+		abort();
+	}
+	return sip_ctx;
+}
+
 static uint64_t hash_bytes(const void *p, size_t n)
 {
-	/* FNV-1a, then a final mix; never 0 or 1 (those mark empty slots). */
-	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ s[i]) * 1099511628211ULL;
-	h ^= h >> 33;
-	return h < 2 ? h + 2 : h;
+	EVP_MAC_CTX *ctx = sip_context();
+	unsigned char out[8];
+	size_t len = 0;
+	/* A NULL key re-initialises with the key already set (no allocation). */
+	if (EVP_MAC_init(ctx, NULL, 0, NULL) != 1 || EVP_MAC_update(ctx, p, n) != 1 ||
+	    EVP_MAC_final(ctx, out, &len, sizeof(out)) != 1 || len != sizeof(out))
+		abort();
+	uint64_t h = 0;
+	memcpy(&h, out, sizeof(h));
+	return h < 2 ? h + 2 : h; /* never 0 or 1: those mark empty slots */
 }
 
 static uint64_t hash_u64(uint64_t k)

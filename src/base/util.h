@@ -52,11 +52,19 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out) MUST_CH
 int parse_bool(const char *s, bool *out) MUST_CHECK;
 
 void ascii_lower(char *s, size_t n);
+/*
+ * Length of the well-formed UTF-8 sequence at s (RFC 3629 4: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0. n > 0.
+ */
+size_t utf8_seq_len(const unsigned char *s, size_t n);
 bool ascii_ieq(const char *a, size_t alen, const char *b, size_t blen);
 
 /*
  * Open-addressing hash table keyed by byte strings or by 64-bit integers.
- * Values are opaque pointers; keys given as strings are copied.
+ * Values are opaque pointers; keys given as strings are copied. String keys
+ * are hashed with a keyed hash (SipHash, random key per process), so keys
+ * chosen by a peer cannot be made to collide. Integer keys must be our own
+ * (queue ids, segment numbers): they are only mixed, not keyed.
  */
 struct htab_slot;
 struct htab {

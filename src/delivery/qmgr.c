@@ -717,23 +717,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* --- lifetime ---------------------------------------------------------- */
 
-int qmgr_start(const struct cfg *cfg, struct event_base *base, struct spool *sp, struct qmgr **out)
+int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out)
 {
 	struct qmgr *s = xcalloc(1, sizeof(*s));
-	s->cfg = cfg;
-	s->base = base;
-	s->sp = sp;
-	int rc = dns_open(base, cfg->resolver, 2000, &s->dns);
-	if (rc < 0) {
-		free(s);
-		return rc;
-	}
-	s->route = route_new(cfg, s->dns);
-	s->ssl = smtp_out_tls_context();
-	s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
+	s->cfg = cfg_ref(deps->cfg);
+	s->base = deps->base;
+	s->sp = deps->sp;
+	s->dns = deps->dns;
+	s->ssl = deps->tls;
+	s->route = route_new(s->cfg, s->dns);
+	s->tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
 	event_add(s->tick, &(struct timeval){1, 0});
-	spool_each_msg(sp, add_msg, s);
-	spool_set_msg_hook(sp, add_msg, s);
+	spool_each_msg(s->sp, add_msg, s);
+	spool_set_msg_hook(s->sp, add_msg, s);
 	*out = s;
 	return 0;
 }
@@ -784,8 +780,7 @@ void qmgr_free(struct qmgr *s)
 	if (!s)
 		return;
 	s->stopping = true;
-	dns_free(s->dns); /* cancels pending lookups: their callbacks see stopping */
-	route_free(s->route);
+	route_free(s->route); /* the daemon freed the resolver first: its cancelled lookups saw stopping */
 	for (struct dest *d = s->dest_list, *next; d; d = next) {
 		next = d->next_dest;
 		free_jobs(d->ready.head);
@@ -794,7 +789,6 @@ void qmgr_free(struct qmgr *s)
 	}
 	htab_free(&s->dests);
 	event_free(s->tick);
-	if (s->ssl)
-		SSL_CTX_free(s->ssl);
+	cfg_unref(s->cfg);
 	free(s);
 }

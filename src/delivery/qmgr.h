@@ -18,14 +18,29 @@
 
 struct event_base;
 struct spool;
+struct dns;
 struct qmgr;
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* What the daemon lends the queue manager; it outlives it. */
+struct qmgr_deps {
+	const struct cfg *cfg;   /* the queue manager takes its own reference */
+	struct event_base *base;
+	struct spool *sp;
+	struct dns *dns;         /* the shared resolver */
+	SSL_CTX *tls;            /* the client TLS context, or NULL: never STARTTLS */
+};
 
 struct qmgr_stats {
 	uint64_t delivered, bounced, expired, deferred, held, possible_dups, dsns;
 };
 
-int qmgr_start(const struct cfg *cfg, struct event_base *base, struct spool *sp, struct qmgr **out) MUST_CHECK;
-/* Stops delivering: connections are cut, their recipients stay queued. */
+int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out) MUST_CHECK;
+/*
+ * Stops delivering: connections are cut, their recipients stay queued.
+ * Lookups still pending on the shared resolver end when the daemon frees
+ * it, which must happen between qmgr_stop and qmgr_free.
+ */
 void qmgr_stop(struct qmgr *s);
 bool qmgr_idle(const struct qmgr *s);
 void qmgr_free(struct qmgr *s);

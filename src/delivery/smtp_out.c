@@ -726,13 +726,3 @@ struct smtp_out *smtp_out_start(struct event_base *base, const struct smtp_out_p
 	evtimer_add(c->start_ev, &now);
 	return c;
 }
-
-SSL_CTX *smtp_out_tls_context(void)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx)
-		return NULL;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_default_verify_paths(ctx);
-	return ctx;
-}

@@ -82,7 +82,4 @@ void smtp_out_resume(struct smtp_out *c);
 /* The host and address currently connected, for logs. */
 const char *smtp_out_peer(const struct smtp_out *c);
 
-/* Creates the client TLS context (system CA store, TLS 1.2+). NULL on failure. */
-SSL_CTX *smtp_out_tls_context(void);
-
 #endif

@@ -50,11 +50,12 @@ enum smtp_in_state {
 };
 
 struct smtp_in {
-	struct smtp_server *srv;
-	const struct cfg *cfg;
+	const struct smtp_in_ctx *ctx;
+	const struct cfg *cfg;   /* a reference, held for the session's life */
 	struct bufferevent *bev;
 	uint64_t no;
 	char ip[INET6_ADDRSTRLEN];
+	char client_key[INET6_ADDRSTRLEN + 4]; /* what max_sessions_per_ip counts */
 	char *helo;
 	bool esmtp;
 	enum smtp_in_state state;
@@ -139,7 +140,8 @@ static void session_free(struct smtp_in *s)
 	hdr_drop(s); /* a session that ends in DATA, BDAT or COMMIT still holds it */
 	log_info("smtpd", "session=%" PRIu64 " client=%s disconnect messages=%" PRIu32 " errors=%" PRIu32, s->no,
 		 s->ip, s->messages, s->errors);
-	smtp_server_session_ended(s->srv, s->no, s->ip);
+	s->ctx->ended(s->ctx->owner, s->no, s->client_key);
+	cfg_unref(s->cfg);
 	bufferevent_free(s->bev);
 	spool_env_free(&s->env);
 	buf_free(&s->dbuf);
@@ -233,7 +235,7 @@ static void txn_begin_content(struct smtp_in *s)
 {
 	if (s->tx)
 		return;
-	s->tx = spool_txn_begin(smtp_server_spool(s->srv));
+	s->tx = spool_txn_begin(s->ctx->sp);
 	memset(&s->dec, 0, sizeof(s->dec));
 	s->hdr = xmalloc(sizeof(*s->hdr));
 	msg_hdr_init(s->hdr);
@@ -261,7 +263,7 @@ static void on_committed(void *arg, int err)
 	s->tx = NULL; /* the spool frees it */
 	if (err == 0) {
 		s->messages++;
-		struct dedup *dd = smtp_server_dedup(s->srv);
+		struct dedup *dd = s->ctx->dedup;
 		if (dd && s->env.has_dedup_key)
 			dedup_add(dd, s->env.dedup_key, qid, clock_wall_s());
 		reply(s, 250, "2.0.0", "Ok: queued as %s", id);
@@ -296,7 +298,7 @@ static bool too_many_hops(const struct smtp_in *s)
 /* A message sent again after a lost 250: answer 250 for the copy already queued. */
 static bool is_duplicate(struct smtp_in *s)
 {
-	struct dedup *dd = smtp_server_dedup(s->srv);
+	struct dedup *dd = s->ctx->dedup;
 	uint64_t orig;
 	if (!dd || !s->hdr->message_id[0])
 		return false;
@@ -500,7 +502,7 @@ static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
 		reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
 		return;
 	}
-	if (!spool_has_space(smtp_server_spool(s->srv))) {
+	if (!spool_has_space(s->ctx->sp)) {
 		log_reject(s, "from", arg, 452, "4.3.1", "Insufficient system storage");
 		reply(s, 452, "4.3.1", "Insufficient system storage");
 		return;
@@ -819,18 +821,17 @@ static void sockaddr_ip(const struct sockaddr *sa, char *out, size_t n)
 		memmove(out, out + 7, strlen(out + 7) + 1);
 }
 
-void smtp_in_new(struct smtp_server *srv, int fd, const struct sockaddr *sa, socklen_t salen, uint64_t session_no,
-		 const char *refuse)
+struct smtp_in *smtp_in_new(const struct smtp_in_ctx *ctx, int fd, const struct sockaddr *sa, uint64_t session_no,
+			    const char *refuse)
 {
-	(void)salen;
 	struct smtp_in *s = xcalloc(1, sizeof(*s));
-	s->srv = srv;
-	s->cfg = smtp_server_cfg(srv);
+	s->ctx = ctx;
+	s->cfg = cfg_ref(ctx->cfg);
 	s->no = session_no;
-	smtp_server_session_started(srv, session_no, s);
 	s->helo = xstrdup("unknown");
 	sockaddr_ip(sa, s->ip, sizeof(s->ip));
-	s->bev = bufferevent_socket_new(smtp_server_base(srv), fd, BEV_OPT_CLOSE_ON_FREE);
+	smtp_server_client_key(sa, s->client_key, sizeof(s->client_key));
+	s->bev = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(s->bev, on_read, on_written, on_event, s);
 	/* Back-pressure: stop reading a client that outruns us. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
@@ -840,8 +841,9 @@ void smtp_in_new(struct smtp_server *srv, int fd, const struct sockaddr *sa, soc
 	if (refuse) {
 		reply(s, 421, "4.7.0", "%s %s", s->cfg->hostname, refuse);
 		close_after_reply(s);
-		return;
+		return s;
 	}
 	reply(s, 220, "", "%s ESMTP mxvault", s->cfg->hostname);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	return s;
 }

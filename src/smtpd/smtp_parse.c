@@ -41,36 +41,6 @@ static bool is_dcontent(int c)
 	return (c >= 33 && c <= 90) || (c >= 94 && c <= 126);
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at s (RFC 3629 4: no overlong
- * forms, no surrogates, nothing above U+10FFFF), or 0.
- */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		lo = c == 0xe0 ? 0xa0 : 0x80;
-		hi = c == 0xed ? 0x9f : 0xbf;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		lo = c == 0xf0 ? 0x90 : 0x80;
-		hi = c == 0xf4 ? 0x8f : 0xbf;
-	} else {
-		return 0;
-	}
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
 /* --- commands ------------------------------------------------------------ */
 
 static const struct {
@@ -138,7 +108,7 @@ static int take_utf8(struct cursor *c, size_t *len)
 {
 	if (!c->allow_utf8)
 		return fail(c, SMTP_ERR_UTF8);
-	*len = utf8_seq(c->s + c->pos, c->n - c->pos);
+	*len = utf8_seq_len(c->s + c->pos, c->n - c->pos);
 	if (*len == 0)
 		return fail(c, SMTP_ERR_SYNTAX);
 	c->utf8 = true;
@@ -586,7 +556,7 @@ static bool is_utf8_addr_text(const char *v, size_t n, bool smtputf8)
 			if (hex < 2 || i >= n || s[i++] != '}')
 				return false;
 		} else if (s[i] >= 0x80) {
-			if (!smtputf8 || (len = utf8_seq(s + i, n - i)) == 0)
+			if (!smtputf8 || (len = utf8_seq_len(s + i, n - i)) == 0)
 				return false;
 			i += len;
 		} else if (s[i] < 33 || s[i] > 126 || s[i] == '+' || s[i] == '=') {

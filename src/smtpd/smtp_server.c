@@ -1,11 +1,18 @@
 /*
- * smtp_server: the listening sockets and the session table. Enforces the
- * connection limits (total and per client address) at accept time, and
- * runs the graceful shutdown: stop accepting, let busy sessions finish
- * their message, tell idle ones 421.
+ * smtp_server: see smtp_server.h. Owns the listeners, the session table and
+ * the per-client-network counts; creates each session with the shared
+ * struct smtp_in_ctx and hears back only when it ends.
+ *
+ * Accepting is guarded: when the process runs out of file descriptors
+ * (EMFILE, ENFILE) the listeners pause for a moment instead of spinning on
+ * a connection that cannot be accepted, and the error is logged at most
+ * once a second.
  */
+#include "smtp_server.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -14,107 +21,129 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dedup.h"
 #include "base/log.h"
-#include "spool/spool.h"
+#include "dedup.h"
 #include "smtp_in.h"
+#include "spool/spool.h"
+
+#define ACCEPT_PAUSE_MS 100
 
 struct smtp_server {
-	const struct cfg *cfg;
+	const struct cfg *cfg;       /* a reference */
 	struct event_base *base;
-	struct spool *sp;
+	int *fds;                    /* bound sockets, until the listeners own them */
 	struct evconnlistener **listeners;
 	size_t nlisteners;
-	struct htab sessions; /* session number -> struct smtp_in */
-	struct htab per_ip;   /* client address -> open sessions (as a pointer-sized count) */
+	struct htab sessions;        /* session number -> struct smtp_in */
+	struct htab per_client;      /* client key -> open sessions (as a pointer-sized count) */
 	uint64_t next_no;
 	bool closing;
-	struct dedup *dedup;
+	struct smtp_in_ctx ctx;      /* handed to every session */
+	struct smtpd_stats stats;
+	struct event *resume_ev;     /* re-enables accepting after EMFILE */
+	int64_t last_accept_log_ms;
 };
 
-struct dedup *smtp_server_dedup(const struct smtp_server *srv)
+void smtp_server_client_key(const struct sockaddr *sa, char *out, size_t n)
 {
-	return srv->dedup;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)n);
+			return;
+		}
+		struct in6_addr net;
+		memset(&net, 0, sizeof(net));
+		memcpy(&net, a, 8);
+		char ip[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, &net, ip, sizeof(ip));
+		snprintf(out, n, "%s/64", ip);
+		return;
+	}
+	if (!inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n))
+		snprintf(out, n, "unknown");
+}
+
+/* Open sessions of a client network, after adding delta; one with none is forgotten. */
+static intptr_t client_count(struct smtp_server *srv, const char *key, intptr_t delta)
+{
+	size_t len = strlen(key);
+	intptr_t n = (intptr_t)htab_get_str(&srv->per_client, key, len) + delta;
+	if (delta == 0)
+		return n;
+	if (n > 0)
+		htab_put_str(&srv->per_client, key, len, (void *)n);
+	else
+		htab_del_str(&srv->per_client, key, len);
+	return n;
+}
+
+static void session_ended(void *owner, uint64_t no, const char *client_key)
+{
+	struct smtp_server *srv = owner;
+	htab_del_u64(&srv->sessions, no);
+	client_count(srv, client_key, -1);
+	srv->stats.open--;
 }
 
 static void remember_queued(void *arg, struct spool_msg *m)
 {
-	struct smtp_server *srv = arg;
+	struct dedup *dd = arg;
 	if (m->env.has_dedup_key)
-		dedup_add(srv->dedup, m->env.dedup_key, m->id, m->env.arrival);
-}
-
-const struct cfg *smtp_server_cfg(const struct smtp_server *srv)
-{
-	return srv->cfg;
-}
-
-struct spool *smtp_server_spool(const struct smtp_server *srv)
-{
-	return srv->sp;
-}
-
-struct event_base *smtp_server_base(const struct smtp_server *srv)
-{
-	return srv->base;
-}
-
-bool smtp_server_is_closing(const struct smtp_server *srv)
-{
-	return srv->closing;
-}
-
-/* Open sessions from ip, after adding delta; an address with none is forgotten. */
-static intptr_t ip_count(struct smtp_server *srv, const char *ip, intptr_t delta)
-{
-	size_t len = strlen(ip);
-	intptr_t n = (intptr_t)htab_get_str(&srv->per_ip, ip, len) + delta;
-	if (delta == 0)
-		return n;
-	if (n > 0)
-		htab_put_str(&srv->per_ip, ip, len, (void *)n);
-	else
-		htab_del_str(&srv->per_ip, ip, len);
-	return n;
-}
-
-void smtp_server_session_started(struct smtp_server *srv, uint64_t no, struct smtp_in *s)
-{
-	htab_put_u64(&srv->sessions, no, s);
-}
-
-void smtp_server_session_ended(struct smtp_server *srv, uint64_t no, const char *ip)
-{
-	htab_del_u64(&srv->sessions, no);
-	ip_count(srv, ip, -1);
+		dedup_add(dd, m->env.dedup_key, m->id, m->env.arrival);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	(void)l;
+	(void)salen;
 	struct smtp_server *srv = arg;
-	char ip[64] = "";
-	const void *a = sa->sa_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr
-						  : (const void *)&((struct sockaddr_in *)sa)->sin_addr;
-	inet_ntop(sa->sa_family, a, ip, sizeof(ip));
+	char key[INET6_ADDRSTRLEN + 4];
+	smtp_server_client_key(sa, key, sizeof(key));
 	const char *refuse = NULL;
-	if (srv->sessions.count >= srv->cfg->max_sessions)
+	if (srv->stats.open >= srv->cfg->max_sessions)
 		refuse = "Error: too many connections";
-	else if ((uint32_t)ip_count(srv, ip, 0) >= srv->cfg->max_sessions_per_ip)
-		refuse = "Error: too many connections from your address";
-	ip_count(srv, ip, +1);
-	smtp_in_new(srv, fd, sa, (socklen_t)salen, ++srv->next_no, refuse);
+	else if ((uint32_t)client_count(srv, key, 0) >= srv->cfg->max_sessions_per_ip)
+		refuse = "Error: too many connections from your network";
+	client_count(srv, key, +1);
+	srv->stats.open++;
+	srv->stats.sessions++;
+	srv->stats.refused += refuse != NULL;
+	uint64_t no = ++srv->next_no;
+	/* Every live session is in the table, for shutdown; it leaves through session_ended. */
+	htab_put_u64(&srv->sessions, no, smtp_in_new(&srv->ctx, fd, sa, no, refuse));
+}
+
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_server *srv = arg;
+	if (srv->closing)
+		return;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		evconnlistener_enable(srv->listeners[i]);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
 	(void)l;
-	(void)arg;
-	/* EMFILE and friends: log and keep going; libevent retries on the next event. */
-	log_err("smtpd", "accept: %s", strerror(errno));
+	struct smtp_server *srv = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	int64_t now = clock_mono_ms();
+	if (now - srv->last_accept_log_ms >= 1000) {
+		srv->last_accept_log_ms = now;
+		log_err("smtpd", "accept: %s (sessions open: %" PRIu32 ")", strerror(err), srv->stats.open);
+	}
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return;
+	/* The connection stays in the backlog: pause rather than spin on it. */
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		evconnlistener_disable(srv->listeners[i]);
+	event_add(srv->resume_ev, &(struct timeval){0, ACCEPT_PAUSE_MS * 1000});
 }
 
-static int listen_on(struct smtp_server *srv, const struct cfg_addr *a)
+static int bind_one(const struct cfg_addr *a)
 {
 	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -128,48 +157,64 @@ static int listen_on(struct smtp_server *srv, const struct cfg_addr *a)
 		close(fd);
 		return err;
 	}
-	struct evconnlistener *l = evconnlistener_new(srv->base, on_accept, srv, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (!l) {
-		close(fd);
-		return -ENOMEM;
-	}
-	evconnlistener_set_error_cb(l, on_accept_error);
-	srv->listeners[srv->nlisteners++] = l;
-	log_info("smtpd", "listening on %s", a->text);
-	return 0;
+	return fd;
 }
 
-int smtp_server_start(const struct cfg *cfg, struct event_base *base, struct spool *sp, struct smtp_server **out)
+int smtp_server_bind(const struct cfg *cfg, struct smtp_server **out)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
-	srv->cfg = cfg;
-	srv->base = base;
-	srv->sp = sp;
+	srv->cfg = cfg_ref(cfg);
+	srv->fds = xcalloc(cfg->nlisten, sizeof(*srv->fds));
 	srv->listeners = xcalloc(cfg->nlisten, sizeof(*srv->listeners));
-	if (cfg->dedup_window > 0) {
-		srv->dedup = dedup_new(cfg->dedup_window);
-		spool_each_msg(sp, remember_queued, srv);
-	}
+	for (size_t i = 0; i < cfg->nlisten; i++)
+		srv->fds[i] = -1;
 	for (size_t i = 0; i < cfg->nlisten; i++) {
-		int rc = listen_on(srv, &cfg->listen[i]);
-		if (rc < 0) {
-			fprintf(stderr, "mxvault: cannot listen on %s: %s\n", cfg->listen[i].text, strerror(-rc));
+		int fd = bind_one(&cfg->listen[i]);
+		if (fd < 0) {
+			fprintf(stderr, "mxvault: cannot listen on %s: %s\n", cfg->listen[i].text, strerror(-fd));
 			smtp_server_free(srv);
-			return rc;
+			return fd;
 		}
+		srv->fds[i] = fd;
 	}
 	*out = srv;
 	return 0;
 }
 
-struct shutdown_ctx {
+int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps)
+{
+	const struct cfg *cfg = srv->cfg;
+	srv->base = deps->base;
+	srv->ctx = (struct smtp_in_ctx){
+		.cfg = cfg, .base = deps->base, .sp = deps->sp, .dns = deps->dns, .stats = &srv->stats,
+		.ended = session_ended, .owner = srv,
+	};
+	if (cfg->dedup_window > 0) {
+		srv->ctx.dedup = dedup_new(cfg->dedup_window);
+		spool_each_msg(deps->sp, remember_queued, srv->ctx.dedup);
+	}
+	srv->resume_ev = event_new(deps->base, -1, 0, resume_accepting, srv);
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		struct evconnlistener *l =
+			evconnlistener_new(deps->base, on_accept, srv, LEV_OPT_CLOSE_ON_FREE, -1, srv->fds[i]);
+		if (!l)
+			return -ENOMEM;
+		srv->fds[i] = -1;
+		evconnlistener_set_error_cb(l, on_accept_error);
+		srv->listeners[srv->nlisteners++] = l;
+		log_info("smtpd", "listening on %s", cfg->listen[i].text);
+	}
+	return 0;
+}
+
+struct collect {
 	struct smtp_in **v;
 	size_t n;
 };
 
 static void collect_session(void *val, void *arg)
 {
-	struct shutdown_ctx *c = arg;
+	struct collect *c = arg;
 	c->v[c->n++] = val;
 }
 
@@ -179,7 +224,7 @@ void smtp_server_shutdown(struct smtp_server *srv)
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_disable(srv->listeners[i]);
 	/* Collect first: a session may end (and leave the table) as it is told. */
-	struct shutdown_ctx c = {xcalloc(srv->sessions.count + 1, sizeof(*c.v)), 0};
+	struct collect c = {xcalloc(srv->sessions.count + 1, sizeof(*c.v)), 0};
 	htab_each(&srv->sessions, collect_session, &c);
 	for (size_t i = 0; i < c.n; i++)
 		smtp_in_shutdown(c.v[i]);
@@ -188,7 +233,12 @@ void smtp_server_shutdown(struct smtp_server *srv)
 
 bool smtp_server_idle(const struct smtp_server *srv)
 {
-	return srv->sessions.count == 0;
+	return srv->stats.open == 0;
+}
+
+void smtp_server_get_stats(const struct smtp_server *srv, struct smtpd_stats *st)
+{
+	*st = srv->stats;
 }
 
 void smtp_server_free(struct smtp_server *srv)
@@ -197,9 +247,16 @@ void smtp_server_free(struct smtp_server *srv)
 		return;
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
+	for (size_t i = 0; i < srv->cfg->nlisten; i++)
+		if (srv->fds[i] >= 0)
+			close(srv->fds[i]);
+	if (srv->resume_ev)
+		event_free(srv->resume_ev);
+	free(srv->fds);
 	free(srv->listeners);
 	htab_free(&srv->sessions);
-	htab_free(&srv->per_ip);
-	dedup_free(srv->dedup);
+	htab_free(&srv->per_client);
+	dedup_free(srv->ctx.dedup);
+	cfg_unref(srv->cfg);
 	free(srv);
 }

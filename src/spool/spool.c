@@ -11,6 +11,7 @@
  */
 #include "spool_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -139,6 +140,7 @@ static uint64_t append_locked(struct spool *sp, uint8_t type, uint64_t id, const
 	}
 	spool_rec_append(&b->data, type, id, p, n);
 	sp->cur_off += SPOOL_REC_HDR_SIZE + n;
+	sp->pending_bytes += SPOOL_REC_HDR_SIZE + n; /* [main]: only the loop appends */
 	return b->no;
 }
 
@@ -359,9 +361,94 @@ static void finish_waiter(struct spool *sp, struct spool_wait *w)
 	free(w);
 }
 
+/* --- back-pressure ------------------------------------------------------ */
+
+void spool_set_pending_limit(struct spool *sp, uint64_t bytes)
+{
+	sp->pending_limit = bytes;
+}
+
+uint64_t spool_pending_bytes(const struct spool *sp)
+{
+	return sp->pending_bytes;
+}
+
+bool spool_is_congested(const struct spool *sp)
+{
+	return sp->pending_limit && sp->pending_bytes > sp->pending_limit;
+}
+
+static bool has_room(const struct spool *sp)
+{
+	return !sp->pending_limit || sp->pending_bytes <= sp->pending_limit / 4 * 3;
+}
+
+static void room_unlink(struct spool *sp, struct spool_room_wait *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		sp->room_head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		sp->room_tail = w->prev;
+	w->prev = w->next = NULL;
+	w->queued = false;
+}
+
+/* From the loop: wakes waiters in arrival order while there is room. */
+static void run_room_waiters(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct spool *sp = arg;
+	/* A woken waiter may append and wait again: it then queues behind the others. */
+	struct spool_room_wait *last = sp->room_tail;
+	while (sp->room_head && has_room(sp)) {
+		struct spool_room_wait *w = sp->room_head;
+		room_unlink(sp, w);
+		w->fn(w->arg);
+		if (w == last)
+			break;
+	}
+}
+
+static void kick_room_waiters(struct spool *sp)
+{
+	if (sp->room_head && has_room(sp) && sp->room_ev)
+		event_active(sp->room_ev, EV_TIMEOUT, 0);
+}
+
+void spool_wait_room(struct spool *sp, struct spool_room_wait *w, spool_room_fn *fn, void *arg)
+{
+	if (w->queued)
+		room_unlink(sp, w);
+	w->fn = fn;
+	w->arg = arg;
+	w->next = NULL;
+	w->prev = sp->room_tail;
+	if (sp->room_tail)
+		sp->room_tail->next = w;
+	else
+		sp->room_head = w;
+	sp->room_tail = w;
+	w->queued = true;
+	kick_room_waiters(sp);
+}
+
+void spool_cancel_room(struct spool *sp, struct spool_room_wait *w)
+{
+	if (w->queued)
+		room_unlink(sp, w);
+}
+
+/* --- durability ---------------------------------------------------------- */
+
 static void batch_finished(struct spool *sp, struct batch *b)
 {
 	sp->durable_batch = b->no;
+	sp->pending_bytes -= b->data.len;
 	if (b->err) {
 		char name[32];
 		spool_seg_name(b->seg, name);
@@ -406,6 +493,7 @@ static void on_io_done(evutil_socket_t fd, short what, void *arg)
 		free(b);
 		b = next;
 	}
+	kick_room_waiters(sp);
 }
 
 static void check_space(evutil_socket_t fd, short what, void *arg)
@@ -445,11 +533,13 @@ static struct spool *spool_alloc(const char *dir, bool readonly)
 	return sp;
 }
 
+/* Opens the directory unless spool_dir_prepare did, and makes corrupt/. */
 static int open_dir(struct spool *sp)
 {
-	if (!sp->readonly && mkdir(sp->dir, 0700) < 0 && errno != EEXIST)
+	if (sp->dirfd < 0 && !sp->readonly && mkdir(sp->dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dirfd < 0)
+		sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sp->dirfd < 0)
 		return -errno;
 	if (!sp->readonly && mkdirat(sp->dirfd, "corrupt", 0700) < 0 && errno != EEXIST)
@@ -471,11 +561,72 @@ int spool_open_readonly(const char *dir, struct spool **out)
 	return 0;
 }
 
-int spool_open(const char *dir, struct event_base *base, uint64_t min_free, struct spool **out)
+/* Gives one entry of the spool (or the directory itself, name "") to uid:gid. */
+static int give(int dirfd, const char *name, uint32_t uid, uint32_t gid)
+{
+	int flags = AT_SYMLINK_NOFOLLOW | (name[0] ? 0 : AT_EMPTY_PATH);
+	return fchownat(dirfd, name, (uid_t)uid, (gid_t)gid, flags) < 0 ? -errno : 0;
+}
+
+/* Gives every entry of the directory at fd (and of corrupt/ below it) to uid:gid. */
+static int give_all(int fd, uint32_t uid, uint32_t gid, int depth)
+{
+	int dup_fd = dup(fd);
+	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return -errno;
+	}
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		rc = give(fd, e->d_name, uid, gid);
+		if (rc == 0 && depth == 0 && e->d_type == DT_DIR) {
+			int sub = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			rc = sub < 0 ? -errno : give_all(sub, uid, gid, depth + 1);
+			if (sub >= 0)
+				close(sub);
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+int spool_dir_prepare(const char *dir, bool owner, uint32_t uid, uint32_t gid)
+{
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		int err = -errno;
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	if (!owner || (st.st_uid == uid && st.st_gid == gid))
+		return fd;
+	log_info("spool", "dir=%s belonged to uid=%u gid=%u: giving it and its files to uid=%" PRIu32
+		 " gid=%" PRIu32, dir, (unsigned)st.st_uid, (unsigned)st.st_gid, uid, gid);
+	int rc = give(fd, "", uid, gid);
+	if (rc == 0)
+		rc = give_all(fd, uid, gid, 0);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int spool_open(const char *dir, int dirfd, struct event_base *base, uint64_t min_free, struct spool **out)
 {
 	struct spool *sp = spool_alloc(dir, false);
 	sp->base = base;
 	sp->min_free = min_free;
+	sp->dirfd = dirfd;
 	int rc = open_dir(sp);
 	if (rc == 0)
 		rc = spool_replay(sp);
@@ -493,6 +644,7 @@ int spool_open(const char *dir, struct event_base *base, uint64_t min_free, stru
 	reclaim_segments(sp);
 	sp->notify_ev = event_new(base, sp->efd, EV_READ | EV_PERSIST, on_io_done, sp);
 	event_add(sp->notify_ev, NULL);
+	sp->room_ev = event_new(base, -1, 0, run_room_waiters, sp);
 	sp->space_ev = event_new(base, -1, EV_PERSIST, check_space, sp);
 	struct timeval one_second = {1, 0};
 	event_add(sp->space_ev, &one_second);
@@ -533,6 +685,8 @@ void spool_close(struct spool *sp)
 		event_free(sp->notify_ev);
 	if (sp->space_ev)
 		event_free(sp->space_ev);
+	if (sp->room_ev)
+		event_free(sp->room_ev);
 	htab_each(&sp->msgs, free_msg_cb, NULL);
 	htab_free(&sp->msgs);
 	htab_each(&sp->rfds, close_fd_cb, NULL);

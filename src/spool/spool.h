@@ -51,8 +51,18 @@ struct spool_stats {
 	uint32_t segments;     /* segment files */
 };
 
-/* Opens (creating) the spool in dir, recovers it, starts the I/O thread. */
-int spool_open(const char *dir, struct event_base *base, uint64_t min_free, struct spool **out) MUST_CHECK;
+/*
+ * Before privileges are dropped: opens (creating, mode 0700) the spool
+ * directory and, when owner is set, gives it and everything in it to
+ * uid:gid (a spool left by a daemon that ran as root is taken over, and
+ * logged). Returns a directory fd for spool_open, or -errno.
+ */
+int spool_dir_prepare(const char *dir, bool owner, uint32_t uid, uint32_t gid) MUST_CHECK;
+/*
+ * Opens the spool in dir (through dirfd from spool_dir_prepare, which it
+ * takes over, or -1 to open dir itself), recovers it, starts the I/O thread.
+ */
+int spool_open(const char *dir, int dirfd, struct event_base *base, uint64_t min_free, struct spool **out) MUST_CHECK;
 /* Recovers read-only (no repair, no thread): for `mxvault queue list`. */
 int spool_open_readonly(const char *dir, struct spool **out) MUST_CHECK;
 /* Flushes what is queued, stops the I/O thread, frees everything. */
@@ -70,6 +80,36 @@ void spool_set_segment_size(struct spool *sp, uint64_t bytes);
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
 /* False when free space is under min_free, or the disk recently said ENOSPC. */
 bool spool_has_space(const struct spool *sp);
+
+/* --- back-pressure ------------------------------------------------------ */
+/*
+ * Bytes appended to the log that the I/O thread has not yet made durable.
+ * Above the limit (max_pending_bytes) the spool is congested: whoever
+ * feeds it message content from a peer should stop reading from that peer
+ * and wait for room, so a slow disk slows clients down instead of filling
+ * memory. Appending is never refused: the limit is the callers' contract.
+ */
+typedef void spool_room_fn(void *arg);
+
+/* Caller-owned; zero-initialised is "not waiting". */
+struct spool_room_wait {
+	spool_room_fn *fn;
+	void *arg;
+	struct spool_room_wait *prev, *next;
+	bool queued;
+};
+
+void spool_set_pending_limit(struct spool *sp, uint64_t bytes);
+uint64_t spool_pending_bytes(const struct spool *sp);
+bool spool_is_congested(const struct spool *sp);
+/*
+ * Calls fn(arg) once pending bytes have fallen to three quarters of the
+ * limit (from the event loop, never from inside this call). w must stay
+ * valid until then or until spool_cancel_room.
+ */
+void spool_wait_room(struct spool *sp, struct spool_room_wait *w, spool_room_fn *fn, void *arg);
+/* Stops waiting (a no-op if w is not waiting). */
+void spool_cancel_room(struct spool *sp, struct spool_room_wait *w);
 
 /* --- receiving a message ---------------------------------------------- */
 struct spool_txn *spool_txn_begin(struct spool *sp);

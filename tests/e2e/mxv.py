@@ -37,6 +37,8 @@ API (kept stable: other test files use it):
       listens but never accepts, so a delivery attempt waits for a greeting
       (5 minutes) and recipients stay "queued" for the whole test.
       hold=False writes the domains as given (no primary: MX lookups).
+      A domain without a 'recipients' key gets recipients = * (accept any);
+      'recipients': None leaves the key out.
       Used as a context manager it starts on enter and, on exit, stops
       (with the checks of stop(), unless the body raised) and removes the
       directory (kept when $MXV_KEEP is set).
@@ -269,6 +271,8 @@ class Daemon:
             out += ['', '[domain %s]' % name]
             if self.hold_port and 'primary' not in keys:
                 keys = dict(keys, primary='%s:%d' % (HOST, self.hold_port))
+            if 'recipients' not in keys:
+                keys = dict(keys, recipients='*')
             for k, v in keys.items():
                 if k == 'recipients' and isinstance(v, (list, tuple)):
                     path = os.path.join(self.dir, 'rcpt-' + name)

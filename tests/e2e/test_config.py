@@ -68,7 +68,9 @@ class TestConfigCheck(ConfigCase):
         conf = self.good_config(max_message_size='1M', max_recipients=5, command_timeout='2s')
         p = mxv.run_cli('config', 'check', '-c', conf)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stderr, '')
+        # The only message: any.test accepts every address (recipients = *).
+        self.assertRegex(p.stderr, r'^%s:\d+: warning: \[domain any\.test\] accepts every address '
+                         r'\(recipients = \*\)[^\n]*\n$' % re.escape(conf))
         self.assertIn('max_message_size = ', p.stdout)
         self.assertRegex(p.stdout, r'(?m)^max_recipients = 5$')
         self.assertRegex(p.stdout, r'(?m)^listen = 127\.0\.0\.1:%d$' % self.d.port)
@@ -127,6 +129,18 @@ class TestBadConfig(ConfigCase):
         d = mxv.Daemon(domains={})
         self.addCleanup(d.cleanup)
         self.assert_refused(d.conf, expect='domain')
+
+    def test_recipients_required(self):
+        # No backscatter by default: a domain must list its recipients or say "*".
+        d = mxv.Daemon(domains={'example.com': {'recipients': None}})
+        self.addCleanup(d.cleanup)
+        self.assert_refused(d.conf, expect=r':\d+: \[domain example\.com\] needs recipients = FILE or '
+                                           r'recipients = \*$')
+
+    @unittest.skipUnless(os.geteuid() == 0, 'the user is looked up only when started as root')
+    def test_unknown_user(self):
+        self.bad('user = nosuchuser\n', expect=r':2: user nosuchuser does not exist \(create it with '
+                                              r'adduser --system nosuchuser, or set user =\)$')
 
     def test_missing_recipients_file(self):
         missing = os.path.join(self.d.dir, 'no-such-file')

@@ -9,7 +9,7 @@
  * loads, printed and loaded again, must load. (Exempt: printed lines over
  * inih's limit, which only a recipients path made absolute can produce.)
  *
- * cfg_load_flags(CFG_LOAD_NO_SPOOL) rather than cfg_load: the spool check
+ * cfg_load_flags(CFG_LOAD_NO_SYSTEM) rather than cfg_load: the spool check
  * creates directories, and the fuzzer must not choose where.
  */
 #include <stdint.h>
@@ -69,8 +69,8 @@ static void check_reload(const struct cfg *c)
 	fclose(out);
 	write_file(print_path, text, len);
 	struct cfg *again;
-	if (cfg_load_flags(print_path, devnull, CFG_LOAD_NO_SPOOL, &again) == 0)
-		cfg_free(again);
+	if (cfg_load_flags(print_path, devnull, CFG_LOAD_NO_SYSTEM, &again) == 0)
+		cfg_unref(again);
 	else if (!has_long_line(text))
 		abort(); /* cfg_print wrote something cfg_load rejects */
 	free(text);
@@ -89,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	write_file(rcpt_path, sep ? sep + 4 : data, sep ? size - n - 4 : 0);
 
 	struct cfg *c;
-	if (cfg_load_flags(conf_path, devnull, CFG_LOAD_NO_SPOOL, &c) == 0) {
+	if (cfg_load_flags(conf_path, devnull, CFG_LOAD_NO_SYSTEM, &c) == 0) {
 		for (size_t i = 0; i < c->ndomains; i++) {
 			const struct cfg_domain *d = cfg_find_domain(c, c->domains[i].name);
 			if (d != &c->domains[i])
@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)cfg_domain_has_recipient(d, "Postmaster");
 		}
 		check_reload(c);
-		cfg_free(c);
+		cfg_unref(c);
 	}
 	remove_dir();
 	return 0;

@@ -118,6 +118,7 @@ static void expect_errors(const char *text, const char *expected)
 }
 
 #define SERVER "[server]\nhostname = mx.example.net\nspool = $T/spool\n"
+#define ANY "recipients = *\n"
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -168,6 +169,14 @@ static const char full_conf[] =
 	"bounce_guard = 25%\n"
 	"bounce_guard_hold = 2h\n"
 	"max_connections_per_destination = 8\n"
+	"user = nobody\n"
+	"max_session_time = 10m\n"
+	"min_data_rate = 1K\n"
+	"max_pending_bytes = 16M\n"
+	"max_outbound_connections = 50\n"
+	"delivery_connect_timeout = 10s\n"
+	"delivery_reply_timeout = 2m\n"
+	"delivery_final_reply_timeout = 4m\n"
 	"\n"
 	"[domain Example.COM.]   ; case and trailing dot are normalised\n"
 	"recipients = r.txt\n"
@@ -176,7 +185,8 @@ static const char full_conf[] =
 	"warn_after = 0\n"
 	"tls = verify\n"
 	"\n"
-	"[domain example.org]\n";
+	"[domain example.org]\n"
+	"recipients = *\n";
 
 static void assert_same_cfg(const struct cfg *a, const struct cfg *b)
 {
@@ -211,6 +221,14 @@ static void assert_same_cfg(const struct cfg *a, const struct cfg *b)
 	assert_int_equal(a->bounce_guard, b->bounce_guard);
 	assert_int_equal(a->bounce_guard_hold, b->bounce_guard_hold);
 	assert_int_equal(a->max_connections_per_destination, b->max_connections_per_destination);
+	assert_string_equal(a->user, b->user);
+	assert_int_equal(a->max_session_time, b->max_session_time);
+	assert_int_equal(a->min_data_rate, b->min_data_rate);
+	assert_int_equal(a->max_pending_bytes, b->max_pending_bytes);
+	assert_int_equal(a->max_outbound_connections, b->max_outbound_connections);
+	assert_int_equal(a->delivery_connect_timeout, b->delivery_connect_timeout);
+	assert_int_equal(a->delivery_reply_timeout, b->delivery_reply_timeout);
+	assert_int_equal(a->delivery_final_reply_timeout, b->delivery_final_reply_timeout);
 }
 
 static void assert_same_domain(const struct cfg_domain *a, const struct cfg_domain *b)
@@ -293,10 +311,11 @@ static void test_round_trip(void **state)
 	assert_non_null(strstr(printed, "\nbounce_guard = 25%\n"));
 	assert_non_null(strstr(printed, "\nprimary = mx1.example.com:2525,[2001:db8::1]:25,192.0.2.1,2001:db8::2\n"));
 	assert_non_null(strstr(printed, "\n# example.com: 2 recipients loaded\n"));
-	assert_non_null(strstr(printed, "\n# example.org: no recipients file, every recipient accepted\n"));
+	assert_non_null(strstr(printed, "\n# example.org: every recipient accepted\n"));
+	assert_non_null(strstr(printed, "\n[domain example.org]\nrecipients = *\n"));
 	free(printed);
-	cfg_free(a);
-	cfg_free(b);
+	cfg_unref(a);
+	cfg_unref(b);
 }
 
 static void test_defaults(void **state)
@@ -305,7 +324,7 @@ static void test_defaults(void **state)
 	char host[256] = "";
 	assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
 	ascii_lower(host, strlen(host));
-	struct cfg *c = load_ok("[server]\nspool = $T/spool\n[domain example.com]\n");
+	struct cfg *c = load_ok("[server]\nspool = $T/spool\n[domain example.com]\nrecipients = *\n");
 	assert_string_equal(c->hostname, host);
 	assert_int_equal(c->nlisten, 1);
 	assert_string_equal(c->listen[0].text, "0.0.0.0:25");
@@ -334,6 +353,14 @@ static void test_defaults(void **state)
 	assert_int_equal(c->bounce_guard, 50);
 	assert_int_equal(c->bounce_guard_hold, 3600);
 	assert_int_equal(c->max_connections_per_destination, 4);
+	assert_string_equal(c->user, "mxvault");
+	assert_int_equal(c->max_session_time, 1800);
+	assert_int_equal(c->min_data_rate, 500);
+	assert_int_equal(c->max_pending_bytes, 64 << 20);
+	assert_int_equal(c->max_outbound_connections, 100);
+	assert_int_equal(c->delivery_connect_timeout, 30);
+	assert_int_equal(c->delivery_reply_timeout, 300);
+	assert_int_equal(c->delivery_final_reply_timeout, 600);
 	assert_int_equal(c->ndomains, 1);
 	const struct cfg_domain *d = &c->domains[0];
 	assert_string_equal(d->name, "example.com");
@@ -353,21 +380,21 @@ static void test_defaults(void **state)
 	assert_non_null(strstr(printed, "\nretention = 5d\n"));
 	assert_non_null(strstr(printed, "\nmax_message_size = 50M\n"));
 	free(printed);
-	cfg_free(b);
-	cfg_free(c);
+	cfg_unref(b);
+	cfg_unref(c);
 }
 
 static void test_sizes_print_exactly(void **state)
 {
 	(void)state;
-	struct cfg *c = load_ok(SERVER "max_message_size = 1537\nmin_free_space = 2048\n[domain example.com]\n");
+	struct cfg *c = load_ok(SERVER "max_message_size = 1537\nmin_free_space = 2048\n[domain example.com]\n" ANY);
 	char *printed;
 	struct cfg *b = print_and_reload(c, &printed);
 	assert_non_null(strstr(printed, "\nmax_message_size = 1537\n"));
 	assert_non_null(strstr(printed, "\nmin_free_space = 2K\n"));
 	free(printed);
-	cfg_free(b);
-	cfg_free(c);
+	cfg_unref(b);
+	cfg_unref(c);
 }
 
 /* Indented keys are keys, not inih continuation lines; comments anywhere. */
@@ -380,11 +407,11 @@ static void test_layout(void **state)
 				"\tmax_errors: 7\r\n"
 				"    spool = $T/spool\n"
 				"\n"
-				"[ domain   example.com ]\n");
+				"[ domain   example.com ]\n" ANY);
 	assert_string_equal(c->hostname, "mx.example.net");
 	assert_int_equal(c->max_errors, 7);
 	assert_string_equal(c->domains[0].name, "example.com");
-	cfg_free(c);
+	cfg_unref(c);
 }
 
 /* --- lookups ------------------------------------------------------------ */
@@ -396,7 +423,7 @@ static void test_recipient_lookup(void **state)
 	write_file("r2.txt", "carol\n*\n");
 	struct cfg *c = load_ok(SERVER "[domain example.com]\nrecipients = r1.txt\n"
 				       "[domain example.net]\nrecipients = r2.txt\n"
-				       "[domain example.org]\n");
+				       "[domain example.org]\n" ANY);
 	const struct cfg_domain *d = cfg_find_domain(c, "EXAMPLE.Com");
 	assert_non_null(d);
 	assert_ptr_equal(d, cfg_find_domain(c, "example.com"));
@@ -426,21 +453,21 @@ static void test_recipient_lookup(void **state)
 	memset(longlocal, 'a', sizeof(longlocal) - 1);
 	longlocal[sizeof(longlocal) - 1] = '\0';
 	assert_false(cfg_domain_has_recipient(cfg_find_domain(c, "example.com"), longlocal));
-	cfg_free(c);
+	cfg_unref(c);
 }
 
 static void test_ipv6_listen(void **state)
 {
 	(void)state;
 	struct cfg *c = load_ok("[server]\nhostname = mx.example.net\nlisten = [::1]:2525\nspool = $T/spool\n"
-				"[domain example.com]\n");
+				"[domain example.com]\n" ANY);
 	assert_int_equal(c->nlisten, 1);
 	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&c->listen[0].ss;
 	assert_int_equal(sin6->sin6_family, AF_INET6);
 	assert_int_equal(ntohs(sin6->sin6_port), 2525);
 	assert_int_equal(c->listen[0].sslen, sizeof(*sin6));
 	assert_memory_equal(&sin6->sin6_addr, &in6addr_loopback, sizeof(in6addr_loopback));
-	cfg_free(c);
+	cfg_unref(c);
 }
 
 static void test_parse_addr(void **state)
@@ -504,7 +531,7 @@ static void test_unreadable_config(void **state)
 static void test_unknown_key(void **state)
 {
 	(void)state;
-	expect_errors(SERVER "colour = blue\n[domain example.com]\nretension = 5d\n",
+	expect_errors(SERVER "colour = blue\n[domain example.com]\nretension = 5d\n" ANY,
 		      "$T/m.conf:4: unknown key 'colour' in [server]\n"
 		      "$T/m.conf:6: unknown key 'retension' in [domain example.com]\n");
 }
@@ -513,14 +540,14 @@ static void test_unknown_section(void **state)
 {
 	(void)state;
 	/* The keys of an unknown section are not reported one by one. */
-	expect_errors(SERVER "[servers]\nlisten = 1.2.3.4:25\n[domain example.com]\n",
+	expect_errors(SERVER "[servers]\nlisten = 1.2.3.4:25\n[domain example.com]\n" ANY,
 		      "$T/m.conf:4: unknown section [servers]\n");
 }
 
 static void test_duplicate_key(void **state)
 {
 	(void)state;
-	expect_errors(SERVER "max_errors = 3\nmax_errors = 4\n[domain example.com]\ntls = may\ntls = encrypt\n",
+	expect_errors(SERVER "max_errors = 3\nmax_errors = 4\n[domain example.com]\ntls = may\ntls = encrypt\n" ANY,
 		      "$T/m.conf:5: duplicate key 'max_errors' in [server] (first at line 4)\n"
 		      "$T/m.conf:8: duplicate key 'tls' in [domain example.com] (first at line 7)\n");
 }
@@ -528,9 +555,9 @@ static void test_duplicate_key(void **state)
 static void test_duplicate_section(void **state)
 {
 	(void)state;
-	expect_errors(SERVER "[domain example.com]\n[domain Example.Com.]\nretention = 1d\n[server]\n",
-		      "$T/m.conf:5: duplicate section [domain example.com] (first at line 4)\n"
-		      "$T/m.conf:7: duplicate section [server] (first at line 1)\n");
+	expect_errors(SERVER "[domain example.com]\n" ANY "[domain Example.Com.]\nretention = 1d\n[server]\n",
+		      "$T/m.conf:6: duplicate section [domain example.com] (first at line 4)\n"
+		      "$T/m.conf:8: duplicate section [server] (first at line 1)\n");
 }
 
 static void test_bad_values(void **state)
@@ -554,13 +581,13 @@ static void test_bad_values(void **state)
 		      "tls = required\n"
 		      "retention = 30s\n"
 		      "primary = mx.example.com:0\n"
-		      "warn_after =\n",
+		      "warn_after =\n" ANY,
 		      "$T/m.conf:4: bad value for max_message_size: 'abc' (expected a size like 512K or 50M)\n"
 		      "$T/m.conf:5: bad value for command_timeout: '5 minutes' "
 		      "(expected a duration like 30s, 15m, 4h or 5d)\n"
 		      "$T/m.conf:6: bad value for mx_port: '65536' (expected a whole number from 1 to 65535)\n"
 		      "$T/m.conf:7: bad value for reject_bare_lf: 'maybe' (expected yes or no)\n"
-		      "$T/m.conf:8: bad value for max_recipients: '0' (expected a whole number from 1 to 100000)\n"
+		      "$T/m.conf:8: bad value for max_recipients: '0' (expected a whole number from 1 to 10000)\n"
 		      "$T/m.conf:9: bad value for bounce_guard: '101%' "
 		      "(expected a percentage from 0 to 100, like 50%)\n"
 		      "$T/m.conf:10: unknown key 'max_message_size2' in [server]\n"
@@ -584,7 +611,7 @@ static void test_bad_values(void **state)
 static void test_min_size(void **state)
 {
 	(void)state;
-	expect_errors(SERVER "max_message_size = 1000\n[domain example.com]\n",
+	expect_errors(SERVER "max_message_size = 1000\n[domain example.com]\n" ANY,
 		      "$T/m.conf:4: bad value for max_message_size: '1000' (must be at least 1K)\n");
 }
 
@@ -592,7 +619,7 @@ static void test_syntax_errors(void **state)
 {
 	(void)state;
 	expect_errors("max_errors = 3\n" SERVER "just words\n[domain example.com\n[domain a..b]\n"
-		      "[domain example.com] junk\n[domain]\n[domain example.com]\n",
+		      "[domain example.com] junk\n[domain]\n[domain example.com]\n" ANY,
 		      "$T/m.conf:1: key 'max_errors' before any section (start with [server] or [domain NAME])\n"
 		      "$T/m.conf:5: expected 'key = value', '[section]' or a comment\n"
 		      "$T/m.conf:6: section header without a closing ']'\n"
@@ -610,7 +637,7 @@ static void test_line_too_long(void **state)
 	comment[sizeof(comment) - 1] = '\0'; /* 199 characters: the longest allowed */
 	memset(value, 'a', sizeof(value) - 1);
 	value[sizeof(value) - 1] = '\0';
-	assert_int_equal(fmt(text, sizeof(text), SERVER "%s\nhostname2 = %s\nmax_errors = 0\n[domain example.com]\n",
+	assert_int_equal(fmt(text, sizeof(text), SERVER "%s\nhostname2 = %s\nmax_errors = 0\n[domain example.com]\n" ANY,
 			     comment, value), 0);
 	expect_errors(text, "$T/m.conf:5: line too long (max 199 characters)\n"
 			    "$T/m.conf:6: bad value for max_errors: '0' (expected a whole number from 1 to 1000)\n");
@@ -646,31 +673,32 @@ static void test_unwritable_spool(void **state)
 {
 	(void)state;
 	write_file("file", "not a directory\n");
-	expect_errors("[server]\nhostname = mx.example.net\n\nspool = $T/file/spool\n[domain example.com]\n",
+	expect_errors("[server]\nhostname = mx.example.net\n\nspool = $T/file/spool\n[domain example.com]\n" ANY,
 		      "$T/m.conf:4: spool directory '$T/file/spool': Not a directory\n");
 }
 
 static void test_spool_created(void **state)
 {
 	(void)state;
-	struct cfg *c = load_ok("[server]\nhostname = mx.example.net\nspool = $T/a/b/spool\n[domain example.com]\n");
+	struct cfg *c =
+		load_ok("[server]\nhostname = mx.example.net\nspool = $T/a/b/spool\n[domain example.com]\n" ANY);
 	struct stat st;
 	assert_int_equal(stat(c->spool, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0700);
-	cfg_free(c);
+	cfg_unref(c);
 }
 
 static void test_retry_order(void **state)
 {
 	(void)state;
-	expect_errors(SERVER "retry_max = 5m\nretry_min = 10m\n[domain example.com]\n",
+	expect_errors(SERVER "retry_max = 5m\nretry_min = 10m\n[domain example.com]\n" ANY,
 		      "$T/m.conf:4: retry_max (5m) is shorter than retry_min (10m)\n");
 	/* Only retry_min set: the default retry_max is at fault at its line. */
-	expect_errors(SERVER "retry_min = 1h\n[domain example.com]\n",
+	expect_errors(SERVER "retry_min = 1h\n[domain example.com]\n" ANY,
 		      "$T/m.conf:4: retry_max (30m) is shorter than retry_min (1h)\n");
 	/* A bad value is reported once, not again by the cross-check. */
-	expect_errors(SERVER "retry_min = 10m\nretry_max = soon\n[domain example.com]\n",
+	expect_errors(SERVER "retry_min = 10m\nretry_max = soon\n[domain example.com]\n" ANY,
 		      "$T/m.conf:5: bad value for retry_max: 'soon' (expected a duration like 30s, 15m, 4h or 5d)\n");
 }
 
@@ -698,12 +726,94 @@ static void test_no_spool_flag(void **state)
 {
 	(void)state;
 	write_file("file", "not a directory\n");
-	write_file("m.conf", "[server]\nhostname = mx.example.net\nspool = $T/file/spool\n[domain example.com]\n");
+	write_file("m.conf", "[server]\nhostname = mx.example.net\nspool = $T/file/spool\nuser = nosuchuser\n"
+			     "[domain example.com]\n" ANY);
 	char *p = subst("$T/m.conf");
 	struct cfg *c;
-	assert_int_equal(cfg_load_flags(p, stderr, CFG_LOAD_NO_SPOOL, &c), 0);
-	cfg_free(c);
+	assert_int_equal(cfg_load_flags(p, stderr, CFG_LOAD_NO_SYSTEM, &c), 0);
+	cfg_unref(c);
 	free(p);
+}
+
+/* No backscatter by default: a domain must say who its recipients are. */
+static void test_recipients_required(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "[domain example.com]\nretention = 2d\n\n[domain example.org]\n" ANY,
+		      "$T/m.conf:4: [domain example.com] needs recipients = FILE or recipients = *\n");
+}
+
+/* "recipients = *" loads, with one warning per domain when warnings are asked for. */
+static void test_recipients_star_warns(void **state)
+{
+	(void)state;
+	write_file("m.conf", SERVER "[domain example.com]\n" ANY "[domain example.org]\nrecipients = *\n");
+	char *p = subst("$T/m.conf"), *raw = NULL;
+	size_t len = 0;
+	FILE *err = open_memstream(&raw, &len);
+	struct cfg *c = NULL;
+	assert_int_equal(cfg_load_flags(p, err, CFG_LOAD_WARN, &c), 0);
+	fclose(err);
+	char *errs = unsubst(raw);
+	assert_string_equal(errs, "$T/m.conf:5: warning: [domain example.com] accepts every address (recipients = *): "
+				  "mail for unknown recipients is accepted and bounced later, when the primary "
+				  "refuses it\n"
+				  "$T/m.conf:7: warning: [domain example.org] accepts every address (recipients = *): "
+				  "mail for unknown recipients is accepted and bounced later, when the primary "
+				  "refuses it\n");
+	assert_true(c->domains[0].any_recipient);
+	assert_null(c->domains[0].recipients_path);
+	cfg_unref(c);
+	free(errs);
+	free(raw);
+	free(p);
+}
+
+/* SMTPUTF8 recipients can be listed (RFC 6531). */
+static void test_utf8_recipients(void **state)
+{
+	(void)state;
+	write_file("u.txt", "j\xc3\xb6s\xc3\xa9\n\xe7\x94\xa8\xe6\x88\xb7@example.com\n");
+	struct cfg *c = load_ok(SERVER "[domain example.com]\nrecipients = u.txt\n");
+	const struct cfg_domain *d = &c->domains[0];
+	assert_true(cfg_domain_has_recipient(d, "j\xc3\xb6s\xc3\xa9"));
+	assert_true(cfg_domain_has_recipient(d, "\xe7\x94\xa8\xe6\x88\xb7"));
+	assert_false(cfg_domain_has_recipient(d, "jose"));
+	cfg_unref(c);
+	write_file("bad.txt", "ok\nbad\xc3\n\xed\xa0\x80x\n");
+	expect_errors(SERVER "[domain example.com]\nrecipients = bad.txt\n",
+		      "$T/bad.txt:2: bad entry 'bad\xc3' (expected *, a local part or an address in example.com)\n"
+		      "$T/bad.txt:3: bad entry '\xed\xa0\x80x' (expected *, a local part or an address in example.com)\n");
+}
+
+/* As root: the user must exist and must not be root. */
+static void test_user(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	expect_errors(SERVER "user = nosuchuser\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: user nosuchuser does not exist (create it with adduser --system nosuchuser, "
+		      "or set user =)\n");
+	expect_errors(SERVER "user = root\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: bad value for user: 'root' (mxvault drops root after binding its ports: "
+		      "name an unprivileged user)\n");
+	struct cfg *c = load_ok(SERVER "user = nobody\n[domain example.com]\n" ANY);
+	assert_true(c->drop_privileges);
+	assert_int_not_equal(c->user_uid, 0);
+	assert_int_not_equal(c->user_gid, 0);
+	cfg_unref(c);
+}
+
+/* A reference keeps the configuration alive after the loader's is dropped. */
+static void test_refcount(void **state)
+{
+	(void)state;
+	struct cfg *c = load_ok(SERVER "[domain example.com]\n" ANY);
+	const struct cfg *held = cfg_ref(c);
+	cfg_unref(c);
+	assert_string_equal(held->domains[0].name, "example.com"); /* ASan: no use after free */
+	cfg_unref(held);
 }
 
 int main(void)
@@ -733,6 +843,11 @@ int main(void)
 		cmocka_unit_test(test_no_domain),
 		cmocka_unit_test(test_multiple_errors),
 		cmocka_unit_test(test_no_spool_flag),
+		cmocka_unit_test(test_recipients_required),
+		cmocka_unit_test(test_recipients_star_warns),
+		cmocka_unit_test(test_utf8_recipients),
+		cmocka_unit_test(test_user),
+		cmocka_unit_test(test_refcount),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -35,7 +35,7 @@ static int setup(void **state)
 		return -1;
 	f->base = event_base_new();
 	*state = f;
-	return spool_open(f->dir, f->base, 0, &f->sp);
+	return spool_open(f->dir, -1, f->base, 0, &f->sp);
 }
 
 static int teardown(void **state)
@@ -86,7 +86,7 @@ static uint64_t commit_msg(struct fixture *f, const char *body, struct result *r
 static void reopen(struct fixture *f)
 {
 	spool_close(f->sp);
-	assert_int_equal(spool_open(f->dir, f->base, 0, &f->sp), 0);
+	assert_int_equal(spool_open(f->dir, -1, f->base, 0, &f->sp), 0);
 }
 
 static void assert_body(struct fixture *f, uint64_t id, const char *body)
@@ -287,7 +287,7 @@ static void test_torn_tail_is_cut(void **state)
 	int fd = open(seg, O_WRONLY | O_APPEND);
 	assert_true(write(fd, "MXV1\x02\0\0\0garbage", 15) == 15); /* a torn record */
 	close(fd);
-	assert_int_equal(spool_open(f->dir, f->base, 0, &f->sp), 0);
+	assert_int_equal(spool_open(f->dir, -1, f->base, 0, &f->sp), 0);
 	assert_body(f, id, "before the crash\r\n");
 	struct stat st1;
 	stat(seg, &st1);
@@ -312,7 +312,7 @@ static void test_damaged_record_is_set_aside(void **state)
 	assert_non_null(p);
 	assert_true(pwrite(fd, "X", 1, p - buf) == 1);
 	close(fd);
-	assert_int_equal(spool_open(f->dir, f->base, 0, &f->sp), 0);
+	assert_int_equal(spool_open(f->dir, -1, f->base, 0, &f->sp), 0);
 	assert_null(spool_msg_find(f->sp, a));
 	assert_body(f, b, "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\r\n");
 	char path[128], sid[17];

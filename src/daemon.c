@@ -1,0 +1,217 @@
+/*
+ * daemon: see daemon.h. The start order is the security argument:
+ *
+ *   1. the configuration is loaded (main.c), as root: it is ours, not a peer's
+ *   2. the listeners are bound (ports below 1024 need root)
+ *   3. the spool directory is opened and given to the unprivileged user
+ *   4. the TLS contexts are created (key files may be root's)
+ *   5. root is dropped for good (privs.c), before any thread exists
+ *   6. the spool is recovered (its bytes came from peers) and its I/O
+ *      thread started; the resolver is opened
+ *   7. the SMTP server starts accepting and the queue manager delivering
+ *
+ * so no parser of outside bytes ever runs as root. Stopping is the reverse:
+ * stop accepting and delivering, let messages in progress finish (up to
+ * DRAIN_MS), then free in the order that lets cancelled callbacks run
+ * against live owners (the resolver before the queue manager that asked it).
+ *
+ * The daemon owns the shared services: the resolver (delivery routing now,
+ * SPF/DKIM/DMARC and DNSBL lookups from the SMTP side later) and the TLS
+ * contexts.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/dns.h"
+#include "base/log.h"
+#include "base/tls.h"
+#include "delivery/qmgr.h"
+#include "privs.h"
+#include "smtpd/smtp_server.h"
+#include "spool/spool.h"
+
+#define EX_OK 0
+#define EX_IOERR_CODE 74
+#define EX_OSERR_CODE 71
+#define DRAIN_MS 10000
+#define DNS_TIMEOUT_MS 2000
+
+struct daemon {
+	const struct cfg *cfg;
+	struct event_base *base;
+	struct smtp_server *srv;
+	int spool_dirfd;
+	struct spool *sp;
+	SSL_CTX *tls_client;
+	struct dns *dns;
+	struct qmgr *qmgr;
+	struct event *sigterm, *sigint, *drain_ev;
+	int64_t deadline_ms;
+};
+
+static void check_drained(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct daemon *d = arg;
+	if ((smtp_server_idle(d->srv) && qmgr_idle(d->qmgr)) || clock_mono_ms() >= d->deadline_ms)
+		event_base_loopexit(d->base, NULL);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct daemon *d = arg;
+	if (d->drain_ev)
+		return;
+	log_info("mxvault", "signal=%d stopping: finishing messages in progress", (int)sig);
+	smtp_server_shutdown(d->srv);
+	qmgr_stop(d->qmgr);
+	d->deadline_ms = clock_mono_ms() + DRAIN_MS;
+	d->drain_ev = event_new(d->base, -1, EV_PERSIST, check_drained, d);
+	event_add(d->drain_ev, &(struct timeval){0, 50000});
+}
+
+static int daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -errno;
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	log_open_syslog();
+	return 0;
+}
+
+/* Steps 2 to 5: everything that needs root, then root is gone. */
+static int start_privileged(struct daemon *d)
+{
+	const struct cfg *cfg = d->cfg;
+	/* Sessions, outbound connections, segment files and the resolver's sockets. */
+	uint64_t want = (uint64_t)cfg->max_sessions + cfg->max_outbound_connections + 256;
+	uint64_t have = privs_raise_fd_limit(want);
+	if (have < want)
+		log_warn("mxvault", "file descriptor limit is %llu, under the %llu that max_sessions needs",
+			 (unsigned long long)have, (unsigned long long)want);
+	if (smtp_server_bind(cfg, &d->srv) < 0)
+		return EX_OSERR_CODE;
+	d->spool_dirfd = spool_dir_prepare(cfg->spool, cfg->drop_privileges, cfg->user_uid, cfg->user_gid);
+	if (d->spool_dirfd < 0) {
+		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-d->spool_dirfd));
+		return EX_IOERR_CODE;
+	}
+	d->tls_client = tls_client_context();
+	if (!d->tls_client)
+		log_warn("mxvault", "no client TLS context: outbound mail goes without STARTTLS");
+	if (!cfg->drop_privileges) {
+		if (geteuid() != 0)
+			log_info("mxvault", "running as uid=%u: user=%s is ignored (not started as root)",
+				 (unsigned)geteuid(), cfg->user);
+		return EX_OK;
+	}
+	int rc = privs_drop(cfg->user_uid, cfg->user_gid);
+	if (rc < 0) {
+		log_err("mxvault", "cannot switch to user %s: %s", cfg->user, strerror(-rc));
+		return EX_OSERR_CODE;
+	}
+	log_info("mxvault", "running as user=%s uid=%u gid=%u", cfg->user, (unsigned)cfg->user_uid,
+		 (unsigned)cfg->user_gid);
+	return EX_OK;
+}
+
+/* Steps 6 and 7. */
+static int start_services(struct daemon *d)
+{
+	const struct cfg *cfg = d->cfg;
+	int rc = spool_open(cfg->spool, d->spool_dirfd, d->base, cfg->min_free_space, &d->sp);
+	d->spool_dirfd = -1; /* the spool took it over, also on failure */
+	if (rc < 0) {
+		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-rc));
+		return EX_IOERR_CODE;
+	}
+	rc = dns_open(d->base, cfg->resolver, DNS_TIMEOUT_MS, &d->dns);
+	if (rc < 0) {
+		log_err("mxvault", "cannot start the resolver: %s", strerror(-rc));
+		return EX_OSERR_CODE;
+	}
+	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns};
+	if (smtp_server_start(d->srv, &sd) < 0)
+		return EX_OSERR_CODE;
+	struct qmgr_deps qd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_client};
+	rc = qmgr_start(&qd, &d->qmgr);
+	if (rc < 0) {
+		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
+		return EX_OSERR_CODE;
+	}
+	return EX_OK;
+}
+
+static void watch_signals(struct daemon *d)
+{
+	signal(SIGPIPE, SIG_IGN);
+	d->sigterm = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
+	d->sigint = evsignal_new(d->base, SIGINT, on_stop_signal, d);
+	event_add(d->sigterm, NULL);
+	event_add(d->sigint, NULL);
+}
+
+/* The reverse of the start, from whatever point it reached. */
+static void stop_all(struct daemon *d)
+{
+	if (d->qmgr)
+		qmgr_stop(d->qmgr);
+	smtp_server_free(d->srv); /* sessions still open are closed with the base */
+	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr */
+	qmgr_free(d->qmgr);
+	spool_close(d->sp);
+	if (d->spool_dirfd >= 0)
+		close(d->spool_dirfd);
+	if (d->tls_client)
+		tls_context_free(d->tls_client);
+	if (d->sigterm)
+		event_free(d->sigterm);
+	if (d->sigint)
+		event_free(d->sigint);
+	if (d->drain_ev)
+		event_free(d->drain_ev);
+	event_base_free(d->base);
+}
+
+int daemon_run(const struct cfg *cfg, bool background)
+{
+	if (background && daemonize() < 0) {
+		perror("mxvault: fork");
+		return EX_OSERR_CODE;
+	}
+	struct daemon d = {.cfg = cfg, .base = event_base_new(), .spool_dirfd = -1};
+	int rc = start_privileged(&d);
+	if (rc == EX_OK)
+		rc = start_services(&d);
+	if (rc == EX_OK) {
+		watch_signals(&d);
+		log_info("mxvault", "started hostname=%s spool=%s domains=%zu", cfg->hostname, cfg->spool,
+			 cfg->ndomains);
+		event_base_dispatch(d.base);
+	}
+	stop_all(&d);
+	if (rc == EX_OK)
+		log_info("mxvault", "stopped");
+	return rc;
+}

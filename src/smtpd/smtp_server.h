@@ -1,0 +1,60 @@
+/*
+ * smtp_server: the SMTP server as the daemon sees it. It binds the
+ * listening sockets first (as root, before privileges are dropped), then
+ * starts accepting once the daemon hands it what sessions need: the spool,
+ * the shared resolver and, later, the TLS context. It owns the session
+ * table and enforces the connection limits: in all, and per client
+ * network (an IPv4 address, or an IPv6 /64, which one host usually has
+ * whole). Shutdown stops accepting, lets a session in the middle of a
+ * message finish it, and tells idle ones 421.
+ */
+#ifndef MXV_SMTP_SERVER_H
+#define MXV_SMTP_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/cfg.h"
+
+struct event_base;
+struct spool;
+struct dns;
+struct smtp_server;
+
+/* What the daemon lends the server; it outlives the server. */
+struct smtpd_deps {
+	const struct cfg *cfg;   /* the server takes its own reference */
+	struct event_base *base;
+	struct spool *sp;
+	struct dns *dns;         /* the shared resolver, for policy steps */
+};
+
+/* Counters, for the log and (later) metrics. */
+struct smtpd_stats {
+	uint64_t sessions;       /* accepted connections */
+	uint64_t refused;        /* connections refused by a limit (421) */
+	uint64_t messages;       /* messages stored (250) */
+	uint64_t duplicates;     /* resent messages recognised and not stored again */
+	uint64_t timeouts;       /* sessions ended by a timeout or deadline */
+	uint32_t open;           /* sessions open now */
+};
+
+/* Binds and listens on every cfg->listen address; accepts nothing yet. */
+int smtp_server_bind(const struct cfg *cfg, struct smtp_server **out) MUST_CHECK;
+/* Starts accepting connections. */
+int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps) MUST_CHECK;
+/* Stops accepting; idle sessions get 421, busy ones finish their message. */
+void smtp_server_shutdown(struct smtp_server *srv);
+/* True once every session has ended. */
+bool smtp_server_idle(const struct smtp_server *srv);
+void smtp_server_get_stats(const struct smtp_server *srv, struct smtpd_stats *st);
+void smtp_server_free(struct smtp_server *srv);
+
+/*
+ * The key sessions are counted under for max_sessions_per_ip: the IPv4
+ * address, or the /64 of an IPv6 address ("2001:db8:1:2::/64"). IPv4-mapped
+ * IPv6 addresses count as IPv4. out has room for INET6_ADDRSTRLEN + 4.
+ */
+void smtp_server_client_key(const struct sockaddr *sa, char *out, size_t n);
+
+#endif
