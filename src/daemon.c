@@ -146,6 +146,7 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-rc));
 		return EX_IOERR_CODE;
 	}
+	spool_set_pending_limit(d->sp, cfg->max_pending_bytes);
 	rc = dns_open(d->base, cfg->resolver, DNS_TIMEOUT_MS, &d->dns);
 	if (rc < 0) {
 		log_err("mxvault", "cannot start the resolver: %s", strerror(-rc));

@@ -46,7 +46,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcasecmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-void dedup_key(const char *message_id, const struct spool_env *env, const unsigned char body_sha256[32],
+void dedup_key(const char *message_id, const struct spool_env *env, const unsigned char content_sha256[32],
 	       unsigned char key[DEDUP_KEY_LEN])
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -66,7 +66,7 @@ void dedup_key(const char *message_id, const struct spool_env *env, const unsign
 		free(lower);
 		EVP_DigestUpdate(ctx, "", 1);
 	}
-	EVP_DigestUpdate(ctx, body_sha256, 32);
+	EVP_DigestUpdate(ctx, content_sha256, 32);
 	unsigned int len = 0;
 	EVP_DigestFinal_ex(ctx, key, &len);
 	EVP_MD_CTX_free(ctx);

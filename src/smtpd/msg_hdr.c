@@ -2,17 +2,15 @@
  * msg_hdr: streaming header scanner (see msg_hdr.h for the contract).
  * Caller: the DATA/BDAT path of smtp_in.c, which feeds the client's content
  * (not our own Received: line) as it arrives and reads the results at the
- * end. A byte-at-a-time state machine over the header section, then bulk
- * SHA-256 over the body. Invariants: message_id is always NUL-terminated
- * at id_len <= MSG_HDR_MSGID_MAX; every octet fed is either counted in
- * header_len or hashed, never both. Error policy: input is never an error;
- * a failure inside OpenSSL is treated like out-of-memory (abort).
+ * end. A byte-at-a-time state machine over the header section; SHA-256 over
+ * everything fed, in bulk. Invariants: message_id is always NUL-terminated
+ * at id_len <= MSG_HDR_MSGID_MAX; every octet fed is hashed exactly once.
+ * Error policy: input is never an error; a failure inside OpenSSL is
+ * treated like out-of-memory (abort).
  *
  * The one subtle part is the first line: until it shows a ':' after a
  * field name we do not know whether it is a header field or the start of
- * a headerless body. Its bytes are hashed speculatively (at the end of each
- * feed call, or when the decision falls); if it turns out to be a field the
- * digest is restarted, which is cheap because nothing else was hashed yet.
+ * a headerless body; until then header_len counts it provisionally.
  */
 #include "msg_hdr.h"
 
@@ -222,30 +220,17 @@ static void no_header_section(struct msg_hdr *h)
 
 void msg_hdr_feed(struct msg_hdr *h, const char *p, size_t n)
 {
-	bool speculating = h->first_line;
-	size_t i = 0;
-
-	while (i < n && h->state != MH_BODY) {
+	sha_update(h, p, n);
+	for (size_t i = 0; i < n && h->state != MH_BODY; i++) {
 		enum mh_first r = header_byte(h, (unsigned char)p[i]);
 		if (r == MH_FIRST_NOT_FIELD) {
-			/* p[0..i) was the first line so far, p[i..n) is body: all of it is body. */
-			no_header_section(h);
-			sha_update(h, p, n);
+			no_header_section(h); /* the first line was body after all */
 			return;
 		}
-		if (r == MH_FIRST_FIELD) {
-			/* Drop what earlier calls hashed speculatively. */
+		if (r == MH_FIRST_FIELD)
 			h->first_line = false;
-			speculating = false;
-			sha_init(h);
-		}
 		h->header_len++;
-		i++;
 	}
-	if (speculating && h->first_line)
-		sha_update(h, p, n);
-	else if (i < n)
-		sha_update(h, p + i, n - i);
 }
 
 void msg_hdr_free(struct msg_hdr *h)
@@ -266,7 +251,7 @@ void msg_hdr_finish(struct msg_hdr *h)
 	}
 	if (!h->sha)
 		return;
-	if (EVP_DigestFinal_ex(h->sha, h->body_sha256, &len) != 1 || len != sizeof(h->body_sha256)) {
+	if (EVP_DigestFinal_ex(h->sha, h->content_sha256, &len) != 1 || len != sizeof(h->content_sha256)) {
 		fprintf(stderr, "msg_hdr: EVP_DigestFinal_ex failed\n");
 		abort();
 	}

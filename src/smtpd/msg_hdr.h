@@ -1,8 +1,9 @@
 /*
  * msg_hdr: a streaming scanner over the header section of a message as it
  * is received (after dot-unstuffing). It counts Received: fields (for the
- * hop limit, RFC 5321 6.3), captures the Message-ID, and hashes the body
- * (for duplicate detection), without buffering the message. Pure and
+ * hop limit, RFC 5321 6.3), captures the Message-ID, and hashes the whole
+ * content (for duplicate detection: a copy with altered headers is another
+ * message), without buffering the message. Pure and
  * bounded: header lines of any length are handled, captured values are
  * capped, so it can be fuzzed.
  *
@@ -32,7 +33,7 @@ struct msg_hdr {
 	bool in_body;                  /* the header section is over (empty line seen, or no header section) */
 	uint64_t header_len;           /* octets of the header section including the empty line;
 					  all octets fed when in_body is false */
-	unsigned char body_sha256[32]; /* valid after msg_hdr_finish */
+	unsigned char content_sha256[32]; /* of every octet fed; valid after msg_hdr_finish */
 	/* private */
 	int state;
 	char name[32];
@@ -48,7 +49,7 @@ struct msg_hdr {
 void msg_hdr_init(struct msg_hdr *h);
 /* Feeds message bytes in order (any split). */
 void msg_hdr_feed(struct msg_hdr *h, const char *p, size_t n);
-/* Ends the message: finalises body_sha256 (of the octets after header_len). Frees internal state. */
+/* Ends the message: finalises content_sha256. Frees internal state. */
 void msg_hdr_finish(struct msg_hdr *h);
 /* Releases internal state without finishing (aborted message). */
 void msg_hdr_free(struct msg_hdr *h);

@@ -36,6 +36,11 @@ void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to_in, struct pol
 		 size_t addrsz)
 {
 	struct mailaddr to = *to_in;
+	if (to.has_route) {
+		/* RFC 5321 4.1.1.3 lets a server refuse source routes rather than ignore them. */
+		set(r, 550, "5.7.1", "Relay access denied: source routes are not accepted");
+		return;
+	}
 	if (to.no_domain && !split_postmaster(cfg, &to)) {
 		set(r, 550, "5.1.1", "Recipient address rejected: no postmaster configured");
 		return;

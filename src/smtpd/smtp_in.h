@@ -41,5 +41,10 @@ struct smtp_in *smtp_in_new(const struct smtp_in_ctx *ctx, int fd, const struct 
 			    const char *refuse);
 /* Server shutdown: an idle session says 421 and closes; a busy one closes after its message. */
 void smtp_in_shutdown(struct smtp_in *s);
+/*
+ * Server teardown: frees the session now, also one waiting on the spool
+ * (whose callback is withdrawn: the commit goes on, the 250 is never sent).
+ */
+void smtp_in_destroy(struct smtp_in *s);
 
 #endif

@@ -245,6 +245,12 @@ void smtp_server_free(struct smtp_server *srv)
 {
 	if (!srv)
 		return;
+	/* Sessions still open after the drain: end them before the spool goes. */
+	struct collect c = {xcalloc(srv->sessions.count + 1, sizeof(*c.v)), 0};
+	htab_each(&srv->sessions, collect_session, &c);
+	for (size_t i = 0; i < c.n; i++)
+		smtp_in_destroy(c.v[i]);
+	free(c.v);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	for (size_t i = 0; i < srv->cfg->nlisten; i++)

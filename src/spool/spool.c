@@ -571,11 +571,13 @@ static int give(int dirfd, const char *name, uint32_t uid, uint32_t gid)
 /* Gives every entry of the directory at fd (and of corrupt/ below it) to uid:gid. */
 static int give_all(int fd, uint32_t uid, uint32_t gid, int depth)
 {
-	int dup_fd = dup(fd);
-	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	/* A fresh open, not dup(): a dup would share (and leave at the end) the
+	 * directory offset of fd, and the spool lists the directory again later. */
+	int own = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = own >= 0 ? fdopendir(own) : NULL;
 	if (!d) {
-		if (dup_fd >= 0)
-			close(dup_fd);
+		if (own >= 0)
+			close(own);
 		return -errno;
 	}
 	int rc = 0;

@@ -329,7 +329,7 @@ static int cmp_u32(const void *a, const void *b)
 
 static int list_segments(struct spool *sp, uint32_t **out, size_t *n)
 {
-	int fd = dup(sp->dirfd);
+	int fd = openat(sp->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* own offset: see spool_dir_prepare */
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d) {
 		if (fd >= 0)

@@ -38,7 +38,11 @@ API (kept stable: other test files use it):
       (5 minutes) and recipients stay "queued" for the whole test.
       hold=False writes the domains as given (no primary: MX lookups).
       A domain without a 'recipients' key gets recipients = * (accept any);
-      'recipients': None leaves the key out.
+      'recipients': None leaves the key out. $MXV_LEGACY_CONFIG set: no
+      recipients = * either (a build from before it existed, to show that a
+      regression test fails there).
+      d.env: a dict of environment variables added for the daemon process
+      (LD_PRELOAD shims, say); empty by default.
       Used as a context manager it starts on enter and, on exit, stops
       (with the checks of stop(), unless the body raised) and removes the
       directory (kept when $MXV_KEEP is set).
@@ -258,6 +262,7 @@ class Daemon:
         self.domains = DEFAULT_DOMAINS if domains is None else domains
         self.proc = None
         self._log = None
+        self.env = {}
         self.write_config()
         if start:
             self.start()
@@ -271,7 +276,7 @@ class Daemon:
             out += ['', '[domain %s]' % name]
             if self.hold_port and 'primary' not in keys:
                 keys = dict(keys, primary='%s:%d' % (HOST, self.hold_port))
-            if 'recipients' not in keys:
+            if 'recipients' not in keys and not os.environ.get('MXV_LEGACY_CONFIG'):
                 keys = dict(keys, recipients='*')
             for k, v in keys.items():
                 if k == 'recipients' and isinstance(v, (list, tuple)):
@@ -300,8 +305,9 @@ class Daemon:
     def start(self, timeout=10):
         assert not self.running(), 'daemon already running'
         self._log = open(self.log_path, 'ab')
+        env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen([BIN, 'serve', '-c', self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=self._log)
+                                     stdout=self._log, stderr=self._log, env=env)
         try:
             wait_until(self._probe, timeout, 'mxvault to listen on port %d' % self.port)
         except BaseException:

@@ -472,6 +472,9 @@ class TestRelayControl(DaemonCase):
             r.close()
 
     def test_relay_denied(self):
+        # A source route is refused even when it ends at one of our recipients
+        # (RFC 5321 4.1.1.3 allows refusing instead of ignoring it).
+        self.rcpt('<@evil.example:alice@example.com>', 550, '5.7.1')
         for addr in ('<a@other.org>', '<user%other.org@example.com>', '<"user@other.org"@example.com>',
                      '<@example.com:user@other.org>', '<@a.example.com,@example.com:user@other.org>',
                      '<user@[127.0.0.1]>', '<host!user@example.com>', '<alice@example.com.other.org>'):

@@ -1,0 +1,393 @@
+/*
+ * smtp_in_cmd: the commands of a session, one handler per verb, picked from
+ * a table (RFC 5321 with PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
+ * ENHANCEDSTATUSCODES, CHUNKING and DSN). Handlers only reply and change
+ * the session's state; they never free the session (smtp_in.c does that
+ * from its callbacks). Called by smtp_in.c for each complete command line.
+ *
+ * Errors and refusals: a malformed or out-of-sequence command counts toward
+ * max_errors at once. A refused recipient counts only when its transaction
+ * ends without a stored message: a sender whose message has one real
+ * recipient among many stale ones is not cut off, while a client that only
+ * harvests addresses still is (and no transaction may collect more than
+ * max_recipients refusals).
+ */
+#include "smtp_in_int.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "policy.h"
+
+static const struct canned NEED_HELO = {503, "5.5.1", "Error: send HELO/EHLO first"};
+static const struct canned NEED_MAIL = {503, "5.5.1", "Error: need MAIL command"};
+static const struct canned NEED_RCPT = {503, "5.5.1", "Error: need RCPT command"};
+static const struct canned NO_VALID_RCPT = {554, "5.5.1", "Error: no valid recipients"};
+static const struct canned DATA_AFTER_BDAT = {503, "5.5.1", "Error: DATA after BDAT"};
+static const struct canned DATA_SYNTAX = {501, "5.5.4", "Syntax: DATA"};
+
+/* --- transaction ------------------------------------------------------- */
+
+void smtp_in_txn_reset(struct smtp_in *s)
+{
+	if (s->tx)
+		spool_txn_abort(s->tx);
+	s->tx = NULL;
+	spool_env_free(&s->env);
+	htab_free(&s->rcpt_seen);
+	s->rejected_rcpts = 0;
+	s->rcpt_refused = false;
+	s->too_big = false;
+	s->bdat_used = false;
+	s->bdat_error = NULL;
+	smtp_in_drop_content(s);
+	if (s->state != SMTP_IN_HELO && s->state != SMTP_IN_CLOSING)
+		s->state = SMTP_IN_READY;
+}
+
+bool smtp_in_txn_end(struct smtp_in *s, bool stored)
+{
+	uint32_t refused = stored ? 0 : s->rejected_rcpts;
+	smtp_in_txn_reset(s);
+	return refused && smtp_in_add_errors(s, refused);
+}
+
+/* --- replies to bad input ---------------------------------------------- */
+
+/* The argument as the log shows it: the address alone when it parsed. */
+static const char *log_value(const struct mailaddr *a, const char *args, char *buf, size_t n)
+{
+	if (a && smtp_format_path(a, buf, n) == 0)
+		return buf;
+	return args;
+}
+
+static void reply_parse_error(struct smtp_in *s, enum smtp_err e, const char *what, const char *args)
+{
+	static const struct canned r[] = {
+		[SMTP_ERR_NONE] = {501, "5.5.4", "Syntax error"},
+		[SMTP_ERR_SYNTAX] = {501, "5.1.7", "Bad address syntax"},
+		[SMTP_ERR_PATH_TOO_LONG] = {501, "5.1.7", "Address too long"},
+		[SMTP_ERR_UTF8] = {553, "5.6.7", "Non-ASCII address requires SMTPUTF8"},
+		[SMTP_ERR_PARAM_UNKNOWN] = {555, "5.5.4", "Unsupported parameter"},
+		[SMTP_ERR_PARAM_BAD] = {501, "5.5.4", "Bad parameter value"},
+	};
+	size_t i = (size_t)e < ARRAY_LEN(r) ? (size_t)e : 0;
+	const char *enh = r[i].enh;
+	if (strcmp(what, "to") == 0 && (e == SMTP_ERR_SYNTAX || e == SMTP_ERR_PATH_TOO_LONG))
+		enh = "5.1.3";
+	smtp_in_log_reject(s, what, args, r[i].code, enh, r[i].text);
+	smtp_in_reply_error(s, r[i].code, enh, r[i].text);
+}
+
+static bool needs_helo(struct smtp_in *s)
+{
+	if (s->state != SMTP_IN_HELO)
+		return false;
+	smtp_in_reply_error(s, NEED_HELO.code, NEED_HELO.enh, NEED_HELO.text);
+	return true;
+}
+
+/* --- HELO, EHLO, MAIL, RCPT -------------------------------------------- */
+
+static void cmd_helo(struct smtp_in *s, const struct smtp_cmd *c, bool ehlo)
+{
+	char name[256];
+	if (smtp_parse_helo(c->args, c->args_len, name, sizeof(name)) < 0) {
+		smtp_in_reply_error(s, 501, "5.5.4", ehlo ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+		return;
+	}
+	if (s->state == SMTP_IN_MAIL && smtp_in_txn_end(s, false))
+		return;
+	free(s->helo);
+	s->helo = xstrdup(name);
+	s->esmtp = ehlo;
+	s->state = SMTP_IN_READY;
+	smtp_in_txn_reset(s);
+	if (!ehlo) {
+		smtp_in_reply(s, 250, "", "%s", s->cfg->hostname);
+		return;
+	}
+	evbuffer_add_printf(bufferevent_get_output(s->bev),
+			    "250-%s\r\n250-PIPELINING\r\n250-SIZE %" PRIu64 "\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+			    "250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 DSN\r\n",
+			    s->cfg->hostname, s->cfg->max_message_size);
+}
+
+static void cmd_ehlo(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	cmd_helo(s, c, true);
+}
+
+static void cmd_helo_only(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	cmd_helo(s, c, false);
+}
+
+/* The parameters of MAIL that the session can check itself; NULL when fine. */
+static const struct canned *mail_refusal(struct smtp_in *s, const struct smtp_mail_params *mp)
+{
+	static const struct canned too_big = {552, "5.3.4", "Message size exceeds fixed limit"};
+	static const struct canned no_space = {452, "4.3.1", "Insufficient system storage"};
+	if (mp->has_size && mp->size > s->cfg->max_message_size)
+		return &too_big;
+	if (!spool_has_space(s->ctx->sp))
+		return &no_space;
+	return NULL;
+}
+
+static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	if (needs_helo(s))
+		return;
+	if (s->state == SMTP_IN_MAIL) {
+		smtp_in_reply_error(s, 503, "5.5.1", "Error: nested MAIL command");
+		return;
+	}
+	struct mailaddr from;
+	struct smtp_mail_params mp;
+	enum smtp_err e = SMTP_ERR_NONE;
+	char args[SMTP_PARAM_LINE_MAX + 1], path[SMTP_PATH_MAX + 8];
+	memcpy(args, c->args, c->args_len);
+	args[c->args_len] = '\0';
+	if (smtp_parse_mail(c->args, c->args_len, &from, &mp, &e) < 0) {
+		reply_parse_error(s, e, "from", args);
+		return;
+	}
+	if (!s->esmtp && (mp.has_size || mp.body || mp.smtputf8 || mp.ret || mp.envid[0])) {
+		reply_parse_error(s, SMTP_ERR_PARAM_UNKNOWN, "from", args);
+		return;
+	}
+	if (smtp_format_path(&from, path, sizeof(path)) < 0) {
+		reply_parse_error(s, SMTP_ERR_PATH_TOO_LONG, "from", args);
+		return;
+	}
+	const struct canned *no = mail_refusal(s, &mp);
+	if (no) {
+		smtp_in_log_reject(s, "from", path, no->code, no->enh, no->text);
+		smtp_in_reply(s, no->code, no->enh, "%s", no->text);
+		return;
+	}
+	smtp_in_txn_reset(s);
+	path[strlen(path) - 1] = '\0';
+	s->env.sender = xstrdup(from.is_null ? "" : path + 1);
+	s->env.envid = mp.envid[0] ? xstrdup(mp.envid) : NULL;
+	s->env.body = (uint8_t)mp.body;
+	s->env.ret = (uint8_t)mp.ret;
+	s->env.smtputf8 = mp.smtputf8;
+	s->env.size_param = mp.size;
+	s->state = SMTP_IN_MAIL;
+	smtp_in_reply(s, 250, "2.1.0", "Ok");
+}
+
+/* Adds addr unless the transaction has it already (any case): a hash, not a scan. */
+static void add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp)
+{
+	char key[SMTP_PATH_MAX + 1];
+	size_t n = strlen(addr);
+	memcpy(key, addr, n + 1);
+	ascii_lower(key, n);
+	if (htab_get_str(&s->rcpt_seen, key, n))
+		return;
+	htab_put_str(&s->rcpt_seen, key, n, (void *)1);
+	s->env.rcpts = xrealloc(s->env.rcpts, (s->env.nrcpt + 1) * sizeof(*s->env.rcpts));
+	s->env.rcpts[s->env.nrcpt++] = (struct spool_rcpt){
+		.addr = xstrdup(addr),
+		.orcpt = rp->orcpt[0] ? xstrdup(rp->orcpt) : NULL,
+		.notify = (uint8_t)rp->notify,
+	};
+}
+
+/* A recipient refused by policy: counted when the transaction ends (see the file comment). */
+static void refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text)
+{
+	s->rcpt_refused = true;
+	smtp_in_log_reject(s, "to", logged, code, enh, text);
+	smtp_in_reply(s, code, enh, "%s", text);
+	if (++s->rejected_rcpts > s->cfg->max_recipients) {
+		log_info("smtpd", "session=%" PRIu64 " client=%s too many refused recipients", s->no, s->ip);
+		smtp_in_end_421(s, "4.7.0", "Error: too many refused recipients");
+	}
+}
+
+static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	if (needs_helo(s))
+		return;
+	if (s->state != SMTP_IN_MAIL) {
+		smtp_in_reply_error(s, NEED_MAIL.code, NEED_MAIL.enh, NEED_MAIL.text);
+		return;
+	}
+	char args[SMTP_PARAM_LINE_MAX + 1], shown[SMTP_PATH_MAX + 8];
+	memcpy(args, c->args, c->args_len);
+	args[c->args_len] = '\0';
+	struct mailaddr to;
+	struct smtp_rcpt_params rp;
+	enum smtp_err e = SMTP_ERR_NONE;
+	if (smtp_parse_rcpt(c->args, c->args_len, s->env.smtputf8, &to, &rp, &e) < 0) {
+		s->rcpt_refused = true;
+		reply_parse_error(s, e, "to", args);
+		return;
+	}
+	const char *logged = log_value(&to, args, shown, sizeof(shown));
+	if (s->env.nrcpt >= s->cfg->max_recipients) {
+		smtp_in_log_reject(s, "to", logged, 452, "4.5.3", "Error: too many recipients");
+		smtp_in_reply(s, 452, "4.5.3", "Error: too many recipients");
+		return;
+	}
+	struct policy_reply pr;
+	char addr[SMTP_PATH_MAX + 1];
+	policy_rcpt(s->cfg, &to, &pr, addr, sizeof(addr));
+	if (pr.code != 250) {
+		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
+		return;
+	}
+	add_rcpt(s, addr, &rp);
+	smtp_in_reply(s, 250, "2.1.5", "Ok");
+}
+
+/* --- DATA, BDAT --------------------------------------------------------- */
+
+/* The reply for DATA or BDAT when there is nothing to send it for, or NULL. */
+static const struct canned *no_transaction_reply(const struct smtp_in *s)
+{
+	if (s->state == SMTP_IN_HELO)
+		return &NEED_HELO;
+	if (s->state != SMTP_IN_MAIL)
+		return &NEED_MAIL;
+	if (s->env.nrcpt == 0)
+		return s->rcpt_refused ? &NO_VALID_RCPT : &NEED_RCPT;
+	return NULL;
+}
+
+static void cmd_data(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	const struct canned *err = no_transaction_reply(s);
+	if (!err && s->bdat_used)
+		err = &DATA_AFTER_BDAT;
+	if (!err && c->args_len)
+		err = &DATA_SYNTAX;
+	if (err) {
+		smtp_in_reply_error(s, err->code, err->enh, err->text);
+		return;
+	}
+	smtp_in_txn_begin_content(s);
+	s->state = SMTP_IN_DATA;
+	smtp_in_set_timeout(s, s->cfg->data_timeout);
+	smtp_in_content_started(s);
+	smtp_in_reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
+}
+
+static void cmd_bdat(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	uint64_t size;
+	bool last;
+	if (smtp_parse_bdat(c->args, c->args_len, &size, &last) < 0) {
+		/* The chunk's length is unknown, so the stream cannot be followed. */
+		smtp_in_reply(s, 501, "5.5.4", "Syntax: BDAT chunk-size [LAST]");
+		smtp_in_close_after_reply(s);
+		return;
+	}
+	s->bdat_error = no_transaction_reply(s);
+	s->before_bdat = s->state;
+	s->bdat_left = size;
+	s->bdat_last = last;
+	if (!s->bdat_error) {
+		s->bdat_used = true;
+		smtp_in_txn_begin_content(s);
+	}
+	s->state = SMTP_IN_BDAT;
+	if (size == 0) {
+		smtp_in_end_of_chunk(s);
+		return;
+	}
+	smtp_in_set_timeout(s, s->cfg->data_timeout);
+	smtp_in_content_started(s);
+}
+
+/* --- the rest ----------------------------------------------------------- */
+
+static void cmd_rset(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	if (smtp_in_txn_end(s, false))
+		return;
+	smtp_in_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_noop(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	smtp_in_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_quit(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	smtp_in_reply(s, 221, "2.0.0", "Bye");
+	smtp_in_close_after_reply(s);
+}
+
+static void cmd_vrfy(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	/* Never confirm addresses: that would hand out the recipient list. */
+	smtp_in_reply(s, 252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_help(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	smtp_in_reply(s, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY");
+}
+
+static void cmd_not_offered(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	smtp_in_reply_error(s, 502, "5.5.1", "Error: command not implemented");
+}
+
+static void cmd_unknown(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	smtp_in_reply_error(s, 500, "5.5.2", "Error: command not recognized");
+}
+
+typedef void smtp_cmd_fn(struct smtp_in *s, const struct smtp_cmd *c);
+
+static smtp_cmd_fn *const handlers[SMTP_VERB_COUNT] = {
+	[SMTP_VERB_UNKNOWN] = cmd_unknown,
+	[SMTP_VERB_HELO] = cmd_helo_only,
+	[SMTP_VERB_EHLO] = cmd_ehlo,
+	[SMTP_VERB_MAIL] = cmd_mail,
+	[SMTP_VERB_RCPT] = cmd_rcpt,
+	[SMTP_VERB_DATA] = cmd_data,
+	[SMTP_VERB_BDAT] = cmd_bdat,
+	[SMTP_VERB_RSET] = cmd_rset,
+	[SMTP_VERB_NOOP] = cmd_noop,
+	[SMTP_VERB_QUIT] = cmd_quit,
+	[SMTP_VERB_VRFY] = cmd_vrfy,
+	[SMTP_VERB_EXPN] = cmd_not_offered,
+	[SMTP_VERB_HELP] = cmd_help,
+	[SMTP_VERB_STARTTLS] = cmd_not_offered, /* the seam for the TLS issue */
+	[SMTP_VERB_AUTH] = cmd_not_offered,
+};
+
+void smtp_in_command(struct smtp_in *s, const char *line, size_t n)
+{
+	struct smtp_cmd c;
+	if (smtp_parse_cmd(line, n, &c) < 0) {
+		smtp_in_reply_error(s, 500, "5.5.2", "Error: bad syntax");
+		return;
+	}
+	bool long_ok = c.verb == SMTP_VERB_MAIL || c.verb == SMTP_VERB_RCPT;
+	if (!long_ok && n + 2 > SMTP_CMD_LINE_MAX) {
+		smtp_in_reply_error(s, 500, "5.5.2", "Error: line too long");
+		return;
+	}
+	handlers[c.verb](s, &c);
+}

@@ -1,0 +1,150 @@
+/*
+ * smtp_in_int: the session object and what the three files of a session
+ * share. smtp_in.c owns its life (I/O, deadlines, the wait state, ending);
+ * smtp_in_cmd.c answers commands; smtp_in_data.c receives message content
+ * and commits it. Only src/smtpd/smtp_in*.c include this.
+ *
+ * Life of a session, and the invariant that keeps it safe: a session is
+ * freed only from a top-level event callback (a socket event, its timer,
+ * the end of a wait), never from inside a handler, and never while an
+ * asynchronous step it started (the spool's commit, later a DNS-backed
+ * policy step) may still call back: then a timeout or a vanished peer is
+ * only noted in `doomed`, and takes effect when the step's callback runs.
+ */
+#ifndef MXV_SMTP_IN_INT_H
+#define MXV_SMTP_IN_INT_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "msg_hdr.h"
+#include "smtp_in.h"
+#include "smtp_parse.h"
+#include "spool/spool.h"
+
+struct bufferevent;
+struct event;
+struct evbuffer;
+
+enum smtp_in_state {
+	SMTP_IN_HELO,    /* greeted, waiting for HELO/EHLO */
+	SMTP_IN_READY,   /* after HELO/EHLO, no transaction */
+	SMTP_IN_MAIL,    /* transaction open: recipients collect in env */
+	SMTP_IN_DATA,    /* receiving DATA content */
+	SMTP_IN_BDAT,    /* receiving a BDAT chunk */
+	SMTP_IN_CLOSING, /* flushing the last reply, then freed (hard deadline) */
+};
+
+/* Why a session must end once its wait is over. */
+enum smtp_in_doom {
+	SMTP_IN_DOOM_NONE = 0,
+	SMTP_IN_DOOM_TIMEOUT, /* say 421 (doom_text), then close */
+	SMTP_IN_DOOM_GONE,    /* the peer is gone: free */
+};
+
+struct smtp_in;
+/* A continuation: what to do when the asynchronous step answers. */
+typedef void smtp_in_cont_fn(struct smtp_in *s, int result);
+/* Withdraws the session from the step it waits on (server teardown only). */
+typedef void smtp_in_cancel_fn(struct smtp_in *s);
+
+/* A canned reply. */
+struct canned {
+	int code;
+	const char *enh;
+	const char *text;
+};
+
+struct smtp_in {
+	const struct smtp_in_ctx *ctx;
+	const struct cfg *cfg;   /* a reference, held for the session's life */
+	struct bufferevent *bev;
+	struct event *timer;     /* session deadline, data rate, closing deadline */
+	uint64_t no;
+	char ip[INET6_ADDRSTRLEN];
+	char client_key[INET6_ADDRSTRLEN + 4]; /* what max_sessions_per_ip counts */
+	char *helo;
+	bool esmtp;
+	enum smtp_in_state state;
+	uint32_t errors;         /* toward max_errors */
+	bool discarding;         /* dropping the rest of an over-long command line */
+	bool shutdown;           /* server stopping: close after this transaction */
+	bool eof;                /* the peer sent FIN: finish what was pipelined, then close */
+	bool out_full;           /* stopped reading until the client reads its replies */
+	uint32_t messages;
+	int64_t deadline_ms;     /* max_session_time, monotonic */
+	int64_t closing_deadline_ms;
+
+	/* The wait state: one asynchronous step at a time. */
+	smtp_in_cont_fn *wait_k;
+	smtp_in_cancel_fn *wait_cancel;
+	enum smtp_in_doom doomed;
+	const char *doom_text;
+
+	/* Back-pressure: paused while the spool has too much waiting for the disk. */
+	struct spool_room_wait room;
+	bool paused;
+	int64_t paused_since_ms;
+
+	/* The transaction. env collects what the spool will store. */
+	struct spool_env env;
+	struct htab rcpt_seen;   /* lower-cased addresses already in env */
+	uint32_t rejected_rcpts; /* refused by policy in this transaction: settled when it ends */
+	bool rcpt_refused;       /* some RCPT of this transaction failed (DATA then says 554) */
+	struct spool_txn *tx;
+	struct smtp_data_dec dec;
+	struct msg_hdr *hdr;     /* Received: count, Message-ID, content hash */
+	struct buf dbuf;
+	bool too_big;
+	uint64_t bdat_left;
+	bool bdat_last;
+	const struct canned *bdat_error; /* the reply owed when the chunk is consumed */
+	enum smtp_in_state before_bdat;
+	bool bdat_used;
+	/* min_data_rate: measured over one content phase (DATA, or one BDAT chunk). */
+	int64_t content_start_ms;
+	int64_t content_paused_ms;
+	uint64_t content_bytes;
+};
+
+extern const struct canned SMTP_IN_TOO_BIG;
+
+/* smtp_in.c: replies, ending, waiting */
+void smtp_in_reply(struct smtp_in *s, int code, const char *enh, const char *f, ...) PRINTF_LIKE(4, 5);
+/* A reply to bad input: counts toward max_errors, and may end the session. */
+void smtp_in_reply_error(struct smtp_in *s, int code, const char *enh, const char *text);
+void smtp_in_log_reject(struct smtp_in *s, const char *what, const char *value, int code, const char *enh,
+			const char *text);
+/* Adds n errors; at max_errors says 421 and closes. True if the session is closing. */
+bool smtp_in_add_errors(struct smtp_in *s, uint32_t n);
+/* Sends what is queued, then frees the session (within a hard deadline). Never frees at once. */
+void smtp_in_close_after_reply(struct smtp_in *s);
+/* 421 with text, and close; deferred to the end of a wait. */
+void smtp_in_end_421(struct smtp_in *s, const char *enh, const char *text);
+/* Enters the wait state: no input is read until smtp_in_resume. */
+void smtp_in_wait(struct smtp_in *s, smtp_in_cont_fn *k, smtp_in_cancel_fn *cancel);
+/* The step answered: runs the continuation, then whatever the wait deferred. */
+void smtp_in_resume(struct smtp_in *s, int result);
+void smtp_in_set_timeout(struct smtp_in *s, int64_t seconds);
+/* Content starts (DATA, or a BDAT chunk): the data-rate clock starts. */
+void smtp_in_content_started(struct smtp_in *s);
+
+/* smtp_in_cmd.c */
+/* Runs one complete command line (CRLF removed). */
+void smtp_in_command(struct smtp_in *s, const char *line, size_t n);
+/* Ends the transaction; refusals count as errors unless a message was stored. True if closing. */
+bool smtp_in_txn_end(struct smtp_in *s, bool stored);
+void smtp_in_txn_reset(struct smtp_in *s);
+
+/* smtp_in_data.c */
+void smtp_in_txn_begin_content(struct smtp_in *s);
+/* Consumes DATA or BDAT bytes from in; false when more input is needed. */
+bool smtp_in_feed_data(struct smtp_in *s, struct evbuffer *in);
+bool smtp_in_feed_bdat(struct smtp_in *s, struct evbuffer *in);
+/* A BDAT chunk is complete (also for BDAT 0). */
+void smtp_in_end_of_chunk(struct smtp_in *s);
+/* Releases what content the transaction holds (not yet committed). */
+void smtp_in_drop_content(struct smtp_in *s);
+
+#endif
