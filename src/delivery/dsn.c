@@ -6,8 +6,10 @@
  * boundary can be checked against all of them, then the message is
  * assembled. Invariants of the output: CRLF line endings only, no line over
  * DSN_LINE_MAX octets, and no text from a peer (diagnostics, host names,
- * ORCPT, ENVID, the returned headers) is copied in without its controls
- * removed: a hostile reply cannot add header fields or MIME structure.
+ * ORCPT, ENVID) is copied in without its controls removed: a hostile reply
+ * cannot add header fields or MIME structure. The original (or its header
+ * section) goes in byte for byte only when it already obeys the line rules,
+ * inside its own part, under a boundary chosen not to occur in it.
  * Error policy: none; bad input is cleaned up, never refused.
  */
 #include "dsn.h"
@@ -322,8 +324,13 @@ static size_t header_section_len(const char *p, size_t n)
 	return n;
 }
 
-/* Can the original travel unchanged as message/rfc822 (RFC 5322 2.3, RFC 6152)? */
-static bool full_is_sendable(const char *p, size_t n, bool allow8)
+/*
+ * Can these octets travel unchanged, as the whole message (message/rfc822)
+ * or its header section (RFC 5322 2.1.1, 2.3; RFC 6152)? CRLF line ends
+ * only, no NUL, no line over DSN_LINE_MAX octets (the last one too, CRLF
+ * or not), and 8-bit octets only if the original came with them allowed.
+ */
+static bool travels_unchanged(const char *p, size_t n, bool allow8)
 {
 	size_t col = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -334,17 +341,18 @@ static bool full_is_sendable(const char *p, size_t n, bool allow8)
 			return false;
 		if (c == 0 || (c >= 0x80 && !allow8))
 			return false;
-		col = c == '\n' ? 0 : col + 1;
-		if (col > DSN_LINE_MAX + 1) /* the +1 is the CR */
+		if (c == '\n')
+			col = 0;
+		else if (c != '\r' && ++col > DSN_LINE_MAX) /* a CR is always the CRLF's here */
 			return false;
 	}
 	return true;
 }
 
 /*
- * The header section as text: any line ending becomes CRLF, controls and
- * (unless utf8) 8-bit octets are replaced, and a line too long is broken
- * with a continuation (CRLF SP), so the part obeys our line rules.
+ * The header section made fit to travel, for when it cannot as it is: any
+ * line ending becomes CRLF, controls and (unless utf8) 8-bit octets are
+ * replaced, and a line too long is broken with a continuation (CRLF SP).
  */
 static void copy_headers(const char *p, size_t n, bool utf8, struct buf *out)
 {
@@ -369,20 +377,31 @@ static void copy_headers(const char *p, size_t n, bool utf8, struct buf *out)
 		buf_append_str(out, "\r\n");
 }
 
+/*
+ * The whole original (RET=FULL, small enough) or its header section, each
+ * byte for byte when it can travel unchanged; a header section that cannot
+ * is returned as a cleaned copy, a whole message that cannot as headers.
+ */
 static void build_returned(struct dsn_ctx *x, size_t max_full, struct buf *hdrs, struct returned *r)
 {
 	const struct dsn_input *in = x->in;
 	bool allow8 = in->env->body == SMTP_BODY_8BITMIME || x->utf8;
 
 	if (in->env->ret == SMTP_RET_FULL && in->original_len <= max_full &&
-	    full_is_sendable(in->original, in->original_len, allow8)) {
+	    travels_unchanged(in->original, in->original_len, allow8)) {
 		r->type = x->utf8 ? "message/global" : "message/rfc822";
 		r->p = in->original;
 		r->n = in->original_len;
 		return;
 	}
-	copy_headers(in->original, header_section_len(in->original, in->original_len), x->utf8, hdrs);
+	size_t n = header_section_len(in->original, in->original_len);
 	r->type = x->utf8 ? "message/global-headers" : "text/rfc822-headers";
+	if (travels_unchanged(in->original, n, allow8)) {
+		r->p = in->original;
+		r->n = n;
+		return;
+	}
+	copy_headers(in->original, n, x->utf8, hdrs);
 	r->p = (const char *)hdrs->data;
 	r->n = hdrs->len;
 }

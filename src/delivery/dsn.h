@@ -50,13 +50,18 @@ struct dsn_input {
  * than max_full is returned as headers only. So is a full message that
  * could not travel unchanged: bare CR or LF, NUL, a line over 998 octets,
  * or 8-bit octets when the original came without BODY=8BITMIME or
- * SMTPUTF8. A part (and the whole message) with 8-bit octets is labelled
+ * SMTPUTF8. The header section is returned byte for byte (tabs, folding,
+ * 8-bit octets and all) when it can travel unchanged by the same rules;
+ * only when it cannot is it a cleaned copy: CRLF line ends, tabs and
+ * controls as spaces or '?', 8-bit octets as '?' unless SMTPUTF8, long
+ * lines folded. A part (and the whole message) with 8-bit octets is labelled
  * "Content-Transfer-Encoding: 8bit": send it with BODY=8BITMIME. With
  * env->smtputf8 the RFC 6533 types are used (message/global-delivery-status,
  * message/global, message/global-headers) and addresses keep their UTF-8;
- * otherwise every octet of text we copy in (addresses, diagnostics, the
- * returned headers) is ASCII. Text from peers (diagnostics, host names,
- * ORCPT, ENVID) has CR, LF and other controls removed before use.
+ * otherwise every octet of text we copy in (addresses, diagnostics) is
+ * ASCII, and the returned original has 8-bit octets only when it came with
+ * BODY=8BITMIME. Text from peers (diagnostics, host names, ORCPT, ENVID)
+ * has CR, LF and other controls removed before use.
  */
 void dsn_build(const struct dsn_input *in, size_t max_full, struct buf *out);
 
