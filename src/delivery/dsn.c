@@ -180,6 +180,70 @@ static const char *status_of(const struct dsn_ctx *x, const char *s)
 	return dots == 1 && digits > 0 ? s : def;
 }
 
+static bool is_let_dig(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/*
+ * Is s[0..n) a host name (RFC 1123 2.1, RFC 5321 4.1.2 Domain): labels of
+ * 1..63 letters, digits and inner hyphens, at most 253 octets, and a last
+ * label that is not all digits (else it is an IPv4 address)? The same test
+ * as cfg_is_domain_name, which is cfg's internal API; this module stays
+ * free of cfg (the fuzz target links dsn.c and util.c only). Both belong in
+ * base/util.
+ */
+static bool is_host_name(const char *s, size_t n)
+{
+	size_t start = 0;
+	bool digits_only = true;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || s[i] == '.') {
+			size_t len = i - start;
+			if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
+				return false;
+			if (i == n)
+				return !digits_only;
+			start = i + 1;
+			digits_only = true;
+		} else if (is_let_dig(s[i]) || s[i] == '-') {
+			digits_only = digits_only && s[i] >= '0' && s[i] <= '9';
+		} else {
+			return false;
+		}
+	}
+	return false; /* not reached */
+}
+
+/*
+ * Length of the host name at the start of a remote MTA's description, or
+ * 0: a name followed by nothing, by "[address]", by ":port", or by white
+ * space or a control (the rest is dropped). A root dot is left out. What
+ * else follows (another ':' of an IPv6 address, '_', '/') makes it not a
+ * name of its own, so none.
+ */
+static size_t host_name_prefix(const char *s)
+{
+	size_t n = 0;
+
+	while (n <= SMTP_DOMAIN_MAX && (is_let_dig(s[n]) || s[n] == '-' || s[n] == '.'))
+		n++;
+	const char *rest = s + n;
+	if (*rest == ':') {
+		size_t port = strspn(rest + 1, "0123456789");
+		if (port == 0 || port > 5 || rest[1 + port] != '\0')
+			return 0;
+	} else if (*rest != '\0' && *rest != '[' && *rest != ' ' && (unsigned char)*rest >= 0x20 && *rest != 0x7f) {
+		return 0;
+	}
+	if (n > 0 && s[n - 1] == '.')
+		n--;
+	return is_host_name(s, n) ? n : 0;
+}
+
 static bool has_8bit(const void *p, size_t n)
 {
 	const unsigned char *s = p;
@@ -279,8 +343,9 @@ static void status_per_rcpt(struct dsn_ctx *x, struct buf *s, const struct dsn_r
 		   clean(x, addr, SMTP_PATH_MAX, x->utf8));
 	buf_printf(s, "Action: %s\r\n", x->in->action == DSN_FAILED ? "failed" : "delayed");
 	buf_printf(s, "Status: %s\r\n", status_of(x, r->status));
-	if (r->remote_mta && r->remote_mta[0])
-		buf_printf(s, "Remote-MTA: dns; %s\r\n", clean(x, r->remote_mta, SMTP_DOMAIN_MAX, false));
+	size_t host = r->remote_mta ? host_name_prefix(r->remote_mta) : 0;
+	if (host > 0) /* the dns type takes a host name: see dsn.h */
+		buf_printf(s, "Remote-MTA: dns; %.*s\r\n", (int)host, r->remote_mta);
 	if (r->diagnostic && r->diagnostic[0])
 		put_wrapped(s, "Diagnostic-Code: smtp; ", diag_text(x, r->diagnostic), " ");
 	if (r->last_attempt > 0) {

@@ -21,7 +21,7 @@ enum dsn_action { DSN_FAILED, DSN_DELAYED };
 struct dsn_rcpt {
 	const struct spool_rcpt *rcpt; /* address, ORCPT */
 	const char *status;            /* RFC 3463 code, "5.1.1" */
-	const char *remote_mta;        /* host that answered, or NULL */
+	const char *remote_mta;        /* host name of the MTA that answered, or NULL (see below) */
 	const char *diagnostic;        /* "550 5.1.1 User unknown" (the reply), or NULL */
 	int64_t last_attempt;          /* Unix seconds, 0 if never tried */
 };
@@ -39,6 +39,20 @@ struct dsn_input {
 	int64_t will_retry_until;      /* for DSN_DELAYED: expiry time */
 	const char *boundary_seed;     /* unique text for the MIME boundary and Message-ID */
 };
+
+/*
+ * Remote-MTA (RFC 3464 2.3.5) is written with the "dns" MTA-name-type,
+ * whose MTA name is a domain name (2.1.2 (c); RFC 3461 defines the type),
+ * so it gets only a host name. remote_mta should be just that; whatever it
+ * is, the field gets the host name at its start when one is followed by
+ * nothing, "[address]", ":port", or white space or a control
+ * ("mx1.example.com[192.0.2.1]:25" gives "mx1.example.com"), and is left
+ * out otherwise: an address ("192.0.2.1", "[192.0.2.1]", "2001:db8::1"),
+ * or anything else. "dns; [192.0.2.1]" is not written: an address literal
+ * is not a domain name, and the field is optional; the Diagnostic-Code
+ * and the text part still say who answered. The text part names the server
+ * as remote_mta gives it (controls removed).
+ */
 
 /* Diagnostic text longer than this is cut (and marked) in the report. */
 #define DSN_DIAG_MAX 2000

@@ -4,9 +4,10 @@
  * rules (CRLF only, no line over 998 octets) including under a hostile
  * diagnostic, RET=FULL versus HDRS, the header section returned byte for
  * byte (also for every sample bounce in the shared test suites, when they
- * are there), ORCPT/ENVID decoding, and dsn_wanted's NOTIFY table. When
- * /usr/bin/python3 exists, its email package parses each DSN back as an
- * independent check of the MIME structure.
+ * are there), Remote-MTA from whatever the caller passes, ORCPT/ENVID
+ * decoding, and dsn_wanted's NOTIFY table. When /usr/bin/python3 exists, its
+ * email package parses each DSN back as an independent check of the MIME
+ * structure.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -604,6 +605,68 @@ static void test_hdrs_real_world(void **state)
 	assert_true(checked > 100);
 }
 
+/*
+ * Remote-MTA takes the dns type, so a host name (RFC 3464 2.1.2 (c),
+ * 2.3.5): the one at the start of what the caller passed, or no field. The
+ * text part names the server as it was given.
+ */
+static void test_remote_mta(void **state)
+{
+	(void)state;
+	const struct {
+		const char *given, *field;
+	} cases[] = {
+		{"mx1.example.com", "mx1.example.com"},
+		{"mx1.example.com[192.0.2.1]:25", "mx1.example.com"},
+		{"mx1.example.com[2001:db8::1]:25", "mx1.example.com"},
+		{"MX-1.Example.COM.", "MX-1.Example.COM"},
+		{"localhost:2525", "localhost"},
+		{"mx.evil\r\nBcc: victim@example.com", "mx.evil"},
+		{"xn--bcher-kva.example", "xn--bcher-kva.example"},
+		{"[192.0.2.1]", NULL},
+		{"[192.0.2.1]:25", NULL},
+		{"192.0.2.1", NULL},
+		{"192.0.2.1:25", NULL},
+		{"2001:db8::1", NULL},
+		{"fe80::1", NULL},
+		{"[IPv6:2001:db8::1]", NULL},
+		{"-mx.example.com", NULL},
+		{"mx-.example.com", NULL},
+		{"mx..example.com", NULL},
+		{"mx_1.example.com", NULL},
+		{"mx.example.com:smtp", NULL},
+		{"mx.example.com:123456", NULL},
+		{"m\xc3\xa4il.example", NULL},
+		{"0123456789012345678901234567890123456789012345678901234567890123.example", NULL}, /* 64-octet label */
+		{"", NULL},
+		{" ", NULL},
+	};
+	struct fixture f;
+	char want[300];
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		setup(&f, DSN_FAILED, SMTP_RET_HDRS);
+		f.d[0].remote_mta = cases[i].given;
+		const char *m = build(&f, 1 << 20);
+		check_lines(&f.out);
+		if (cases[i].field) {
+			assert_int_equal(fmt(want, sizeof(want), "Remote-MTA: dns; %s", cases[i].field), 0);
+			if (!has_line(m, want) || count(m, "Remote-MTA:") != 1)
+				fail_msg("'%s': want '%s' in:\n%s", cases[i].given, want, m);
+		} else if (count(m, "Remote-MTA:") != 0) {
+			fail_msg("'%s': want no Remote-MTA in:\n%s", cases[i].given, m);
+		}
+		buf_free(&f.out);
+	}
+
+	setup(&f, DSN_FAILED, SMTP_RET_HDRS);
+	f.d[0].remote_mta = "mx1.example.com[192.0.2.1]:25";
+	const char *m = build(&f, 1 << 20);
+	assert_non_null(strstr(m, "\r\n    mx1.example.com[192.0.2.1]:25 said: 550 5.1.1 <a@example.com>:"));
+	check_python(&f.out, "text/rfc822-headers", "failed", 2);
+	buf_free(&f.out);
+}
+
 static void test_wanted(void **state)
 {
 	(void)state;
@@ -651,6 +714,7 @@ int main(void)
 		cmocka_unit_test(test_hdrs_8bit),
 		cmocka_unit_test(test_hdrs_fallback),
 		cmocka_unit_test(test_hdrs_real_world),
+		cmocka_unit_test(test_remote_mta),
 		cmocka_unit_test(test_wanted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
