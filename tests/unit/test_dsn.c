@@ -517,6 +517,38 @@ static void test_hdrs_fallback(void **state)
 	buf_free(&f.out);
 }
 
+/*
+ * A last line without CRLF counts too: RET=FULL of a message ending in 999
+ * octets and no CRLF must not put a 999-octet line into the DSN (the check
+ * used to count the CR of a CRLF that was not there). fuzz_dsn's seed
+ * line_998 trips its line check on the old code too.
+ */
+static void test_full_unterminated_long_line(void **state)
+{
+	(void)state;
+	struct fixture f;
+	struct buf orig = {0};
+
+	buf_append_str(&orig, "Subject: x\r\n\r\n");
+	for (int i = 0; i < 998; i++)
+		buf_append_str(&orig, "z");
+	setup(&f, DSN_FAILED, SMTP_RET_FULL);
+	use_original(&f, buf_cstr(&orig), orig.len);
+	const char *m = build(&f, 1 << 20); /* 998 octets: returned whole */
+	check_lines(&f.out);
+	assert_true(has_line(m, "Content-Type: message/rfc822"));
+	check_returned(&f, (const char *)orig.data, orig.len);
+
+	buf_append_str(&orig, "z");
+	use_original(&f, buf_cstr(&orig), orig.len);
+	m = build(&f, 1 << 20); /* 999: headers only */
+	check_lines(&f.out);
+	assert_true(has_line(m, "Content-Type: text/rfc822-headers"));
+	check_returned(&f, "Subject: x\r\n", 12);
+	buf_free(&orig);
+	buf_free(&f.out);
+}
+
 /* Directory of sample bounces from other MTAs (LF line ends), or NULL. */
 static const char *samples_dir(void)
 {
@@ -713,6 +745,7 @@ int main(void)
 		cmocka_unit_test(test_hdrs_verbatim),
 		cmocka_unit_test(test_hdrs_8bit),
 		cmocka_unit_test(test_hdrs_fallback),
+		cmocka_unit_test(test_full_unterminated_long_line),
 		cmocka_unit_test(test_hdrs_real_world),
 		cmocka_unit_test(test_remote_mta),
 		cmocka_unit_test(test_wanted),
