@@ -6,8 +6,10 @@
  * boundary can be checked against all of them, then the message is
  * assembled. Invariants of the output: CRLF line endings only, no line over
  * DSN_LINE_MAX octets, and no text from a peer (diagnostics, host names,
- * ORCPT, ENVID, the returned headers) is copied in without its controls
- * removed: a hostile reply cannot add header fields or MIME structure.
+ * ORCPT, ENVID) is copied in without its controls removed: a hostile reply
+ * cannot add header fields or MIME structure. The original (or its header
+ * section) goes in byte for byte only when it already obeys the line rules,
+ * inside its own part, under a boundary chosen not to occur in it.
  * Error policy: none; bad input is cleaned up, never refused.
  */
 #include "dsn.h"
@@ -178,6 +180,70 @@ static const char *status_of(const struct dsn_ctx *x, const char *s)
 	return dots == 1 && digits > 0 ? s : def;
 }
 
+static bool is_let_dig(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/*
+ * Is s[0..n) a host name (RFC 1123 2.1, RFC 5321 4.1.2 Domain): labels of
+ * 1..63 letters, digits and inner hyphens, at most 253 octets, and a last
+ * label that is not all digits (else it is an IPv4 address)? The same test
+ * as cfg_is_domain_name, which is cfg's internal API; this module stays
+ * free of cfg (the fuzz target links dsn.c and util.c only). Both belong in
+ * base/util.
+ */
+static bool is_host_name(const char *s, size_t n)
+{
+	size_t start = 0;
+	bool digits_only = true;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || s[i] == '.') {
+			size_t len = i - start;
+			if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
+				return false;
+			if (i == n)
+				return !digits_only;
+			start = i + 1;
+			digits_only = true;
+		} else if (is_let_dig(s[i]) || s[i] == '-') {
+			digits_only = digits_only && s[i] >= '0' && s[i] <= '9';
+		} else {
+			return false;
+		}
+	}
+	return false; /* not reached */
+}
+
+/*
+ * Length of the host name at the start of a remote MTA's description, or
+ * 0: a name followed by nothing, by "[address]", by ":port", or by white
+ * space or a control (the rest is dropped). A root dot is left out. What
+ * else follows (another ':' of an IPv6 address, '_', '/') makes it not a
+ * name of its own, so none.
+ */
+static size_t host_name_prefix(const char *s)
+{
+	size_t n = 0;
+
+	while (n <= SMTP_DOMAIN_MAX && (is_let_dig(s[n]) || s[n] == '-' || s[n] == '.'))
+		n++;
+	const char *rest = s + n;
+	if (*rest == ':') {
+		size_t port = strspn(rest + 1, "0123456789");
+		if (port == 0 || port > 5 || rest[1 + port] != '\0')
+			return 0;
+	} else if (*rest != '\0' && *rest != '[' && *rest != ' ' && (unsigned char)*rest >= 0x20 && *rest != 0x7f) {
+		return 0;
+	}
+	if (n > 0 && s[n - 1] == '.')
+		n--;
+	return is_host_name(s, n) ? n : 0;
+}
+
 static bool has_8bit(const void *p, size_t n)
 {
 	const unsigned char *s = p;
@@ -277,8 +343,9 @@ static void status_per_rcpt(struct dsn_ctx *x, struct buf *s, const struct dsn_r
 		   clean(x, addr, SMTP_PATH_MAX, x->utf8));
 	buf_printf(s, "Action: %s\r\n", x->in->action == DSN_FAILED ? "failed" : "delayed");
 	buf_printf(s, "Status: %s\r\n", status_of(x, r->status));
-	if (r->remote_mta && r->remote_mta[0])
-		buf_printf(s, "Remote-MTA: dns; %s\r\n", clean(x, r->remote_mta, SMTP_DOMAIN_MAX, false));
+	size_t host = r->remote_mta ? host_name_prefix(r->remote_mta) : 0;
+	if (host > 0) /* the dns type takes a host name: see dsn.h */
+		buf_printf(s, "Remote-MTA: dns; %.*s\r\n", (int)host, r->remote_mta);
 	if (r->diagnostic && r->diagnostic[0])
 		put_wrapped(s, "Diagnostic-Code: smtp; ", diag_text(x, r->diagnostic), " ");
 	if (r->last_attempt > 0) {
@@ -322,8 +389,13 @@ static size_t header_section_len(const char *p, size_t n)
 	return n;
 }
 
-/* Can the original travel unchanged as message/rfc822 (RFC 5322 2.3, RFC 6152)? */
-static bool full_is_sendable(const char *p, size_t n, bool allow8)
+/*
+ * Can these octets travel unchanged, as the whole message (message/rfc822)
+ * or its header section (RFC 5322 2.1.1, 2.3; RFC 6152)? CRLF line ends
+ * only, no NUL, no line over DSN_LINE_MAX octets (the last one too, CRLF
+ * or not), and 8-bit octets only if the original came with them allowed.
+ */
+static bool travels_unchanged(const char *p, size_t n, bool allow8)
 {
 	size_t col = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -334,17 +406,18 @@ static bool full_is_sendable(const char *p, size_t n, bool allow8)
 			return false;
 		if (c == 0 || (c >= 0x80 && !allow8))
 			return false;
-		col = c == '\n' ? 0 : col + 1;
-		if (col > DSN_LINE_MAX + 1) /* the +1 is the CR */
+		if (c == '\n')
+			col = 0;
+		else if (c != '\r' && ++col > DSN_LINE_MAX) /* a CR is always the CRLF's here */
 			return false;
 	}
 	return true;
 }
 
 /*
- * The header section as text: any line ending becomes CRLF, controls and
- * (unless utf8) 8-bit octets are replaced, and a line too long is broken
- * with a continuation (CRLF SP), so the part obeys our line rules.
+ * The header section made fit to travel, for when it cannot as it is: any
+ * line ending becomes CRLF, controls and (unless utf8) 8-bit octets are
+ * replaced, and a line too long is broken with a continuation (CRLF SP).
  */
 static void copy_headers(const char *p, size_t n, bool utf8, struct buf *out)
 {
@@ -369,20 +442,31 @@ static void copy_headers(const char *p, size_t n, bool utf8, struct buf *out)
 		buf_append_str(out, "\r\n");
 }
 
+/*
+ * The whole original (RET=FULL, small enough) or its header section, each
+ * byte for byte when it can travel unchanged; a header section that cannot
+ * is returned as a cleaned copy, a whole message that cannot as headers.
+ */
 static void build_returned(struct dsn_ctx *x, size_t max_full, struct buf *hdrs, struct returned *r)
 {
 	const struct dsn_input *in = x->in;
 	bool allow8 = in->env->body == SMTP_BODY_8BITMIME || x->utf8;
 
 	if (in->env->ret == SMTP_RET_FULL && in->original_len <= max_full &&
-	    full_is_sendable(in->original, in->original_len, allow8)) {
+	    travels_unchanged(in->original, in->original_len, allow8)) {
 		r->type = x->utf8 ? "message/global" : "message/rfc822";
 		r->p = in->original;
 		r->n = in->original_len;
 		return;
 	}
-	copy_headers(in->original, header_section_len(in->original, in->original_len), x->utf8, hdrs);
+	size_t n = header_section_len(in->original, in->original_len);
 	r->type = x->utf8 ? "message/global-headers" : "text/rfc822-headers";
+	if (travels_unchanged(in->original, n, allow8)) {
+		r->p = in->original;
+		r->n = n;
+		return;
+	}
+	copy_headers(in->original, n, x->utf8, hdrs);
 	r->p = (const char *)hdrs->data;
 	r->n = hdrs->len;
 }

@@ -21,7 +21,7 @@ enum dsn_action { DSN_FAILED, DSN_DELAYED };
 struct dsn_rcpt {
 	const struct spool_rcpt *rcpt; /* address, ORCPT */
 	const char *status;            /* RFC 3463 code, "5.1.1" */
-	const char *remote_mta;        /* host that answered, or NULL */
+	const char *remote_mta;        /* host name of the MTA that answered, or NULL (see below) */
 	const char *diagnostic;        /* "550 5.1.1 User unknown" (the reply), or NULL */
 	int64_t last_attempt;          /* Unix seconds, 0 if never tried */
 };
@@ -40,6 +40,20 @@ struct dsn_input {
 	const char *boundary_seed;     /* unique text for the MIME boundary and Message-ID */
 };
 
+/*
+ * Remote-MTA (RFC 3464 2.3.5) is written with the "dns" MTA-name-type,
+ * whose MTA name is a domain name (2.1.2 (c); RFC 3461 defines the type),
+ * so it gets only a host name. remote_mta should be just that; whatever it
+ * is, the field gets the host name at its start when one is followed by
+ * nothing, "[address]", ":port", or white space or a control
+ * ("mx1.example.com[192.0.2.1]:25" gives "mx1.example.com"), and is left
+ * out otherwise: an address ("192.0.2.1", "[192.0.2.1]", "2001:db8::1"),
+ * or anything else. "dns; [192.0.2.1]" is not written: an address literal
+ * is not a domain name, and the field is optional; the Diagnostic-Code
+ * and the text part still say who answered. The text part names the server
+ * as remote_mta gives it (controls removed).
+ */
+
 /* Diagnostic text longer than this is cut (and marked) in the report. */
 #define DSN_DIAG_MAX 2000
 
@@ -50,13 +64,18 @@ struct dsn_input {
  * than max_full is returned as headers only. So is a full message that
  * could not travel unchanged: bare CR or LF, NUL, a line over 998 octets,
  * or 8-bit octets when the original came without BODY=8BITMIME or
- * SMTPUTF8. A part (and the whole message) with 8-bit octets is labelled
+ * SMTPUTF8. The header section is returned byte for byte (tabs, folding,
+ * 8-bit octets and all) when it can travel unchanged by the same rules;
+ * only when it cannot is it a cleaned copy: CRLF line ends, tabs and
+ * controls as spaces or '?', 8-bit octets as '?' unless SMTPUTF8, long
+ * lines folded. A part (and the whole message) with 8-bit octets is labelled
  * "Content-Transfer-Encoding: 8bit": send it with BODY=8BITMIME. With
  * env->smtputf8 the RFC 6533 types are used (message/global-delivery-status,
  * message/global, message/global-headers) and addresses keep their UTF-8;
- * otherwise every octet of text we copy in (addresses, diagnostics, the
- * returned headers) is ASCII. Text from peers (diagnostics, host names,
- * ORCPT, ENVID) has CR, LF and other controls removed before use.
+ * otherwise every octet of text we copy in (addresses, diagnostics) is
+ * ASCII, and the returned original has 8-bit octets only when it came with
+ * BODY=8BITMIME. Text from peers (diagnostics, host names, ORCPT, ENVID)
+ * has CR, LF and other controls removed before use.
  */
 void dsn_build(const struct dsn_input *in, size_t max_full, struct buf *out);
 
