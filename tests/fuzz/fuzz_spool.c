@@ -1,4 +1,4 @@
-// fuzz-sources: src/spool/spool.c src/spool/spool_compact.c src/spool/spool_io.c src/spool/spool_replay.c src/spool/spool_rec.c src/base/util.c src/base/log.c
+// fuzz-sources: src/spool/spool.c src/spool/spool_compact.c src/spool/spool_dir.c src/spool/spool_io.c src/spool/spool_replay.c src/spool/spool_rec.c src/base/util.c src/base/log.c
 /*
  * Fuzz target for the spool format and recovery: the input is decoded as a
  * record stream, as an envelope, as updates, and finally written as a
