@@ -35,6 +35,8 @@ static int give_all(int fd, uint32_t uid, uint32_t gid, int depth)
 			close(dup_fd);
 		return -errno;
 	}
+	/* A dup shares the offset of the spool's fd, which an earlier walk may have left at the end. */
+	rewinddir(d);
 	int rc = 0;
 	struct dirent *e;
 	while (rc == 0 && (e = readdir(d))) {

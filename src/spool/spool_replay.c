@@ -336,6 +336,8 @@ static int list_segments(struct spool *sp, uint32_t **out, size_t *n)
 			close(fd);
 		return -errno;
 	}
+	/* A dup shares the offset of the spool's fd, which an earlier walk may have left at the end. */
+	rewinddir(d);
 	size_t cap = 0;
 	*out = NULL;
 	*n = 0;

@@ -321,6 +321,34 @@ static void test_damaged_record_is_set_aside(void **state)
 	assert_int_equal(access(path, F_OK), 0);
 }
 
+/*
+ * A spool another user left (the daemon ran as root before) is taken over
+ * by spool_dir_prepare, which walks the directory through the fd it then
+ * hands to spool_open: the queue must still be found (the walk used to
+ * leave the shared directory offset at the end, so replay saw no segment).
+ */
+static void test_taken_over_spool_keeps_its_queue(void **state)
+{
+	struct fixture *f = *state;
+	if (geteuid() != 0)
+		skip(); /* chown needs root */
+	struct result r = {0};
+	uint64_t id = commit_msg(f, "queued by another owner\r\n", &r);
+	run_until(f, &r.done, 1);
+	spool_close(f->sp);
+	f->sp = NULL;
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "chown -R 1:1 %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	int dirfd = spool_dir_prepare(f->dir, true, 0, 0);
+	assert_true(dirfd >= 0);
+	assert_int_equal(spool_open(f->dir, dirfd, f->base, 0, &f->sp), 0);
+	assert_body(f, id, "queued by another owner\r\n");
+	struct stat st;
+	assert_int_equal(stat(newest_segment(f->dir), &st), 0);
+	assert_int_equal(st.st_uid, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +360,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_compaction_frees_old_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail_is_cut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_record_is_set_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_taken_over_spool_keeps_its_queue, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
