@@ -137,7 +137,7 @@ static uint64_t append_locked(struct spool *sp, uint8_t type, uint64_t id, const
 		where->off = sp->cur_off + SPOOL_REC_HDR_SIZE;
 		where->len = n;
 	}
-	spool_rec_append(&b->data, type, id, p, n);
+	spool_rec_append(sp->mac, &b->data, type, id, p, n);
 	sp->cur_off += SPOOL_REC_HDR_SIZE + n;
 	sp->pending_bytes += SPOOL_REC_HDR_SIZE + n; /* [main]: only the loop appends */
 	return b->no;
@@ -551,6 +551,8 @@ int spool_open_readonly(const char *dir, struct spool **out)
 	struct spool *sp = spool_alloc(dir, true);
 	int rc = open_dir(sp);
 	if (rc == 0)
+		rc = spool_key_open(sp);
+	if (rc == 0)
 		rc = spool_replay(sp);
 	if (rc < 0) {
 		spool_close(sp);
@@ -567,6 +569,8 @@ int spool_open(const char *dir, int dirfd, struct event_base *base, uint64_t min
 	sp->min_free = min_free;
 	sp->dirfd = dirfd;
 	int rc = open_dir(sp);
+	if (rc == 0)
+		rc = spool_key_open(sp); /* through dirfd: the daemon has dropped root by now */
 	if (rc == 0)
 		rc = spool_replay(sp);
 	if (rc == 0) {
@@ -636,6 +640,7 @@ void spool_close(struct spool *sp)
 		close(sp->dirfd);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
+	spool_mac_free(sp->mac);
 	free(sp->pins);
 	free(sp->unlink_q);
 	free(sp->dir);

@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxv  # noqa: E402
 
 QUEUED_RX = re.compile(r'queued as ([0-9a-f]{16})\b')
-REC_MAGIC = b'MXV1'
-REC_HDR = struct.Struct('<4sB3xIQI')  # magic, type, zero[3], payload length, message id, crc32
+REC_MAGIC = b'MXV2'
+REC_HDR = struct.Struct('<4sB3xIQ8s16s')  # magic, type, zero[3], payload length, message id, header tag, MAC
 REC_DATA = 2
 DISK_ERRORS = {(452, '4.3.1'), (451, '4.3.0')}
 KIB = 1024
@@ -94,7 +94,7 @@ def records(path):
         data = f.read()
     out, pos = [], 0
     while pos + REC_HDR.size <= len(data):
-        magic, rtype, length, msgid, _crc = REC_HDR.unpack_from(data, pos)
+        magic, rtype, length, msgid, _tag, _mac = REC_HDR.unpack_from(data, pos)
         if magic != REC_MAGIC:
             break
         out.append((pos, rtype, length, '%016x' % msgid))
