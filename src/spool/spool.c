@@ -11,6 +11,7 @@
  */
 #include "spool_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -151,6 +152,7 @@ static uint64_t append_locked(struct spool *sp, uint8_t type, uint64_t id, const
 uint64_t spool_append(struct spool *sp, uint8_t type, uint64_t id, const void *p, uint32_t n,
 		      struct spool_extent *where)
 {
+	assert(n <= SPOOL_REC_MAX_PAYLOAD); /* envelopes are bounded (spool_rec.c), the rest are small */
 	pthread_mutex_lock(&sp->mu);
 	if (sp->cur_off > 0 && sp->cur_off + SPOOL_REC_HDR_SIZE + n > sp->seg_max) {
 		sp->cur_seg++;
@@ -746,7 +748,8 @@ void spool_msg_set_rcpt(struct spool *sp, struct spool_msg *m, uint32_t idx, uin
 			const char *reply, spool_done_fn *done, void *arg)
 {
 	struct spool_rcpt *r = &m->env.rcpts[idx];
-	char *copy = reply ? xstrdup(reply) : NULL; /* reply may be r->reply itself */
+	/* reply may be r->reply itself; cut, so the envelope stays bounded (spool_rec.c) */
+	char *copy = reply ? spool_reply_dup(reply, strlen(reply)) : NULL;
 	r->state = state;
 	r->code = code;
 	free(r->reply);

@@ -20,12 +20,16 @@
 #include "spool_rec.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/cfg.h"
+#include "base/smtp_proto.h"
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -260,6 +264,27 @@ static int take_str(const unsigned char *v, size_t n, char **out)
 	return 0;
 }
 
+char *spool_reply_dup(const char *s, size_t n)
+{
+	if (!s)
+		return NULL;
+	if (n > SPOOL_REPLY_MAX) {
+		n = SPOOL_REPLY_MAX;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--; /* not inside a UTF-8 sequence */
+	}
+	return xstrndup(s, n);
+}
+
+/* Like take_str, cut to SPOOL_REPLY_MAX: a reply stored by a v1 spool may be longer. */
+static int take_reply(const unsigned char *v, size_t n, char **out)
+{
+	if (*out || memchr(v, '\0', n))
+		return -EBADMSG;
+	*out = spool_reply_dup((const char *)v, n);
+	return 0;
+}
+
 static int take_uint(const unsigned char *v, size_t n, uint64_t *out)
 {
 	uint64_t x = 0;
@@ -280,6 +305,24 @@ static void rcpt_encode(const struct spool_rcpt *r, struct buf *out)
 	tlv_u64(out, RC_CODE, r->code);
 	tlv_str(out, RC_REPLY, r->reply);
 }
+
+/*
+ * The envelope is one record, so it must fit in one, whatever the clients
+ * send: CFG_MAX_RECIPIENTS recipients, each with the longest address, ORCPT
+ * and stored reply (cut to SPOOL_REPLY_MAX wherever one is stored), plus the
+ * fixed fields at their longest (sender, ENVID, client address, HELO within
+ * one command line, protocol keyword, seven numbers, the dedup key).
+ * Compaction re-encodes envelopes with their replies, so they count too.
+ */
+#define TLV_SIZE(n) (5u + (n))
+#define UINT_FIELD TLV_SIZE(8u)
+#define RCPT_MAX \
+	TLV_SIZE(TLV_SIZE(SMTP_PATH_MAX) + TLV_SIZE(SMTP_ORCPT_MAX) + 3 * UINT_FIELD + TLV_SIZE(SPOOL_REPLY_MAX))
+#define ENV_FIXED_MAX                                                                                            \
+	(TLV_SIZE(SMTP_PATH_MAX) + TLV_SIZE(SMTP_ENVID_MAX) + TLV_SIZE(INET6_ADDRSTRLEN) +                        \
+	 TLV_SIZE(SMTP_CMD_LINE_MAX) + TLV_SIZE(32u) + 7 * UINT_FIELD + TLV_SIZE(32u))
+_Static_assert((uint64_t)CFG_MAX_RECIPIENTS * RCPT_MAX + ENV_FIXED_MAX <= SPOOL_REC_MAX_PAYLOAD,
+	       "an envelope with CFG_MAX_RECIPIENTS recipients must fit in one record");
 
 void spool_env_encode(const struct spool_env *env, struct buf *out)
 {
@@ -318,7 +361,7 @@ static int rcpt_decode(const unsigned char *p, size_t n, struct spool_rcpt *r)
 		switch (tag) {
 		case RC_ADDR: rc = take_str(v, len, &r->addr); break;
 		case RC_ORCPT: rc = take_str(v, len, &r->orcpt); break;
-		case RC_REPLY: rc = take_str(v, len, &r->reply); break;
+		case RC_REPLY: rc = take_reply(v, len, &r->reply); break;
 		case RC_NOTIFY: rc = take_uint(v, len, &x); r->notify = (uint8_t)x; break;
 		case RC_STATE:
 			rc = take_uint(v, len, &x);

@@ -22,6 +22,8 @@
 #define SPOOL_REC_MAX_PAYLOAD (16u << 20)
 #define SPOOL_DATA_CHUNK (64u << 10)
 #define SPOOL_KEY_SIZE 32
+/* Reply texts are stored cut to this many bytes, so an envelope is bounded (spool_rec.c). */
+#define SPOOL_REPLY_MAX 512
 
 enum spool_rec_type {
 	SPOOL_REC_SEGMENT = 1, /* first record of every segment file */
@@ -114,6 +116,9 @@ void spool_env_encode(const struct spool_env *env, struct buf *out);
 int spool_env_decode(const unsigned char *p, size_t n, struct spool_env *env) MUST_CHECK;
 void spool_env_free(struct spool_env *env);
 void spool_env_copy(struct spool_env *dst, const struct spool_env *src);
+
+/* A copy of reply text (n bytes, no NUL needed) cut to SPOOL_REPLY_MAX at a UTF-8 boundary; NULL for NULL. */
+char *spool_reply_dup(const char *s, size_t n);
 
 struct spool_rcpt_update {
 	uint32_t index;

@@ -214,7 +214,7 @@ static void apply_rcpt(struct spool *sp, const struct spool_rec *r)
 	rc->state = u.state;
 	rc->code = u.code;
 	free(rc->reply);
-	rc->reply = u.reply ? xstrndup(u.reply, reply_len) : NULL;
+	rc->reply = spool_reply_dup(u.reply, reply_len);
 }
 
 static void apply_record(struct replay *rp, const struct spool_rec *r, uint32_t seg, uint64_t payload_off)

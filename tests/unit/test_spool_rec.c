@@ -8,10 +8,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "base/cfg.h"
 #include "smtpd/smtp_parse.h"
 #include "spool/spool_rec.h"
 #include "spool_v1.h"
@@ -177,6 +179,60 @@ static void test_updates_round_trip(void **state)
 	buf_free(&b);
 }
 
+static char *filled(size_t n, char c)
+{
+	char *s = malloc(n + 1);
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* What the _Static_assert in spool_rec.c claims, checked against the encoder itself. */
+static void test_envelope_at_the_limits_fits(void **state)
+{
+	(void)state;
+	char *addr = filled(SMTP_PATH_MAX, 'a'), *orcpt = filled(SMTP_ORCPT_MAX, 'o');
+	char *long_reply = filled(4 * SPOOL_REPLY_MAX, 'r'), *helo = filled(SMTP_CMD_LINE_MAX, 'h');
+	char *reply = spool_reply_dup(long_reply, strlen(long_reply)); /* as every path that stores one does */
+	struct spool_rcpt *r = calloc(CFG_MAX_RECIPIENTS, sizeof(*r));
+	for (size_t i = 0; i < CFG_MAX_RECIPIENTS; i++)
+		r[i] = (struct spool_rcpt){.addr = addr, .orcpt = orcpt, .notify = 0xff, .state = SPOOL_RCPT_FAILED,
+					   .code = 554, .reply = reply};
+	struct spool_env env = {
+		.sender = addr, .envid = filled(SMTP_ENVID_MAX, 'e'), .client_addr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+		.client_helo = helo, .proto = "UTF8SMTPSA", .arrival = INT64_MAX, .body_size = UINT64_MAX,
+		.size_param = UINT64_MAX, .flags = UINT32_MAX, .has_dedup_key = true, .nrcpt = CFG_MAX_RECIPIENTS,
+		.rcpts = r,
+	};
+	struct buf b = {0};
+	spool_env_encode(&env, &b);
+	assert_true(b.len <= SPOOL_REC_MAX_PAYLOAD);
+	struct spool_env out;
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), 0);
+	assert_int_equal(out.nrcpt, CFG_MAX_RECIPIENTS);
+	assert_int_equal(strlen(out.rcpts[CFG_MAX_RECIPIENTS - 1].reply), SPOOL_REPLY_MAX);
+	spool_env_free(&out);
+	buf_free(&b);
+	free(r);
+	free(env.envid);
+	free(addr), free(orcpt), free(long_reply), free(helo), free(reply);
+}
+
+static void test_reply_is_cut_at_a_character(void **state)
+{
+	(void)state;
+	char s[SPOOL_REPLY_MAX + 8];
+	memset(s, 'x', sizeof(s));
+	memcpy(s + SPOOL_REPLY_MAX - 1, "\xc3\xa9", 2); /* an e-acute across the limit */
+	char *c = spool_reply_dup(s, sizeof(s));
+	assert_int_equal(strlen(c), SPOOL_REPLY_MAX - 1);
+	free(c);
+	c = spool_reply_dup("250 ok", 6);
+	assert_string_equal(c, "250 ok");
+	free(c);
+	assert_null(spool_reply_dup(NULL, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +240,8 @@ int main(void)
 		cmocka_unit_test(test_envelope_round_trip),
 		cmocka_unit_test(test_envelope_rejects),
 		cmocka_unit_test(test_updates_round_trip),
+		cmocka_unit_test(test_envelope_at_the_limits_fits),
+		cmocka_unit_test(test_reply_is_cut_at_a_character),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
