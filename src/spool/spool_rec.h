@@ -1,8 +1,10 @@
 /*
  * spool_rec: the on-disk record format of the spool log, and the envelope
- * encoding carried by COMMIT records. Pure: bytes in, structs out, every
- * length bounded, so it can be fuzzed. See docs/spool.md for the format and
- * the invariants; spool.c is the only user that touches files.
+ * encoding carried by COMMIT records. Pure: bytes (and the spool's key, as
+ * a struct spool_mac) in, structs out, every length bounded, so it can be
+ * fuzzed. Records are authenticated (HMAC-SHA256), so bytes a sender wrote
+ * never decode as one. See docs/spool.md for the format and the
+ * invariants; spool.c is the only user that touches files.
  */
 #ifndef MXV_SPOOL_REC_H
 #define MXV_SPOOL_REC_H
