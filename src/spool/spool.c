@@ -11,7 +11,7 @@
  */
 #include "spool_int.h"
 
-#include <dirent.h>
+#include <assert.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -138,7 +138,7 @@ static uint64_t append_locked(struct spool *sp, uint8_t type, uint64_t id, const
 		where->off = sp->cur_off + SPOOL_REC_HDR_SIZE;
 		where->len = n;
 	}
-	spool_rec_append(&b->data, type, id, p, n);
+	spool_rec_append(sp->mac, &b->data, type, id, p, n);
 	sp->cur_off += SPOOL_REC_HDR_SIZE + n;
 	sp->pending_bytes += SPOOL_REC_HDR_SIZE + n; /* [main]: only the loop appends */
 	return b->no;
@@ -152,6 +152,7 @@ static uint64_t append_locked(struct spool *sp, uint8_t type, uint64_t id, const
 uint64_t spool_append(struct spool *sp, uint8_t type, uint64_t id, const void *p, uint32_t n,
 		      struct spool_extent *where)
 {
+	assert(n <= SPOOL_REC_MAX_PAYLOAD); /* envelopes are bounded (spool_rec.c), the rest are small */
 	pthread_mutex_lock(&sp->mu);
 	if (sp->cur_off > 0 && sp->cur_off + SPOOL_REC_HDR_SIZE + n > sp->seg_max) {
 		sp->cur_seg++;
@@ -552,6 +553,8 @@ int spool_open_readonly(const char *dir, struct spool **out)
 	struct spool *sp = spool_alloc(dir, true);
 	int rc = open_dir(sp);
 	if (rc == 0)
+		rc = spool_key_open(sp);
+	if (rc == 0)
 		rc = spool_replay(sp);
 	if (rc < 0) {
 		spool_close(sp);
@@ -561,68 +564,6 @@ int spool_open_readonly(const char *dir, struct spool **out)
 	return 0;
 }
 
-/* Gives one entry of the spool (or the directory itself, name "") to uid:gid. */
-static int give(int dirfd, const char *name, uint32_t uid, uint32_t gid)
-{
-	int flags = AT_SYMLINK_NOFOLLOW | (name[0] ? 0 : AT_EMPTY_PATH);
-	return fchownat(dirfd, name, (uid_t)uid, (gid_t)gid, flags) < 0 ? -errno : 0;
-}
-
-/* Gives every entry of the directory at fd (and of corrupt/ below it) to uid:gid. */
-static int give_all(int fd, uint32_t uid, uint32_t gid, int depth)
-{
-	/* A fresh open, not dup(): a dup would share (and leave at the end) the
-	 * directory offset of fd, and the spool lists the directory again later. */
-	int own = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = own >= 0 ? fdopendir(own) : NULL;
-	if (!d) {
-		if (own >= 0)
-			close(own);
-		return -errno;
-	}
-	int rc = 0;
-	struct dirent *e;
-	while (rc == 0 && (e = readdir(d))) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		rc = give(fd, e->d_name, uid, gid);
-		if (rc == 0 && depth == 0 && e->d_type == DT_DIR) {
-			int sub = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			rc = sub < 0 ? -errno : give_all(sub, uid, gid, depth + 1);
-			if (sub >= 0)
-				close(sub);
-		}
-	}
-	closedir(d);
-	return rc;
-}
-
-int spool_dir_prepare(const char *dir, bool owner, uint32_t uid, uint32_t gid)
-{
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		int err = -errno;
-		if (fd >= 0)
-			close(fd);
-		return err;
-	}
-	if (!owner || (st.st_uid == uid && st.st_gid == gid))
-		return fd;
-	log_info("spool", "dir=%s belonged to uid=%u gid=%u: giving it and its files to uid=%" PRIu32
-		 " gid=%" PRIu32, dir, (unsigned)st.st_uid, (unsigned)st.st_gid, uid, gid);
-	int rc = give(fd, "", uid, gid);
-	if (rc == 0)
-		rc = give_all(fd, uid, gid, 0);
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
-
 int spool_open(const char *dir, int dirfd, struct event_base *base, uint64_t min_free, struct spool **out)
 {
 	struct spool *sp = spool_alloc(dir, false);
@@ -630,6 +571,8 @@ int spool_open(const char *dir, int dirfd, struct event_base *base, uint64_t min
 	sp->min_free = min_free;
 	sp->dirfd = dirfd;
 	int rc = open_dir(sp);
+	if (rc == 0)
+		rc = spool_key_open(sp); /* through dirfd: the daemon has dropped root by now */
 	if (rc == 0)
 		rc = spool_replay(sp);
 	if (rc == 0) {
@@ -699,6 +642,7 @@ void spool_close(struct spool *sp)
 		close(sp->dirfd);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->cv);
+	spool_mac_free(sp->mac);
 	free(sp->pins);
 	free(sp->unlink_q);
 	free(sp->dir);
@@ -804,7 +748,8 @@ void spool_msg_set_rcpt(struct spool *sp, struct spool_msg *m, uint32_t idx, uin
 			const char *reply, spool_done_fn *done, void *arg)
 {
 	struct spool_rcpt *r = &m->env.rcpts[idx];
-	char *copy = reply ? xstrdup(reply) : NULL; /* reply may be r->reply itself */
+	/* reply may be r->reply itself; cut, so the envelope stays bounded (spool_rec.c) */
+	char *copy = reply ? spool_reply_dup(reply, strlen(reply)) : NULL;
 	r->state = state;
 	r->code = code;
 	free(r->reply);

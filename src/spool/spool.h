@@ -60,10 +60,12 @@ struct spool_stats {
 int spool_dir_prepare(const char *dir, bool owner, uint32_t uid, uint32_t gid) MUST_CHECK;
 /*
  * Opens the spool in dir (through dirfd from spool_dir_prepare, which it
- * takes over, or -1 to open dir itself), recovers it, starts the I/O thread.
+ * takes over, or -1 to open dir itself), reads its key (creating SPOOL/key
+ * for a new spool), recovers it, starts the I/O thread. -ENOKEY, logged,
+ * when segments need a key that is missing or damaged.
  */
 int spool_open(const char *dir, int dirfd, struct event_base *base, uint64_t min_free, struct spool **out) MUST_CHECK;
-/* Recovers read-only (no repair, no thread): for `mxvault queue list`. */
+/* Recovers read-only (no repair, no thread, reads the key but never creates it): for `mxvault queue list`. */
 int spool_open_readonly(const char *dir, struct spool **out) MUST_CHECK;
 /* Flushes what is queued, stops the I/O thread, frees everything. */
 void spool_close(struct spool *sp);

@@ -2,7 +2,9 @@
  * spool_int: private to spool.c, spool_io.c and spool_replay.c.
  * Threading: fields marked [mu] are shared with the I/O thread and read or
  * written only with sp->mu held; [main] fields belong to the event-loop
- * thread, [io] fields to the I/O thread.
+ * thread, [io] fields to the I/O thread. Records are made (and their MACs
+ * computed) only by the main thread, in spool_append and replay: the I/O
+ * thread writes bytes it is handed, so one MAC context per spool suffices.
  */
 #ifndef MXV_SPOOL_INT_H
 #define MXV_SPOOL_INT_H
@@ -13,7 +15,7 @@
 #include "spool.h"
 
 #define SPOOL_SEG_MAX_DEFAULT (64u << 20)
-#define SPOOL_SEG_MAGIC_TEXT "mxvault spool segment v1"
+#define SPOOL_SEG_MAGIC_TEXT "mxvault spool segment v2"
 
 /* A run of records for one segment, written and synced as a unit. */
 struct batch {
@@ -54,6 +56,7 @@ struct spool {
 	char *dir;
 	int dirfd;
 	bool readonly;
+	struct spool_mac *mac;     /* [main] from SPOOL/key; NULL only read-only with no key and no v2 segment */
 	uint64_t seg_max;
 	uint64_t min_free;
 
@@ -116,6 +119,16 @@ void spool_msg_free(struct spool_msg *m);
 int spool_seg_fd(struct spool *sp, uint32_t seg);
 void spool_add_waiter(struct spool *sp, struct spool_wait *w);
 void spool_seg_name(uint32_t seg, char out[32]);
+
+/* spool_dir.c */
+/* Every NNNNNNNN.seg in the directory, in order (*out is malloc'd). */
+int spool_list_segments(struct spool *sp, uint32_t **out, size_t *n) MUST_CHECK;
+/*
+ * Reads SPOOL/key into sp->mac, first creating it (read-write only) if no
+ * segment needs it. -ENOKEY, logged, if segments need a key that is
+ * missing or damaged.
+ */
+int spool_key_open(struct spool *sp) MUST_CHECK;
 
 /* spool_io.c */
 int spool_io_start(struct spool *sp) MUST_CHECK;

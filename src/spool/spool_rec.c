@@ -1,15 +1,35 @@
 /*
- * spool_rec: see spool_rec.h. All integers are little-endian. A record is
- *   u32 magic | u8 type | u8[3] zero | u32 payload length | u64 message id |
- *   u32 crc32 (of the header with this field zeroed, then the payload) | payload
+ * spool_rec: see spool_rec.h. Pure: no I/O, no global state; the key comes
+ * in as a struct spool_mac. Called by spool.c (appending, under its mutex,
+ * on the event loop), spool_replay.c and spool_compact.c, and the fuzz
+ * target. All integers are little-endian. A v2 record is
+ *   u32 magic "MXV2" | u8 type | u8[3] zero | u32 payload length | u64 message id |
+ *   u8[8] header tag | u8[16] MAC | payload
+ * header tag = SipHash-2-4 of bytes 0..19, under a key derived from the spool key;
+ * MAC = HMAC-SHA256 of bytes 0..27 and the payload, under the spool key, cut to 16 bytes.
+ * Without the key no one can make bytes that decode, so a sender cannot
+ * plant records in message content (docs/spool.md, invariant 7). The tag
+ * only makes rejecting a forged header cheap; the MAC is what authenticates.
+ * A v1 record (read only) is the same first 20 bytes with a CRC-32 at 20.
  * Envelopes and updates are sequences of TLV fields (u8 tag, u32 length,
  * value); unknown tags are skipped so newer versions can add fields.
+ *
+ * Error policy: bad bytes are -EBADMSG or -EAGAIN, never a crash; OpenSSL
+ * failing on a context that already worked is a broken invariant (abort).
  */
 #include "spool_rec.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/cfg.h"
+#include "base/smtp_proto.h"
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -33,54 +53,152 @@ static uint64_t get_u64(const unsigned char *p)
 	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
 }
 
-static uint32_t rec_crc(const unsigned char *hdr, const void *payload, uint32_t len)
+/* --- keys and MACs ------------------------------------------------------ */
+
+#define REC_FIELDS_SIZE 20 /* magic, type, zero, length, id: what the header tag covers */
+#define SUBKEY_LABEL "mxvault spool header tag"
+
+struct spool_mac {
+	EVP_MAC_CTX *hmac; /* HMAC-SHA256 keyed with the spool key */
+	EVP_MAC_CTX *sip;  /* SipHash-2-4 (8 bytes) keyed with a key derived from it */
+};
+
+/* One keyed context; NULL if OpenSSL lacks the algorithm. Fetched once per spool, never per record. */
+static EVP_MAC_CTX *mac_ctx_new(const char *alg, const unsigned char *key, size_t keylen)
 {
-	unsigned char h[SPOOL_REC_HDR_SIZE];
-	memcpy(h, hdr, sizeof(h));
-	put_u32(h + 20, 0);
-	return crc32_of(crc32_of(0, h, sizeof(h)), payload, len);
+	size_t size = SPOOL_REC_TAG_SIZE;
+	OSSL_PARAM hmac_params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+				    OSSL_PARAM_construct_end()};
+	OSSL_PARAM sip_params[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size), OSSL_PARAM_construct_end()};
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, alg, NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (ctx && EVP_MAC_init(ctx, key, keylen, strcmp(alg, "HMAC") == 0 ? hmac_params : sip_params) == 1)
+		return ctx;
+	EVP_MAC_CTX_free(ctx);
+	return NULL;
 }
 
-void spool_rec_append(struct buf *out, uint8_t type, uint64_t msgid, const void *payload, uint32_t len)
+/* out = the first outn bytes of the MAC of a then b. A NULL key re-initialises with the key set (no allocation). */
+static void mac_run(EVP_MAC_CTX *ctx, const void *a, size_t an, const void *b, size_t bn, unsigned char *out,
+		    size_t outn)
+{
+	unsigned char full[EVP_MAX_MD_SIZE];
+	size_t len = 0;
+	if (EVP_MAC_init(ctx, NULL, 0, NULL) != 1 || EVP_MAC_update(ctx, a, an) != 1 ||
+	    (bn && EVP_MAC_update(ctx, b, bn) != 1) || EVP_MAC_final(ctx, full, &len, sizeof(full)) != 1 || len < outn)
+		abort();
+	memcpy(out, full, outn);
+}
+
+int spool_mac_new(const unsigned char key[SPOOL_KEY_SIZE], struct spool_mac **out)
+{
+	struct spool_mac *m = xcalloc(1, sizeof(*m));
+	unsigned char subkey[16];
+	m->hmac = mac_ctx_new("HMAC", key, SPOOL_KEY_SIZE);
+	if (m->hmac) {
+		mac_run(m->hmac, SUBKEY_LABEL, strlen(SUBKEY_LABEL), NULL, 0, subkey, sizeof(subkey));
+		m->sip = mac_ctx_new("SIPHASH", subkey, sizeof(subkey));
+		OPENSSL_cleanse(subkey, sizeof(subkey));
+	}
+	if (!m->sip) {
+		spool_mac_free(m);
+		return -ENOTSUP;
+	}
+	*out = m;
+	return 0;
+}
+
+void spool_mac_free(struct spool_mac *mac)
+{
+	if (!mac)
+		return;
+	EVP_MAC_CTX_free(mac->hmac);
+	EVP_MAC_CTX_free(mac->sip);
+	free(mac);
+}
+
+/* --- records ------------------------------------------------------------ */
+
+void spool_rec_append(struct spool_mac *mac, struct buf *out, uint8_t type, uint64_t msgid, const void *payload,
+		      uint32_t len)
 {
 	unsigned char h[SPOOL_REC_HDR_SIZE] = {0};
 	put_u32(h, SPOOL_REC_MAGIC);
 	h[4] = type;
 	put_u32(h + 8, len);
 	put_u64(h + 12, msgid);
-	put_u32(h + 20, rec_crc(h, payload, len));
+	mac_run(mac->sip, h, REC_FIELDS_SIZE, NULL, 0, h + REC_FIELDS_SIZE, SPOOL_REC_TAG_SIZE);
+	mac_run(mac->hmac, h, REC_FIELDS_SIZE + SPOOL_REC_TAG_SIZE, payload, len, h + REC_FIELDS_SIZE + SPOOL_REC_TAG_SIZE,
+		SPOOL_REC_MAC_SIZE);
 	buf_reserve(out, sizeof(h) + len);
 	buf_append(out, h, sizeof(h));
 	buf_append(out, payload, len);
 }
 
-long spool_rec_peek_len(const unsigned char *h)
+/* The payload length the fixed fields declare, or -EBADMSG. */
+static long rec_fields(const unsigned char *h, uint32_t magic)
 {
-	if (get_u32(h) != SPOOL_REC_MAGIC || h[4] == 0 || h[4] > SPOOL_REC_TYPE_MAX || h[5] || h[6] || h[7])
+	if (get_u32(h) != magic || h[4] == 0 || h[4] > SPOOL_REC_TYPE_MAX || h[5] || h[6] || h[7])
 		return -EBADMSG;
 	uint32_t len = get_u32(h + 8);
-	if (len > SPOOL_REC_MAX_PAYLOAD)
-		return -EBADMSG;
-	return (long)len;
+	return len > SPOOL_REC_MAX_PAYLOAD ? -EBADMSG : (long)len;
 }
 
-long spool_rec_decode(const unsigned char *p, size_t n, struct spool_rec *out)
+static long rec_out(const unsigned char *p, size_t hdr, long len, struct spool_rec *out)
 {
-	if (n < SPOOL_REC_HDR_SIZE)
-		return -EAGAIN;
-	long len = spool_rec_peek_len(p);
-	if (len < 0)
-		return len;
-	if (n - SPOOL_REC_HDR_SIZE < (size_t)len)
-		return -EAGAIN;
-	const unsigned char *payload = p + SPOOL_REC_HDR_SIZE;
-	if (rec_crc(p, payload, (uint32_t)len) != get_u32(p + 20))
-		return -EBADMSG;
 	out->type = p[4];
 	out->msgid = get_u64(p + 12);
-	out->payload = payload;
+	out->payload = p + hdr;
 	out->len = (uint32_t)len;
-	return SPOOL_REC_HDR_SIZE + len;
+	return (long)hdr + len;
+}
+
+long spool_rec_decode(struct spool_mac *mac, const unsigned char *p, size_t n, struct spool_rec *out)
+{
+	unsigned char want[SPOOL_REC_MAC_SIZE];
+	if (n < SPOOL_REC_HDR_SIZE)
+		return -EAGAIN;
+	long len = rec_fields(p, SPOOL_REC_MAGIC);
+	if (len < 0)
+		return len;
+	mac_run(mac->sip, p, REC_FIELDS_SIZE, NULL, 0, want, SPOOL_REC_TAG_SIZE);
+	if (CRYPTO_memcmp(want, p + REC_FIELDS_SIZE, SPOOL_REC_TAG_SIZE) != 0)
+		return -EBADMSG;
+	if (n - SPOOL_REC_HDR_SIZE < (size_t)len)
+		return -EAGAIN;
+	mac_run(mac->hmac, p, REC_FIELDS_SIZE + SPOOL_REC_TAG_SIZE, p + SPOOL_REC_HDR_SIZE, (size_t)len, want,
+		SPOOL_REC_MAC_SIZE);
+	if (CRYPTO_memcmp(want, p + REC_FIELDS_SIZE + SPOOL_REC_TAG_SIZE, SPOOL_REC_MAC_SIZE) != 0)
+		return -EBADMSG;
+	return rec_out(p, SPOOL_REC_HDR_SIZE, len, out);
+}
+
+static uint32_t rec_crc_v1(const unsigned char *hdr, const void *payload, uint32_t len)
+{
+	unsigned char h[SPOOL_REC_V1_HDR_SIZE];
+	memcpy(h, hdr, sizeof(h));
+	put_u32(h + REC_FIELDS_SIZE, 0);
+	return crc32_of(crc32_of(0, h, sizeof(h)), payload, len);
+}
+
+long spool_rec_decode_v1(const unsigned char *p, size_t n, struct spool_rec *out)
+{
+	if (n < SPOOL_REC_V1_HDR_SIZE)
+		return -EAGAIN;
+	long len = rec_fields(p, SPOOL_REC_MAGIC_V1);
+	if (len < 0)
+		return len;
+	if (n - SPOOL_REC_V1_HDR_SIZE < (size_t)len)
+		return -EAGAIN;
+	if (rec_crc_v1(p, p + SPOOL_REC_V1_HDR_SIZE, (uint32_t)len) != get_u32(p + REC_FIELDS_SIZE))
+		return -EBADMSG;
+	return rec_out(p, SPOOL_REC_V1_HDR_SIZE, len, out);
+}
+
+bool spool_seg_is_v1(const unsigned char *p, size_t n)
+{
+	return n >= 4 && get_u32(p) == SPOOL_REC_MAGIC_V1;
 }
 
 /* --- TLV fields ------------------------------------------------------- */
@@ -146,6 +264,27 @@ static int take_str(const unsigned char *v, size_t n, char **out)
 	return 0;
 }
 
+char *spool_reply_dup(const char *s, size_t n)
+{
+	if (!s)
+		return NULL;
+	if (n > SPOOL_REPLY_MAX) {
+		n = SPOOL_REPLY_MAX;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--; /* not inside a UTF-8 sequence */
+	}
+	return xstrndup(s, n);
+}
+
+/* Like take_str, cut to SPOOL_REPLY_MAX: a reply stored by a v1 spool may be longer. */
+static int take_reply(const unsigned char *v, size_t n, char **out)
+{
+	if (*out || memchr(v, '\0', n))
+		return -EBADMSG;
+	*out = spool_reply_dup((const char *)v, n);
+	return 0;
+}
+
 static int take_uint(const unsigned char *v, size_t n, uint64_t *out)
 {
 	uint64_t x = 0;
@@ -166,6 +305,24 @@ static void rcpt_encode(const struct spool_rcpt *r, struct buf *out)
 	tlv_u64(out, RC_CODE, r->code);
 	tlv_str(out, RC_REPLY, r->reply);
 }
+
+/*
+ * The envelope is one record, so it must fit in one, whatever the clients
+ * send: CFG_MAX_RECIPIENTS recipients, each with the longest address, ORCPT
+ * and stored reply (cut to SPOOL_REPLY_MAX wherever one is stored), plus the
+ * fixed fields at their longest (sender, ENVID, client address, HELO within
+ * one command line, protocol keyword, seven numbers, the dedup key).
+ * Compaction re-encodes envelopes with their replies, so they count too.
+ */
+#define TLV_SIZE(n) (5u + (n))
+#define UINT_FIELD TLV_SIZE(8u)
+#define RCPT_MAX \
+	TLV_SIZE(TLV_SIZE(SMTP_PATH_MAX) + TLV_SIZE(SMTP_ORCPT_MAX) + 3 * UINT_FIELD + TLV_SIZE(SPOOL_REPLY_MAX))
+#define ENV_FIXED_MAX                                                                                            \
+	(TLV_SIZE(SMTP_PATH_MAX) + TLV_SIZE(SMTP_ENVID_MAX) + TLV_SIZE(INET6_ADDRSTRLEN) +                        \
+	 TLV_SIZE(SMTP_CMD_LINE_MAX) + TLV_SIZE(32u) + 7 * UINT_FIELD + TLV_SIZE(32u))
+_Static_assert((uint64_t)CFG_MAX_RECIPIENTS * RCPT_MAX + ENV_FIXED_MAX <= SPOOL_REC_MAX_PAYLOAD,
+	       "an envelope with CFG_MAX_RECIPIENTS recipients must fit in one record");
 
 void spool_env_encode(const struct spool_env *env, struct buf *out)
 {
@@ -204,7 +361,7 @@ static int rcpt_decode(const unsigned char *p, size_t n, struct spool_rcpt *r)
 		switch (tag) {
 		case RC_ADDR: rc = take_str(v, len, &r->addr); break;
 		case RC_ORCPT: rc = take_str(v, len, &r->orcpt); break;
-		case RC_REPLY: rc = take_str(v, len, &r->reply); break;
+		case RC_REPLY: rc = take_reply(v, len, &r->reply); break;
 		case RC_NOTIFY: rc = take_uint(v, len, &x); r->notify = (uint8_t)x; break;
 		case RC_STATE:
 			rc = take_uint(v, len, &x);

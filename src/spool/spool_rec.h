@@ -1,8 +1,10 @@
 /*
  * spool_rec: the on-disk record format of the spool log, and the envelope
- * encoding carried by COMMIT records. Pure: bytes in, structs out, every
- * length bounded, so it can be fuzzed. See docs/spool.md for the format and
- * the invariants; spool.c is the only user that touches files.
+ * encoding carried by COMMIT records. Pure: bytes (and the spool's key, as
+ * a struct spool_mac) in, structs out, every length bounded, so it can be
+ * fuzzed. Records are authenticated (HMAC-SHA256), so bytes a sender wrote
+ * never decode as one. See docs/spool.md for the format and the
+ * invariants; spool.c is the only user that touches files.
  */
 #ifndef MXV_SPOOL_REC_H
 #define MXV_SPOOL_REC_H
@@ -13,10 +15,17 @@
 
 #include "base/util.h"
 
-#define SPOOL_REC_MAGIC 0x3156584dU  /* "MXV1" little-endian */
-#define SPOOL_REC_HDR_SIZE 24
+#define SPOOL_REC_MAGIC 0x3256584dU    /* "MXV2" little-endian: format v2, written */
+#define SPOOL_REC_MAGIC_V1 0x3156584dU /* "MXV1": format v1 (CRC-32), only read */
+#define SPOOL_REC_HDR_SIZE 44          /* v2: magic..id (20), header tag (8), MAC (16) */
+#define SPOOL_REC_V1_HDR_SIZE 24
+#define SPOOL_REC_TAG_SIZE 8
+#define SPOOL_REC_MAC_SIZE 16
 #define SPOOL_REC_MAX_PAYLOAD (16u << 20)
 #define SPOOL_DATA_CHUNK (64u << 10)
+#define SPOOL_KEY_SIZE 32
+/* Reply texts are stored cut to this many bytes, so an envelope is bounded (spool_rec.c). */
+#define SPOOL_REPLY_MAX 512
 
 enum spool_rec_type {
 	SPOOL_REC_SEGMENT = 1, /* first record of every segment file */
@@ -36,17 +45,35 @@ struct spool_rec {
 	uint32_t len;
 };
 
-/* Appends header and payload, checksummed, to out. */
-void spool_rec_append(struct buf *out, uint8_t type, uint64_t msgid, const void *payload, uint32_t len);
+/*
+ * The keyed state that authenticates records: made from the spool's secret
+ * key (SPOOL/key, spool_dir.c). Not thread-safe: one per spool, used by the
+ * thread that appends and replays (the event loop). Holds no I/O and no
+ * global state, so the codec stays pure and fuzzable with a fixed key.
+ */
+struct spool_mac;
+
+/* 0, or -ENOTSUP when OpenSSL offers no HMAC-SHA256 or SipHash. */
+int spool_mac_new(const unsigned char key[SPOOL_KEY_SIZE], struct spool_mac **out) MUST_CHECK;
+void spool_mac_free(struct spool_mac *mac);
+
+/* Appends a v2 record (header, header tag, MAC, payload) to out. No allocation beyond out growing. */
+void spool_rec_append(struct spool_mac *mac, struct buf *out, uint8_t type, uint64_t msgid, const void *payload,
+		      uint32_t len);
 
 /*
- * Decodes the record at p. Returns the record's total size (> 0);
+ * Decodes the v2 record at p. Returns the record's total size (> 0);
  * -EAGAIN when n is too short to hold it (a torn tail), -EBADMSG when the
- * magic, type, length or checksum is wrong.
+ * magic, type, length, header tag or MAC is wrong. The header tag is checked
+ * before the payload is read, so trying a record at every offset of a
+ * damaged region costs O(1) per offset whatever length the bytes there
+ * claim. A v1 record never decodes here.
  */
-long spool_rec_decode(const unsigned char *p, size_t n, struct spool_rec *out) MUST_CHECK;
-/* Decodes just the header: the payload length, or -EBADMSG. */
-long spool_rec_peek_len(const unsigned char *hdr) MUST_CHECK;
+long spool_rec_decode(struct spool_mac *mac, const unsigned char *p, size_t n, struct spool_rec *out) MUST_CHECK;
+/* The same for a v1 record (CRC-32, no key): only for segments written in format v1. */
+long spool_rec_decode_v1(const unsigned char *p, size_t n, struct spool_rec *out) MUST_CHECK;
+/* True if a segment starting with these bytes was written in format v1. */
+bool spool_seg_is_v1(const unsigned char *p, size_t n);
 
 enum spool_rcpt_state {
 	SPOOL_RCPT_PENDING = 0, /* not yet delivered (maybe deferred) */
@@ -91,6 +118,9 @@ void spool_env_encode(const struct spool_env *env, struct buf *out);
 int spool_env_decode(const unsigned char *p, size_t n, struct spool_env *env) MUST_CHECK;
 void spool_env_free(struct spool_env *env);
 void spool_env_copy(struct spool_env *dst, const struct spool_env *src);
+
+/* A copy of reply text (n bytes, no NUL needed) cut to SPOOL_REPLY_MAX at a UTF-8 boundary; NULL for NULL. */
+char *spool_reply_dup(const char *s, size_t n);
 
 struct spool_rcpt_update {
 	uint32_t index;

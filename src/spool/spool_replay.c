@@ -6,14 +6,16 @@
  * repair: a torn tail of the newest segment is cut off) and by
  * spool_open_readonly (which never writes).
  *
- * Damage is set aside, never fatal: bytes that fail their checksum are
- * copied to corrupt/, skipped, and logged; a message whose data no longer
- * adds up is copied to corrupt/ with what is left of it. The crash states
- * this handles are listed in docs/spool.md.
+ * Damage is set aside, never fatal: bytes that fail their MAC are copied to
+ * corrupt/, skipped, and logged, and the scan resumes at the next record
+ * whose MAC verifies (so no byte a sender wrote is taken for a record); a
+ * message whose data no longer adds up is copied to corrupt/ with what is
+ * left of it. Segments of format v1 are read but never scanned. The crash
+ * states this handles are listed in docs/spool.md. Runs on the thread that
+ * opens the spool, before the I/O thread starts, so it may use sp->mac.
  */
 #include "spool_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -44,7 +46,7 @@ struct replay {
 	struct spool *sp;
 	struct htab pending;  /* id -> struct pending: DATA not yet committed */
 	struct htab doubtful; /* id -> struct doubtful */
-	bool damaged;         /* some bytes failed their checksum */
+	bool damaged;         /* some bytes failed their MAC (or CRC, in a v1 segment) */
 	uint64_t set_aside;
 };
 
@@ -65,12 +67,12 @@ static int write_file_at(struct spool *sp, const char *name, const void *p, size
 	return rc;
 }
 
-static void set_aside_bytes(struct replay *rp, uint32_t seg, uint64_t off, const unsigned char *p, size_t n)
+static void set_aside_bytes(struct replay *rp, uint32_t seg, uint64_t off, const unsigned char *p, size_t n,
+			    const char *why)
 {
 	char name[48];
 	rp->damaged = true;
-	log_err("spool", "segment=%08" PRIx32 " offset=%" PRIu64 " bytes=%zu fail their checksum; set aside", seg, off,
-		n);
+	log_err("spool", "segment=%08" PRIx32 " offset=%" PRIu64 " bytes=%zu %s; set aside", seg, off, n, why);
 	if (rp->sp->readonly || fmt(name, sizeof(name), "%08" PRIx32 "-%" PRIx64 ".bin", seg, off) < 0)
 		return;
 	if (write_file_at(rp->sp, name, p, n) < 0)
@@ -129,14 +131,14 @@ static void pending_drop(struct replay *rp, uint64_t id)
 	}
 }
 
-static void apply_data(struct replay *rp, const struct spool_rec *r, uint32_t seg, uint64_t off)
+static void apply_data(struct replay *rp, const struct spool_rec *r, uint32_t seg, uint64_t payload_off)
 {
 	struct pending *p = pending_get(rp, r->msgid, true);
 	if (p->next == p->cap) {
 		p->cap = p->cap ? p->cap * 2 : 4;
 		p->ext = xrealloc(p->ext, p->cap * sizeof(*p->ext));
 	}
-	p->ext[p->next++] = (struct spool_extent){seg, r->len, off + SPOOL_REC_HDR_SIZE};
+	p->ext[p->next++] = (struct spool_extent){seg, r->len, payload_off};
 	if (seg < p->min_seg)
 		p->min_seg = seg;
 }
@@ -212,17 +214,17 @@ static void apply_rcpt(struct spool *sp, const struct spool_rec *r)
 	rc->state = u.state;
 	rc->code = u.code;
 	free(rc->reply);
-	rc->reply = u.reply ? xstrndup(u.reply, reply_len) : NULL;
+	rc->reply = spool_reply_dup(u.reply, reply_len);
 }
 
-static void apply_record(struct replay *rp, const struct spool_rec *r, uint32_t seg, uint64_t off)
+static void apply_record(struct replay *rp, const struct spool_rec *r, uint32_t seg, uint64_t payload_off)
 {
 	struct spool *sp = rp->sp;
 	struct spool_msg *m;
 	if (r->type != SPOOL_REC_SEGMENT && r->msgid > sp->last_id)
 		sp->last_id = r->msgid;
 	switch (r->type) {
-	case SPOOL_REC_DATA: apply_data(rp, r, seg, off); break;
+	case SPOOL_REC_DATA: apply_data(rp, r, seg, payload_off); break;
 	case SPOOL_REC_COMMIT: apply_commit(rp, r, seg); break;
 	case SPOOL_REC_RCPT: apply_rcpt(sp, r); break;
 	case SPOOL_REC_META:
@@ -263,8 +265,13 @@ static int read_whole(int fd, struct buf *b)
 	return 0;
 }
 
-/* Offset of the next record that decodes cleanly at or after from, or -1. */
-static long long find_next_record(const unsigned char *p, size_t n, size_t from)
+/*
+ * Offset of the next record that decodes at or after from, or -1. Only a
+ * record whose MAC verifies counts, so no byte a sender wrote (message
+ * content is in this range too) is ever taken for a record; the header tag
+ * makes each wrong offset cost one short SipHash, whatever length it claims.
+ */
+static long long find_next_record(struct spool_mac *mac, const unsigned char *p, size_t n, size_t from)
 {
 	struct spool_rec r;
 	for (size_t i = from; i + SPOOL_REC_HDR_SIZE <= n; i++) {
@@ -272,7 +279,7 @@ static long long find_next_record(const unsigned char *p, size_t n, size_t from)
 		if (!q)
 			return -1;
 		i = (size_t)(q - p);
-		if (spool_rec_decode(p + i, n - i, &r) > 0)
+		if (spool_rec_decode(mac, p + i, n - i, &r) > 0)
 			return (long long)i;
 	}
 	return -1;
@@ -293,6 +300,27 @@ static void cut_torn_tail(struct replay *rp, uint32_t seg, uint64_t off, size_t 
 		close(fd);
 }
 
+/*
+ * A segment of format v1 (CRC-32, before the spool had a key) is read record
+ * by record, and never scanned: in v1, content can look like records. The
+ * first record that fails ends it; the rest is set aside, never cut.
+ */
+static void replay_segment_v1(struct replay *rp, uint32_t seg, const struct buf *b)
+{
+	size_t pos = 0;
+	while (pos < b->len) {
+		struct spool_rec r;
+		long n = spool_rec_decode_v1(b->data + pos, b->len - pos, &r);
+		if (n <= 0) {
+			set_aside_bytes(rp, seg, pos, b->data + pos, b->len - pos,
+					"do not decode in a v1 segment, which is not searched for more records");
+			return;
+		}
+		apply_record(rp, &r, seg, (uint64_t)(r.payload - b->data));
+		pos += (size_t)n;
+	}
+}
+
 static int replay_segment(struct replay *rp, uint32_t seg, bool newest, struct buf *b)
 {
 	int fd = spool_seg_fd(rp->sp, seg);
@@ -301,59 +329,30 @@ static int replay_segment(struct replay *rp, uint32_t seg, bool newest, struct b
 	int rc = read_whole(fd, b);
 	if (rc < 0)
 		return rc;
+	if (spool_seg_is_v1(b->data, b->len)) {
+		replay_segment_v1(rp, seg, b);
+		return 0;
+	}
+	struct spool_mac *mac = rp->sp->mac;
+	if (!mac) /* no key (a read-only open of a v1 spool): a v2 segment appeared since it was checked */
+		return b->len < 4 ? 0 : -ENOKEY;
 	size_t pos = 0;
 	while (pos < b->len) {
 		struct spool_rec r;
-		long n = spool_rec_decode(b->data + pos, b->len - pos, &r);
+		long n = spool_rec_decode(mac, b->data + pos, b->len - pos, &r);
 		if (n > 0) {
-			apply_record(rp, &r, seg, pos);
+			apply_record(rp, &r, seg, pos + SPOOL_REC_HDR_SIZE);
 			pos += (size_t)n;
 			continue;
 		}
-		long long next = find_next_record(b->data, b->len, pos + 1);
+		long long next = find_next_record(mac, b->data, b->len, pos + 1);
 		if (next < 0) {
 			cut_torn_tail(rp, seg, pos, b->len, newest);
 			break;
 		}
-		set_aside_bytes(rp, seg, pos, b->data + pos, (size_t)next - pos);
+		set_aside_bytes(rp, seg, pos, b->data + pos, (size_t)next - pos, "fail their MAC");
 		pos = (size_t)next;
 	}
-	return 0;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static int list_segments(struct spool *sp, uint32_t **out, size_t *n)
-{
-	int fd = openat(sp->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* own offset: see spool_dir_prepare */
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return -errno;
-	}
-	size_t cap = 0;
-	*out = NULL;
-	*n = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		unsigned seg;
-		char tail[8];
-		if (strlen(e->d_name) != 12 || sscanf(e->d_name, "%8x%7s", &seg, tail) != 2 || strcmp(tail, ".seg"))
-			continue;
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			*out = xrealloc(*out, cap * sizeof(**out));
-		}
-		(*out)[(*n)++] = seg;
-	}
-	closedir(d);
-	if (*n) /* qsort(NULL, 0, ...) is undefined behaviour (UBSan stops a fresh spool) */
-		qsort(*out, *n, sizeof(**out), cmp_u32);
 	return 0;
 }
 
@@ -411,7 +410,7 @@ int spool_replay(struct spool *sp)
 {
 	uint32_t *segs = NULL;
 	size_t n = 0;
-	int rc = list_segments(sp, &segs, &n);
+	int rc = spool_list_segments(sp, &segs, &n);
 	if (rc < 0)
 		return rc;
 	struct replay rp = {.sp = sp};

@@ -23,14 +23,16 @@ import tempfile
 import threading
 import time
 import unittest
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxv  # noqa: E402
 
 QUEUED_RX = re.compile(r'queued as ([0-9a-f]{16})\b')
-REC_MAGIC = b'MXV1'
-REC_HDR = struct.Struct('<4sB3xIQI')  # magic, type, zero[3], payload length, message id, crc32
-REC_DATA = 2
+REC_MAGIC = b'MXV2'
+REC_HDR = struct.Struct('<4sB3xIQ8s16s')  # magic, type, zero[3], payload length, message id, header tag, MAC
+REC_V1_HDR = struct.Struct('<4sB3xIQI')   # format v1: magic MXV1, ..., crc32
+REC_DATA, REC_COMMIT, REC_DONE = 2, 3, 5
 DISK_ERRORS = {(452, '4.3.1'), (451, '4.3.0')}
 KIB = 1024
 
@@ -94,7 +96,7 @@ def records(path):
         data = f.read()
     out, pos = [], 0
     while pos + REC_HDR.size <= len(data):
-        magic, rtype, length, msgid, _crc = REC_HDR.unpack_from(data, pos)
+        magic, rtype, length, msgid, _tag, _mac = REC_HDR.unpack_from(data, pos)
         if magic != REC_MAGIC:
             break
         out.append((pos, rtype, length, '%016x' % msgid))
@@ -536,6 +538,117 @@ class CorruptionTest(unittest.TestCase):
             self.assertEqual((stage, code), ('end', 250), text)
             ids.append(qid)
         return ids
+
+
+# --- records forged in message content ------------------------------------------
+
+def tlv(tag, value):
+    return struct.pack('<BI', tag, len(value)) + value
+
+
+def forged_envelope(to, body_size, pad):
+    """An envelope as spool_rec.c encodes it: sender, body size, one recipient,
+    and an unknown field (skipped by the decoder) to vary the bytes."""
+    return (tlv(1, b'forger@evil.test') + tlv(11, struct.pack('<Q', body_size)) + tlv(20, tlv(1, to.encode())) +
+            tlv(99, pad))
+
+
+def smtp_safe(b):
+    """Bytes that pass through DATA unchanged: no bare CR or LF (dot-stuffing is undone by the server)."""
+    rest = b.replace(b'\r\n', b'')
+    return b'\r' not in rest and b'\n' not in rest
+
+
+def v1_record(rtype, msgid, payload):
+    """A format v1 record: CRC-32 over the header (CRC field zero) and the payload."""
+    head = REC_V1_HDR.pack(b'MXV1', rtype, len(payload), msgid, 0)
+    return REC_V1_HDR.pack(b'MXV1', rtype, len(payload), msgid, zlib.crc32(head + payload)) + payload
+
+
+def v2_lookalike(rtype, msgid, payload, n):
+    """An MXV2 header with a made-up header tag and MAC."""
+    made_up = bytes((0x21 + (7 * i + n) % 90) for i in range(24))
+    return REC_HDR.pack(b'MXV2', rtype, len(payload), msgid, made_up[:8], made_up[8:]) + payload
+
+
+def forge(make, victim_id, forged_id):
+    """DATA + COMMIT of a message to victim@elsewhere.test, and a DONE for
+    victim_id, each varied until its bytes pass through SMTP unchanged."""
+    for n in range(10000):
+        pad = b'%04d' % n
+        body = b'Subject: forged ' + pad + b'\r\n\r\nforged\r\n'
+        recs = [make(REC_DATA, forged_id, body),
+                make(REC_COMMIT, forged_id, forged_envelope('victim@elsewhere.test', len(body), pad)),
+                make(REC_DONE, victim_id, pad)]
+        if smtp_safe(b'\r\n' + b''.join(recs) + b'\r\n'):
+            return b''.join(recs)
+    raise AssertionError('no SMTP-safe forgery for id %016x' % victim_id)
+
+
+def dot_stuff(body):
+    return (b'.' + body if body.startswith(b'.') else body).replace(b'\r\n.', b'\r\n..')
+
+
+class ForgedRecordsTest(unittest.TestCase):
+    """Issue 6: recovery scans a damaged segment for the next record, and a
+    sender can put record-shaped bytes in a body. Message A carries forged
+    records (v1 ones with a valid CRC-32, MXV2 ones with a made-up MAC): a
+    message to a domain that is not configured and a DONE for C, which was
+    queued before. A crash or bad sector then damages A's first DATA header.
+    After the restart nothing forged may count: C and B (after the damage)
+    stay queued, A is set aside, nothing goes to elsewhere.test."""
+
+    def send(self, d, sender, body):
+        stage, code, text, qid = send_one(d, sender, 'rcpt@any.test', body)
+        self.assertEqual((stage, code), ('end', 250), text)
+        return qid
+
+    def test_forged_records_in_a_body_do_not_count_after_damage(self):
+        d = new_daemon(min_free_space=0)
+        self.addCleanup(d.cleanup)
+        d.start()
+        # C's id goes into a forged DONE record: it must pass through DATA unchanged.
+        for i in range(20):
+            c = self.send(d, 'c%d@client.test' % i, body_of(2000, 'c%d' % i))
+            if smtp_safe(struct.pack('<Q', int(c, 16))):
+                break
+        else:
+            self.fail('no queue id without CR or LF bytes')
+        victim, forged_id = int(c, 16), int(c, 16) + 0x4242
+        marker = b'MARKER-A-%d' % os.getpid()
+        body_a = (b'From: <a@client.test>\r\nSubject: A\r\n\r\n' + marker + b'\r\n' +
+                  forge(v1_record, victim, forged_id) + b'\r\n' +
+                  forge(lambda t, i, p: v2_lookalike(t, i, p, 1), victim, forged_id + 1) + b'\r\nend of A\r\n')
+        self.assertTrue(smtp_safe(body_a))
+        a = self.send(d, 'a@client.test', dot_stuff(body_a))
+        b = self.send(d, 'b@client.test', body_of(2000, 'b'))
+        self.assertEqual(sorted(m['id'] for m in d.queue()), sorted([c, a, b]))
+        d.kill9()
+
+        seg = os.path.join(d.spool, segments(d.spool)[-1])
+        with open(seg, 'r+b') as f:
+            data = f.read()
+            at = data.find(marker)
+            self.assertGreater(at, 0, 'marker of A not in %s' % seg)
+            head = data.rfind(b'MXV', 0, at)
+            self.assertGreaterEqual(head, 0)
+            self.assertEqual(struct.unpack_from('<Q', data, head + 12)[0], int(a, 16), "not A's DATA header")
+            f.seek(head + 12)  # the message id, in both formats: fails the header's check
+            f.write(bytes([data[head + 12] ^ 0x40]))
+        mark = len(d.log_text())
+        d.start()
+        queue = d.queue()
+        to = sorted(r['address'] for m in queue for r in m['recipients'])
+        self.assertFalse([t for t in to if t.endswith('@elsewhere.test')], 'a forged message was recovered: %s' % to)
+        # Recovered and at once relayed (or bounced, here: the domain does not resolve) shows in the log only.
+        forged = [ln for ln in d.log_text()[mark:].splitlines() if 'elsewhere.test' in ln or '%016x' % forged_id in ln]
+        self.assertEqual(forged, [], 'a forged message was recovered')
+        ids = sorted(m['id'] for m in queue)
+        self.assertIn(c, ids, 'C was dropped by a forged DONE record')
+        self.assertIn(b, ids, 'B, after the damage, was not salvaged')
+        self.assertEqual(ids, sorted([c, b]))
+        self.assertIn(a + '.eml', os.listdir(os.path.join(d.spool, 'corrupt')))
+        d.stop()
 
 
 # --- disk full ----------------------------------------------------------------

@@ -1,61 +1,111 @@
-/* Unit tests for the spool record and envelope codecs (src/spool_rec.c). */
+/*
+ * Unit tests for the spool record and envelope codecs (src/spool/spool_rec.c):
+ * v2 records verify only with their key, v1 records only in a v1 segment,
+ * and an envelope at the configured limits fits in one record.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "base/cfg.h"
 #include "smtpd/smtp_parse.h"
 #include "spool/spool_rec.h"
+#include "spool_v1.h"
 
-static void make_rec(struct buf *b, uint8_t type, const char *payload)
+static const unsigned char key_a[SPOOL_KEY_SIZE] = "0123456789abcdef0123456789abcdef";
+static const unsigned char key_b[SPOOL_KEY_SIZE] = "0123456789abcdef0123456789abcdeF";
+
+enum rec_kind { V2_KEY_A, V2_KEY_B, V1 };
+enum { NO_CUT = -1 };
+#define V2_LEN(n) (SPOOL_REC_HDR_SIZE + (n))
+
+/*
+ * Each case: a record of "hello" made as kind and followed by zeros (as if
+ * more of a segment followed), bytes xor-ed at up to two offsets, then cut
+ * to the first cut bytes.
+ */
+static const struct rec_case {
+	const char *name;
+	enum rec_kind kind;
+	struct { int off; unsigned char x; } flip[2];
+	int cut;
+	bool legacy;  /* decoded as a v1 segment's record */
+	long expect;  /* > 0: the full length */
+} rec_cases[] = {
+	{"good record", V2_KEY_A, {{-1, 0}}, NO_CUT, false, V2_LEN(5)},
+	{"bad MAC: a payload byte flipped", V2_KEY_A, {{SPOOL_REC_HDR_SIZE + 2, 0x20}}, NO_CUT, false, -EBADMSG},
+	{"bad MAC: a MAC byte flipped", V2_KEY_A, {{30, 0x01}}, NO_CUT, false, -EBADMSG},
+	{"bad header tag: the id flipped", V2_KEY_A, {{12, 0x01}}, NO_CUT, false, -EBADMSG},
+	{"bad header tag: a tag byte flipped", V2_KEY_A, {{20, 0x80}}, NO_CUT, false, -EBADMSG},
+	{"wrong key", V2_KEY_B, {{-1, 0}}, NO_CUT, false, -EBADMSG},
+	{"truncated payload (torn tail)", V2_KEY_A, {{-1, 0}}, V2_LEN(4), false, -EAGAIN},
+	{"truncated header", V2_KEY_A, {{-1, 0}}, 10, false, -EAGAIN},
+	{"wrong magic", V2_KEY_A, {{0, 0x01}}, NO_CUT, false, -EBADMSG},
+	{"unknown type", V2_KEY_A, {{4, 0x60}}, NO_CUT, false, -EBADMSG},
+	{"nonzero padding", V2_KEY_A, {{6, 0x01}}, NO_CUT, false, -EBADMSG},
+	{"length beyond the limit", V2_KEY_A, {{11, 0x7f}}, NO_CUT, false, -EBADMSG},
+	/* Forged header claiming the largest payload: refused before any payload is read, not "torn". */
+	{"forged 16 MiB header, bytes missing", V2_KEY_A, {{8, 0x05}, {11, 0x01}}, 100, false, -EBADMSG},
+	{"v1 record in a v2 segment", V1, {{-1, 0}}, NO_CUT, false, -EBADMSG},
+	{"v1 record in a v1 segment", V1, {{-1, 0}}, NO_CUT, true, SPOOL_REC_V1_HDR_SIZE + 5},
+	{"v1 record, bad CRC", V1, {{SPOOL_REC_V1_HDR_SIZE + 1, 0x04}}, NO_CUT, true, -EBADMSG},
+	{"v1 record, torn", V1, {{-1, 0}}, SPOOL_REC_V1_HDR_SIZE + 2, true, -EAGAIN},
+	{"v2 record in a v1 segment", V2_KEY_A, {{-1, 0}}, NO_CUT, true, -EBADMSG},
+};
+
+static void build_case(const struct rec_case *c, struct spool_mac *a, struct spool_mac *b, struct buf *out,
+		       size_t *n)
 {
-	buf_reset(b);
-	spool_rec_append(b, type, 0x1234, payload, (uint32_t)strlen(payload));
+	buf_reset(out);
+	if (c->kind == V1)
+		v1_rec(out, SPOOL_REC_DATA, 0x1234, "hello", 5);
+	else
+		spool_rec_append(c->kind == V2_KEY_A ? a : b, out, SPOOL_REC_DATA, 0x1234, "hello", 5);
+	static const unsigned char zeros[64];
+	buf_append(out, zeros, sizeof(zeros));
+	for (size_t i = 0; i < ARRAY_LEN(c->flip); i++)
+		if (c->flip[i].x)
+			out->data[c->flip[i].off] ^= c->flip[i].x;
+	*n = c->cut == NO_CUT ? out->len : (size_t)c->cut;
 }
 
 static void test_record_cases(void **state)
 {
 	(void)state;
-	struct buf b = {0};
+	struct spool_mac *a, *b;
+	assert_int_equal(spool_mac_new(key_a, &a), 0);
+	assert_int_equal(spool_mac_new(key_b, &b), 0);
+	struct buf buf = {0};
 	struct spool_rec r;
-	struct {
-		const char *name;
-		void (*mangle)(struct buf *b);
-		long expect; /* > 0: the full length */
-	} cases[] = {
-		{"intact", NULL, SPOOL_REC_HDR_SIZE + 5},
-		{"missing end (torn tail)", NULL, -EAGAIN},
-		{"bad checksum", NULL, -EBADMSG},
-		{"bad magic", NULL, -EBADMSG},
-		{"unknown type", NULL, -EBADMSG},
-		{"length beyond limit", NULL, -EBADMSG},
-		{"header only, cut", NULL, -EAGAIN},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		make_rec(&b, SPOOL_REC_DATA, "hello");
-		size_t n = b.len;
-		switch (i) {
-		case 1: n -= 1; break;
-		case 2: b.data[SPOOL_REC_HDR_SIZE + 2] ^= 0x20; break;
-		case 3: b.data[0] ^= 1; break;
-		case 4: b.data[4] = 99; break;
-		case 5: b.data[11] = 0x7f; break;
-		case 6: n = 10; break;
-		}
-		long got = spool_rec_decode(b.data, n, &r);
-		if (got != cases[i].expect)
-			fail_msg("case '%s': got %ld, expected %ld", cases[i].name, got, cases[i].expect);
+	for (size_t i = 0; i < ARRAY_LEN(rec_cases); i++) {
+		const struct rec_case *c = &rec_cases[i];
+		size_t n;
+		build_case(c, a, b, &buf, &n);
+		long got = c->legacy ? spool_rec_decode_v1(buf.data, n, &r) : spool_rec_decode(a, buf.data, n, &r);
+		if (got != c->expect)
+			fail_msg("case '%s': got %ld, expected %ld", c->name, got, c->expect);
 	}
-	make_rec(&b, SPOOL_REC_COMMIT, "xyz");
-	assert_int_equal(spool_rec_decode(b.data, b.len, &r), SPOOL_REC_HDR_SIZE + 3);
+	buf_reset(&buf);
+	spool_rec_append(a, &buf, SPOOL_REC_COMMIT, 0x1234, "xyz", 3);
+	assert_int_equal(spool_rec_decode(a, buf.data, buf.len, &r), V2_LEN(3));
 	assert_int_equal(r.type, SPOOL_REC_COMMIT);
 	assert_true(r.msgid == 0x1234);
 	assert_memory_equal(r.payload, "xyz", 3);
-	buf_free(&b);
+	/* A segment's first bytes tell its format. */
+	assert_false(spool_seg_is_v1(buf.data, buf.len));
+	buf_reset(&buf);
+	v1_rec(&buf, SPOOL_REC_SEGMENT, 1, "x", 1);
+	assert_true(spool_seg_is_v1(buf.data, buf.len));
+	assert_false(spool_seg_is_v1(buf.data, 3));
+	spool_mac_free(a);
+	spool_mac_free(b);
+	buf_free(&buf);
 }
 
 static void test_envelope_round_trip(void **state)
@@ -129,6 +179,60 @@ static void test_updates_round_trip(void **state)
 	buf_free(&b);
 }
 
+static char *filled(size_t n, char c)
+{
+	char *s = malloc(n + 1);
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* What the _Static_assert in spool_rec.c claims, checked against the encoder itself. */
+static void test_envelope_at_the_limits_fits(void **state)
+{
+	(void)state;
+	char *addr = filled(SMTP_PATH_MAX, 'a'), *orcpt = filled(SMTP_ORCPT_MAX, 'o');
+	char *long_reply = filled(4 * SPOOL_REPLY_MAX, 'r'), *helo = filled(SMTP_CMD_LINE_MAX, 'h');
+	char *reply = spool_reply_dup(long_reply, strlen(long_reply)); /* as every path that stores one does */
+	struct spool_rcpt *r = calloc(CFG_MAX_RECIPIENTS, sizeof(*r));
+	for (size_t i = 0; i < CFG_MAX_RECIPIENTS; i++)
+		r[i] = (struct spool_rcpt){.addr = addr, .orcpt = orcpt, .notify = 0xff, .state = SPOOL_RCPT_FAILED,
+					   .code = 554, .reply = reply};
+	struct spool_env env = {
+		.sender = addr, .envid = filled(SMTP_ENVID_MAX, 'e'), .client_addr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+		.client_helo = helo, .proto = "UTF8SMTPSA", .arrival = INT64_MAX, .body_size = UINT64_MAX,
+		.size_param = UINT64_MAX, .flags = UINT32_MAX, .has_dedup_key = true, .nrcpt = CFG_MAX_RECIPIENTS,
+		.rcpts = r,
+	};
+	struct buf b = {0};
+	spool_env_encode(&env, &b);
+	assert_true(b.len <= SPOOL_REC_MAX_PAYLOAD);
+	struct spool_env out;
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), 0);
+	assert_int_equal(out.nrcpt, CFG_MAX_RECIPIENTS);
+	assert_int_equal(strlen(out.rcpts[CFG_MAX_RECIPIENTS - 1].reply), SPOOL_REPLY_MAX);
+	spool_env_free(&out);
+	buf_free(&b);
+	free(r);
+	free(env.envid);
+	free(addr), free(orcpt), free(long_reply), free(helo), free(reply);
+}
+
+static void test_reply_is_cut_at_a_character(void **state)
+{
+	(void)state;
+	char s[SPOOL_REPLY_MAX + 8];
+	memset(s, 'x', sizeof(s));
+	memcpy(s + SPOOL_REPLY_MAX - 1, "\xc3\xa9", 2); /* an e-acute across the limit */
+	char *c = spool_reply_dup(s, sizeof(s));
+	assert_int_equal(strlen(c), SPOOL_REPLY_MAX - 1);
+	free(c);
+	c = spool_reply_dup("250 ok", 6);
+	assert_string_equal(c, "250 ok");
+	free(c);
+	assert_null(spool_reply_dup(NULL, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +240,8 @@ int main(void)
 		cmocka_unit_test(test_envelope_round_trip),
 		cmocka_unit_test(test_envelope_rejects),
 		cmocka_unit_test(test_updates_round_trip),
+		cmocka_unit_test(test_envelope_at_the_limits_fits),
+		cmocka_unit_test(test_reply_is_cut_at_a_character),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
