@@ -14,7 +14,8 @@
 # or if its private instance does not start, its rows say why instead of a number.
 #
 # Environment: BENCH_MSGS (10000), BENCH_SESSIONS (50), BENCH_SIZE (4096),
-# BENCH_IDLE (1000), BENCH_WARMUP (200), MXVAULT_BIN (build/mxvault), PYTHON.
+# BENCH_IDLE (1000), BENCH_WARMUP (200), MXVAULT_BIN (build/mxvault), PYTHON,
+# MXVAULT_BASELINE_BIN (another build measured the same way in the same run).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -284,10 +285,16 @@ R sink_msgs_per_s "$SINK"
 R sink_cpu_ms_per_msg "$SINK_CPU"
 
 # --- 3 and 5. mxvault: idle sessions, then durable accepts ----------------------
-echo "bench: mxvault..." >&2
-PORT=$(bpy freeport)
-DOWN=$(bpy freeport) # nothing listens here: the primary is down, mail stays queued
-cat >"$TMP/mxvault.conf" <<EOF
+# mxvault_run KEY BIN: a fresh spool and daemon; results as KEY_msgs_per_s etc.
+# The recipients file holds "*": every build, old or new, reads that the same way.
+printf '*\n' >"$TMP/recipients"
+mxvault_run() {
+	key=$1 bin=$2
+	echo "bench: mxvault ($key: $bin)..." >&2
+	rm -rf "$TMP/spool"
+	PORT=$(bpy freeport)
+	DOWN=$(bpy freeport) # nothing listens here: the primary is down, mail stays queued
+	cat >"$TMP/mxvault.conf" <<EOF
 [server]
 hostname = mxvault.bench.test
 listen = 127.0.0.1:$PORT
@@ -296,40 +303,47 @@ max_sessions = $((IDLE + 1000))
 max_sessions_per_ip = $((IDLE + 1000))
 min_free_space = 0
 [domain bench.test]
+recipients = $TMP/recipients
 primary = 127.0.0.1:$DOWN
 EOF
-"$BIN" serve -c "$TMP/mxvault.conf" 2>"$TMP/mxvault.log" &
-MXV_PID=$!
-MXV=n/a MXV_Q=n/a IDLE_B=n/a IDLE_A=n/a IDLE_N=0 IDLE_K=n/a FDS=n/a FSS=n/a CPU_MS=n/a
-if bpy waitport "$PORT" 10; then
-	set -- $(bpy idle "$PORT" "$IDLE" "$MXV_PID" 30 || echo n/a n/a 0)
-	IDLE_B=$1 IDLE_A=$2 IDLE_N=$3
-	[ "$IDLE_N" = "$IDLE" ] || echo "bench: only $IDLE_N of $IDLE idle sessions were greeted" >&2
-	[ "$IDLE_N" -gt 0 ] 2>/dev/null && IDLE_K=$(div "$(calc %d "$IDLE_A - $IDLE_B")" "$IDLE_N" %.1f)
-	measure mxvault "$PORT" "$MXV_PID" -p "$MXV_PID"
-	MXV=$RATE
-else
-	echo "bench: mxvault did not start; see $OUT/mxvault.log" >&2
-fi
-MXV_FDS=$FDS MXV_FS=$FSS MXV_CPU=$CPU_MS
-stop_pid "$MXV_PID" 15
-MXV_PID=
-MXV_Q=$("$BIN" queue list -c "$TMP/mxvault.conf" 2>/dev/null | tail -1 | awk '{ print $2 }')
-MXV_EXP=$((WARM + MSGS))
-[ "$MXV_Q" = "$MXV_EXP" ] || echo "bench: mxvault queue holds ${MXV_Q:-?} messages, expected $MXV_EXP" >&2
-MXV_SYNCS=$(sum "$MXV_FDS" "$MXV_FS")
-R mxvault_msgs_per_s "$MXV"
-R mxvault_cpu_ms_per_msg "$MXV_CPU"
-R mxvault_queued "${MXV_Q:-n/a}"
-R mxvault_queued_expected "$MXV_EXP"
-R mxvault_fdatasync "$MXV_FDS"
-R mxvault_fsync "$MXV_FS"
-R mxvault_syncs_per_msg "$(div "$MXV_SYNCS" "$MSGS" "%.3f")"
-R mxvault_msgs_per_sync "$(div "$MSGS" "$MXV_SYNCS" "%.1f")"
-R idle_sessions "$IDLE_N"
-R idle_rss_before_kib "$IDLE_B"
-R idle_rss_after_kib "$IDLE_A"
-R idle_kib_per_session "$IDLE_K"
+	"$bin" serve -c "$TMP/mxvault.conf" 2>"$TMP/mxvault.log" &
+	MXV_PID=$!
+	MXV=n/a MXV_Q=n/a IDLE_B=n/a IDLE_A=n/a IDLE_N=0 IDLE_K=n/a FDS=n/a FSS=n/a CPU_MS=n/a
+	if bpy waitport "$PORT" 10; then
+		set -- $(bpy idle "$PORT" "$IDLE" "$MXV_PID" 30 || echo n/a n/a 0)
+		IDLE_B=$1 IDLE_A=$2 IDLE_N=$3
+		[ "$IDLE_N" = "$IDLE" ] || echo "bench: only $IDLE_N of $IDLE idle sessions were greeted" >&2
+		[ "$IDLE_N" -gt 0 ] 2>/dev/null && IDLE_K=$(div "$(calc %d "$IDLE_A - $IDLE_B")" "$IDLE_N" %.1f)
+		measure "$key" "$PORT" "$MXV_PID" -p "$MXV_PID"
+		MXV=$RATE
+	else
+		echo "bench: mxvault did not start; see $OUT/mxvault.log" >&2
+	fi
+	MXV_FDS=$FDS MXV_FS=$FSS MXV_CPU=$CPU_MS
+	stop_pid "$MXV_PID" 15
+	MXV_PID=
+	MXV_Q=$("$bin" queue list -c "$TMP/mxvault.conf" 2>/dev/null | tail -1 | awk '{ print $2 }')
+	MXV_EXP=$((WARM + MSGS))
+	[ "$MXV_Q" = "$MXV_EXP" ] || echo "bench: $key queue holds ${MXV_Q:-?} messages, expected $MXV_EXP" >&2
+	MXV_SYNCS=$(sum "$MXV_FDS" "$MXV_FS")
+	R "${key}_msgs_per_s" "$MXV"
+	R "${key}_cpu_ms_per_msg" "$MXV_CPU"
+	R "${key}_queued" "${MXV_Q:-n/a}"
+	R "${key}_queued_expected" "$MXV_EXP"
+	R "${key}_fdatasync" "$MXV_FDS"
+	R "${key}_fsync" "$MXV_FS"
+	R "${key}_syncs_per_msg" "$(div "$MXV_SYNCS" "$MSGS" "%.3f")"
+	R "${key}_msgs_per_sync" "$(div "$MSGS" "$MXV_SYNCS" "%.1f")"
+	R "${key}_idle_sessions" "$IDLE_N"
+	R "${key}_idle_rss_before_kib" "$IDLE_B"
+	R "${key}_idle_rss_after_kib" "$IDLE_A"
+	R "${key}_idle_kib_per_session" "$IDLE_K"
+	cp "$TMP/mxvault.log" "$OUT/$key.log" 2>/dev/null
+}
+# MXVAULT_BASELINE_BIN: another build (the last release, say) measured the
+# same way in the same run, right before this one: what a change costs.
+[ -n "${MXVAULT_BASELINE_BIN:-}" ] && mxvault_run baseline "$MXVAULT_BASELINE_BIN"
+mxvault_run mxvault "$BIN" # last: MXV and MXV_CPU keep this build's figures
 
 # --- 4. a private Postfix instance --------------------------------------------
 PFX=$TMP/postfix
@@ -355,7 +369,9 @@ pfx_start() { # sets PFX_WHY on failure
 	# master.cf is the system's (daemon paths), its inet services replaced by ours.
 	: >"$PFX/conf/main.cf"
 	cp /etc/postfix/master.cf "$PFX/conf/"
-	chown "$(postconf -h mail_owner)" "$PFX/data"
+	# Every postconf names the private instance: a fresh Debian has no
+	# /etc/postfix/main.cf (the package was installed with "No configuration").
+	chown "$(postconf -c "$PFX/conf" -h mail_owner)" "$PFX/data"
 	postconf -c "$PFX/conf" -e compatibility_level=3.6 \
 		"queue_directory=$PFX_Q" "data_directory=$PFX/data" \
 		inet_interfaces=127.0.0.1 inet_protocols=ipv4 myhostname=postfix.bench.test \
@@ -397,7 +413,7 @@ pfx_mode() { # hold|deferred
 }
 if pfx_start; then
 	R postfix_status ok
-	R postfix_version "$(postconf -h mail_version)"
+	R postfix_version "$(postconf -c "$PFX/conf" -h mail_version)"
 	pfx_mode hold
 	pfx_mode deferred
 else
@@ -443,8 +459,14 @@ R ratio_mxvault_to_postfix_deferred "$(div "$MXV" "$PD" "%.1f")"
 	echo
 	echo "mxvault / smtp-sink: $(get ratio_mxvault_to_sink)   mxvault / Postfix: $(get ratio_mxvault_to_postfix_hold) (hold)," \
 		"$(get ratio_mxvault_to_postfix_deferred) (deferred)   messages per mxvault sync: $(get mxvault_msgs_per_sync)"
-	echo "mxvault idle sessions: $(get idle_sessions), VmRSS $(get idle_rss_before_kib) -> $(get idle_rss_after_kib) KiB:" \
-		"$(get idle_kib_per_session) KiB per session"
+	echo "mxvault idle sessions: $(get mxvault_idle_sessions), VmRSS $(get mxvault_idle_rss_before_kib) ->" \
+		"$(get mxvault_idle_rss_after_kib) KiB: $(get mxvault_idle_kib_per_session) KiB per session"
+	if [ -n "${MXVAULT_BASELINE_BIN:-}" ]; then
+		echo "baseline ($MXVAULT_BASELINE_BIN): $(get baseline_msgs_per_s) msgs/s," \
+			"$(get baseline_syncs_per_msg) syncs/msg, $(get baseline_cpu_ms_per_msg) ms CPU/msg," \
+			"$(get baseline_idle_kib_per_session) KiB per idle session;" \
+			"this build / baseline: $(div "$(get mxvault_msgs_per_s)" "$(get baseline_msgs_per_s)" %.2f)"
+	fi
 	echo "(Postfix syncs are counted system-wide; results in ${RES#"$REPO"/})"
 }
 mv "$RES.tmp" "$RES"

@@ -497,6 +497,24 @@ class TestRelayControl(DaemonCase):
         self.assert_queue_empty()
 
 
+class TestUtf8Recipients(unittest.TestCase):
+    def test_listed_utf8_recipient_is_accepted(self):
+        """Regression: a recipients file could not list UTF-8 local parts, so a
+        domain with a list refused SMTPUTF8 recipients while advertising SMTPUTF8."""
+        d = mxv.Daemon(domains={'example.com': {'recipients': ['j\u00f6s\u00e9', 'alice']}})
+        self.addCleanup(d.cleanup)
+        d.start()
+        self.addCleanup(d.stop)
+        r = d.raw()
+        self.addCleanup(r.close)
+        r.ehlo()
+        self.assertEqual(r.cmd('MAIL FROM:<%s> SMTPUTF8' % SENDER)[0], 250)
+        code, text = r.cmd('RCPT TO:<j\u00f6s\u00e9@example.com>')
+        self.assertEqual(code, 250, text)
+        code, text = r.cmd('RCPT TO:<j\u00f6rg@example.com>')
+        self.assertEqual((code, text[:5]), (550, '5.1.1'))
+
+
 class TestBareLf(DaemonCase):
     def data(self, r, rcpt='alice@example.com'):
         self.cmd(r, 'MAIL FROM:<%s>' % SENDER, 250)
