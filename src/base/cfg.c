@@ -115,7 +115,7 @@ static void open_domain(struct cfg_loader *ld, const char *name)
 		cfg_err(ld, ld->lineno, "[domain] needs a domain name, like [domain example.com]");
 		return;
 	}
-	if (n >= sizeof(buf) || !cfg_is_domain_name(name, n)) {
+	if (n >= sizeof(buf) || !is_host_name(name, n)) {
 		cfg_err(ld, ld->lineno, "bad domain name '%s' in section header", name);
 		return;
 	}
@@ -293,7 +293,7 @@ static void default_hostname(struct cfg_loader *ld)
 	}
 	name[sizeof(name) - 1] = '\0';
 	ascii_lower(name, strlen(name));
-	if (!cfg_is_domain_name(name, strlen(name))) {
+	if (!is_host_name(name, strlen(name))) {
 		cfg_err(ld, first_line(ld->server_line, 0),
 			"hostname is not set and the system's name '%s' is not a domain name; set hostname in [server]",
 			name);

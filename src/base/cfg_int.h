@@ -65,7 +65,6 @@ void cfg_report(FILE *err, const char *file, int line, const char *f, ...) PRINT
 
 /* Syntax, no I/O (cfg_keys.c). */
 char *cfg_skip_space(const char *s);
-bool cfg_is_domain_name(const char *s, size_t n);
 bool cfg_is_local_part(const char *s, size_t n);
 const char *cfg_fmt_duration(char *buf, size_t n, int64_t secs);
 

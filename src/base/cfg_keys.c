@@ -38,33 +38,6 @@ static bool is_label_char(char ch)
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
 }
 
-/* LDH labels of 1-63 characters, 253 in all, and not an all-digit top label
- * (that is an IP address or a typo, never a mail domain). */
-bool cfg_is_domain_name(const char *s, size_t n)
-{
-	if (n == 0 || n > 253)
-		return false;
-	size_t start = 0;
-	bool digits = true;
-	for (size_t i = 0; i <= n; i++) {
-		if (i == n || s[i] == '.') {
-			size_t len = i - start;
-			if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
-				return false;
-			if (i == n)
-				return !digits;
-			start = i + 1;
-			digits = true;
-			continue;
-		}
-		if (!is_label_char(s[i]))
-			return false;
-		if (s[i] < '0' || s[i] > '9')
-			digits = false;
-	}
-	return false;
-}
-
 /*
  * An unquoted local part: printable, no space, none of RFC 5322's specials;
  * UTF-8 (RFC 6531) as well, since SMTPUTF8 recipients must be listable.
@@ -93,7 +66,7 @@ bool cfg_is_local_part(const char *s, size_t n)
 static bool is_address(const char *s)
 {
 	const char *at = strrchr(s, '@');
-	return at && cfg_is_local_part(s, (size_t)(at - s)) && cfg_is_domain_name(at + 1, strlen(at + 1));
+	return at && cfg_is_local_part(s, (size_t)(at - s)) && is_host_name(at + 1, strlen(at + 1));
 }
 
 static bool is_ip(int af, const char *s)
@@ -197,7 +170,7 @@ static int parse_host(const char *s, struct cfg_host *out)
 		return -EINVAL;
 	if (hp.bracketed ? !is_ip(AF_INET6, hp.host) : !is_ip(AF_INET, hp.host) && !is_ip(AF_INET6, hp.host)) {
 		ascii_lower(hp.host, strlen(hp.host));
-		if (hp.bracketed || !cfg_is_domain_name(hp.host, strlen(hp.host)))
+		if (hp.bracketed || !is_host_name(hp.host, strlen(hp.host)))
 			return -EINVAL;
 	}
 	out->host = xstrdup(hp.host);
@@ -372,7 +345,7 @@ static int set_hostname(struct cfg_loader *ld, void *obj, const struct cfg_key *
 {
 	char *name = xstrdup(v);
 	ascii_lower(name, strlen(name));
-	if (!cfg_is_domain_name(name, strlen(name))) {
+	if (!is_host_name(name, strlen(name))) {
 		free(name);
 		return bad_value(ld, k, v, NULL);
 	}
@@ -460,7 +433,7 @@ static int set_aka(struct cfg_loader *ld, void *obj, const struct cfg_key *k, co
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		ascii_lower(items[i], strlen(items[i]));
-		if (!cfg_is_domain_name(items[i], strlen(items[i])))
+		if (!is_host_name(items[i], strlen(items[i])))
 			rc = bad_value(ld, k, items[i], NULL);
 	}
 	if (rc < 0) {

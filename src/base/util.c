@@ -240,6 +240,38 @@ size_t utf8_seq_len(const unsigned char *s, size_t n)
 	return len;
 }
 
+static bool is_ldh(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
+}
+
+/* LDH labels of 1-63 characters, 253 in all, and not an all-digit top label
+ * (that is an IP address or a typo, never a mail domain). */
+bool is_host_name(const char *s, size_t n)
+{
+	if (n == 0 || n > 253)
+		return false;
+	size_t start = 0;
+	bool digits = true;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || s[i] == '.') {
+			size_t len = i - start;
+			if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
+				return false;
+			if (i == n)
+				return !digits;
+			start = i + 1;
+			digits = true;
+			continue;
+		}
+		if (!is_ldh(s[i]))
+			return false;
+		if (s[i] < '0' || s[i] > '9')
+			digits = false;
+	}
+	return false;
+}
+
 bool ascii_ieq(const char *a, size_t alen, const char *b, size_t blen)
 {
 	if (alen != blen)

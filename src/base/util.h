@@ -53,6 +53,12 @@ int parse_bool(const char *s, bool *out) MUST_CHECK;
 
 void ascii_lower(char *s, size_t n);
 /*
+ * A host name (RFC 1123 2.1, RFC 5321 4.1.2 Domain): labels of 1-63 letters,
+ * digits and inner hyphens, at most 253 octets, and a last label that is
+ * not all digits (that would be an IPv4 address). No trailing dot.
+ */
+bool is_host_name(const char *s, size_t n);
+/*
  * Length of the well-formed UTF-8 sequence at s (RFC 3629 4: no overlong
  * forms, no surrogates, nothing above U+10FFFF), or 0. n > 0.
  */

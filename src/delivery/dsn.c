@@ -186,39 +186,6 @@ static bool is_let_dig(char c)
 }
 
 /*
- * Is s[0..n) a host name (RFC 1123 2.1, RFC 5321 4.1.2 Domain): labels of
- * 1..63 letters, digits and inner hyphens, at most 253 octets, and a last
- * label that is not all digits (else it is an IPv4 address)? The same test
- * as cfg_is_domain_name, which is cfg's internal API; this module stays
- * free of cfg (the fuzz target links dsn.c and util.c only). Both belong in
- * base/util.
- */
-static bool is_host_name(const char *s, size_t n)
-{
-	size_t start = 0;
-	bool digits_only = true;
-
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		if (i == n || s[i] == '.') {
-			size_t len = i - start;
-			if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
-				return false;
-			if (i == n)
-				return !digits_only;
-			start = i + 1;
-			digits_only = true;
-		} else if (is_let_dig(s[i]) || s[i] == '-') {
-			digits_only = digits_only && s[i] >= '0' && s[i] <= '9';
-		} else {
-			return false;
-		}
-	}
-	return false; /* not reached */
-}
-
-/*
  * Length of the host name at the start of a remote MTA's description, or
  * 0: a name followed by nothing, by "[address]", by ":port", or by white
  * space or a control (the rest is dropped). A root dot is left out. What
