@@ -104,8 +104,8 @@ static int daemonize(void)
 static int start_privileged(struct daemon *d)
 {
 	const struct cfg *cfg = d->cfg;
-	/* Sessions, outbound connections, segment files and the resolver's sockets. */
-	uint64_t want = (uint64_t)cfg->max_sessions + cfg->max_outbound_connections + 256;
+	/* Sessions, outbound connections, segment files read and written, the resolver's sockets. */
+	uint64_t want = (uint64_t)cfg->max_sessions + cfg->max_outbound_connections + SPOOL_MAX_READ_FDS + 256;
 	uint64_t have = privs_raise_fd_limit(want);
 	if (have < want)
 		log_warn("mxvault", "file descriptor limit is %llu, under the %llu that max_sessions needs",

@@ -22,17 +22,39 @@ const char *queue_rcpt_state_name(const struct spool_rcpt *r)
 	}
 }
 
+/*
+ * Text from peers (addresses, replies) reaches an administrator's terminal:
+ * every control, C1 control (U+0080..U+009F) and byte that is not UTF-8 is
+ * escaped, "\u00XX" in JSON and "\xXX" in the text listing; well-formed
+ * UTF-8 passes through (JSON text is UTF-8).
+ */
+static void put_escaped(FILE *out, const char *s, bool json)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t n = strlen((const char *)p);
+	for (size_t i = 0; i < n;) {
+		size_t len = p[i] >= 0x80 ? utf8_seq_len(p + i, n - i) : 1;
+		bool c1 = len == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0;
+		if (len > 1 && !c1) {
+			fwrite(p + i, 1, len, out);
+			i += len;
+			continue;
+		}
+		unsigned c = c1 ? p[i + 1] : p[i];
+		i += c1 ? 2 : 1;
+		if (json && (c == '"' || c == '\\'))
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(out, json ? "\\u%04x" : "\\x%02x", c);
+		else
+			fputc((int)c, out);
+	}
+}
+
 static void json_str(FILE *out, const char *s)
 {
 	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\u%04x", *p);
-		else
-			fputc(*p, out); /* UTF-8 passes through: JSON text is UTF-8 */
-	}
+	put_escaped(out, s, true);
 	fputc('"', out);
 }
 
@@ -78,11 +100,19 @@ static void print_text(struct list_ctx *c, const struct spool_msg *m)
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
 	if (c->count == 0)
 		fprintf(c->out, "%-16s  %-20s  %10s  %s\n", "ID", "ARRIVAL", "SIZE", "SENDER");
-	fprintf(c->out, "%-16s  %-20s  %10" PRIu64 "  <%s>\n", id, when, m->env.body_size, m->env.sender);
+	fprintf(c->out, "%-16s  %-20s  %10" PRIu64 "  <", id, when, m->env.body_size);
+	put_escaped(c->out, m->env.sender, false);
+	fputs(">\n", c->out);
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
-		fprintf(c->out, "%18s%-9s <%s>%s%s\n", "", queue_rcpt_state_name(r), r->addr, r->reply ? " " : "",
-			r->reply ? r->reply : "");
+		fprintf(c->out, "%18s%-9s <", "", queue_rcpt_state_name(r));
+		put_escaped(c->out, r->addr, false);
+		fputc('>', c->out);
+		if (r->reply) {
+			fputc(' ', c->out);
+			put_escaped(c->out, r->reply, false);
+		}
+		fputc('\n', c->out);
 	}
 }
 

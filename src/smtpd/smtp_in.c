@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/log.h"
 
@@ -42,7 +43,7 @@
  */
 #define SMTP_IN_OUT_MAX (64 * 1024)
 /* Input read ahead of processing, per session (a bound on memory per session). */
-#define SMTP_IN_READ_MAX (256 * 1024)
+#define SMTP_IN_READ_MAX (64 * 1024)
 /* How long a closing session may take to flush its last reply. */
 #define CLOSE_GRACE_MS 5000
 /* min_data_rate: a content phase may start slower than the rate for this long. */
@@ -101,9 +102,11 @@ void smtp_in_set_timeout(struct smtp_in *s, int64_t seconds)
 
 /* --- deadlines ----------------------------------------------------------- */
 
+/* Receiving a message's content: DATA, or a BDAT message between its first chunk and LAST. */
 static bool in_content(const struct smtp_in *s)
 {
-	return s->state == SMTP_IN_DATA || (s->state == SMTP_IN_BDAT && s->bdat_left > 0);
+	return s->state == SMTP_IN_DATA ||
+	       (s->bdat_used && (s->state == SMTP_IN_BDAT || s->state == SMTP_IN_MAIL) && !s->wait_k);
 }
 
 /* When the content phase falls below min_data_rate; INT64_MAX when not in one. */
@@ -420,6 +423,8 @@ void smtp_in_destroy(struct smtp_in *s)
 	if (s->wait_cancel)
 		s->wait_cancel(s);
 	s->wait_k = NULL;
+	/* libevent may close the socket only when the loop is freed: let the peer know now. */
+	shutdown(bufferevent_getfd(s->bev), SHUT_RDWR);
 	session_free(s);
 }
 

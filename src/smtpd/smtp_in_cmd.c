@@ -49,11 +49,29 @@ void smtp_in_txn_reset(struct smtp_in *s)
 		s->state = SMTP_IN_READY;
 }
 
+/*
+ * A stored message forgives its refusals, up to max_recipients in a whole
+ * session: a harvester that adds a real recipient to each of its probes (say
+ * postmaster, who is always accepted) still runs out.
+ */
 bool smtp_in_txn_end(struct smtp_in *s, bool stored)
 {
-	uint32_t refused = stored ? 0 : s->rejected_rcpts;
+	uint32_t refused = s->rejected_rcpts;
+	if (stored) {
+		uint32_t room = s->cfg->max_recipients > s->forgiven ? s->cfg->max_recipients - s->forgiven : 0;
+		uint32_t f = refused < room ? refused : room;
+		s->forgiven += f;
+		refused -= f;
+	}
 	smtp_in_txn_reset(s);
-	return refused && smtp_in_add_errors(s, refused);
+	if (refused && smtp_in_add_errors(s, refused))
+		return true;
+	if (!s->shutdown || s->state == SMTP_IN_CLOSING)
+		return false;
+	/* The server is stopping: this session's message, if any, is settled. */
+	smtp_in_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
+	smtp_in_close_after_reply(s);
+	return true;
 }
 
 /* --- replies to bad input ---------------------------------------------- */
@@ -208,7 +226,7 @@ static void refuse_rcpt(struct smtp_in *s, const char *logged, int code, const c
 	s->rcpt_refused = true;
 	smtp_in_log_reject(s, "to", logged, code, enh, text);
 	smtp_in_reply(s, code, enh, "%s", text);
-	if (++s->rejected_rcpts > s->cfg->max_recipients) {
+	if (++s->rejected_rcpts >= s->cfg->max_recipients) {
 		log_info("smtpd", "session=%" PRIu64 " client=%s too many refused recipients", s->no, s->ip);
 		smtp_in_end_421(s, "4.7.0", "Error: too many refused recipients");
 	}
@@ -296,17 +314,19 @@ static void cmd_bdat(struct smtp_in *s, const struct smtp_cmd *c)
 	s->before_bdat = s->state;
 	s->bdat_left = size;
 	s->bdat_last = last;
+	bool first_chunk = !s->bdat_used;
 	if (!s->bdat_error) {
 		s->bdat_used = true;
 		smtp_in_txn_begin_content(s);
 	}
 	s->state = SMTP_IN_BDAT;
+	if (first_chunk && s->bdat_used)
+		smtp_in_content_started(s); /* the data rate spans the message, not one chunk */
 	if (size == 0) {
 		smtp_in_end_of_chunk(s);
 		return;
 	}
 	smtp_in_set_timeout(s, s->cfg->data_timeout);
-	smtp_in_content_started(s);
 }
 
 /* --- the rest ----------------------------------------------------------- */

@@ -106,13 +106,7 @@ static void commit_done(struct smtp_in *s, int err)
 			strerror(-err));
 	}
 	s->state = SMTP_IN_READY;
-	/* A disk failure is not the client's fault: its refusals are forgiven too. */
-	if (smtp_in_txn_end(s, true))
-		return;
-	if (s->shutdown) {
-		smtp_in_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
-		smtp_in_close_after_reply(s);
-	}
+	smtp_in_txn_end(s, err == 0);
 }
 
 /* Server teardown while the commit is pending: the spool must not call us back. */
@@ -150,7 +144,7 @@ static bool is_duplicate(struct smtp_in *s)
 	smtp_in_reply(s, 250, "2.0.0", "Ok: queued as %s", orig_id);
 	log_info("smtpd", "session=%" PRIu64 " client=%s from=<%s> duplicate-of=%s result=accepted-not-stored", s->no,
 		 s->ip, s->env.sender, orig_id);
-	smtp_in_txn_end(s, true);
+	smtp_in_txn_end(s, false); /* nothing stored: its refusals count (a harvester could resend forever) */
 	return true;
 }
 

@@ -68,6 +68,7 @@ struct smtp_in {
 	bool esmtp;
 	enum smtp_in_state state;
 	uint32_t errors;         /* toward max_errors */
+	uint32_t forgiven;       /* refused recipients forgiven by stored messages (at most max_recipients) */
 	bool discarding;         /* dropping the rest of an over-long command line */
 	bool shutdown;           /* server stopping: close after this transaction */
 	bool eof;                /* the peer sent FIN: finish what was pipelined, then close */

@@ -239,11 +239,17 @@ static void txn_flush_chunk(struct spool_txn *tx)
 		tx->ext = xrealloc(tx->ext, tx->cap * sizeof(*tx->ext));
 	}
 	struct spool_extent *e = &tx->ext[tx->next++];
+	tx->sp->pending_bytes -= tx->chunk.len; /* spool_append counts it again, as a record */
 	uint64_t no = spool_append(tx->sp, SPOOL_REC_DATA, tx->id, tx->chunk.data, (uint32_t)tx->chunk.len, e);
 	txn_note_record(tx, no, e->seg);
 	buf_reset(&tx->chunk);
 }
 
+/*
+ * Bytes staged in a transaction's chunk count as pending too: they wait for
+ * the disk as much as a batch does, and a thousand sessions each holding
+ * most of a chunk would otherwise escape max_pending_bytes.
+ */
 void spool_txn_write(struct spool_txn *tx, const void *p, size_t n)
 {
 	const unsigned char *s = p;
@@ -252,6 +258,7 @@ void spool_txn_write(struct spool_txn *tx, const void *p, size_t n)
 		size_t room = SPOOL_DATA_CHUNK - tx->chunk.len;
 		size_t k = n < room ? n : room;
 		buf_append(&tx->chunk, s, k);
+		tx->sp->pending_bytes += k;
 		s += k;
 		n -= k;
 		if (tx->chunk.len == SPOOL_DATA_CHUNK)
@@ -261,6 +268,7 @@ void spool_txn_write(struct spool_txn *tx, const void *p, size_t n)
 
 static void txn_free(struct spool_txn *tx)
 {
+	tx->sp->pending_bytes -= tx->chunk.len; /* staged, never appended */
 	if (tx->first_seg != UINT32_MAX)
 		spool_unpin(tx->sp, tx->first_seg);
 	buf_free(&tx->chunk);
@@ -704,11 +712,21 @@ void spool_each_msg(const struct spool *sp, spool_msg_fn *fn, void *arg)
 	free(l.v);
 }
 
+/*
+ * The read fds of segments are cached, but at most SPOOL_MAX_READ_FDS: a
+ * queue of many segments (a long outage) must not eat the descriptors that
+ * sessions need. When full, the whole cache is closed; callers use an fd
+ * at once and never hold one across another call.
+ */
 int spool_seg_fd(struct spool *sp, uint32_t seg)
 {
 	void *v = htab_get_u64(&sp->rfds, seg);
 	if (v)
 		return (int)(intptr_t)v - 1;
+	if (sp->rfds.count >= SPOOL_MAX_READ_FDS) {
+		htab_each(&sp->rfds, close_fd_cb, NULL);
+		htab_free(&sp->rfds);
+	}
 	char name[32];
 	spool_seg_name(seg, name);
 	int fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);

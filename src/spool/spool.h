@@ -85,7 +85,8 @@ bool spool_has_space(const struct spool *sp);
 
 /* --- back-pressure ------------------------------------------------------ */
 /*
- * Bytes appended to the log that the I/O thread has not yet made durable.
+ * Message bytes staged in transactions or appended to the log that the I/O
+ * thread has not yet made durable.
  * Above the limit (max_pending_bytes) the spool is congested: whoever
  * feeds it message content from a peer should stop reading from that peer
  * and wait for room, so a slow disk slows clients down instead of filling
@@ -144,6 +145,9 @@ void spool_msg_set_meta(struct spool *sp, struct spool_msg *m, const struct spoo
 			void *arg);
 /* Every recipient is final: forget the message (m is freed). */
 void spool_msg_done(struct spool *sp, struct spool_msg *m, spool_done_fn *done, void *arg);
+
+/* At most this many segment files are held open for reading (see daemon.c's fd budget). */
+#define SPOOL_MAX_READ_FDS 64
 
 /* "%016llx" of a queue id. */
 void spool_id_str(uint64_t id, char out[17]);

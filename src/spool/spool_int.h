@@ -103,7 +103,7 @@ struct spool {
 	int64_t enospc_until_ms;
 	spool_msg_fn *hook;
 	void *hook_arg;
-	uint64_t pending_bytes;    /* appended, not yet reported durable (or failed) */
+	uint64_t pending_bytes;    /* staged in transactions or appended, not yet reported durable (or failed) */
 	uint64_t pending_limit;    /* 0: no limit */
 	struct spool_room_wait *room_head, *room_tail;
 	struct event *room_ev;     /* runs the room waiters from the loop */

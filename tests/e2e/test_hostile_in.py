@@ -15,9 +15,12 @@ What "a slot is free" means to a user: a new connection is greeted with 220,
 not 421; and the log closes every session it opened ("connect" and
 "disconnect" lines pair up).
 """
+import json
 import os
 import re
 import resource
+import signal
+import subprocess
 import select
 import smtplib
 import socket
@@ -271,6 +274,24 @@ class TestDeadlines(HostileCase):
         self.assertEqual(d.queue(), [])
         d.wait_log(r'data-rate-too-low')
 
+    def test_min_data_rate_spans_bdat_chunks(self):
+        """Regression (review): the data rate was measured per BDAT chunk, so a
+        chunk of one byte every second held the session for max_session_time."""
+        d = self.daemon(min_data_rate='100K', data_timeout='1m', command_timeout='1m')
+        r = d.raw()
+        r.ehlo()
+        r.cmd('MAIL FROM:<%s>' % SENDER)
+        r.cmd('RCPT TO:<alice@example.com>')
+        t0 = time.monotonic()
+        code, text = 250, ''
+        while code == 250 and time.monotonic() - t0 < 20:
+            r.send(b'BDAT 1\r\nx')
+            code, text = r.read_reply()
+            time.sleep(0.3)
+        self.assertEqual(code, 421, text)
+        self.assertIn('data rate too low', text)
+        self.assertLess(time.monotonic() - t0, 15)
+
     def test_fast_client_unaffected_by_min_data_rate(self):
         d = self.daemon(min_data_rate='1K')
         with d.smtp() as s:
@@ -324,11 +345,60 @@ class TestRefusedRecipients(HostileCase):
         r.ehlo()
         r.cmd('MAIL FROM:<%s>' % SENDER)
         self.assertEqual(r.cmd('RCPT TO:<alice@example.com>')[0], 250)
-        for i in range(20):
+        for i in range(19):
             self.assertEqual(r.cmd('RCPT TO:<n%d@example.com>' % i)[0], 550)
-        code, text = r.cmd('RCPT TO:<n20@example.com>')
+        code, text = r.cmd('RCPT TO:<n19@example.com>')  # the 20th refusal: max_recipients
         self.assertEqual(code, 550)
         self.assertEqual(r.read_reply()[0], 421)
+
+    def probe(self, r, guesses, msg):
+        """One harvesting transaction: postmaster (always accepted), guesses, the message."""
+        r.cmd('MAIL FROM:<%s>' % SENDER)
+        self.assertEqual(r.cmd('RCPT TO:<postmaster@example.com>')[0], 250)
+        for g in guesses:
+            r.cmd('RCPT TO:<%s@example.com>' % g)
+        self.assertEqual(r.cmd('DATA')[0], 354)
+        r.send(msg + b'.\r\n')
+        return r.read_reply()
+
+    def test_resending_does_not_launder_refusals(self):
+        """Regression (review): a message recognised as a resend forgave the
+        refusals of its transaction, so a harvester resending one message to
+        postmaster could try any number of addresses on one connection."""
+        d = self.daemon(max_recipients=100, max_errors=10, domains={'example.com': {'recipients': ['alice']}})
+        r = d.raw()
+        r.ehlo()
+        msg = mxv.message(SENDER, 'postmaster@example.com')
+        for t in range(20):
+            code, text = self.probe(r, ['guess%d.%d' % (t, i) for i in range(4)], msg)
+            self.assertEqual(code, 250, text)
+            try:
+                code, text = r.read_reply(timeout=0.3)
+                break
+            except TimeoutError:
+                continue
+        # The first copy is stored (its 4 refusals forgiven); the resends are
+        # not, and 4 + 4 + 4 >= max_errors ends the session after the third.
+        self.assertEqual((code, t), (421, 3), text)
+        self.assertEqual(len(d.queue()), 1)  # the resends were not stored
+
+    def test_forgiveness_is_bounded_per_session(self):
+        """Stored messages forgive at most max_recipients refusals in a session."""
+        d = self.daemon(max_recipients=10, max_errors=10, domains={'example.com': {'recipients': ['alice']}})
+        r = d.raw()
+        r.ehlo()
+        for t in range(10):
+            code, text = self.probe(r, ['g%d.%d' % (t, i) for i in range(6)],
+                                    mxv.message(SENDER, 'postmaster@example.com', subject='probe %d' % t))
+            self.assertEqual(code, 250, text)
+            if t >= 1:
+                try:
+                    code, text = r.read_reply(timeout=0.3)
+                except TimeoutError:
+                    continue
+                break
+        # 6 + 4 forgiven, then 2 + 6 + 6 = 14 >= 10 refusals counted: the 4th message ends it.
+        self.assertEqual((code, t), (421, 3), text)
 
     def test_log_names_the_address(self):
         d = self.daemon()
@@ -477,6 +547,49 @@ class TestMemory(HostileCase):
         self.assertEqual(sorted(results), [0, 1])
         self.assertLess(grew, 40, 'memory grew by %d MiB' % grew)
         self.assertEqual(len(d.queue()), 2)
+
+
+class TestShutdown(HostileCase):
+    def test_shutdown_ends_a_session_between_chunks(self):
+        """Regression (review): a session busy with a BDAT message at SIGTERM was
+        served on (NOOP, RSET...) until the drain deadline; it finishes its
+        chunk, then the next transaction boundary says 421."""
+        d = self.daemon()
+        r = d.raw()
+        r.ehlo()
+        r.cmd('MAIL FROM:<%s>' % SENDER)
+        r.cmd('RCPT TO:<alice@example.com>')
+        r.send(b'BDAT 10\r\nabc')
+        d.wait_log(r'session=2 client=\S+ connect')
+        d.proc.send_signal(signal.SIGTERM)
+        d.wait_log(r'stopping')
+        r.send(b'defghij')
+        self.assertEqual(r.read_reply()[0], 250)  # the chunk is finished
+        code, text = r.cmd('RSET')
+        self.assertEqual(code, 421, text)
+        self.assertIn('4.3.2', text)
+        r.wait_closed()
+        self.assertEqual(d.proc.wait(15), 0)
+
+
+class TestListing(HostileCase):
+    def test_queue_list_escapes_controls(self):
+        """Regression (review): `queue list` printed C1 controls from an
+        address raw to the administrator's terminal."""
+        d = self.daemon()
+        r = d.raw()
+        r.ehlo()
+        self.assertEqual(r.cmd('MAIL FROM:<a\u0085b@client.test> SMTPUTF8')[0], 250)
+        r.cmd('RCPT TO:<alice@example.com>')
+        r.cmd('DATA')
+        r.send(mxv.message(SENDER, 'alice@example.com') + b'.\r\n')
+        r.expect(250)
+        text = subprocess.run([mxv.BIN, 'queue', 'list', '-c', d.conf], capture_output=True).stdout
+        self.assertNotIn(b'\xc2\x85', text)
+        self.assertIn(b'<a\\x85b@client.test>', text)
+        js = subprocess.run([mxv.BIN, 'queue', 'list', '--json', '-c', d.conf], capture_output=True).stdout
+        self.assertIn(b'a\\u0085b@client.test', js)
+        self.assertEqual(json.loads(js)[0]['sender'], 'a\u0085b@client.test')
 
 
 class TestDedup(HostileCase):

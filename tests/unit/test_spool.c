@@ -626,6 +626,61 @@ static void test_v1_spool_is_read_after_upgrade(void **state)
 	buf_free(&body);
 }
 
+/* Regression: bytes staged in a transaction escaped max_pending_bytes. */
+static void test_staged_bytes_are_pending(void **state)
+{
+	struct fixture *f = *state;
+	char body[32 * 1024];
+	memset(body, 'x', sizeof(body));
+	spool_set_pending_limit(f->sp, 1 << 20);
+	struct spool_txn *txs[40];
+	for (int i = 0; i < 40; i++) {
+		txs[i] = spool_txn_begin(f->sp);
+		spool_txn_write(txs[i], body, sizeof(body)); /* under one chunk: not yet a record */
+	}
+	assert_int_equal(spool_pending_bytes(f->sp), 40 * sizeof(body));
+	assert_true(spool_is_congested(f->sp));
+	for (int i = 0; i < 40; i++)
+		spool_txn_abort(txs[i]);
+	assert_int_equal(spool_pending_bytes(f->sp), 0);
+	assert_false(spool_is_congested(f->sp));
+}
+
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Reading a queue spread over many segments holds at most SPOOL_MAX_READ_FDS open. */
+static void test_read_fds_are_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct result r = {0};
+	spool_set_segment_size(f->sp, 1024);
+	uint64_t ids[3 * SPOOL_MAX_READ_FDS];
+	char body[600];
+	memset(body, 'b', sizeof(body) - 1);
+	body[sizeof(body) - 1] = '\0';
+	for (size_t i = 0; i < ARRAY_LEN(ids); i++)
+		ids[i] = commit_msg(f, body, &r);
+	run_until(f, &r.done, (int)ARRAY_LEN(ids));
+	spool_close(f->sp);
+	int before = open_fds();
+	/* Replay reads every segment, and so does reading every message. */
+	assert_int_equal(spool_open(f->dir, -1, f->base, 0, &f->sp), 0);
+	for (size_t i = 0; i < ARRAY_LEN(ids); i++)
+		assert_body(f, ids[i], body);
+	assert_true(count_segments(f->dir) > 2 * SPOOL_MAX_READ_FDS);
+	/* Besides the cache: the directory, the eventfd, the segment being written. */
+	assert_true(open_fds() <= before + SPOOL_MAX_READ_FDS + 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -643,6 +698,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_key_is_created_0600, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_missing_refuses_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v1_spool_is_read_after_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_staged_bytes_are_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_fds_are_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
