@@ -103,6 +103,23 @@ bool dest_window_idle(struct dest_policy *dp, bool busy)
 	return true;
 }
 
+bool dest_log_allowed(struct dest_policy *dp, int64_t now_ms, uint32_t *suppressed)
+{
+	*suppressed = 0;
+	if (dp->log_lines == 0 || now_ms - dp->log_window_ms >= DEST_LOG_WINDOW_MS) {
+		dp->log_window_ms = now_ms;
+		dp->log_lines = 0;
+	}
+	if (dp->log_lines >= DEST_LOG_BURST) {
+		dp->log_suppressed++;
+		return false;
+	}
+	dp->log_lines++;
+	*suppressed = dp->log_suppressed;
+	dp->log_suppressed = 0;
+	return true;
+}
+
 bool dest_is_settled(const struct dest_policy *dp)
 {
 	return !dp->guard;

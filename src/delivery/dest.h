@@ -2,13 +2,14 @@
  * dest: the delivery policy of one destination (a recipient domain, or the
  * sender domain a DSN goes to), decided on a clock the caller passes in:
  * when it may be connected to, how it backs off while it fails (and so is
- * down: the queue manager probes it), and the bounce guard that holds
- * bounces when a primary comes back refusing everything. Pure: no I/O, no
- * timers, no allocation. The queue manager keeps one per destination
- * beside its queues and turns the answers into events.
+ * down: the queue manager probes it), the bounce guard that holds bounces
+ * when a primary comes back refusing everything, and how often its
+ * failures are logged. Pure: no I/O, no timers, no allocation. The queue
+ * manager keeps one per destination beside its queues and turns the
+ * answers into events.
  *
- * Two clocks: now_ms is monotonic (backoff gates), now_s is wall-clock
- * seconds (the guard's hold, which the log states as a time).
+ * Two clocks: now_ms is monotonic (backoff gates, log windows), now_s is
+ * wall-clock seconds (the guard's hold, which the log states as a time).
  */
 #ifndef MXV_DEST_H
 #define MXV_DEST_H
@@ -18,6 +19,9 @@
 
 /* Recipients judged after a recovery before the bounce guard decides. */
 #define DEST_GUARD_SAMPLE 10
+/* Failure lines logged per destination and window; the rest are counted. */
+#define DEST_LOG_BURST 20
+#define DEST_LOG_WINDOW_MS 10000
 
 struct dest_params {
 	int64_t retry_min_s, retry_max_s; /* backoff bounds */
@@ -34,6 +38,8 @@ struct dest_policy {
 	uint32_t win_total, win_5xx;
 	bool guard;             /* holding 5xx as deferred, no bounces */
 	int64_t guard_until;    /* wall seconds */
+	int64_t log_window_ms;  /* start of the current log window */
+	uint32_t log_lines, log_suppressed;
 };
 
 /* What a recipient's reply means at this destination now. */
@@ -86,6 +92,13 @@ bool dest_guard_expired(struct dest_policy *dp, int64_t now_s);
  * now and bounce if refused again.
  */
 bool dest_window_idle(struct dest_policy *dp, bool busy);
+
+/*
+ * May a failure line be logged now? At most DEST_LOG_BURST per window;
+ * *suppressed is set to the lines held back since the last one logged (to
+ * be reported once, then reset).
+ */
+bool dest_log_allowed(struct dest_policy *dp, int64_t now_ms, uint32_t *suppressed);
 
 /* No outage, no guard to remember: the state can be forgotten. */
 bool dest_is_settled(const struct dest_policy *dp);

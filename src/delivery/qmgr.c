@@ -20,6 +20,7 @@
 
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,11 +110,13 @@ static void release_held(struct dest *d)
 
 /* --- starting connections -------------------------------------------------- */
 
+/* During an outage one connection at a time finds out whether it is over. */
 static bool wants_conn(const struct dest *d)
 {
 	const struct qmgr *s = d->s;
-	return !s->stopping && dest_may_connect(&d->pol, clock_mono_ms()) &&
-	       d->nconn < s->cfg->max_connections_per_destination && d->ready.n > d->nstarting;
+	uint32_t most = d->pol.down ? 1 : s->cfg->max_connections_per_destination;
+	return !s->stopping && dest_may_connect(&d->pol, clock_mono_ms()) && d->nconn < most &&
+	       d->ready.n > d->nstarting;
 }
 
 struct job *qmgr_dest_take_job(struct dest *d)
@@ -189,6 +192,22 @@ static void record_deferral(struct dest *d, const char *reply, int64_t next)
 	}
 }
 
+void qmgr_dest_log_failure(struct dest *d, const char *f, ...)
+{
+	uint32_t suppressed;
+	if (!dest_log_allowed(&d->pol, clock_mono_ms(), &suppressed))
+		return;
+	if (suppressed)
+		log_info("delivery", "dest=%s suppressed=%" PRIu32 " failure lines (at most %d in %ds are logged)",
+			 d->domain, suppressed, DEST_LOG_BURST, DEST_LOG_WINDOW_MS / 1000);
+	char line[1024];
+	va_list ap;
+	va_start(ap, f);
+	vsnprintf(line, sizeof(line), f, ap);
+	va_end(ap);
+	log_info("delivery", "%s", line);
+}
+
 void qmgr_dest_failed(struct dest *d, const char *why, bool probe)
 {
 	if (!dest_attempt_failed(&d->pol, clock_mono_ms()))
@@ -251,7 +270,7 @@ void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const c
 	if (s->stopping)
 		return;
 	if (failed_early)
-		qmgr_dest_failed(d, why, true);
+		qmgr_dest_failed(d, why, true); /* every failure before a session backs off */
 	if (dest_window_idle(&d->pol, d->ready.head || d->nconn))
 		release_held(d); /* too few to judge: retried, and bounced if refused again */
 	qmgr_dest_kick(d);

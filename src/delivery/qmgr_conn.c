@@ -170,6 +170,13 @@ static void conn_ready(void *arg, struct smtp_out *out)
 		qmgr_dest_kick(cn->d);
 }
 
+static void conn_addr_failed(void *arg, struct smtp_out *out, const char *why)
+{
+	struct conn *cn = arg;
+	char safe[600];
+	qmgr_dest_log_failure(cn->d, "peer=%s failed: %s", smtp_out_peer(out), log_safe(safe, sizeof(safe), why, strlen(why)));
+}
+
 static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, const char *why)
 {
 	(void)out;
@@ -186,8 +193,7 @@ static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, c
 		if (cn->next)
 			cn->next->prev = cn->prev;
 	}
-	bool probe = cn->probe;
-	bool failed_early = !cn->was_ready && (how == SMTP_OUT_UNREACHABLE || how == SMTP_OUT_BUSY);
+	bool probe = cn->probe, failed_early = !cn->was_ready && how != SMTP_OUT_DONE;
 	free(cn);
 	qmgr_dest_conn_ended(d, probe, failed_early, why);
 }
@@ -198,6 +204,7 @@ static const struct smtp_out_cb conn_cb = {
 	.job_done = conn_job_done,
 	.dot_ready = conn_dot_ready,
 	.ready = conn_ready,
+	.addr_failed = conn_addr_failed,
 	.ended = conn_ended,
 };
 

@@ -97,7 +97,9 @@ struct job *qmgr_dest_take_job(struct dest *d);
 void qmgr_dest_failed(struct dest *d, const char *why, bool probe);
 /* A session with d was established. */
 void qmgr_dest_up(struct dest *d);
-/* A connection (or probe) of d ended; failed_early: before a session, in a way that backs off. */
+/* Logs a failure line of d unless its rate limit holds it back. */
+void qmgr_dest_log_failure(struct dest *d, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* A connection (or probe) of d ended; failed_early: before a session (which backs d off). */
 void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const char *why);
 /* Judges a recipient's reply at d, acting on what it does to the bounce guard. */
 enum dest_verdict qmgr_dest_judge(struct dest *d, int code);

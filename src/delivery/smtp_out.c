@@ -164,11 +164,11 @@ static void fail(struct smtp_out *c, enum smtp_out_end how, const char *f, ...)
 	}
 	if (how > c->fail_how)
 		c->fail_how = how;
-	log_info("delivery", "peer=%s failed: %s", c->peer, c->why);
 	if (c->bev) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
+	c->cb->addr_failed(c->arg, c, c->why);
 	c->addr_i++;
 	try_address(c);
 }

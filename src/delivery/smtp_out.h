@@ -39,7 +39,7 @@ enum smtp_out_end {
 	SMTP_OUT_DONE = 0,        /* QUIT after the last job */
 	SMTP_OUT_UNREACHABLE,     /* no address answered with a usable greeting */
 	SMTP_OUT_BUSY,            /* greeted with 421/4xx, or TLS required but unavailable */
-	SMTP_OUT_BROKEN,          /* lost after being ready (timeout, reset) */
+	SMTP_OUT_BROKEN,          /* timeout, reset or protocol error */
 };
 
 struct smtp_out_cb {
@@ -56,6 +56,11 @@ struct smtp_out_cb {
 	bool (*dot_ready)(void *arg, struct smtp_out_job *j);
 	/* Greeted and EHLO (and TLS, if any) done. */
 	void (*ready)(void *arg, struct smtp_out *c);
+	/*
+	 * An address failed before the session was ready (the next one is
+	 * tried after this returns): why, for the owner's rate-limited log.
+	 */
+	void (*addr_failed)(void *arg, struct smtp_out *c, const char *why);
 	/* The connection is over; c is freed right after. why: a reply or error text. */
 	void (*ended)(void *arg, struct smtp_out *c, enum smtp_out_end how, const char *why);
 };

@@ -3,7 +3,7 @@
  * clock is a number the test moves; nothing sleeps. Backoff (doubling,
  * capped, attempts already under way not counted twice, reset on
  * recovery), the bounce guard (window, on, release, off, hold expiry, a
- * window too small to judge).
+ * window too small to judge) and the failure-log rate limit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -177,6 +177,26 @@ static void test_guard_off_in_config(void **state)
 	assert_int_equal(v, DEST_BOUNCE);
 }
 
+static void test_log_rate_limit(void **state)
+{
+	(void)state;
+	struct dest_policy dp;
+	uint32_t sup;
+	int64_t now = 123456;
+	dest_policy_init(&dp, &params);
+	for (int i = 0; i < DEST_LOG_BURST; i++) {
+		assert_true(dest_log_allowed(&dp, now + i, &sup));
+		assert_int_equal(sup, 0);
+	}
+	for (int i = 0; i < 500; i++)
+		assert_false(dest_log_allowed(&dp, now + DEST_LOG_WINDOW_MS - 1, &sup));
+	/* The next window: one line says how many were held back, once. */
+	assert_true(dest_log_allowed(&dp, now + DEST_LOG_WINDOW_MS, &sup));
+	assert_int_equal(sup, 500);
+	assert_true(dest_log_allowed(&dp, now + DEST_LOG_WINDOW_MS, &sup));
+	assert_int_equal(sup, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -189,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_guard_hold_expires),
 		cmocka_unit_test(test_window_idle),
 		cmocka_unit_test(test_guard_off_in_config),
+		cmocka_unit_test(test_log_rate_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
