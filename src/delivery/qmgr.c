@@ -301,9 +301,10 @@ static void free_res(struct job *j)
 	j->res = NULL;
 }
 
-void qmgr_job_begin(struct job *j, const char *relay)
+void qmgr_job_begin(struct job *j, const char *relay, const char *host)
 {
 	snprintf(j->relay, sizeof(j->relay), "%s", relay);
+	snprintf(j->relay_host, sizeof(j->relay_host), "%s", host);
 	j->out.dot_sent = false;
 	free_res(j);
 	j->res = xcalloc(j->out.n ? j->out.n : 1, sizeof(*j->res));
@@ -373,7 +374,7 @@ void qmgr_dest_refused(struct dest *d, const char *reply)
 	release_waiting(d, 0, true, false);
 	struct job *j;
 	while ((j = jlist_pop(&d->ready)) != NULL) {
-		qmgr_job_begin(j, "none");
+		qmgr_job_begin(j, "none", "");
 		for (uint32_t k = 0; k < j->out.n; k++) {
 			j->res[k] = (struct job_rcpt){OUT_FAILED, code, xstrdup(reply)};
 			qmgr_job_log(j, j->out.rcpts[k], code, "bounced", reply);

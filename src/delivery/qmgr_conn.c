@@ -110,7 +110,7 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 	if (cn->s->stopping || !d->ready.head)
 		return NULL;
 	struct job *j = qmgr_dest_take_job(d);
-	qmgr_job_begin(j, smtp_out_peer(out));
+	qmgr_job_begin(j, smtp_out_peer(out), smtp_out_peer_host(out));
 	set_marker(cn->s, j);
 	return &j->out;
 }
@@ -141,8 +141,10 @@ static void conn_rcpt_done(void *arg, struct smtp_out_job *oj, uint32_t k, int c
 	j->res[k].outcome = v == DEST_HOLD ? OUT_HELD : OUT_DEFERRED;
 	j->held |= v == DEST_HOLD;
 	s->st.held += v == DEST_HOLD;
-	const char *lost = "451 4.4.2 connection lost before a reply";
+	char lost[400];
 	if (code == 0) {
+		/* No reply: reply is why (a reset, a timeout, a protocol error). */
+		snprintf(lost, sizeof(lost), "451 4.4.2 %s: %s", j->relay_host[0] ? j->relay_host : "next hop", reply);
 		if (oj->dot_sent) {
 			s->st.possible_dups++;
 			log_warn("delivery", "id=%016" PRIx64 " to=<%s> relay=%s possible-duplicate: no reply after the final dot",
@@ -221,9 +223,9 @@ static void connect_route(struct conn *cn, const struct route_result *r)
 		.naddrs = r->naddrs,
 		.probe = cn->probe,
 		.sp = cn->s->sp,
-		.connect_timeout_s = 30,
-		.command_timeout_s = 300,
-		.data_timeout_s = 600,
+		.connect_timeout_s = cfg->delivery_connect_timeout,
+		.reply_timeout_s = cfg->delivery_reply_timeout,
+		.final_reply_timeout_s = cfg->delivery_final_reply_timeout,
 	};
 	cn->out = smtp_out_start(cn->s->base, &p, &conn_cb, cn);
 }

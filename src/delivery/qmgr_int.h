@@ -48,6 +48,7 @@ struct job {
 	struct marker *marker;    /* the in-flight marker being made durable */
 	struct smtp_out *dot_held;/* the connection waiting for it before the final dot */
 	char relay[340];          /* "host[ip]:port" of the last attempt */
+	char relay_host[256];     /* its host name */
 };
 
 /* A queue of jobs in id (arrival) order; appending a newer job is O(1). */
@@ -105,8 +106,8 @@ void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const c
 enum dest_verdict qmgr_dest_judge(struct dest *d, int code);
 /* d's next hop cannot exist (NXDOMAIN, null MX): every job of d bounces with reply. */
 void qmgr_dest_refused(struct dest *d, const char *reply);
-/* An attempt of j begins: where it goes (relay "host[ip]:port"). */
-void qmgr_job_begin(struct job *j, const char *relay);
+/* An attempt of j begins: where it goes (relay "host[ip]:port", host). */
+void qmgr_job_begin(struct job *j, const char *relay, const char *host);
 /* After an attempt: bounces what failed, records it, defers what is pending, or finishes j. */
 void qmgr_job_settle(struct qmgr *s, struct job *j);
 /* Retention ran out, or a job is done: j is off every list and is freed. */

@@ -10,8 +10,11 @@ sender's MX), how many connections the peer saw and how long they lasted,
 how many queries unbound logged, and the daemon's own connections and
 memory from /proc.
 
-Tests: a protocol error before EHLO backs the destination off (no reconnect
-storm) and repeated failure lines are rate-limited.
+Tests: a 250 to DATA is no delivery; a protocol error before EHLO backs
+the destination off (no reconnect storm) and repeated failure lines are
+rate-limited; an endless multi-line reply and a trickled one are cut off
+(line cap, reply deadlines, also after the final dot); reply codes are
+checked strictly (299 to EHLO, 599 to RCPT).
 
 Run with /usr/bin/python3 (python3-aiosmtpd, unbound); every wait has a
 deadline and every hostile script ends on its own.
@@ -42,6 +45,26 @@ class HostileBase(tf.ForwardBase):
         """Lets a measuring window of wall time go by (a bounded wait, not a guess)."""
         t0 = time.monotonic()
         mxv.wait_until(lambda: time.monotonic() - t0 >= seconds, seconds + 5, '%gs to pass' % seconds, 0.05)
+
+
+class TestDataNot354(HostileBase):
+    """A primary that answers 250 to DATA and resets has received nothing: deferred, never delivered."""
+
+    def test_250_to_data_is_not_a_delivery(self):
+        peer = self.hostile(hostile.smtp(DATA=['250 2.0.0 Ok: queued as 12345', hostile.RESET]))
+        with self.daemon({'primary.test': {}}) as d:
+            qid = send(d, SENDER, 'v@primary.test')
+            mxv.wait_until(lambda: b'DATA' in peer.all_lines(), 10, 'DATA at the hostile primary')
+            m = d.wait_log(r'to=<v@primary\.test> relay=\S+ code=\d+ status=(sent|deferred)', timeout=10)
+            self.assertEqual(m.group(1), 'deferred', 'a 250 to DATA was taken for a delivery')
+            self.assertRegex(d.log_text(), r'protocol error: DATA answered with \\"250 2\.0\.0')
+            q = self.assertQueueStates(d, {'queued', 'deferred'}, n=1)
+            self.assertEqual(q[0]['id'], qid)
+            self.assertRegex(q[0]['recipients'][0].get('reply', ''), r'^451 4\.4\.2 .*protocol error')
+            # It is retried, and never counted as sent.
+            mxv.wait_until(lambda: peer.all_lines().count(b'DATA') >= 2, 2 * tf.RETRY_MAX + SLACK, 'a retry')
+            self.assertNotRegex(d.log_text(), r'status=sent')
+            self.assertNoDsn(d)
 
 
 class TestEarlyFailure(HostileBase):
@@ -85,6 +108,75 @@ class TestEarlyFailure(HostileBase):
             # The next window says how many were left out.
             m = d.wait_log(r'delivery: dest=storm\.test suppressed=(\d+) failure lines', timeout=15)
             self.assertGreater(int(m.group(1)), 0)
+
+
+class TestSlowAndEndlessReplies(HostileBase):
+    """No reply may hold a connection (or a core) longer than its deadline."""
+
+    def closed_within(self, peer, seconds, what):
+        mxv.wait_until(lambda: peer.snapshot()[2], seconds + SLACK + 5, what)
+        took = peer.snapshot()[2][0]
+        print('\nfigure: %s: connection closed after %.2fs' % (what, took))
+        self.assertLess(took, seconds + SLACK, '%s: held %.1fs' % (what, took))
+
+    def test_endless_multiline_reply(self):
+        peer = self.hostile(hostile.endless_multiline())
+        with self.daemon({'primary.test': {}}, delivery_reply_timeout='30s') as d:
+            send(d, SENDER, 'e@primary.test')
+            self.closed_within(peer, 1, 'endless "250-x" reply')
+            d.wait_log(r'peer=mx1\.test\S* failed: protocol error: reply has too many lines')
+            self.assertQueueStates(d, {'queued', 'deferred'}, n=1)
+
+    def test_one_byte_a_second(self):
+        peer = self.hostile(hostile.trickle('220-a greeting that takes its time\r\n', every=1.0))
+        with self.daemon({'primary.test': {}}, delivery_reply_timeout='3s') as d:
+            send(d, SENDER, 't@primary.test')
+            self.closed_within(peer, 3, 'greeting at one byte a second')
+            d.wait_log(r'peer=mx1\.test\S* failed: timeout: the greeting took over 3s')
+            self.assertQueueStates(d, {'queued', 'deferred'}, n=1)
+
+    def test_final_reply_deadline(self):
+        async def slow_dot(conn):
+            await hostile.trickle_bytes(conn, b'250 2.0.0 Ok\r\n', 1.0)
+        peer = self.hostile(hostile.smtp(DOT=slow_dot))
+        with self.daemon({'primary.test': {}}, delivery_reply_timeout='10s',
+                         delivery_final_reply_timeout='3s') as d:
+            send(d, SENDER, 'f@primary.test')
+            self.closed_within(peer, 3, 'reply to the final dot at one byte a second')
+            d.wait_log(r'to=<f@primary\.test> relay=\S+ possible-duplicate')
+            m = d.wait_log(r'to=<f@primary\.test> relay=\S+ code=0 status=(\w+) reply="([^"]*)"')
+            self.assertEqual(m.group(1), 'deferred')
+            self.assertIn('the reply to the final dot took over 3s', m.group(2))
+
+
+class TestStrictReplyCodes(HostileBase):
+    """Only the reply a command defines is success; a code outside the ABNF is a protocol error."""
+
+    def test_299_to_ehlo(self):
+        peer = self.hostile(hostile.smtp(EHLO='299 hostile.test'))
+        with self.daemon({'primary.test': {}}) as d:
+            send(d, SENDER, 'c@primary.test')
+            failed = r'peer=mx1\.test\S* failed: protocol error: malformed reply: \\"299 hostile'
+
+            def mail_sent():
+                return [ln for ln in peer.all_lines() if ln.upper().startswith(b'MAIL')]
+            mxv.wait_until(lambda: mail_sent() or re.search(failed, d.log_text()), 10, 'the end of EHLO')
+            self.assertFalse(mail_sent(), 'a transaction after a 299 to EHLO')
+            d.wait_log(failed)
+            d.wait_log(r'delivery: dest=primary\.test deferred=')
+            self.assertQueueStates(d, {'queued', 'deferred'}, n=1)
+
+    def test_599_to_rcpt(self):
+        peer = self.hostile(hostile.smtp(RCPT='599 5.1.1 no such user, says who'))
+        with self.daemon({'primary.test': {}}, bounce_guard='0') as d:
+            send(d, SENDER, 'r@primary.test')
+            m = d.wait_log(r'to=<r@primary\.test> relay=\S+ code=\d+ status=(\w+)', timeout=10)
+            self.assertEqual(m.group(1), 'deferred', 'a 599 was taken for a refusal')
+            mxv.wait_until(lambda: sum(ln.upper().startswith(b'RCPT') for ln in peer.all_lines()) >= 2,
+                           2 * tf.RETRY_MAX + SLACK, 'a retry')
+            self.assertNotRegex(d.log_text(), r'status=bounced')
+            self.assertQueueStates(d, {'queued', 'deferred'}, n=1)
+            self.assertNoDsn(d)
 
 
 if __name__ == '__main__':
