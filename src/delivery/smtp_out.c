@@ -36,6 +36,7 @@
 #include "base/log.h"
 #include "base/smtp_proto.h"
 #include "smtp_reply.h"
+#include "smtp_stuff.h"
 
 #define STREAM_CHUNK (64 * 1024)
 #define READ_HIGH (4 * SMTP_REPLY_LINE_MAX) /* input buffered before we must find a line end */
@@ -74,7 +75,7 @@ struct smtp_out {
 	int *rcpt_code;                 /* per recipient: RCPT reply code, -1 not yet */
 	uint32_t accepted;
 	uint64_t stream_off;
-	bool at_bol;
+	struct smtp_stuff stuff;
 	unsigned char *chunk;
 };
 
@@ -303,20 +304,9 @@ static void next_job(struct smtp_out *c)
 
 /* --- content ----------------------------------------------------------- */
 
-/* Copies a piece of the body to the output, doubling a leading dot on each line. */
-static void stuff(struct smtp_out *c, const unsigned char *p, size_t n)
+static void emit_out(void *arg, const void *p, size_t n)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	while (n) {
-		if (c->at_bol && p[0] == '.')
-			evbuffer_add(out, ".", 1);
-		const unsigned char *nl = memchr(p, '\n', n);
-		size_t k = nl ? (size_t)(nl - p) + 1 : n;
-		evbuffer_add(out, p, k);
-		c->at_bol = nl != NULL;
-		p += k;
-		n -= k;
-	}
+	evbuffer_add(arg, p, n);
 }
 
 static void send_dot(struct smtp_out *c)
@@ -348,14 +338,12 @@ static void stream_more(struct smtp_out *c)
 			fail(c, SMTP_OUT_BROKEN, "451 4.3.0 local error reading the queued message");
 			return;
 		}
-		stuff(c, c->chunk, (size_t)r);
+		smtp_stuff_feed(&c->stuff, c->chunk, (size_t)r, emit_out, out);
 		c->stream_off += (uint64_t)r;
 	}
 	if (c->stream_off < m->env.body_size)
 		return;
-	if (!c->at_bol)
-		evbuffer_add(out, "\r\n", 2);
-	c->at_bol = true;
+	smtp_stuff_end(&c->stuff, emit_out, out);
 	if (c->cb->dot_ready && !c->cb->dot_ready(c->arg, c->job)) {
 		c->st = OUT_HOLD_DOT; /* the owner calls smtp_out_resume */
 		return;
@@ -539,7 +527,7 @@ static void on_reply_data(struct smtp_out *c, int code)
 	}
 	c->st = OUT_STREAM;
 	c->stream_off = 0;
-	c->at_bol = true;
+	smtp_stuff_init(&c->stuff);
 	stream_more(c); /* no deadline while we write: the write timeout watches a stalled peer */
 }
 

@@ -25,7 +25,9 @@
       (test 9 uses it to kill -9 mxvault mid-delivery). tls: (cert, key)
       paths to offer STARTTLS. p.ehlos counts EHLO/HELO commands (every
       connection mxvault makes says one); p.rcpt_replies lists (address,
-      reply) for every RCPT. pipelining=True adds PIPELINING to the EHLO
+      reply) for every RCPT. raw=True keeps every byte each session
+      received, exactly as sent (dot-stuffing and all): p.raw() is a list
+      of bytes, one per session. pipelining=True adds PIPELINING to the EHLO
       reply (aiosmtpd handles pipelined commands in order). start()/stop()
       may be repeated; stop() closes every session, as a server process
       that exits would. p.dsns(): the transactions with MAIL FROM:<>.
@@ -245,6 +247,16 @@ class _Controller(Controller or object):
         proto = super().factory()
         self.protos = getattr(self, 'protos', [])
         self.protos.append(proto)
+        sink = getattr(self, 'raw_sink', None)
+        if sink is not None:
+            got = bytearray()
+            sink.append(got)
+            received = proto.data_received
+
+            def record(data):
+                got.extend(data)
+                received(data)
+            proto.data_received = record
         return proto
 
     def close_sessions(self):
@@ -283,8 +295,10 @@ def _shutdown_leftovers(host, port):
 
 
 class Primary:
-    def __init__(self, host, port, name='mx.test', tls=None, pipelining=False, rcpt_reply=None, smtputf8=True):
+    def __init__(self, host, port, name='mx.test', tls=None, pipelining=False, rcpt_reply=None, smtputf8=True,
+                 raw=False):
         self.host, self.port, self.name = host, port, name
+        self.raw_sessions = [] if raw else None
         self.smtputf8 = smtputf8
         self.tls = tls
         self.pipelining = pipelining
@@ -307,6 +321,7 @@ class Primary:
             kw = {'tls_context': ctx, 'require_starttls': False}
         self.ctl = _Controller(_Handler(self), hostname=self.host, port=self.port, server_hostname=self.name,
                               ready_timeout=10, enable_SMTPUTF8=self.smtputf8, timeout=60, **kw)
+        self.ctl.raw_sink = self.raw_sessions
         self.started_at = time.monotonic()
         self.ctl.start()
         return self
@@ -341,6 +356,10 @@ class Primary:
 
     def dsns(self):
         return [dl for dl in self.deliveries() if dl.mail_from in ('', '<>')]
+
+    def raw(self):
+        with self.lock:
+            return [bytes(b) for b in self.raw_sessions or []]
 
 
 # --- helpers --------------------------------------------------------------

@@ -21,7 +21,8 @@ Tests: 1 recovery after an outage (and no connection storm while down),
 per-recipient 4xx/5xx and the DSN, 6 DNS failures (no server, timeouts,
 REFUSED), 7 implicit MX, null MX, NXDOMAIN, 8 delay notice and expiry,
 9 kill -9 mid-drain, 10 bounce guard, 11 outbound TLS (may, encrypt,
-verify), 12 hop limit, 13 deduplication of a resent message.
+verify), 12 hop limit, 13 deduplication of a resent message, 14 line
+ends normalised on the way out.
 
 retention cannot be set below 1m, so the expiry test takes about 65 s.
 Run with /usr/bin/python3 (python3-aiosmtpd); a sanitizer report in a
@@ -655,6 +656,35 @@ class TestTls(ForwardBase):
             d.stop()
         finally:
             d.cleanup()
+
+
+class TestLineEnds(ForwardBase):
+    """With reject_bare_lf = no a bare CR or LF is taken in; on the way out every line
+    ends in CRLF, so no next hop can see an end of data we did not send."""
+
+    def test_bare_cr_and_lf_normalised(self):
+        p = self.server('127.0.0.2', 'mx1.test', start=True, raw=True)
+        with self.daemon({'primary.test': {}}, reject_bare_lf='no') as d:
+            with d.raw() as r:
+                self.assertEqual(r.ehlo()[0], 250)
+                self.assertEqual(r.cmd('MAIL FROM:<%s>' % SENDER)[0], 250)
+                self.assertEqual(r.cmd('RCPT TO:<n@primary.test>')[0], 250)
+                self.assertEqual(r.cmd('DATA')[0], 354)
+                r.send(b'From: <alice@sender.test>\r\nSubject: line ends\r\n\r\n'
+                       b'line1\r.\r\nMAIL FROM:<evil@sender.test>\r\nline3\nline4\r\n.\r\n')
+                self.assertEqual(r.read_reply()[0], 250)
+                r.cmd('QUIT')
+            dl = p.wait_deliveries(1, 10)[0]
+            d.wait_queue(0)
+            sent = b''.join(p.raw())
+            content = sent.split(b'\r\nDATA\r\n', 1)[1]
+            content = content[:content.index(b'\r\n.\r\n') + 2]
+            self.assertIn(b'line1\r\n..\r\nMAIL FROM:<evil@sender.test>\r\nline3\r\nline4\r\n', content)
+            self.assertIsNone(re.search(rb'\r(?!\n)|(?<!\r)\n', content), 'a bare CR or LF went out: %r' % content)
+            self.assertEqual(len(p.deliveries()), 1)
+            self.assertEqual(dl.rcpt_tos, ['n@primary.test'])
+            self.assertTrue(dl.data.endswith(b'line1\r\n.\r\nMAIL FROM:<evil@sender.test>\r\nline3\r\nline4\r\n'),
+                            dl.data)
 
 
 class TestHopsAndDedup(ForwardBase):
