@@ -1,11 +1,14 @@
 """fwdlib: real peers for the forward-side end-to-end tests (test_forward.py).
 
-  Unbound(records, refuse=(), port=None)
+  Unbound(records, refuse=(), port=None, redirect=())
       unbound (/usr/sbin/unbound) as the authoritative server of the zone
       "test." (local-zone static) on 127.0.0.1:port (a free port unless
       given). records: local-data lines without quotes, e.g.
       "primary.test. IN MX 10 mx1.test.". refuse: zones answered REFUSED
       (records inside them are left out: unbound would answer those).
+      redirect: zones of type redirect: every name under "h.test." answers
+      with the records given for "h.test." itself (one large A set for
+      thousands of host names).
       start() waits (bounded) until dig gets an answer; stop() kills it.
       u.resolver is the "127.0.0.1:PORT" for mxvault's [server] resolver;
       u.queries(name, qtype) counts the queries it logged. A context manager.
@@ -75,12 +78,13 @@ QUEUED_RX = re.compile(r'queued as ([0-9a-f]{16})\b')
 # --- DNS ------------------------------------------------------------------
 
 class Unbound:
-    def __init__(self, records=(), refuse=(), port=None):
+    def __init__(self, records=(), refuse=(), port=None, redirect=()):
         self.dir = tempfile.mkdtemp(prefix='mxv-unbound-')
         self.port = port or mxv.free_port()
         self.resolver = '%s:%d' % (mxv.HOST, self.port)
         self.records = list(records)
         self.refuse = list(refuse)
+        self.redirect = list(redirect)
         self.proc = None
         self.conf = os.path.join(self.dir, 'unbound.conf')
 
@@ -96,6 +100,7 @@ class Unbound:
                '  local-zone: "test." static',
                '  local-data: "ready.test. IN TXT ok"']
         out += ['  local-zone: "%s" refuse' % z for z in self.refuse]
+        out += ['  local-zone: "%s" redirect' % z for z in self.redirect]
         # (unbound answers local data even inside a "refuse" zone: leave it out)
         out += ['  local-data: "%s"' % r for r in self.records if not self.refused(r.split()[0])]
         out += ['remote-control:', '  control-enable: no']

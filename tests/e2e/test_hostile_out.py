@@ -14,7 +14,8 @@ Tests: a 250 to DATA is no delivery; a protocol error before EHLO backs
 the destination off (no reconnect storm) and repeated failure lines are
 rate-limited; an endless multi-line reply and a trickled one are cut off
 (line cap, reply deadlines, also after the final dot); reply codes are
-checked strictly (299 to EHLO, 599 to RCPT).
+checked strictly (299 to EHLO, 599 to RCPT); MX hosts and addresses are
+capped.
 
 Run with /usr/bin/python3 (python3-aiosmtpd, unbound); every wait has a
 deadline and every hostile script ends on its own.
@@ -177,6 +178,38 @@ class TestStrictReplyCodes(HostileBase):
             self.assertNotRegex(d.log_text(), r'status=bounced')
             self.assertQueueStates(d, {'queued', 'deferred'}, n=1)
             self.assertNoDsn(d)
+
+
+N_MX = 200     # MX records of the forged sender domain
+N_ADDRS = 500  # A records of every one of its hosts
+
+
+class TestMxCaps(HostileBase):
+    """A forged sender domain with hundreds of MX hosts, each with hundreds of addresses."""
+    zone = ['evil.test. IN MX %d mx%03d.h.test.' % (i, i) for i in range(N_MX)]
+    zone += ['h.test. IN A 127.0.%d.%d' % (2 + i // 250, 1 + i % 250) for i in range(N_ADDRS)]
+    redirect = ['h.test.']
+
+    def queried_hosts(self):
+        rx = re.compile(r'info: \S+ (mx\d+)\.h\.test\. (?:A|AAAA) IN$', re.M)
+        return set(rx.findall(self.dns.log_text()))
+
+    def test_caps(self):
+        with self.daemon({'nx.test': {}}) as d:
+            hwm0 = hostile.peak_rss_kb(d.pid)
+            # A message the primary can never take (nx.test does not exist) bounces at once:
+            # the DSN goes to evil.test, which names 200 MX hosts of 500 addresses each.
+            send(d, 'x@evil.test', 'y@nx.test')
+            d.wait_log(r'delivery: dest=evil\.test deferred=', timeout=30)
+            hosts = self.queried_hosts()
+            hwm = hostile.peak_rss_kb(d.pid)
+            tried = set(re.findall(r'peer=mx\d+\.h\.test\[(127\.0\.\d+\.\d+)\]', d.log_text()))
+            print('\nfigure: %d of %d MX hosts looked up, %d addresses tried, peak RSS %d -> %d kB' %
+                  (len(hosts), N_MX, len(tried), hwm0, hwm))
+            self.assertLessEqual(len(hosts), 10, 'MX hosts looked up: %d' % len(hosts))
+            self.assertEqual(hosts, {'mx%03d' % i for i in range(10)}, 'not the most preferred hosts')
+            self.assertLessEqual(len(tried), 20)
+            self.assertLess(hwm - hwm0, 30 * 1024, 'memory grew by %d kB' % (hwm - hwm0))
 
 
 if __name__ == '__main__':
