@@ -1,8 +1,8 @@
 /*
  * qmgr: see qmgr.h. This file is the scheduler. It owns the destinations
  * (each with its policy, dest.c, and its queues of jobs), the per-message
- * records and the one-second tick (due retries, expiry, delay warnings, the
- * guard's hold, idle destinations).
+ * records, the server-wide connection slots and the one-second tick (due
+ * retries, expiry, delay warnings, the guard's hold, idle destinations).
  * qmgr_conn.c runs the connections it starts and reports back through the
  * qmgr_dest_* and qmgr_job_* functions; qmgr_dsn.c writes the DSNs.
  *
@@ -12,7 +12,10 @@
  * - qmsg.jobs counts the jobs of a message; the message is done (and its
  *   record freed) when it reaches 0 with every recipient final;
  * - recipient state changes only through the spool's setters, so what
- *   `queue list` shows is what is durable.
+ *   `queue list` shows is what is durable;
+ * - s->nconn <= max_outbound_connections, and a destination is on the slot
+ *   queue (once) only while every slot is taken: slots are handed out in
+ *   turn, one connection per destination per turn.
  * Main thread only; out of memory is fatal; spool write errors are the
  * spool's to report (the in-memory state is already the new one).
  */
@@ -108,7 +111,37 @@ static void release_held(struct dest *d)
 	release_waiting(d, 0, false, true);
 }
 
-/* --- starting connections -------------------------------------------------- */
+/* --- connection slots -------------------------------------------------- */
+
+static bool slot_free(const struct qmgr *s)
+{
+	return s->nconn < s->cfg->max_outbound_connections;
+}
+
+static void slot_wait(struct dest *d)
+{
+	struct qmgr *s = d->s;
+	if (d->slot_queued)
+		return;
+	d->slot_queued = true;
+	d->next_slot = NULL;
+	if (s->slot_tail)
+		s->slot_tail->next_slot = d;
+	else
+		s->slot_head = d;
+	s->slot_tail = d;
+}
+
+static struct dest *slot_pop(struct qmgr *s)
+{
+	struct dest *d = s->slot_head;
+	s->slot_head = d->next_slot;
+	if (!s->slot_head)
+		s->slot_tail = NULL;
+	d->next_slot = NULL;
+	d->slot_queued = false;
+	return d;
+}
 
 /* During an outage one connection at a time finds out whether it is over. */
 static bool wants_conn(const struct dest *d)
@@ -119,6 +152,29 @@ static bool wants_conn(const struct dest *d)
 	       d->ready.n > d->nstarting;
 }
 
+static bool wants_probe(const struct dest *d)
+{
+	return !d->s->stopping && d->want_probe && !d->probing && d->pol.down && (d->ready.head || d->waiting.head);
+}
+
+/* Hands free slots to the destinations waiting for one, a connection each per turn. */
+static void slots_grant(struct qmgr *s)
+{
+	while (slot_free(s) && s->slot_head) {
+		struct dest *d = slot_pop(s);
+		if (wants_probe(d)) {
+			d->want_probe = false;
+			qmgr_conn_start(d, true);
+		} else if (wants_conn(d)) {
+			qmgr_conn_start(d, false);
+		} else {
+			continue;
+		}
+		if (wants_probe(d) || wants_conn(d))
+			slot_wait(d);
+	}
+}
+
 struct job *qmgr_dest_take_job(struct dest *d)
 {
 	return jlist_pop(&d->ready);
@@ -126,14 +182,29 @@ struct job *qmgr_dest_take_job(struct dest *d)
 
 void qmgr_dest_kick(struct dest *d)
 {
-	while (wants_conn(d))
+	struct qmgr *s = d->s;
+	slots_grant(s); /* those already waiting go first */
+	while (wants_conn(d)) {
+		if (!slot_free(s)) {
+			slot_wait(d);
+			return;
+		}
 		qmgr_conn_start(d, false);
+	}
 }
 
 static void start_probe(struct dest *d)
 {
-	if (!d->probing)
-		qmgr_conn_start(d, true); /* even beside a connection stuck waiting for a greeting */
+	if (d->probing)
+		return;
+	slots_grant(d->s);
+	if (!slot_free(d->s)) {
+		d->want_probe = true;
+		slot_wait(d);
+		return;
+	}
+	d->want_probe = false;
+	qmgr_conn_start(d, true); /* even beside a connection stuck waiting for a greeting */
 }
 
 /* --- destinations ------------------------------------------------------ */
@@ -174,6 +245,22 @@ static struct dest *get_dest(struct qmgr *s, const char *domain)
 	return d;
 }
 
+void qmgr_dest_log_failure(struct dest *d, const char *f, ...)
+{
+	uint32_t suppressed;
+	if (!dest_log_allowed(&d->pol, clock_mono_ms(), &suppressed))
+		return;
+	if (suppressed)
+		log_info("delivery", "dest=%s suppressed=%" PRIu32 " failure lines (at most %d in %ds are logged)",
+			 d->domain, suppressed, DEST_LOG_BURST, DEST_LOG_WINDOW_MS / 1000);
+	char line[1024];
+	va_list ap;
+	va_start(ap, f);
+	vsnprintf(line, sizeof(line), f, ap);
+	va_end(ap);
+	log_info("delivery", "%s", line);
+}
+
 /* Each ready job keeps its retry state across a restart, and its recipients say why they wait. */
 static void record_deferral(struct dest *d, const char *reply, int64_t next)
 {
@@ -190,22 +277,6 @@ static void record_deferral(struct dest *d, const char *reply, int64_t next)
 						   reply, NULL, NULL);
 		}
 	}
-}
-
-void qmgr_dest_log_failure(struct dest *d, const char *f, ...)
-{
-	uint32_t suppressed;
-	if (!dest_log_allowed(&d->pol, clock_mono_ms(), &suppressed))
-		return;
-	if (suppressed)
-		log_info("delivery", "dest=%s suppressed=%" PRIu32 " failure lines (at most %d in %ds are logged)",
-			 d->domain, suppressed, DEST_LOG_BURST, DEST_LOG_WINDOW_MS / 1000);
-	char line[1024];
-	va_list ap;
-	va_start(ap, f);
-	vsnprintf(line, sizeof(line), f, ap);
-	va_end(ap);
-	log_info("delivery", "%s", line);
 }
 
 void qmgr_dest_failed(struct dest *d, const char *why, bool probe)
@@ -231,6 +302,7 @@ void qmgr_dest_up(struct dest *d)
 	if (!dest_session_up(&d->pol))
 		return;
 	event_del(d->probe_ev);
+	d->want_probe = false;
 	release_waiting(d, 0, true, false);
 	log_info("delivery", "dest=%s is back; flushing queued=%zu", d->domain, d->ready.n);
 }
@@ -273,13 +345,15 @@ void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const c
 		qmgr_dest_failed(d, why, true); /* every failure before a session backs off */
 	if (dest_window_idle(&d->pol, d->ready.head || d->nconn))
 		release_held(d); /* too few to judge: retried, and bounced if refused again */
+	slots_grant(s);
 	qmgr_dest_kick(d);
 }
 
 /* Nothing queued, nothing connected, nothing to remember: the state can go. */
 static bool dest_is_idle(const struct dest *d)
 {
-	return !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing && dest_is_settled(&d->pol);
+	return !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing && !d->slot_queued &&
+	       dest_is_settled(&d->pol);
 }
 
 static void dest_free(struct qmgr *s, struct dest *d)
@@ -555,6 +629,8 @@ void qmgr_stop(struct qmgr *s)
 {
 	s->stopping = true;
 	spool_set_msg_hook(s->sp, NULL, NULL);
+	while (s->slot_head)
+		slot_pop(s);
 	qmgr_conn_stop_all(s);
 }
 

@@ -1,6 +1,7 @@
 /*
  * qmgr_int: the queue manager's private types, shared by its files:
- * qmgr.c (scheduling: destinations, queues, jobs, the tick), qmgr_conn.c (connections: routing, the SMTP client's
+ * qmgr.c (scheduling: destinations, queues, jobs, the connection slots,
+ * the tick), qmgr_conn.c (connections: routing, the SMTP client's
  * callbacks, outcomes as they are read) and qmgr_dsn.c (bounces, delay
  * warnings, expiry). They are one module; nothing outside includes this.
  */
@@ -67,7 +68,10 @@ struct dest {
 	uint32_t nconn, nstarting;
 	struct event *probe_ev;
 	bool probing;
+	bool want_probe;          /* a probe is due but no connection slot was free */
+	bool slot_queued;         /* on the qmgr's slot queue */
 	struct dest *next_dest;
+	struct dest *next_slot;
 };
 
 struct conn;
@@ -83,6 +87,7 @@ struct qmgr {
 	struct dest *dest_list;
 	struct event *tick;
 	uint32_t nconn;           /* every outbound connection, probes included */
+	struct dest *slot_head, *slot_tail; /* destinations waiting for a connection slot, in turn */
 	bool stopping;
 	struct conn *conns;
 	uint64_t dsn_seq;
@@ -90,7 +95,7 @@ struct qmgr {
 };
 
 /* --- qmgr.c: scheduling ------------------------------------------------- */
-/* Starts what d may start now: connections for its ready jobs. */
+/* Starts what d may start now: connections for its ready jobs, or queues it for a slot. */
 void qmgr_dest_kick(struct dest *d);
 /* The next ready job of d, for a connection to send, or NULL. */
 struct job *qmgr_dest_take_job(struct dest *d);
@@ -100,7 +105,7 @@ void qmgr_dest_failed(struct dest *d, const char *why, bool probe);
 void qmgr_dest_up(struct dest *d);
 /* Logs a failure line of d unless its rate limit holds it back. */
 void qmgr_dest_log_failure(struct dest *d, const char *fmt, ...) PRINTF_LIKE(2, 3);
-/* A connection (or probe) of d ended; failed_early: before a session (which backs d off). */
+/* A connection (or probe) of d ended and gave its slot back. */
 void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const char *why);
 /* Judges a recipient's reply at d, acting on what it does to the bounce guard. */
 enum dest_verdict qmgr_dest_judge(struct dest *d, int code);
@@ -115,7 +120,7 @@ void qmgr_job_finished(struct qmgr *s, struct job *j);
 void qmgr_job_log(const struct job *j, uint32_t idx, int code, const char *status, const char *reply);
 
 /* --- qmgr_conn.c: connections ------------------------------------------- */
-/* Starts a connection (or a probe) for d. */
+/* Starts a connection (or a probe) for d; the caller has checked the slot. */
 void qmgr_conn_start(struct dest *d, bool probe);
 /* qmgr_stop: cuts every connection; those still resolving end when the resolver is freed. */
 void qmgr_conn_stop_all(struct qmgr *s);

@@ -15,7 +15,8 @@ the destination off (no reconnect storm) and repeated failure lines are
 rate-limited; an endless multi-line reply and a trickled one are cut off
 (line cap, reply deadlines, also after the final dot); reply codes are
 checked strictly (299 to EHLO, 599 to RCPT); MX hosts and addresses are
-capped.
+capped; max_outbound_connections holds with many tarpit destinations while
+inbound mail still flows.
 
 Run with /usr/bin/python3 (python3-aiosmtpd, unbound); every wait has a
 deadline and every hostile script ends on its own.
@@ -210,6 +211,44 @@ class TestMxCaps(HostileBase):
             self.assertEqual(hosts, {'mx%03d' % i for i in range(10)}, 'not the most preferred hosts')
             self.assertLessEqual(len(tried), 20)
             self.assertLess(hwm - hwm0, 30 * 1024, 'memory grew by %d kB' % (hwm - hwm0))
+
+
+class TestOutboundCap(HostileBase):
+    """max_outbound_connections holds against many destinations whose MX never greets."""
+    zone = ['s.test. IN MX 10 tarpit.test.', 'tarpit.test. IN A 127.0.0.10']
+    redirect = ['s.test.']
+    CAP = 3
+    DOMAINS = 12
+
+    def test_cap_and_inbound(self):
+        tarpit = self.hostile(hostile.silent(), hosts=('127.0.0.10',))
+        with self.daemon({'nx.test': {}}, max_outbound_connections=self.CAP, delivery_reply_timeout='2s') as d:
+            # Each message bounces at once; each DSN goes to a different sender domain's tarpit.
+            with d.smtp(timeout=30) as s:
+                for i in range(self.DOMAINS):
+                    send(d, 'a@d%02d.s.test' % i, 'x@nx.test', s=s)
+            seen = []
+
+            def all_tried():
+                seen.append(hostile.outbound_conns(d.pid, self.mx_port))
+                if seen[-1] > self.CAP:
+                    self.fail('%d outbound connections, max_outbound_connections = %d' % (seen[-1], self.CAP))
+                log = d.log_text()
+                return all('dest=d%02d.s.test deferred=' % i in log for i in range(self.DOMAINS))
+            mxv.wait_until(lambda: max(seen or [0]) >= self.CAP or all_tried(), 10, 'the cap reached')
+            # Inbound mail is not starved while every outbound slot is held.
+            t0 = time.monotonic()
+            send(d, SENDER, 'in@nx.test')
+            took = time.monotonic() - t0
+            mxv.wait_until(all_tried, (self.DOMAINS / self.CAP) * 2 * 2 + SLACK + 10,
+                           'every DSN destination tried in turn', interval=0.02)
+            print('\nfigure: %d tarpit destinations, cap %d: at most %d outbound sockets seen (%d samples), '
+                  'tarpit held %d at once, inbound message took %.2fs' %
+                  (self.DOMAINS, self.CAP, max(seen), len(seen), tarpit.max_open, took))
+            self.assertLessEqual(max(seen), self.CAP, 'more outbound connections than max_outbound_connections')
+            self.assertEqual(max(seen), self.CAP, 'the cap was never reached: the test proves nothing')
+            self.assertLessEqual(tarpit.max_open, self.CAP)
+            self.assertLess(took, 2.0, 'inbound mail waited for outbound slots')
 
 
 if __name__ == '__main__':
