@@ -106,9 +106,11 @@ static void release_waiting(struct dest *d, int64_t now, bool all, bool only_hel
 	}
 }
 
+/* The guard let go: what it held is tried now, whatever its own retry time says. */
 static void release_held(struct dest *d)
 {
-	release_waiting(d, 0, false, true);
+	release_waiting(d, 0, true, true);
+	qmgr_dest_kick(d);
 }
 
 /* --- connection slots -------------------------------------------------- */
@@ -344,7 +346,7 @@ void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const c
 	if (failed_early)
 		qmgr_dest_failed(d, why, true); /* every failure before a session backs off */
 	if (dest_window_idle(&d->pol, d->ready.head || d->nconn))
-		release_held(d); /* too few to judge: retried, and bounced if refused again */
+		release_held(d); /* too few to judge: retried now, and bounced if refused again */
 	slots_grant(s);
 	qmgr_dest_kick(d);
 }
@@ -405,6 +407,12 @@ static void job_defer(struct qmgr *s, struct job *j)
 	meta.next_attempt = clock_wall_s() + delay;
 	meta.flags &= ~SPOOL_META_MAYBE_DUP;
 	spool_msg_set_meta(s->sp, j->out.m, &meta, NULL, NULL);
+	if (j->held && !dest_holds_bounces(&j->d->pol)) {
+		/* The guard let go while this attempt was under way: no reason to wait. */
+		j->held = false;
+		jlist_insert(&j->d->ready, j);
+		return;
+	}
 	j->not_before = meta.next_attempt;
 	jlist_insert(&j->d->waiting, j);
 }

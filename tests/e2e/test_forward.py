@@ -20,9 +20,10 @@ Tests: 1 recovery after an outage (and no connection storm while down),
 2 MX preferences, 3 mail loops (best MX is us), 4 equal preferences, 5
 per-recipient 4xx/5xx and the DSN, 6 DNS failures (no server, timeouts,
 REFUSED), 7 implicit MX, null MX, NXDOMAIN, 8 delay notice and expiry,
-9 kill -9 mid-drain, 10 bounce guard, 11 outbound TLS (may, encrypt,
-verify), 12 hop limit, 13 deduplication of a resent message, 14 line
-ends normalised on the way out.
+9 kill -9 mid-drain, 10 bounce guard (and what it holds flows the
+moment it lets go), 11 outbound TLS (may, encrypt, verify), 12 hop
+limit, 13 deduplication of a resent message, 14 line ends normalised on
+the way out.
 
 retention cannot be set below 1m, so the expiry test takes about 65 s.
 Run with /usr/bin/python3 (python3-aiosmtpd); a sanitizer report in a
@@ -589,6 +590,56 @@ class TestBounceGuard(ForwardBase):
             mxv.wait_until(lambda: set(p.rcpt_counts()) >= set(rcpts), RETRY_MAX + SLACK + 5,
                            'everything delivered once the primary accepts')
             self.assertOnce(p, rcpts)
+            d.wait_queue(0)
+            self.assertNoDsn(d)
+
+
+    def test_real_refusal_after_recovery_bounces_at_once(self):
+        """A real 5xx among the first recipients after a recovery is held while they are judged,
+        and bounced as soon as the judgement clears the primary, not at the message's next retry."""
+        p = self.server('127.0.0.2', 'mx1.test',
+                        rcpt_reply=lambda a: '550 5.1.1 No such user' if a.startswith('bad@') else None)
+        with self.daemon({'primary.test': {}}, bounce_guard='50%', retry_min='1m', retry_max='1h') as d:
+            good = ['ok%02d@primary.test' % i for i in range(11)]
+            for r in ['bad@primary.test'] + good:
+                send(d, SENDER, r)
+            d.wait_log(r'delivery: dest=primary\.test deferred=', timeout=10)
+            t0 = time.monotonic()
+            p.start()
+            mxv.wait_until(lambda: set(p.rcpt_counts()) >= set(good), 2 * PROBE + SLACK + 5, 'the good recipients')
+            d.wait_log(r'to=<bad@primary\.test> relay=\S+ code=550 status=held')
+            dsn = self.wait_dsns(1, 2 * PROBE + SLACK + 5)[0]  # retry_min is a minute away
+            print('\nfigure: real refusal held in the guard window, bounced %.2fs after the primary came back' %
+                  (time.monotonic() - t0))
+            rep = parse_dsn(dsn.data)
+            self.assertEqual([(b.get('action'), b.get('status')) for b in rep['rcpts']], [('failed', '5.1.1')])
+            self.assertNotIn('bounce-guard=on', d.log_text())
+            d.wait_queue(0)
+            self.assertOnce(p, good)
+
+    def test_guard_off_releases_held_mail_at_once(self):
+        """Once the primary accepts mail again, everything the guard held goes at once."""
+        refuse = {'on': True}
+        p = self.server('127.0.0.2', 'mx1.test',
+                        rcpt_reply=lambda a: '550 5.1.1 User unknown (misconfigured)' if refuse['on'] else None)
+        with self.daemon({'primary.test': {}}, bounce_guard='50%', bounce_guard_hold='1h', retry_min='1m',
+                         retry_max='1h') as d:
+            held = ['h%02d@primary.test' % i for i in range(12)]
+            for r in held:
+                send(d, SENDER, r)
+            d.wait_log(r'delivery: dest=primary\.test deferred=', timeout=10)
+            p.start()
+            d.wait_log(r'dest=primary\.test bounce-guard=on', timeout=2 * PROBE + SLACK + 5)
+            mxv.wait_until(lambda: len(p.rcpt_replies) >= len(held), 10, 'every recipient refused once')
+            d.wait_queue(len(held))
+            refuse['on'] = False
+            t0 = time.monotonic()
+            send(d, SENDER, 'new@primary.test')  # a new message: accepted, so the primary works again
+            d.wait_log(r'dest=primary\.test bounce-guard=off reason="the primary accepts mail again"', timeout=10)
+            mxv.wait_until(lambda: set(p.rcpt_counts()) >= set(held), 5, 'the held mail, at once (retry_min is 1m)')
+            print('\nfigure: bounce guard off: %d held recipients delivered %.2fs after the first acceptance' %
+                  (len(held), time.monotonic() - t0))
+            self.assertOnce(p, held + ['new@primary.test'])
             d.wait_queue(0)
             self.assertNoDsn(d)
 
