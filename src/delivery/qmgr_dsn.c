@@ -146,7 +146,7 @@ void qmgr_expire_job(struct qmgr *s, struct job *j)
 	struct qmgr_dsn_req req = {
 		.action = DSN_FAILED,
 		.status = "4.4.7",
-		.remote_mta = j->relay[0] && strcmp(j->relay, "none") ? j->relay : NULL,
+		.remote_mta = j->relay_host[0] ? j->relay_host : NULL,
 	};
 	qmgr_send_dsn(s, m, rs, j->out.n, &req);
 	/* Each setter copies the reply before it replaces the one rs[k] may point to. */
@@ -171,8 +171,8 @@ void qmgr_maybe_warn(struct qmgr *s, struct job *j, int64_t now)
 	}
 	struct qmgr_dsn_req req = {
 		.action = DSN_DELAYED,
-		.remote_mta = j->relay[0] && strcmp(j->relay, "none") ? j->relay : NULL,
-		.will_retry_until = 0,
+		.remote_mta = j->relay_host[0] ? j->relay_host : NULL,
+		.will_retry_until = j->expire_at, /* retries stop, and the message bounces, then */
 	};
 	qmgr_send_dsn(s, m, rs, n, &req);
 	free(rs);

@@ -48,8 +48,8 @@ struct job {
 	bool held;                /* kept back by the bounce guard */
 	struct marker *marker;    /* the in-flight marker being made durable */
 	struct smtp_out *dot_held;/* the connection waiting for it before the final dot */
-	char relay[340];          /* "host[ip]:port" of the last attempt */
-	char relay_host[256];     /* its host name */
+	char relay[340];          /* "host[ip]:port" of the last attempt, for logs */
+	char relay_host[256];     /* its host name, for DSNs (RFC 3464 Remote-MTA) */
 };
 
 /* A queue of jobs in id (arrival) order; appending a newer job is O(1). */
@@ -138,8 +138,8 @@ struct qmgr_dsn_rcpt {
 struct qmgr_dsn_req {
 	enum dsn_action action;
 	const char *status;        /* RFC 3463 code for all, or NULL: from each reply */
-	const char *remote_mta;    /* the host that answered, or NULL */
-	int64_t will_retry_until;  /* DSN_DELAYED */
+	const char *remote_mta;    /* the host name that answered, or NULL */
+	int64_t will_retry_until;  /* DSN_DELAYED: when the message expires */
 };
 
 /* Sends one DSN for the given recipients of m (those that want one). */

@@ -93,7 +93,7 @@ void smtp_out_abort(struct smtp_out *c);
 void smtp_out_resume(struct smtp_out *c);
 /* The host and address currently connected, "mx1.example[192.0.2.1]:25", for logs. */
 const char *smtp_out_peer(const struct smtp_out *c);
-/* The host name alone, "mx1.example". */
+/* The host name alone, "mx1.example" (RFC 3464 Remote-MTA). */
 const char *smtp_out_peer_host(const struct smtp_out *c);
 
 #endif

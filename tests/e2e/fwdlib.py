@@ -378,13 +378,15 @@ def make_cert(directory, cn):
 
 
 def parse_dsn(data):
-    """A DSN's parts: content_type, report_type, and per recipient block the
-    fields action, status, final_recipient, diagnostic (lower-cased keys,
-    values as sent), plus the whole text."""
+    """A DSN's parts: content_type, report_type, the per-message fields
+    ('message': reporting-mta, arrival-date, ...) and per recipient block
+    the fields action, status, final-recipient, remote-mta, diagnostic-code,
+    will-retry-until ... (lower-cased keys, values as sent, whitespace
+    runs folded), plus the whole text."""
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
     out = {'content_type': msg.get_content_type(), 'report_type': msg.get_param('report-type'),
            'subject': msg.get('Subject', ''), 'rcpts': [], 'text': data.decode('utf-8', 'replace'),
-           'auto_submitted': msg.get('Auto-Submitted', '')}
+           'auto_submitted': msg.get('Auto-Submitted', ''), 'message': {}}
     for part in msg.walk():
         if part.get_content_type() in ('message/delivery-status', 'message/global-delivery-status'):
             blocks = part.get_payload()
@@ -393,6 +395,8 @@ def parse_dsn(data):
                 blocks = blocks[0].as_string()
             if isinstance(blocks, str):  # message/global-delivery-status may come as text
                 blocks = [email.message_from_string(b) for b in re.split(r'\r?\n\r?\n', blocks) if b.strip()]
+            if blocks:
+                out['message'] = {k.lower(): ' '.join(v.split()) for k, v in blocks[0].items()}
             for b in blocks[1:]:
                 out['rcpts'].append({k.lower(): ' '.join(v.split()) for k, v in b.items()})
     return out

@@ -18,9 +18,9 @@ record (recovery time, drain behaviour).
 
 Tests: 1 recovery after an outage (and no connection storm while down),
 2 MX preferences, 3 mail loops (best MX is us), 4 equal preferences, 5
-per-recipient 4xx/5xx and the DSN, 6 DNS failures (no server, timeouts,
-REFUSED), 7 implicit MX, null MX, NXDOMAIN, 8 delay notice and expiry,
-9 kill -9 mid-drain, 10 bounce guard (and what it holds flows the
+per-recipient 4xx/5xx and the DSN (Remote-MTA is a host name), 6 DNS
+failures (no server, timeouts, REFUSED), 7 implicit MX, null MX, NXDOMAIN,
+8 delay notice (its Will-Retry-Until) and expiry, 9 kill -9 mid-drain, 10 bounce guard (and what it holds flows the
 moment it lets go), 11 outbound TLS (may, encrypt, verify), 12 hop
 limit, 13 deduplication of a resent message, 14 line ends normalised on
 the way out.
@@ -30,6 +30,7 @@ Run with /usr/bin/python3 (python3-aiosmtpd); a sanitizer report in a
 daemon's log fails the test with the report.
 """
 import calendar
+import email.utils
 import os
 import re
 import shutil
@@ -343,6 +344,8 @@ class TestPerRecipient(ForwardBase):
             self.assertEqual(blk.get('status'), '5.1.1')
             self.assertEqual(blk.get('final-recipient', '').replace(' ', '').lower(), 'rfc822;bad@primary.test')
             self.assertIn('No such user here', blk.get('diagnostic-code', ''))
+            # RFC 3464 2.3.5: the "dns" type takes a host name, nothing else.
+            self.assertEqual(blk.get('remote-mta'), 'dns; mx1.test')
 
             # tmp@ stays queued (deferred) and is retried
             q = self.assertQueueStates(d, {'delivered', 'bounced', 'deferred'}, n=1)
@@ -520,6 +523,25 @@ class TestExpiry(ForwardBase):
             self.assertEqual(len(re.findall('dsn-for=', log)), 2)
             self.assertEqual(len(self.sender_mx.dsns()), 2)
             self.assertRegex(log, r'id=%s to=<bounce@expire\.test> status=expired' % nullid)
+
+
+class TestDelayNotice(ForwardBase):
+    """The delay DSN says until when delivery is tried: arrival + retention, to the second."""
+    zone = ['expire.test. IN MX 10 mx1.test.']
+
+    def test_will_retry_until(self):
+        with self.daemon({'expire.test': {'retention': '2h', 'warn_after': '1s'}}) as d:
+            send(d, SENDER, 'slow@expire.test')
+            dsn = self.wait_dsns(1, 1 + SLACK + 5)[0]
+            rep = parse_dsn(dsn.data)
+            self.assertEqual([b.get('action') for b in rep['rcpts']], ['delayed'], rep['text'])
+            arrival = email.utils.parsedate_to_datetime(rep['message']['arrival-date'])
+            until = email.utils.parsedate_to_datetime(rep['rcpts'][0]['will-retry-until'])
+            print('\nfigure: delay notice: Arrival-Date %s, Will-Retry-Until %s' % (arrival, until))
+            self.assertEqual((until - arrival).total_seconds(), 2 * 3600, rep['text'])
+            m = re.search(r'Delivery will be tried until ([^.]+)\.', ' '.join(rep['text'].split()))
+            self.assertTrue(m, rep['text'])
+            self.assertEqual(email.utils.parsedate_to_datetime(m.group(1)), until)  # the text says the same
 
 
 class TestKillDuringDrain(ForwardBase):
