@@ -377,10 +377,11 @@ static void free_res(struct job *j)
 	j->res = NULL;
 }
 
-void qmgr_job_begin(struct job *j, const char *relay, const char *host)
+void qmgr_job_begin(struct job *j, const char *relay, const char *host, const char *tls)
 {
 	snprintf(j->relay, sizeof(j->relay), "%s", relay);
 	snprintf(j->relay_host, sizeof(j->relay_host), "%s", host);
+	snprintf(j->tls, sizeof(j->tls), "%s", tls ? tls : "no");
 	j->out.dot_sent = false;
 	free_res(j);
 	j->res = xcalloc(j->out.n ? j->out.n : 1, sizeof(*j->res));
@@ -390,8 +391,9 @@ void qmgr_job_log(const struct job *j, uint32_t idx, int code, const char *statu
 {
 	char id[17], safe[300];
 	spool_id_str(j->out.m->id, id);
-	log_info("delivery", "id=%s to=<%s> relay=%s code=%d status=%s reply=\"%s\"", id, j->out.m->env.rcpts[idx].addr,
-		 j->relay, code, status, log_safe(safe, sizeof(safe), reply ? reply : "", reply ? strlen(reply) : 0));
+	log_info("delivery", "id=%s to=<%s> relay=%s code=%d status=%s tls=%s reply=\"%s\"", id,
+		 j->out.m->env.rcpts[idx].addr, j->relay, code, status, j->tls[0] ? j->tls : "no",
+		 log_safe(safe, sizeof(safe), reply ? reply : "", reply ? strlen(reply) : 0));
 }
 
 static void job_defer(struct qmgr *s, struct job *j)
@@ -456,7 +458,7 @@ void qmgr_dest_refused(struct dest *d, const char *reply)
 	release_waiting(d, 0, true, false);
 	struct job *j;
 	while ((j = jlist_pop(&d->ready)) != NULL) {
-		qmgr_job_begin(j, "none", "");
+		qmgr_job_begin(j, "none", "", NULL);
 		for (uint32_t k = 0; k < j->out.n; k++) {
 			j->res[k] = (struct job_rcpt){OUT_FAILED, code, xstrdup(reply)};
 			qmgr_job_log(j, j->out.rcpts[k], code, "bounced", reply);

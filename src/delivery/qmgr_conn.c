@@ -110,7 +110,7 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 	if (cn->s->stopping || !d->ready.head)
 		return NULL;
 	struct job *j = qmgr_dest_take_job(d);
-	qmgr_job_begin(j, smtp_out_peer(out), smtp_out_peer_host(out));
+	qmgr_job_begin(j, smtp_out_peer(out), smtp_out_peer_host(out), smtp_out_tls(out));
 	set_marker(cn->s, j);
 	return &j->out;
 }

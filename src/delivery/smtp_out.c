@@ -61,6 +61,7 @@ struct smtp_out {
 	bool tls_on;
 	bool tls_refused_here; /* "may": this address failed TLS, retry it in clear */
 	bool was_ready;
+	char tls_version[16];
 	struct smtp_caps caps;
 	char peer[340];
 	char why[SMTP_REPLY_TEXT_MAX + 64]; /* the last failure, for ended() */
@@ -108,6 +109,11 @@ const char *smtp_out_peer(const struct smtp_out *c)
 const char *smtp_out_peer_host(const struct smtp_out *c)
 {
 	return c->addr_i < c->p.naddrs ? c->addrs[c->addr_i].host : "";
+}
+
+const char *smtp_out_tls(const struct smtp_out *c)
+{
+	return c->tls_on ? c->tls_version : NULL;
 }
 
 /* --- ending ------------------------------------------------------------ */
@@ -368,7 +374,7 @@ static void now_ready(struct smtp_out *c)
 	c->st = OUT_READY;
 	if (!c->was_ready) {
 		c->was_ready = true;
-		log_debug("delivery", "peer=%s ready tls=%s", c->peer, c->tls_on ? "yes" : "no");
+		log_debug("delivery", "peer=%s ready tls=%s", c->peer, c->tls_on ? c->tls_version : "no");
 		c->cb->ready(c->arg, c);
 		if (c->st == OUT_CLOSED)
 			return;
@@ -681,6 +687,8 @@ static void on_connected(struct smtp_out *c)
 {
 	if (c->st == OUT_TLS) {
 		c->tls_on = true;
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+		snprintf(c->tls_version, sizeof(c->tls_version), "%s", ssl ? SSL_get_version(ssl) : "TLS");
 		say_ehlo(c);
 		return;
 	}

@@ -95,5 +95,7 @@ void smtp_out_resume(struct smtp_out *c);
 const char *smtp_out_peer(const struct smtp_out *c);
 /* The host name alone, "mx1.example" (RFC 3464 Remote-MTA). */
 const char *smtp_out_peer_host(const struct smtp_out *c);
+/* The TLS version of the session ("TLSv1.3"), or NULL in clear. */
+const char *smtp_out_tls(const struct smtp_out *c);
 
 #endif

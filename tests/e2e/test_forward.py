@@ -20,10 +20,11 @@ Tests: 1 recovery after an outage (and no connection storm while down),
 2 MX preferences, 3 mail loops (best MX is us), 4 equal preferences, 5
 per-recipient 4xx/5xx and the DSN (Remote-MTA is a host name), 6 DNS
 failures (no server, timeouts, REFUSED), 7 implicit MX, null MX, NXDOMAIN,
-8 delay notice (its Will-Retry-Until) and expiry, 9 kill -9 mid-drain, 10 bounce guard (and what it holds flows the
-moment it lets go), 11 outbound TLS (may, encrypt, verify), 12 hop
-limit, 13 deduplication of a resent message, 14 line ends normalised on
-the way out.
+8 delay notice (its Will-Retry-Until) and expiry, 9 kill -9 mid-drain, 10
+bounce guard (and what it holds flows the moment it lets go), 11 outbound
+TLS (may, encrypt, verify; the TLS version in the log), 12 hop limit, 13
+deduplication of a resent message, 14 line ends normalised on the way out.
+Hostile next hops are in test_hostile_out.py.
 
 retention cannot be set below 1m, so the expiry test takes about 65 s.
 Run with /usr/bin/python3 (python3-aiosmtpd); a sanitizer report in a
@@ -681,6 +682,7 @@ class TestTls(ForwardBase):
             send(d, SENDER, 't1@primary.test')
             dl = p.wait_deliveries(1, 10)[0]
             self.assertTrue(dl.tls, 'delivered without TLS although STARTTLS was offered')
+            d.wait_log(r'to=<t1@primary\.test> relay=\S+ code=250 status=sent tls=TLSv1\.[23] ')
             d.wait_queue(0)
 
     def test_tls_may_without_starttls(self):
@@ -689,6 +691,7 @@ class TestTls(ForwardBase):
             send(d, SENDER, 't2@primary.test')
             dl = p.wait_deliveries(1, 10)[0]
             self.assertFalse(dl.tls)
+            d.wait_log(r'to=<t2@primary\.test> relay=\S+ code=250 status=sent tls=no ')
             d.wait_queue(0)
 
     def test_tls_encrypt(self):
