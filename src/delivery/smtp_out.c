@@ -411,8 +411,13 @@ static enum smtp_out_end refusal(enum smtp_verdict v)
 	return v == SMTP_VERDICT_TEMPFAIL ? SMTP_OUT_BUSY : SMTP_OUT_UNREACHABLE;
 }
 
-static void on_reply_greeting(struct smtp_out *c, int code, enum smtp_cmd cmd)
+/* The replies before the session: greeting, EHLO, HELO, STARTTLS. */
+static void on_reply_session(struct smtp_out *c, int code)
 {
+	enum smtp_cmd cmd = c->st == OUT_BANNER ? SMTP_CMD_GREETING
+			    : c->st == OUT_EHLO ? SMTP_CMD_EHLO
+			    : c->st == OUT_HELO ? SMTP_CMD_HELO
+			    : SMTP_CMD_STARTTLS;
 	enum smtp_verdict v = smtp_reply_verdict(cmd, code);
 	if (v == SMTP_VERDICT_PROTOCOL) {
 		protocol_error(c, cmd);
@@ -541,16 +546,10 @@ static void on_reply(struct smtp_out *c, int code)
 {
 	switch (c->st) {
 	case OUT_BANNER:
-		on_reply_greeting(c, code, SMTP_CMD_GREETING);
-		return;
 	case OUT_EHLO:
-		on_reply_greeting(c, code, SMTP_CMD_EHLO);
-		return;
 	case OUT_HELO:
-		on_reply_greeting(c, code, SMTP_CMD_HELO);
-		return;
 	case OUT_STARTTLS:
-		on_reply_greeting(c, code, SMTP_CMD_STARTTLS);
+		on_reply_session(c, code);
 		return;
 	case OUT_MAIL:
 		on_reply_mail(c, code);
