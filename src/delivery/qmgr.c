@@ -1,26 +1,36 @@
 /*
- * qmgr: see sched.h. Owns the destinations, their job queues and the
- * outbound connections. Each outcome is written to the spool as soon as the
- * next hop's reply is read: a delivered recipient is recorded at once; a
- * refused one only after its bounce has been queued (qmgr_dsn.c), so a
- * crash never loses a bounce; a deferred one keeps its reply for the
- * queue listing and the eventual DSN. Main thread only.
+ * qmgr: see qmgr.h. This file is the scheduler. It owns the destinations
+ * (each with its policy, dest.c, and its queues of jobs), the per-message
+ * records, the server-wide connection slots and the one-second tick (due
+ * retries, expiry, delay warnings, the guard's hold, idle destinations).
+ * qmgr_conn.c runs the connections it starts and reports back through the
+ * qmgr_dest_* and qmgr_job_* functions; qmgr_dsn.c writes the DSNs.
+ *
+ * Invariants:
+ * - every job is on exactly one of its destination's lists (ready,
+ *   waiting) or held by one connection, until qmgr_job_finished frees it;
+ * - qmsg.jobs counts the jobs of a message; the message is done (and its
+ *   record freed) when it reaches 0 with every recipient final;
+ * - recipient state changes only through the spool's setters, so what
+ *   `queue list` shows is what is durable;
+ * - s->nconn <= max_outbound_connections, and a destination is on the slot
+ *   queue (once) only while every slot is taken: slots are handed out in
+ *   turn, one connection per destination per turn.
+ * Main thread only; out of memory is fatal; spool write errors are the
+ * spool's to report (the in-memory state is already the new one).
  */
 #include "qmgr_int.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
 
-#define GUARD_MIN_SAMPLE 10
 #define DSN_RETENTION (5 * 86400)
-
-static void dest_kick(struct dest *d);
-static void start_conn(struct dest *d, bool probe);
 
 /* --- lists ------------------------------------------------------------- */
 
@@ -37,7 +47,7 @@ static void jlist_append(struct jlist *l, struct job *j)
 }
 
 /* Inserts in id order: retried jobs are among the oldest, so the walk is short. */
-void jlist_insert(struct jlist *l, struct job *j)
+static void jlist_insert(struct jlist *l, struct job *j)
 {
 	struct job **p = &l->head;
 	if (l->tail && l->tail->out.m->id <= j->out.m->id) {
@@ -53,7 +63,7 @@ void jlist_insert(struct jlist *l, struct job *j)
 	l->n++;
 }
 
-struct job *jlist_pop(struct jlist *l)
+static struct job *jlist_pop(struct jlist *l)
 {
 	struct job *j = l->head;
 	if (!j)
@@ -78,12 +88,7 @@ static struct job *jlist_unlink(struct jlist *l, struct job **p, struct job *pre
 	return j;
 }
 
-static void make_ready(struct dest *d, struct job *j)
-{
-	jlist_insert(&d->ready, j);
-}
-
-/* Moves waiting jobs to the ready queue: all of them (flush) or those due. */
+/* Moves waiting jobs to the ready queue: all of them, or those due; only held ones if asked. */
 static void release_waiting(struct dest *d, int64_t now, bool all, bool only_held)
 {
 	struct job **p = &d->waiting.head, *prev = NULL;
@@ -93,7 +98,7 @@ static void release_waiting(struct dest *d, int64_t now, bool all, bool only_hel
 			jlist_unlink(&d->waiting, p, prev);
 			j->held = false;
 			j->not_before = 0;
-			make_ready(d, j);
+			jlist_insert(&d->ready, j);
 		} else {
 			prev = j;
 			p = &j->next;
@@ -101,20 +106,140 @@ static void release_waiting(struct dest *d, int64_t now, bool all, bool only_hel
 	}
 }
 
+/* The guard let go: what it held is tried now, whatever its own retry time says. */
+static void release_held(struct dest *d)
+{
+	release_waiting(d, 0, true, true);
+	qmgr_dest_kick(d);
+}
+
+/* --- connection slots -------------------------------------------------- */
+
+static bool slot_free(const struct qmgr *s)
+{
+	return s->nconn < s->cfg->max_outbound_connections;
+}
+
+static void slot_wait(struct dest *d)
+{
+	struct qmgr *s = d->s;
+	if (d->slot_queued)
+		return;
+	d->slot_queued = true;
+	d->next_slot = NULL;
+	if (s->slot_tail)
+		s->slot_tail->next_slot = d;
+	else
+		s->slot_head = d;
+	s->slot_tail = d;
+}
+
+static struct dest *slot_pop(struct qmgr *s)
+{
+	struct dest *d = s->slot_head;
+	s->slot_head = d->next_slot;
+	if (!s->slot_head)
+		s->slot_tail = NULL;
+	d->next_slot = NULL;
+	d->slot_queued = false;
+	return d;
+}
+
+/* During an outage one connection at a time finds out whether it is over. */
+static bool wants_conn(const struct dest *d)
+{
+	const struct qmgr *s = d->s;
+	uint32_t most = d->pol.down ? 1 : s->cfg->max_connections_per_destination;
+	return !s->stopping && dest_may_connect(&d->pol, clock_mono_ms()) && d->nconn < most &&
+	       d->ready.n > d->nstarting;
+}
+
+static bool wants_probe(const struct dest *d)
+{
+	return !d->s->stopping && d->want_probe && !d->probing && d->pol.down && (d->ready.head || d->waiting.head);
+}
+
+/* Hands free slots to the destinations waiting for one, a connection each per turn. */
+static void slots_grant(struct qmgr *s)
+{
+	while (slot_free(s) && s->slot_head) {
+		struct dest *d = slot_pop(s);
+		if (wants_probe(d)) {
+			d->want_probe = false;
+			qmgr_conn_start(d, true);
+		} else if (wants_conn(d)) {
+			qmgr_conn_start(d, false);
+		} else {
+			continue;
+		}
+		if (wants_probe(d) || wants_conn(d))
+			slot_wait(d);
+	}
+}
+
+struct job *qmgr_dest_take_job(struct dest *d)
+{
+	return jlist_pop(&d->ready);
+}
+
+void qmgr_dest_kick(struct dest *d)
+{
+	struct qmgr *s = d->s;
+	slots_grant(s); /* those already waiting go first */
+	while (wants_conn(d)) {
+		if (!slot_free(s)) {
+			slot_wait(d);
+			return;
+		}
+		qmgr_conn_start(d, false);
+	}
+}
+
+static void start_probe(struct dest *d)
+{
+	if (d->probing)
+		return;
+	slots_grant(d->s);
+	if (!slot_free(d->s)) {
+		d->want_probe = true;
+		slot_wait(d);
+		return;
+	}
+	d->want_probe = false;
+	qmgr_conn_start(d, true); /* even beside a connection stuck waiting for a greeting */
+}
+
 /* --- destinations ------------------------------------------------------ */
 
-static void on_probe_timer(evutil_socket_t fd, short what, void *arg);
+static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dest *d = arg;
+	if (!d->pol.down || (!d->ready.head && !d->waiting.head)) {
+		event_del(d->probe_ev);
+		return;
+	}
+	start_probe(d);
+}
 
 static struct dest *get_dest(struct qmgr *s, const char *domain)
 {
 	struct dest *d = htab_get_str(&s->dests, domain, strlen(domain));
 	if (d)
 		return d;
+	const struct cfg *cfg = s->cfg;
 	d = xcalloc(1, sizeof(*d));
 	d->s = s;
 	d->domain = xstrdup(domain);
-	d->cd = cfg_find_domain(s->cfg, domain);
-	d->window = s->cfg->bounce_guard > 0;
+	d->cd = cfg_find_domain(cfg, domain);
+	struct dest_params p = {
+		.retry_min_s = cfg->retry_min,
+		.retry_max_s = cfg->retry_max,
+		.guard_percent = cfg->bounce_guard,
+		.guard_hold_s = cfg->bounce_guard_hold,
+	};
+	dest_policy_init(&d->pol, &p);
 	d->probe_ev = event_new(s->base, -1, EV_PERSIST, on_probe_timer, d);
 	htab_put_str(&s->dests, domain, strlen(domain), d);
 	d->next_dest = s->dest_list;
@@ -122,443 +247,159 @@ static struct dest *get_dest(struct qmgr *s, const char *domain)
 	return d;
 }
 
-static void dest_failed(struct dest *d, const char *why, bool probe)
+void qmgr_dest_log_failure(struct dest *d, const char *f, ...)
 {
-	const struct cfg *cfg = d->s->cfg;
-	d->down = true;
-	d->backoff_s = d->backoff_s ? d->backoff_s * 2 : cfg->retry_min;
-	if (d->backoff_s > cfg->retry_max)
-		d->backoff_s = cfg->retry_max;
-	d->next_try_ms = clock_mono_ms() + d->backoff_s * 1000;
+	uint32_t suppressed;
+	if (!dest_log_allowed(&d->pol, clock_mono_ms(), &suppressed))
+		return;
+	if (suppressed)
+		log_info("delivery", "dest=%s suppressed=%" PRIu32 " failure lines (at most %d in %ds are logged)",
+			 d->domain, suppressed, DEST_LOG_BURST, DEST_LOG_WINDOW_MS / 1000);
+	char line[1024];
+	va_list ap;
+	va_start(ap, f);
+	vsnprintf(line, sizeof(line), f, ap);
+	va_end(ap);
+	log_info("delivery", "%s", line);
+}
+
+/* Each ready job keeps its retry state across a restart, and its recipients say why they wait. */
+static void record_deferral(struct dest *d, const char *reply, int64_t next)
+{
+	struct spool *sp = d->s->sp;
+	for (struct job *j = d->ready.head; j; j = j->next) {
+		struct spool_meta meta = j->out.m->meta;
+		meta.attempts++;
+		meta.next_attempt = next;
+		spool_msg_set_meta(sp, j->out.m, &meta, NULL, NULL);
+		for (uint32_t k = 0; k < j->out.n; k++) {
+			const struct spool_rcpt *r = &j->out.m->env.rcpts[j->out.rcpts[k]];
+			if (!r->reply || strcmp(r->reply, reply) != 0)
+				spool_msg_set_rcpt(sp, j->out.m, j->out.rcpts[k], SPOOL_RCPT_PENDING, (uint16_t)atoi(reply),
+						   reply, NULL, NULL);
+		}
+	}
+}
+
+void qmgr_dest_failed(struct dest *d, const char *why, bool probe)
+{
+	if (!dest_attempt_failed(&d->pol, clock_mono_ms()))
+		return;
 	d->s->st.deferred++;
-	/*
-	 * Each queued message keeps its retry state across a restart, and its
-	 * recipients say why they wait (queue list, and a DSN if they expire).
-	 */
 	char reply[400];
 	if (strlen(why) > 4 && why[0] >= '4' && why[0] <= '5' && why[3] == ' ')
 		snprintf(reply, sizeof(reply), "%s", why);
 	else
 		snprintf(reply, sizeof(reply), "451 4.4.1 %s", why); /* X.4.1: no answer from host */
-	int64_t next = clock_wall_s() + d->backoff_s;
-	for (struct job *j = d->ready.head; j; j = j->next) {
-		struct spool_meta meta = j->out.m->meta;
-		meta.attempts++;
-		meta.next_attempt = next;
-		spool_msg_set_meta(d->s->sp, j->out.m, &meta, NULL, NULL);
-		for (uint32_t k = 0; k < j->out.n; k++) {
-			const struct spool_rcpt *r = &j->out.m->env.rcpts[j->out.rcpts[k]];
-			if (!r->reply || strcmp(r->reply, reply) != 0)
-				spool_msg_set_rcpt(d->s->sp, j->out.m, j->out.rcpts[k], SPOOL_RCPT_PENDING,
-						   (uint16_t)atoi(reply), reply, NULL, NULL);
-		}
-	}
-	log_info("delivery", "dest=%s deferred=\"%s\" queued=%zu retry_in=%" PRId64 "s probe=%s", d->domain, why,
-		 d->ready.n, d->backoff_s, probe ? "yes" : "no");
+	record_deferral(d, reply, clock_wall_s() + d->pol.backoff_s);
+	char safe[400];
+	log_info("delivery", "dest=%s deferred=\"%s\" queued=%zu retry_in=%" PRId64 "s probe=%s", d->domain,
+		 log_safe(safe, sizeof(safe), why, strlen(why)), d->ready.n, d->pol.backoff_s, probe ? "yes" : "no");
 	if (probe && !event_pending(d->probe_ev, EV_TIMEOUT, NULL))
-		event_add(d->probe_ev, &(struct timeval){cfg->probe_interval, 0});
+		event_add(d->probe_ev, &(struct timeval){(time_t)d->s->cfg->probe_interval, 0});
 }
 
-static void release_held(struct dest *d)
+void qmgr_dest_up(struct dest *d)
 {
-	release_waiting(d, 0, false, true);
-}
-
-static void guard_off(struct dest *d, const char *why)
-{
-	if (!d->guard)
+	if (!dest_session_up(&d->pol))
 		return;
-	d->guard = false;
-	log_warn("delivery", "dest=%s bounce-guard=off reason=\"%s\"", d->domain, why);
-	release_held(d);
-}
-
-/* The destination answered: end the outage and send everything now. */
-static void dest_up(struct dest *d)
-{
-	bool was_down = d->down || !d->seen_up;
-	d->seen_up = true;
-	if (!d->down)
-		return;
-	d->down = false;
-	d->backoff_s = 0;
-	d->next_try_ms = 0;
 	event_del(d->probe_ev);
-	if (was_down && d->s->cfg->bounce_guard) {
-		d->window = true;
-		d->win_total = d->win_5xx = 0;
-	}
+	d->want_probe = false;
 	release_waiting(d, 0, true, false);
 	log_info("delivery", "dest=%s is back; flushing queued=%zu", d->domain, d->ready.n);
 }
 
-/* Bounce guard: judges the first recipients tried after a recovery. */
-static void guard_count(struct dest *d, int code)
+enum dest_verdict qmgr_dest_judge(struct dest *d, int code)
 {
-	if (!d->window)
-		return;
-	d->win_total++;
-	if (code / 100 == 5)
-		d->win_5xx++;
-	if (d->win_total < GUARD_MIN_SAMPLE)
-		return;
-	d->window = false;
-	const struct cfg *cfg = d->s->cfg;
-	if ((uint64_t)d->win_5xx * 100 > (uint64_t)cfg->bounce_guard * d->win_total) {
-		d->guard = true;
-		d->guard_until = clock_wall_s() + cfg->bounce_guard_hold;
+	enum dest_guard_change ch;
+	enum dest_verdict v = dest_judge(&d->pol, code, clock_wall_s(), &ch);
+	switch (ch) {
+	case DEST_GUARD_ON:
 		log_err("delivery",
 			"dest=%s bounce-guard=on refused=%" PRIu32 " of=%" PRIu32
 			" after recovery: holding its mail as deferred, no bounces, for up to %" PRId64 "s",
-			d->domain, d->win_5xx, d->win_total, cfg->bounce_guard_hold);
-	} else {
+			d->domain, d->pol.win_5xx, d->pol.win_total, d->pol.p.guard_hold_s);
+		break;
+	case DEST_GUARD_OFF:
+		log_warn("delivery", "dest=%s bounce-guard=off reason=\"the primary accepts mail again\"", d->domain);
 		release_held(d);
-	}
-}
-
-/* Closes a window too small to judge: the held recipients are retried, and bounce then. */
-static void guard_window_idle(struct dest *d)
-{
-	if (d->window && d->win_total && d->ready.n == 0 && d->nconn == 0) {
-		d->window = false;
+		break;
+	case DEST_GUARD_RELEASE:
 		release_held(d);
+		break;
+	case DEST_GUARD_SAME:
+		break;
 	}
+	return v;
 }
 
-/* --- outcomes ---------------------------------------------------------- */
-
-/* The in-flight marker of a job; outlives the job if the job ends first. */
-struct marker {
-	struct job *j;
-	bool durable;
-};
-
-static void marker_done(void *arg, int err)
+void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const char *why)
 {
-	struct marker *mk = arg;
-	struct job *j = mk->j;
-	if (!j) {
-		free(mk);
-		return;
-	}
-	mk->durable = true;
-	if (err)
-		log_err("delivery", "id=%016" PRIx64 " in-flight marker not durable (%s): sending anyway", j->out.m->id,
-			strerror(-err));
-	if (j->dot_held) {
-		struct smtp_out *out = j->dot_held;
-		j->dot_held = NULL;
-		smtp_out_resume(out);
-	}
-}
-
-static void drop_marker(struct job *j)
-{
-	if (!j->marker)
-		return;
-	if (j->marker->durable)
-		free(j->marker);
-	else
-		j->marker->j = NULL; /* marker_done frees it */
-	j->marker = NULL;
-	j->dot_held = NULL;
-}
-
-static void set_marker(struct qmgr *s, struct job *j)
-{
-	drop_marker(j);
-	j->marker = xcalloc(1, sizeof(*j->marker));
-	j->marker->j = j;
-	struct spool_meta meta = j->out.m->meta;
-	meta.flags |= SPOOL_META_MAYBE_DUP;
-	spool_msg_set_meta(s->sp, j->out.m, &meta, marker_done, j->marker);
-}
-
-static bool conn_dot_ready(void *arg, struct smtp_out_job *oj)
-{
-	struct conn *cn = arg;
-	struct job *j = (struct job *)oj;
-	if (!j->marker || j->marker->durable)
-		return true;
-	j->dot_held = cn->out;
-	return false;
-}
-
-static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
-{
-	struct conn *cn = arg;
-	struct dest *d = cn->d;
-	if (cn->starting) {
-		cn->starting = false;
-		d->nstarting--;
-	}
-	if (cn->s->stopping || !d->ready.head)
-		return NULL;
-	struct job *j = jlist_pop(&d->ready);
-	snprintf(j->relay, sizeof(j->relay), "%s", smtp_out_peer(out));
-	j->out.dot_sent = false;
-	/*
-	 * In-flight marker: if we crash before this attempt's outcome is
-	 * recorded, recovery knows the message may already have been delivered
-	 * (docs/spool.md, D1). The final dot waits until it is durable.
-	 */
-	set_marker(cn->s, j);
-	free(j->outcome);
-	j->outcome = xcalloc(j->out.n, 1);
-	return &j->out;
-}
-
-static void log_outcome(struct job *j, uint32_t idx, int code, const char *status, const char *reply)
-{
-	char id[17], safe[300];
-	spool_id_str(j->out.m->id, id);
-	log_info("delivery", "id=%s to=<%s> relay=%s code=%d status=%s reply=\"%s\"", id, j->out.m->env.rcpts[idx].addr,
-		 j->relay, code, status, log_safe(safe, sizeof(safe), reply ? reply : "", reply ? strlen(reply) : 0));
-}
-
-static void conn_rcpt_done(void *arg, struct smtp_out_job *oj, uint32_t k, int code, const char *reply)
-{
-	struct conn *cn = arg;
-	struct qmgr *s = cn->s;
-	struct job *j = (struct job *)oj;
-	struct dest *d = j->d;
-	uint32_t idx = oj->rcpts[k];
-	struct spool_rcpt *r = &oj->m->env.rcpts[idx];
-	guard_count(d, code);
-	if (code / 100 == 2) {
-		j->outcome[k] = OUT_SENT;
-		s->st.delivered++;
-		spool_msg_set_rcpt(s->sp, oj->m, idx, SPOOL_RCPT_DELIVERED, (uint16_t)code, reply, NULL, NULL);
-		log_outcome(j, idx, code, "sent", reply);
-		guard_off(d, "the primary accepts mail again");
-		return;
-	}
-	if (code / 100 == 5 && !d->guard && !d->window) {
-		j->outcome[k] = OUT_FAILED; /* recorded with its bounce at the end of the job */
-		r->code = (uint16_t)code;
-		free(r->reply);
-		r->reply = xstrdup(reply);
-		log_outcome(j, idx, code, "bounced", reply);
-		return;
-	}
-	if (code == 421 && !d->down)
-		dest_failed(d, reply, true); /* "too busy": back off the whole destination */
-	j->outcome[k] = code / 100 == 5 ? OUT_HELD : OUT_DEFERRED;
-	j->held |= code / 100 == 5;
-	if (code == 0 && oj->dot_sent) {
-		s->st.possible_dups++;
-		log_warn("delivery", "id=%016" PRIx64 " to=<%s> relay=%s possible-duplicate: no reply after the final dot",
-			 oj->m->id, r->addr, j->relay);
-	}
-	s->st.held += code / 100 == 5;
-	spool_msg_set_rcpt(s->sp, oj->m, idx, SPOOL_RCPT_PENDING, (uint16_t)(code ? code : 451),
-			   code ? reply : "451 4.4.2 connection lost before a reply", NULL, NULL);
-	log_outcome(j, idx, code, code / 100 == 5 ? "held" : "deferred", reply);
-}
-
-/* After an attempt: bounce what failed, keep what is pending, finish the rest. */
-static void conn_job_done(void *arg, struct smtp_out_job *oj)
-{
-	struct conn *cn = arg;
-	struct qmgr *s = cn->s;
-	struct job *j = (struct job *)oj;
-	drop_marker(j);
-	uint32_t *failed = xcalloc(oj->n ? oj->n : 1, sizeof(*failed));
-	uint32_t nfailed = 0, npending = 0;
-	for (uint32_t k = 0; k < oj->n; k++) {
-		if (j->outcome[k] == OUT_FAILED)
-			failed[nfailed++] = oj->rcpts[k];
-		else if (j->outcome[k] != OUT_SENT)
-			oj->rcpts[npending++] = oj->rcpts[k];
-	}
-	if (nfailed) {
-		qmgr_send_dsn(s, oj->m, failed, nfailed, DSN_FAILED, NULL, j->relay);
-		for (uint32_t i = 0; i < nfailed; i++) {
-			struct spool_rcpt *r = &oj->m->env.rcpts[failed[i]];
-			spool_msg_set_rcpt(s->sp, oj->m, failed[i], SPOOL_RCPT_FAILED, r->code, r->reply, NULL, NULL);
-		}
-		s->st.bounced += nfailed;
-	}
-	free(failed);
-	oj->n = npending;
-	if (npending)
-		qmgr_job_defer(s, j);
-	else
-		qmgr_job_finished(s, j);
-}
-
-static void conn_ready(void *arg, struct smtp_out *out)
-{
-	(void)out;
-	struct conn *cn = arg;
-	cn->was_ready = true;
-	dest_up(cn->d);
-	if (cn->probe)
-		dest_kick(cn->d);
-}
-
-static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, const char *why)
-{
-	(void)out;
-	struct conn *cn = arg;
-	struct qmgr *s = cn->s;
-	struct dest *d = cn->d;
-	if (cn->starting)
-		d->nstarting--;
-	if (cn->probe)
+	struct qmgr *s = d->s;
+	if (probe)
 		d->probing = false;
 	else
 		d->nconn--;
 	s->nconn--;
-	if (cn->detached) {
-		free(cn);
-		return;
-	}
-	if (cn->prev)
-		cn->prev->next = cn->next;
-	else
-		s->conns = cn->next;
-	if (cn->next)
-		cn->next->prev = cn->prev;
-	bool unreachable = !cn->was_ready && (how == SMTP_OUT_UNREACHABLE || how == SMTP_OUT_BUSY);
-	free(cn);
 	if (s->stopping)
 		return;
-	/*
-	 * Back off on the first failure of an outage, and again on each failed
-	 * retry once the backoff gate had opened; connections that were already
-	 * under way when the gate closed do not count twice.
-	 */
-	if (unreachable && (!d->down || clock_mono_ms() >= d->next_try_ms))
-		dest_failed(d, why, true);
-	guard_window_idle(d);
-	dest_kick(d);
+	if (failed_early)
+		qmgr_dest_failed(d, why, true); /* every failure before a session backs off */
+	if (dest_window_idle(&d->pol, d->ready.head || d->nconn))
+		release_held(d); /* too few to judge: retried now, and bounced if refused again */
+	slots_grant(s);
+	qmgr_dest_kick(d);
 }
 
-static const struct smtp_out_cb conn_cb = {
-	.next_job = conn_next_job,
-	.rcpt_done = conn_rcpt_done,
-	.job_done = conn_job_done,
-	.dot_ready = conn_dot_ready,
-	.ready = conn_ready,
-	.ended = conn_ended,
-};
-
-/* --- connections ------------------------------------------------------- */
-
-static void fail_all_jobs(struct dest *d, const char *reply)
+/* Nothing queued, nothing connected, nothing to remember: the state can go. */
+static bool dest_is_idle(const struct dest *d)
 {
-	struct qmgr *s = d->s;
-	release_waiting(d, 0, true, false);
-	while (d->ready.head) {
-		struct job *j = jlist_pop(&d->ready);
-		snprintf(j->relay, sizeof(j->relay), "%s", "none");
-		free(j->outcome);
-		j->outcome = xcalloc(j->out.n, 1);
-		for (uint32_t k = 0; k < j->out.n; k++) {
-			struct spool_rcpt *r = &j->out.m->env.rcpts[j->out.rcpts[k]];
-			r->code = (uint16_t)atoi(reply);
-			free(r->reply);
-			r->reply = xstrdup(reply);
-			j->outcome[k] = OUT_FAILED;
-			log_outcome(j, j->out.rcpts[k], r->code, "bounced", reply);
-		}
-		struct conn fake = {.s = s, .d = d};
-		conn_job_done(&fake, &j->out);
-	}
+	return !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing && !d->slot_queued &&
+	       dest_is_settled(&d->pol);
 }
 
-static void on_route(void *arg, const struct route_result *r)
+static void dest_free(struct qmgr *s, struct dest *d)
 {
-	struct conn *cn = arg;
-	struct qmgr *s = cn->s;
-	struct dest *d = cn->d;
-	if (r->status == ROUTE_OK && !s->stopping) {
-		struct smtp_out_params p = {
-			.helo = s->cfg->hostname,
-			.tls = d->cd ? d->cd->tls : TLS_MAY,
-			.ssl_ctx = s->ssl,
-			.addrs = r->addrs,
-			.naddrs = r->naddrs,
-			.probe = cn->probe,
-			.sp = s->sp,
-			.connect_timeout_s = 30,
-			.command_timeout_s = 300,
-			.data_timeout_s = 600,
-		};
-		cn->out = smtp_out_start(s->base, &p, &conn_cb, cn);
-		return;
-	}
-	char reply[400];
-	if (r->status == ROUTE_NXDOMAIN)
-		snprintf(reply, sizeof(reply), "550 5.1.2 Host or domain name not found: %s", r->why);
-	else if (r->status == ROUTE_NULLMX)
-		snprintf(reply, sizeof(reply), "556 5.1.10 Recipient address has null MX: %s", r->why);
-	else
-		reply[0] = '\0';
-	if (r->status == ROUTE_LOOP)
-		log_err("delivery", "dest=%s mail-loop: %s", d->domain, r->why);
-	/* A permanent answer is no outage: bounce what is queued, no backoff, no probe. */
-	if (reply[0] && !s->stopping)
-		fail_all_jobs(d, reply);
-	conn_ended(cn, NULL, reply[0] ? SMTP_OUT_DONE : SMTP_OUT_UNREACHABLE, r->why[0] ? r->why : "stopped");
-}
-
-static void start_conn(struct dest *d, bool probe)
-{
-	struct qmgr *s = d->s;
-	struct conn *cn = xcalloc(1, sizeof(*cn));
-	cn->s = s;
-	cn->d = d;
-	cn->probe = probe;
-	cn->starting = !probe;
-	if (probe)
-		d->probing = true;
-	else {
-		d->nconn++;
-		d->nstarting++;
-	}
-	s->nconn++;
-	cn->next = s->conns;
-	if (s->conns)
-		s->conns->prev = cn;
-	s->conns = cn;
-	route_resolve(s->route, d->domain, d->cd, on_route, cn);
-}
-
-static void dest_kick(struct dest *d)
-{
-	struct qmgr *s = d->s;
-	if (s->stopping || (d->down && clock_mono_ms() < d->next_try_ms))
-		return;
-	while (d->nconn < s->cfg->max_connections_per_destination && d->ready.n > d->nstarting)
-		start_conn(d, false);
-}
-
-static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct dest *d = arg;
-	if (!d->down || (!d->ready.head && !d->waiting.head)) {
-		event_del(d->probe_ev);
-		return;
-	}
-	if (!d->probing)
-		start_conn(d, true); /* even beside a connection stuck waiting for a greeting */
+	htab_del_str(&s->dests, d->domain, strlen(d->domain));
+	event_free(d->probe_ev);
+	free(d->domain);
+	free(d);
 }
 
 /* --- jobs -------------------------------------------------------------- */
 
-static struct spool_meta *meta_of(struct job *j)
+static void free_res(struct job *j)
 {
-	return &j->out.m->meta;
+	if (j->res)
+		for (uint32_t k = 0; k < j->out.n; k++)
+			free(j->res[k].reply);
+	free(j->res);
+	j->res = NULL;
 }
 
-void qmgr_job_defer(struct qmgr *s, struct job *j)
+void qmgr_job_begin(struct job *j, const char *relay, const char *host, const char *tls)
+{
+	snprintf(j->relay, sizeof(j->relay), "%s", relay);
+	snprintf(j->relay_host, sizeof(j->relay_host), "%s", host);
+	snprintf(j->tls, sizeof(j->tls), "%s", tls ? tls : "no");
+	j->out.dot_sent = false;
+	free_res(j);
+	j->res = xcalloc(j->out.n ? j->out.n : 1, sizeof(*j->res));
+}
+
+void qmgr_job_log(const struct job *j, uint32_t idx, int code, const char *status, const char *reply)
+{
+	char id[17], safe[300];
+	spool_id_str(j->out.m->id, id);
+	log_info("delivery", "id=%s to=<%s> relay=%s code=%d status=%s tls=%s reply=\"%s\"", id,
+		 j->out.m->env.rcpts[idx].addr, j->relay, code, status, j->tls[0] ? j->tls : "no",
+		 log_safe(safe, sizeof(safe), reply ? reply : "", reply ? strlen(reply) : 0));
+}
+
+static void job_defer(struct qmgr *s, struct job *j)
 {
 	const struct cfg *cfg = s->cfg;
-	struct spool_meta meta = *meta_of(j);
+	struct spool_meta meta = j->out.m->meta;
 	int64_t delay = cfg->retry_min;
 	for (uint32_t i = 0; i < meta.attempts && delay < cfg->retry_max; i++)
 		delay *= 2;
@@ -568,14 +409,71 @@ void qmgr_job_defer(struct qmgr *s, struct job *j)
 	meta.next_attempt = clock_wall_s() + delay;
 	meta.flags &= ~SPOOL_META_MAYBE_DUP;
 	spool_msg_set_meta(s->sp, j->out.m, &meta, NULL, NULL);
+	if (j->held && !dest_holds_bounces(&j->d->pol)) {
+		/* The guard let go while this attempt was under way: no reason to wait. */
+		j->held = false;
+		jlist_insert(&j->d->ready, j);
+		return;
+	}
 	j->not_before = meta.next_attempt;
 	jlist_insert(&j->d->waiting, j);
 }
 
-static void msg_maybe_done(struct qmgr *s, struct spool_msg *m)
+void qmgr_job_settle(struct qmgr *s, struct job *j)
 {
-	if ((uintptr_t)m->user > 0)
+	struct smtp_out_job *oj = &j->out;
+	qmgr_job_drop_marker(j);
+	struct qmgr_dsn_rcpt *failed = xcalloc(oj->n ? oj->n : 1, sizeof(*failed));
+	uint32_t nfailed = 0, npending = 0;
+	for (uint32_t k = 0; k < oj->n; k++) {
+		const struct job_rcpt *r = &j->res[k];
+		if (r->outcome == OUT_FAILED)
+			failed[nfailed++] = (struct qmgr_dsn_rcpt){oj->rcpts[k], r->code, r->reply};
+	}
+	if (nfailed) {
+		/* The bounce is queued before the state that says it was: a crash can repeat it, never lose it. */
+		struct qmgr_dsn_req req = {.action = DSN_FAILED, .remote_mta = j->relay_host[0] ? j->relay_host : NULL};
+		qmgr_send_dsn(s, oj->m, failed, nfailed, &req);
+		for (uint32_t i = 0; i < nfailed; i++)
+			spool_msg_set_rcpt(s->sp, oj->m, failed[i].idx, SPOOL_RCPT_FAILED, failed[i].code, failed[i].reply,
+					   NULL, NULL);
+		s->st.bounced += nfailed;
+	}
+	free(failed);
+	for (uint32_t k = 0; k < oj->n; k++)
+		if (j->res[k].outcome != OUT_SENT && j->res[k].outcome != OUT_FAILED)
+			oj->rcpts[npending++] = oj->rcpts[k];
+	free_res(j);
+	oj->n = npending;
+	if (npending)
+		job_defer(s, j);
+	else
+		qmgr_job_finished(s, j);
+}
+
+void qmgr_dest_refused(struct dest *d, const char *reply)
+{
+	struct qmgr *s = d->s;
+	uint16_t code = (uint16_t)atoi(reply);
+	release_waiting(d, 0, true, false);
+	struct job *j;
+	while ((j = jlist_pop(&d->ready)) != NULL) {
+		qmgr_job_begin(j, "none", "", NULL);
+		for (uint32_t k = 0; k < j->out.n; k++) {
+			j->res[k] = (struct job_rcpt){OUT_FAILED, code, xstrdup(reply)};
+			qmgr_job_log(j, j->out.rcpts[k], code, "bounced", reply);
+		}
+		qmgr_job_settle(s, j);
+	}
+}
+
+static void msg_maybe_done(struct qmgr *s, struct qmsg *qm)
+{
+	if (qm->jobs > 0)
 		return;
+	struct spool_msg *m = qm->m;
+	m->user = NULL;
+	free(qm);
 	for (uint32_t i = 0; i < m->env.nrcpt; i++)
 		if (m->env.rcpts[i].state == SPOOL_RCPT_PENDING)
 			return;
@@ -585,20 +483,26 @@ static void msg_maybe_done(struct qmgr *s, struct spool_msg *m)
 	spool_msg_done(s->sp, m, NULL, NULL);
 }
 
+static void job_free(struct job *j)
+{
+	qmgr_job_drop_marker(j);
+	free_res(j);
+	free(j->out.rcpts);
+	free(j);
+}
+
 void qmgr_job_finished(struct qmgr *s, struct job *j)
 {
-	struct spool_msg *m = j->out.m;
-	m->user = (void *)((uintptr_t)m->user - 1);
-	drop_marker(j);
-	free(j->out.rcpts);
-	free(j->outcome);
-	free(j);
-	if ((uintptr_t)m->user > 0 && (m->meta.flags & SPOOL_META_MAYBE_DUP)) {
+	struct qmsg *qm = j->qm;
+	job_free(j);
+	qm->jobs--;
+	struct spool_msg *m = qm->m;
+	if (qm->jobs > 0 && (m->meta.flags & SPOOL_META_MAYBE_DUP)) {
 		struct spool_meta meta = m->meta; /* other destinations still to go: this attempt is settled */
 		meta.flags &= ~SPOOL_META_MAYBE_DUP;
 		spool_msg_set_meta(s->sp, m, &meta, NULL, NULL);
 	}
-	msg_maybe_done(s, m);
+	msg_maybe_done(s, qm);
 }
 
 static const char *rcpt_domain(const char *addr)
@@ -607,14 +511,35 @@ static const char *rcpt_domain(const char *addr)
 	return at ? at + 1 : "";
 }
 
+static struct job *new_job(struct qmsg *qm, struct dest *d, const uint32_t *idx, uint32_t n)
+{
+	struct spool_msg *m = qm->m;
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->qm = qm;
+	j->d = d;
+	j->out.m = m;
+	j->out.rcpts = xcalloc(n, sizeof(*j->out.rcpts));
+	memcpy(j->out.rcpts, idx, n * sizeof(*idx));
+	j->out.n = n;
+	int64_t retention = d->cd ? d->cd->retention : DSN_RETENTION;
+	j->expire_at = m->env.arrival + retention;
+	j->warn_at = d->cd && d->cd->warn_after && !(m->env.flags & SPOOL_ENV_IS_DSN) ? m->env.arrival + d->cd->warn_after
+											: 0;
+	j->not_before = m->meta.next_attempt;
+	qm->jobs++;
+	return j;
+}
+
 /* Splits a message's pending recipients into one job per destination. */
 static void add_msg(void *arg, struct spool_msg *m)
 {
 	struct qmgr *s = arg;
 	int64_t now = clock_wall_s();
-	uint32_t *idx = xcalloc(m->env.nrcpt, sizeof(*idx));
-	bool *taken = xcalloc(m->env.nrcpt, sizeof(*taken));
-	m->user = (void *)(uintptr_t)0;
+	uint32_t *idx = xcalloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof(*idx));
+	bool *taken = xcalloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof(*taken));
+	struct qmsg *qm = xcalloc(1, sizeof(*qm));
+	qm->m = m;
+	m->user = qm;
 	if (m->meta.flags & SPOOL_META_MAYBE_DUP) {
 		s->st.possible_dups++;
 		log_warn("delivery", "id=%016" PRIx64 " was being delivered at a crash: retrying, possible-duplicate", m->id);
@@ -633,25 +558,13 @@ static void add_msg(void *arg, struct spool_msg *m)
 				idx[n++] = k;
 			}
 		struct dest *d = get_dest(s, domain);
-		struct job *j = xcalloc(1, sizeof(*j));
-		j->d = d;
-		j->out.m = m;
-		j->out.rcpts = xcalloc(n, sizeof(*j->out.rcpts));
-		memcpy(j->out.rcpts, idx, n * sizeof(*idx));
-		j->out.n = n;
-		int64_t retention = d->cd ? d->cd->retention : DSN_RETENTION;
-		j->expire_at = m->env.arrival + retention;
-		j->warn_at = d->cd && d->cd->warn_after && !(m->env.flags & SPOOL_ENV_IS_DSN)
-				     ? m->env.arrival + d->cd->warn_after
-				     : 0;
-		j->not_before = m->meta.next_attempt;
-		m->user = (void *)((uintptr_t)m->user + 1);
+		struct job *j = new_job(qm, d, idx, n);
 		jlist_append(j->not_before > now ? &d->waiting : &d->ready, j);
-		dest_kick(d);
+		qmgr_dest_kick(d);
 	}
 	free(idx);
 	free(taken);
-	msg_maybe_done(s, m);
+	msg_maybe_done(s, qm);
 }
 
 /* --- the tick: due retries, expiry, warnings, guard holds --------------- */
@@ -672,29 +585,17 @@ static void age_list(struct dest *d, struct jlist *l, int64_t now)
 	}
 }
 
-/* Nothing queued, nothing connected, no guard to remember: the state can go. */
-static bool dest_is_idle(const struct dest *d)
-{
-	return !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing && !d->guard;
-}
-
-static void dest_free(struct qmgr *s, struct dest *d)
-{
-	htab_del_str(&s->dests, d->domain, strlen(d->domain));
-	event_free(d->probe_ev);
-	free(d->domain);
-	free(d);
-}
-
 static void tick_dest(struct dest *d, int64_t now)
 {
 	age_list(d, &d->ready, now);
 	age_list(d, &d->waiting, now);
 	release_waiting(d, now, false, false);
-	if (d->guard && now >= d->guard_until)
-		guard_off(d, "bounce_guard_hold elapsed");
+	if (dest_guard_expired(&d->pol, now)) {
+		log_warn("delivery", "dest=%s bounce-guard=off reason=\"bounce_guard_hold elapsed\"", d->domain);
+		release_held(d);
+	}
 	if (d->ready.head)
-		dest_kick(d);
+		qmgr_dest_kick(d);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -738,19 +639,9 @@ void qmgr_stop(struct qmgr *s)
 {
 	s->stopping = true;
 	spool_set_msg_hook(s->sp, NULL, NULL);
-	while (s->conns) {
-		struct conn *cn = s->conns;
-		if (cn->out) {
-			smtp_out_abort(cn->out);
-		} else {
-			/* Still resolving: the DNS callback frees it when dns_free cancels. */
-			s->conns = cn->next;
-			if (cn->next)
-				cn->next->prev = NULL;
-			cn->prev = cn->next = NULL;
-			cn->detached = true;
-		}
-	}
+	while (s->slot_head)
+		slot_pop(s);
+	qmgr_conn_stop_all(s);
 }
 
 bool qmgr_idle(const struct qmgr *s)
@@ -767,10 +658,12 @@ static void free_jobs(struct job *j)
 {
 	while (j) {
 		struct job *next = j->next;
-		drop_marker(j);
-		free(j->out.rcpts);
-		free(j->outcome);
-		free(j);
+		struct qmsg *qm = j->qm;
+		job_free(j);
+		if (--qm->jobs == 0) {
+			qm->m->user = NULL;
+			free(qm);
+		}
 		j = next;
 	}
 }

@@ -2,11 +2,13 @@
  * qmgr: the forward side's queue manager. Every pending recipient of every
  * queued message belongs to one job per (message, destination domain); jobs
  * wait in their destination's queue in arrival order. The scheduler opens
- * up to max_connections_per_destination connections per destination, feeds
- * them jobs, records each recipient's outcome durably, retries with backoff,
- * probes a destination that is down and flushes it the moment it answers,
- * holds bounces when a primary comes back refusing everything (the bounce
- * guard), expires old mail and sends RFC 3464 DSNs.
+ * up to max_connections_per_destination connections per destination (one
+ * while it is down), and no more than max_outbound_connections in all,
+ * probes included: destinations wait for a free slot in turn. It feeds the
+ * connections jobs, records each recipient's outcome durably, retries with
+ * backoff, probes a destination that is down and flushes it the moment it
+ * answers, holds bounces when a primary comes back refusing everything (the
+ * bounce guard), expires old mail and sends RFC 3464 DSNs.
  */
 #ifndef MXV_QMGR_H
 #define MXV_QMGR_H

@@ -82,23 +82,22 @@ static void queue_dsn(struct qmgr *s, const struct spool_msg *m, struct buf *tex
 	s->st.dsns++;
 }
 
-void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const uint32_t *idx, size_t n, enum dsn_action act,
-		    const char *status, const char *relay)
+void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const struct qmgr_dsn_rcpt *rs, size_t n,
+		   const struct qmgr_dsn_req *req)
 {
 	struct dsn_rcpt *dr = xcalloc(n ? n : 1, sizeof(*dr));
 	char (*codes)[16] = xcalloc(n ? n : 1, sizeof(*codes));
 	size_t k = 0;
 	int64_t now = clock_wall_s();
 	for (size_t i = 0; i < n; i++) {
-		const struct spool_rcpt *r = &m->env.rcpts[idx[i]];
-		if (!dsn_wanted(&m->env, r, act))
+		const struct spool_rcpt *r = &m->env.rcpts[rs[i].idx];
+		if (!dsn_wanted(&m->env, r, req->action))
 			continue;
-		if (status)
-			snprintf(codes[k], sizeof(codes[k]), "%s", status);
+		if (req->status)
+			snprintf(codes[k], sizeof(codes[k]), "%s", req->status);
 		else
-			qmgr_status_of(r->code, r->reply, codes[k]);
-		dr[k] = (struct dsn_rcpt){r, codes[k], relay && strcmp(relay, "none") ? relay : NULL, r->reply,
-					  r->code ? now : 0};
+			qmgr_status_of(rs[i].code, rs[i].reply, codes[k]);
+		dr[k] = (struct dsn_rcpt){r, codes[k], req->remote_mta, rs[i].reply, rs[i].code ? now : 0};
 		k++;
 	}
 	if (k) {
@@ -111,13 +110,13 @@ void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const uint32_t *idx, siz
 			.reporting_mta = s->cfg->hostname,
 			.queue_id = qid,
 			.env = &m->env,
-			.action = act,
+			.action = req->action,
 			.rcpts = dr,
 			.nrcpt = k,
 			.original = (const char *)orig.data,
 			.original_len = orig.len,
 			.now = now,
-			.will_retry_until = 0,
+			.will_retry_until = req->will_retry_until,
 			.boundary_seed = seed,
 		};
 		dsn_build(&in, DSN_MAX_FULL, &text);
@@ -129,24 +128,31 @@ void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const uint32_t *idx, siz
 	free(dr);
 }
 
+#define EXPIRED_REPLY "451 4.4.7 Delivery time expired: no attempt succeeded"
+
 void qmgr_expire_job(struct qmgr *s, struct job *j)
 {
 	struct spool_msg *m = j->out.m;
 	char id[17];
 	spool_id_str(m->id, id);
+	struct qmgr_dsn_rcpt *rs = xcalloc(j->out.n ? j->out.n : 1, sizeof(*rs));
 	for (uint32_t k = 0; k < j->out.n; k++) {
-		struct spool_rcpt *r = &m->env.rcpts[j->out.rcpts[k]];
+		const struct spool_rcpt *r = &m->env.rcpts[j->out.rcpts[k]];
 		log_info("delivery", "id=%s to=<%s> status=expired reply=\"%s\"", id, r->addr, r->reply ? r->reply : "");
-		if (!r->reply) {
-			r->code = 451;
-			r->reply = xstrdup("451 4.4.7 Delivery time expired: no attempt succeeded");
-		}
+		/* Never tried to an answer: the DSN and the record say why, in the same words. */
+		rs[k] = r->reply ? (struct qmgr_dsn_rcpt){j->out.rcpts[k], r->code, r->reply}
+				 : (struct qmgr_dsn_rcpt){j->out.rcpts[k], 451, EXPIRED_REPLY};
 	}
-	qmgr_send_dsn(s, m, j->out.rcpts, j->out.n, DSN_FAILED, "4.4.7", j->relay[0] ? j->relay : NULL);
-	for (uint32_t k = 0; k < j->out.n; k++) {
-		struct spool_rcpt *r = &m->env.rcpts[j->out.rcpts[k]];
-		spool_msg_set_rcpt(s->sp, m, j->out.rcpts[k], SPOOL_RCPT_EXPIRED, r->code, r->reply, NULL, NULL);
-	}
+	struct qmgr_dsn_req req = {
+		.action = DSN_FAILED,
+		.status = "4.4.7",
+		.remote_mta = j->relay_host[0] ? j->relay_host : NULL,
+	};
+	qmgr_send_dsn(s, m, rs, j->out.n, &req);
+	/* Each setter copies the reply before it replaces the one rs[k] may point to. */
+	for (uint32_t k = 0; k < j->out.n; k++)
+		spool_msg_set_rcpt(s->sp, m, rs[k].idx, SPOOL_RCPT_EXPIRED, rs[k].code, rs[k].reply, NULL, NULL);
+	free(rs);
 	s->st.expired += j->out.n;
 	qmgr_job_finished(s, j);
 }
@@ -156,13 +162,20 @@ void qmgr_maybe_warn(struct qmgr *s, struct job *j, int64_t now)
 	struct spool_msg *m = j->out.m;
 	if (!j->warn_at || now < j->warn_at || (m->meta.flags & SPOOL_META_WARNED))
 		return;
-	uint32_t *idx = xcalloc(m->env.nrcpt, sizeof(*idx));
+	struct qmgr_dsn_rcpt *rs = xcalloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof(*rs));
 	size_t n = 0;
-	for (uint32_t i = 0; i < m->env.nrcpt; i++)
-		if (m->env.rcpts[i].state == SPOOL_RCPT_PENDING)
-			idx[n++] = i;
-	qmgr_send_dsn(s, m, idx, n, DSN_DELAYED, NULL, j->relay[0] ? j->relay : NULL);
-	free(idx);
+	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
+		const struct spool_rcpt *r = &m->env.rcpts[i];
+		if (r->state == SPOOL_RCPT_PENDING)
+			rs[n++] = (struct qmgr_dsn_rcpt){i, r->code, r->reply};
+	}
+	struct qmgr_dsn_req req = {
+		.action = DSN_DELAYED,
+		.remote_mta = j->relay_host[0] ? j->relay_host : NULL,
+		.will_retry_until = j->expire_at, /* retries stop, and the message bounces, then */
+	};
+	qmgr_send_dsn(s, m, rs, n, &req);
+	free(rs);
 	struct spool_meta meta = m->meta;
 	meta.flags |= SPOOL_META_WARNED;
 	spool_msg_set_meta(s->sp, m, &meta, NULL, NULL);

@@ -1,6 +1,9 @@
 /*
- * qmgr_int: private to qmgr.c (queues, connections, outcomes) and
- * qmgr_dsn.c (bounces, delay warnings, expiry).
+ * qmgr_int: the queue manager's private types, shared by its files:
+ * qmgr.c (scheduling: destinations, queues, jobs, the connection slots,
+ * the tick), qmgr_conn.c (connections: routing, the SMTP client's
+ * callbacks, outcomes as they are read) and qmgr_dsn.c (bounces, delay
+ * warnings, expiry). They are one module; nothing outside includes this.
  */
 #ifndef MXV_QMGR_INT_H
 #define MXV_QMGR_INT_H
@@ -8,28 +11,46 @@
 #include <openssl/ssl.h>
 
 #include "base/dns.h"
+#include "dest.h"
 #include "dsn.h"
 #include "route.h"
 #include "qmgr.h"
 #include "smtp_out.h"
 #include "spool/spool.h"
 
+/* The scheduler's record of a queued message (spool_msg.user). */
+struct qmsg {
+	struct spool_msg *m;
+	uint32_t jobs;            /* jobs not yet finished */
+};
+
 enum outcome { OUT_NONE = 0, OUT_SENT, OUT_FAILED, OUT_DEFERRED, OUT_HELD };
 
+/* One recipient's outcome during an attempt. */
+struct job_rcpt {
+	uint8_t outcome;          /* enum outcome */
+	uint16_t code;            /* OUT_FAILED: the refusal, recorded with its bounce */
+	char *reply;
+};
+
 struct dest;
+struct marker;
 
 struct job {
-	struct smtp_out_job out; /* first: smtp_out hands it back to us */
+	struct smtp_out_job out;  /* first: smtp_out hands it back to us */
+	struct qmsg *qm;
 	struct dest *d;
 	struct job *next;
-	int64_t not_before;      /* Unix seconds: not to be tried before */
+	int64_t not_before;       /* Unix seconds: not to be tried before */
 	int64_t expire_at;
-	int64_t warn_at;         /* 0: no delay warning */
-	uint8_t *outcome;        /* per out.rcpts[k] during an attempt */
-	bool held;               /* kept back by the bounce guard */
-	struct marker *marker;   /* the in-flight marker being made durable */
-	struct smtp_out *dot_held; /* the connection waiting for it before the final dot */
-	char relay[340];         /* the host of the last attempt */
+	int64_t warn_at;          /* 0: no delay warning */
+	struct job_rcpt *res;     /* per out.rcpts[k] during an attempt */
+	bool held;                /* kept back by the bounce guard */
+	struct marker *marker;    /* the in-flight marker being made durable */
+	struct smtp_out *dot_held;/* the connection waiting for it before the final dot */
+	char relay[340];          /* "host[ip]:port" of the last attempt, for logs */
+	char relay_host[256];     /* its host name, for DSNs (RFC 3464 Remote-MTA) */
+	char tls[16];             /* its TLS version, or "no" */
 };
 
 /* A queue of jobs in id (arrival) order; appending a newer job is O(1). */
@@ -42,22 +63,19 @@ struct dest {
 	struct qmgr *s;
 	char *domain;
 	const struct cfg_domain *cd;
-	struct jlist ready;      /* may be tried now */
-	struct jlist waiting;    /* not before job->not_before */
+	struct dest_policy pol;
+	struct jlist ready;       /* may be tried now */
+	struct jlist waiting;     /* not before job->not_before */
 	uint32_t nconn, nstarting;
-	bool down;
-	int64_t backoff_s;
-	int64_t next_try_ms;     /* monotonic: no new connection before (while down) */
 	struct event *probe_ev;
 	bool probing;
-	bool seen_up;
-	/* bounce guard */
-	bool window;
-	uint32_t win_total, win_5xx;
-	bool guard;
-	int64_t guard_until;
+	bool want_probe;          /* a probe is due but no connection slot was free */
+	bool slot_queued;         /* on the qmgr's slot queue */
 	struct dest *next_dest;
+	struct dest *next_slot;
 };
+
+struct conn;
 
 struct qmgr {
 	const struct cfg *cfg;
@@ -69,34 +87,65 @@ struct qmgr {
 	struct htab dests;
 	struct dest *dest_list;
 	struct event *tick;
-	uint32_t nconn;
+	uint32_t nconn;           /* every outbound connection, probes included */
+	struct dest *slot_head, *slot_tail; /* destinations waiting for a connection slot, in turn */
 	bool stopping;
 	struct conn *conns;
 	uint64_t dsn_seq;
 	struct qmgr_stats st;
 };
 
-struct conn {
-	struct qmgr *s;
-	struct dest *d;
-	struct smtp_out *out;
-	bool probe;
-	bool starting;   /* has not taken a job yet */
-	bool detached;   /* cut loose by qmgr_stop while resolving */
-	bool was_ready;
-	struct conn *prev, *next;
+/* --- qmgr.c: scheduling ------------------------------------------------- */
+/* Starts what d may start now: connections for its ready jobs, or queues it for a slot. */
+void qmgr_dest_kick(struct dest *d);
+/* The next ready job of d, for a connection to send, or NULL. */
+struct job *qmgr_dest_take_job(struct dest *d);
+/* An attempt on d failed before a session (why: a reply or error text). probe: arm the probe timer. */
+void qmgr_dest_failed(struct dest *d, const char *why, bool probe);
+/* A session with d was established. */
+void qmgr_dest_up(struct dest *d);
+/* Logs a failure line of d unless its rate limit holds it back. */
+void qmgr_dest_log_failure(struct dest *d, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* A connection (or probe) of d ended and gave its slot back. */
+void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const char *why);
+/* Judges a recipient's reply at d, acting on what it does to the bounce guard. */
+enum dest_verdict qmgr_dest_judge(struct dest *d, int code);
+/* d's next hop cannot exist (NXDOMAIN, null MX): every job of d bounces with reply. */
+void qmgr_dest_refused(struct dest *d, const char *reply);
+/* An attempt of j begins: where it goes (relay "host[ip]:port", host, TLS version or NULL). */
+void qmgr_job_begin(struct job *j, const char *relay, const char *host, const char *tls);
+/* After an attempt: bounces what failed, records it, defers what is pending, or finishes j. */
+void qmgr_job_settle(struct qmgr *s, struct job *j);
+/* Retention ran out, or a job is done: j is off every list and is freed. */
+void qmgr_job_finished(struct qmgr *s, struct job *j);
+void qmgr_job_log(const struct job *j, uint32_t idx, int code, const char *status, const char *reply);
+
+/* --- qmgr_conn.c: connections ------------------------------------------- */
+/* Starts a connection (or a probe) for d; the caller has checked the slot. */
+void qmgr_conn_start(struct dest *d, bool probe);
+/* qmgr_stop: cuts every connection; those still resolving end when the resolver is freed. */
+void qmgr_conn_stop_all(struct qmgr *s);
+/* Forgets j's in-flight marker (it may still be being written). */
+void qmgr_job_drop_marker(struct job *j);
+
+/* --- qmgr_dsn.c: notifications ------------------------------------------ */
+/* One recipient of a DSN: its index, and the reply to report (NULL: none). */
+struct qmgr_dsn_rcpt {
+	uint32_t idx;
+	uint16_t code;
+	const char *reply;
 };
 
-/* qmgr.c */
-void qmgr_job_finished(struct qmgr *s, struct job *j);
-void qmgr_job_defer(struct qmgr *s, struct job *j);
-void jlist_insert(struct jlist *l, struct job *j);
-struct job *jlist_pop(struct jlist *l);
+struct qmgr_dsn_req {
+	enum dsn_action action;
+	const char *status;        /* RFC 3463 code for all, or NULL: from each reply */
+	const char *remote_mta;    /* the host name that answered, or NULL */
+	int64_t will_retry_until;  /* DSN_DELAYED: when the message expires */
+};
 
-/* qmgr_dsn.c */
 /* Sends one DSN for the given recipients of m (those that want one). */
-void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const uint32_t *idx, size_t n, enum dsn_action act,
-		    const char *status, const char *relay);
+void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const struct qmgr_dsn_rcpt *r, size_t n,
+		   const struct qmgr_dsn_req *req);
 /* Retention ran out: bounces (4.4.7) what is pending and finishes the job. j is off every list. */
 void qmgr_expire_job(struct qmgr *s, struct job *j);
 /* Sends the one delay warning of j's message if warn_after has passed. */

@@ -3,7 +3,8 @@
  * configured), then address queries for every candidate host in parallel;
  * the result lists addresses host by host in preference order. An address
  * that is one of ours ends the list there: everything from that preference
- * on is no better than us.
+ * on is no better than us. Only the capped hosts are looked up (route.h),
+ * and only the capped addresses of each are kept.
  */
 #include "route.h"
 
@@ -32,6 +33,7 @@ struct host {
 	uint16_t pref;
 	uint16_t port;
 	bool done;
+	bool self;      /* one of its addresses is ours */
 	enum dns_status st;
 	struct dns_addr *addrs;
 	size_t naddrs;
@@ -171,7 +173,26 @@ size_t route_select_mx(struct dns_mx *mx, size_t n, const char *const *self, siz
 		}
 		i = j;
 	}
-	return keep;
+	return keep < ROUTE_MAX_MX ? keep : ROUTE_MAX_MX;
+}
+
+/* The addresses to try, host by host, up to the first host that is us. */
+static void collect(struct resolution *res, struct route_result *r, bool *self_seen)
+{
+	r->addrs = xcalloc(ROUTE_MAX_ADDRS, sizeof(*r->addrs));
+	for (size_t i = 0; i < res->nhosts && r->naddrs < ROUTE_MAX_ADDRS; i++) {
+		const struct host *h = &res->hosts[i];
+		if (h->self) {
+			*self_seen = true; /* everything from this preference on is no better than us */
+			return;
+		}
+		for (size_t k = 0; k < h->naddrs && r->naddrs < ROUTE_MAX_ADDRS; k++) {
+			struct smtp_out_addr *a = &r->addrs[r->naddrs++];
+			memcpy(&a->ss, &h->addrs[k].ss, sizeof(a->ss));
+			a->len = h->addrs[k].len;
+			snprintf(a->host, sizeof(a->host), "%s", h->name);
+		}
+	}
 }
 
 static void finish(struct resolution *res, enum route_status st, const char *why)
@@ -179,30 +200,8 @@ static void finish(struct resolution *res, enum route_status st, const char *why
 	struct route_result r = {.status = st};
 	snprintf(r.why, sizeof(r.why), "%s", why);
 	if (st == ROUTE_OK) {
-		size_t total = 0;
-		for (size_t i = 0; i < res->nhosts; i++)
-			total += res->hosts[i].naddrs;
-		r.addrs = xcalloc(total + 1, sizeof(*r.addrs));
 		bool self_seen = false;
-		int self_pref = -1;
-		for (size_t i = 0; i < res->nhosts && !self_seen; i++) {
-			struct host *h = &res->hosts[i];
-			if (self_pref >= 0 && h->pref >= self_pref)
-				break;
-			for (size_t k = 0; k < h->naddrs; k++) {
-				if (is_self_addr(res->rc, &h->addrs[k])) {
-					self_pref = h->pref;
-					self_seen = true;
-					break;
-				}
-			}
-			for (size_t k = 0; k < h->naddrs && !self_seen; k++) {
-				struct smtp_out_addr *a = &r.addrs[r.naddrs++];
-				memcpy(&a->ss, &h->addrs[k].ss, sizeof(a->ss));
-				a->len = h->addrs[k].len;
-				snprintf(a->host, sizeof(a->host), "%s", h->name);
-			}
-		}
+		collect(res, &r, &self_seen);
 		if (r.naddrs == 0) {
 			bool tempfail = false;
 			for (size_t i = 0; i < res->nhosts; i++)
@@ -227,10 +226,13 @@ static void on_addrs(void *arg, enum dns_status st, const struct dns_addr *addrs
 	struct resolution *res = h->res;
 	h->st = st;
 	h->done = true;
-	if (st == DNS_OK && n) {
-		h->addrs = xcalloc(n, sizeof(*h->addrs));
-		memcpy(h->addrs, addrs, n * sizeof(*addrs));
-		h->naddrs = n;
+	for (size_t i = 0; st == DNS_OK && i < n && !h->self; i++)
+		h->self = is_self_addr(res->rc, &addrs[i]);
+	if (st == DNS_OK && n && !h->self) {
+		/* Only the first few: a hostile zone can name thousands. */
+		h->naddrs = n < ROUTE_MAX_ADDRS_PER_HOST ? n : ROUTE_MAX_ADDRS_PER_HOST;
+		h->addrs = xcalloc(h->naddrs, sizeof(*h->addrs));
+		memcpy(h->addrs, addrs, h->naddrs * sizeof(*addrs));
 	}
 	if (--res->pending == 0)
 		finish(res, ROUTE_OK, "");

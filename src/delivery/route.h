@@ -6,6 +6,11 @@
  * each host's IPv6 then IPv4 addresses. No MX: the domain itself (implicit
  * MX). Null MX (RFC 7505), and an authoritative NXDOMAIN, are permanent;
  * every other DNS failure is temporary.
+ *
+ * A DSN goes to whatever MX a forged sender domain names, so what one
+ * domain can make us resolve and try is capped: the ROUTE_MAX_MX most
+ * preferred hosts (only they are looked up, in parallel), the first
+ * ROUTE_MAX_ADDRS_PER_HOST addresses of each, ROUTE_MAX_ADDRS in all.
  */
 #ifndef MXV_ROUTE_H
 #define MXV_ROUTE_H
@@ -15,6 +20,10 @@
 #include "base/cfg.h"
 #include "base/dns.h"
 #include "smtp_out.h"
+
+#define ROUTE_MAX_MX 10
+#define ROUTE_MAX_ADDRS_PER_HOST 8
+#define ROUTE_MAX_ADDRS 20
 
 enum route_status {
 	ROUTE_OK = 0,
@@ -43,7 +52,8 @@ void route_resolve(struct route_ctx *rc, const char *domain, const struct cfg_do
 /*
  * The pure part, for tests: keeps the MX records more preferred than every
  * record naming this host, shuffles equal preferences (rand_fn(n) gives
- * 0..n-1), and returns how many remain (0: loop). mx is reordered in place.
+ * 0..n-1), and returns how many remain, at most ROUTE_MAX_MX (0: loop).
+ * mx is reordered in place.
  */
 size_t route_select_mx(struct dns_mx *mx, size_t n, const char *const *self_names, size_t nself,
 		       unsigned (*rand_fn)(unsigned n));

@@ -1,14 +1,18 @@
 /*
- * smtp_out: see smtp_out.h. States, in order:
+ * smtp_out: see smtp_out.h. Owns one outbound connection: its bufferevent,
+ * its reply deadline, the reply being parsed and the job in progress.
+ * Called by the queue manager (qmgr_conn.c), which owns the jobs. States:
  *   CONNECT -> BANNER -> EHLO (-> HELO) [-> STARTTLS -> TLS -> EHLO] -> READY
  *   READY -> MAIL (MAIL and RCPT replies) -> DATA (354) -> STREAM -> DOT -> READY
  *   READY -> QUIT -> closed
  * Until READY a failure moves on to the next address; after it, a failure
  * reports every recipient still open with code 0 and ends the connection.
- * Replies from the peer are hostile input: lines are bounded, texts are
- * truncated and stripped of control characters before anyone sees them.
- * The owner's callbacks may call back into nothing here; the connection is
- * freed from the event loop after ended() returns.
+ * Replies from the peer are hostile input (smtp_reply.c bounds and checks
+ * them), and so is its pace: every reply has a deadline that reading does
+ * not extend. Invariant: at most one reply is being parsed, and the
+ * deadline is armed exactly while we wait for the peer. The owner's
+ * callbacks may call back into nothing here but smtp_out_resume; the
+ * connection is freed from the event loop after ended() returns.
  */
 #include "smtp_out.h"
 
@@ -31,19 +35,15 @@
 
 #include "base/log.h"
 #include "base/smtp_proto.h"
+#include "smtp_reply.h"
+#include "smtp_stuff.h"
 
-#define REPLY_LINE_MAX 2048
-#define REPLY_TEXT_MAX 500
 #define STREAM_CHUNK (64 * 1024)
+#define READ_HIGH (4 * SMTP_REPLY_LINE_MAX) /* input buffered before we must find a line end */
 
 enum out_state {
 	OUT_CONNECT, OUT_BANNER, OUT_EHLO, OUT_HELO, OUT_STARTTLS, OUT_TLS, OUT_READY,
 	OUT_MAIL, OUT_RSET, OUT_DATA, OUT_STREAM, OUT_HOLD_DOT, OUT_DOT, OUT_QUIT, OUT_CLOSED,
-};
-
-struct caps {
-	bool esmtp, pipelining, size, eightbit, smtputf8, dsn, starttls;
-	uint64_t size_max;
 };
 
 struct smtp_out {
@@ -54,32 +54,41 @@ struct smtp_out {
 	void *arg;
 	struct bufferevent *bev;
 	struct event *start_ev;
+	struct event *deadline_ev;
+	const char *waiting_for;  /* what the deadline is for, for the log */
 	size_t addr_i;
 	enum out_state st;
 	bool tls_on;
 	bool tls_refused_here; /* "may": this address failed TLS, retry it in clear */
 	bool was_ready;
-	struct caps caps;
+	char tls_version[16];
+	struct smtp_caps caps;
 	char peer[340];
-	char why[REPLY_TEXT_MAX + 64]; /* the last failure, for ended() */
+	char why[SMTP_REPLY_TEXT_MAX + 64]; /* the last failure, for ended() */
 	enum smtp_out_end fail_how;
-	/* the reply being read */
-	char reply[REPLY_TEXT_MAX + 1];
-	size_t reply_len;
-	uint32_t reply_lines;
+	struct smtp_reply rep;          /* the reply being read */
 	/* the job in progress */
 	struct smtp_out_job *job;
-	uint32_t cmd_sent, replies;   /* MAIL + RCPTs sent / answered */
+	uint32_t cmd_sent, replies;     /* MAIL + RCPTs sent / answered */
+	bool mail_ok;
 	int mail_code;
-	char mail_reply[REPLY_TEXT_MAX + 1];
-	int *rcpt_code;               /* per recipient: RCPT reply code, -1 not yet */
+	char mail_reply[SMTP_REPLY_TEXT_MAX + 1];
+	int *rcpt_code;                 /* per recipient: RCPT reply code, -1 not yet */
 	uint32_t accepted;
 	uint64_t stream_off;
-	bool at_bol;
+	struct smtp_stuff stuff;
 	unsigned char *chunk;
 };
 
 static void try_address(struct smtp_out *c);
+
+/* Waits at most secs for the peer: a reply, the connect, the TLS handshake. */
+static void expect(struct smtp_out *c, int64_t secs, const char *what)
+{
+	struct timeval tv = {(time_t)secs, 0};
+	c->waiting_for = what;
+	evtimer_add(c->deadline_ev, &tv);
+}
 
 static void say(struct smtp_out *c, const char *f, ...) PRINTF_LIKE(2, 3);
 static void say(struct smtp_out *c, const char *f, ...)
@@ -89,17 +98,22 @@ static void say(struct smtp_out *c, const char *f, ...)
 	evbuffer_add_vprintf(bufferevent_get_output(c->bev), f, ap);
 	va_end(ap);
 	evbuffer_add(bufferevent_get_output(c->bev), "\r\n", 2);
-}
-
-static void set_timeout(struct smtp_out *c, int secs)
-{
-	struct timeval tv = {secs, 0};
-	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	expect(c, c->p.reply_timeout_s, "a reply");
 }
 
 const char *smtp_out_peer(const struct smtp_out *c)
 {
 	return c->peer;
+}
+
+const char *smtp_out_peer_host(const struct smtp_out *c)
+{
+	return c->addr_i < c->p.naddrs ? c->addrs[c->addr_i].host : "";
+}
+
+const char *smtp_out_tls(const struct smtp_out *c)
+{
+	return c->tls_on ? c->tls_version : NULL;
 }
 
 /* --- ending ------------------------------------------------------------ */
@@ -112,6 +126,7 @@ static void free_conn(evutil_socket_t fd, short what, void *arg)
 	if (c->bev)
 		bufferevent_free(c->bev);
 	event_free(c->start_ev);
+	event_free(c->deadline_ev);
 	free(c->addrs);
 	free(c->rcpt_code);
 	free(c->chunk);
@@ -137,6 +152,7 @@ static void finish(struct smtp_out *c, enum smtp_out_end how)
 		return;
 	c->st = OUT_CLOSED;
 	evtimer_del(c->start_ev);
+	evtimer_del(c->deadline_ev);
 	if (c->bev)
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	orphan_job(c);
@@ -164,13 +180,20 @@ static void fail(struct smtp_out *c, enum smtp_out_end how, const char *f, ...)
 	}
 	if (how > c->fail_how)
 		c->fail_how = how;
-	log_info("delivery", "peer=%s failed: %s", c->peer, c->why);
+	evtimer_del(c->deadline_ev);
 	if (c->bev) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
+	c->cb->addr_failed(c->arg, c, c->why);
 	c->addr_i++;
 	try_address(c);
+}
+
+/* A reply outside what the command allows: the peer is not speaking SMTP to us. */
+static void protocol_error(struct smtp_out *c, enum smtp_cmd cmd)
+{
+	fail(c, SMTP_OUT_BROKEN, "protocol error: %s answered with \"%s\"", smtp_cmd_name(cmd), c->rep.text);
 }
 
 /* --- jobs -------------------------------------------------------------- */
@@ -255,6 +278,7 @@ static void start_job(struct smtp_out *c, struct smtp_out_job *j)
 	for (uint32_t k = 0; k < j->n; k++)
 		c->rcpt_code[k] = -1;
 	c->cmd_sent = c->replies = c->accepted = 0;
+	c->mail_ok = false;
 	c->mail_code = 0;
 	const char *unmet = unmet_requirement(c, &j->m->env);
 	if (unmet) {
@@ -263,7 +287,6 @@ static void start_job(struct smtp_out *c, struct smtp_out_job *j)
 		return;
 	}
 	c->st = OUT_MAIL;
-	set_timeout(c, c->p.command_timeout_s);
 	send_mail(c);
 	c->cmd_sent = 1;
 	/* RFC 2920: with PIPELINING, MAIL and every RCPT go out in one write. */
@@ -287,20 +310,9 @@ static void next_job(struct smtp_out *c)
 
 /* --- content ----------------------------------------------------------- */
 
-/* Copies a piece of the body to the output, doubling a leading dot on each line. */
-static void stuff(struct smtp_out *c, const unsigned char *p, size_t n)
+static void emit_out(void *arg, const void *p, size_t n)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	while (n) {
-		if (c->at_bol && p[0] == '.')
-			evbuffer_add(out, ".", 1);
-		const unsigned char *nl = memchr(p, '\n', n);
-		size_t k = nl ? (size_t)(nl - p) + 1 : n;
-		evbuffer_add(out, p, k);
-		c->at_bol = nl != NULL;
-		p += k;
-		n -= k;
-	}
+	evbuffer_add(arg, p, n);
 }
 
 static void send_dot(struct smtp_out *c)
@@ -308,7 +320,7 @@ static void send_dot(struct smtp_out *c)
 	evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
 	c->job->dot_sent = true;
 	c->st = OUT_DOT;
-	set_timeout(c, c->p.data_timeout_s);
+	expect(c, c->p.final_reply_timeout_s, "the reply to the final dot");
 }
 
 void smtp_out_resume(struct smtp_out *c)
@@ -332,14 +344,12 @@ static void stream_more(struct smtp_out *c)
 			fail(c, SMTP_OUT_BROKEN, "451 4.3.0 local error reading the queued message");
 			return;
 		}
-		stuff(c, c->chunk, (size_t)r);
+		smtp_stuff_feed(&c->stuff, c->chunk, (size_t)r, emit_out, out);
 		c->stream_off += (uint64_t)r;
 	}
 	if (c->stream_off < m->env.body_size)
 		return;
-	if (!c->at_bol)
-		evbuffer_add(out, "\r\n", 2);
-	c->at_bol = true;
+	smtp_stuff_end(&c->stuff, emit_out, out);
 	if (c->cb->dot_ready && !c->cb->dot_ready(c->arg, c->job)) {
 		c->st = OUT_HOLD_DOT; /* the owner calls smtp_out_resume */
 		return;
@@ -357,23 +367,6 @@ static void on_write(struct bufferevent *bev, void *arg)
 
 /* --- replies ----------------------------------------------------------- */
 
-static void parse_ehlo_line(struct smtp_out *c, const char *kw)
-{
-	if (strncasecmp(kw, "PIPELINING", 10) == 0 && (!kw[10] || kw[10] == ' '))
-		c->caps.pipelining = true;
-	else if (strncasecmp(kw, "SIZE", 4) == 0 && (!kw[4] || kw[4] == ' ')) {
-		c->caps.size = true;
-		c->caps.size_max = kw[4] ? strtoull(kw + 5, NULL, 10) : 0;
-	} else if (strcasecmp(kw, "8BITMIME") == 0)
-		c->caps.eightbit = true;
-	else if (strcasecmp(kw, "SMTPUTF8") == 0)
-		c->caps.smtputf8 = true;
-	else if (strcasecmp(kw, "DSN") == 0)
-		c->caps.dsn = true;
-	else if (strcasecmp(kw, "STARTTLS") == 0)
-		c->caps.starttls = true;
-}
-
 static void start_tls(struct smtp_out *c);
 
 static void now_ready(struct smtp_out *c)
@@ -381,7 +374,7 @@ static void now_ready(struct smtp_out *c)
 	c->st = OUT_READY;
 	if (!c->was_ready) {
 		c->was_ready = true;
-		log_debug("delivery", "peer=%s ready tls=%s", c->peer, c->tls_on ? "yes" : "no");
+		log_debug("delivery", "peer=%s ready tls=%s", c->peer, c->tls_on ? c->tls_version : "no");
 		c->cb->ready(c->arg, c);
 		if (c->st == OUT_CLOSED)
 			return;
@@ -405,76 +398,111 @@ static void after_ehlo(struct smtp_out *c)
 	now_ready(c);
 }
 
-static void on_reply_greeting(struct smtp_out *c, int code)
+static void say_ehlo(struct smtp_out *c)
 {
-	switch (c->st) {
-	case OUT_BANNER:
-		if (code / 100 != 2) {
-			fail(c, code / 100 == 4 ? SMTP_OUT_BUSY : SMTP_OUT_UNREACHABLE, "greeting: %s", c->reply);
-			return;
-		}
-		c->st = OUT_EHLO;
-		memset(&c->caps, 0, sizeof(c->caps));
-		say(c, "EHLO %s", c->p.helo);
+	c->st = OUT_EHLO;
+	memset(&c->caps, 0, sizeof(c->caps));
+	say(c, "EHLO %s", c->p.helo);
+}
+
+/* A refusal before the session: 4yz says "later" (busy), 5yz "not here". */
+static enum smtp_out_end refusal(enum smtp_verdict v)
+{
+	return v == SMTP_VERDICT_TEMPFAIL ? SMTP_OUT_BUSY : SMTP_OUT_UNREACHABLE;
+}
+
+/* The replies before the session: greeting, EHLO, HELO, STARTTLS. */
+static void on_reply_session(struct smtp_out *c, int code)
+{
+	enum smtp_cmd cmd = c->st == OUT_BANNER ? SMTP_CMD_GREETING
+			    : c->st == OUT_EHLO ? SMTP_CMD_EHLO
+			    : c->st == OUT_HELO ? SMTP_CMD_HELO
+			    : SMTP_CMD_STARTTLS;
+	enum smtp_verdict v = smtp_reply_verdict(cmd, code);
+	if (v == SMTP_VERDICT_PROTOCOL) {
+		protocol_error(c, cmd);
 		return;
-	case OUT_EHLO:
-		if (code / 100 == 2) {
-			c->caps.esmtp = true;
+	}
+	switch (cmd) {
+	case SMTP_CMD_GREETING:
+		if (v != SMTP_VERDICT_OK)
+			fail(c, refusal(v), "greeting: %s", c->rep.text);
+		else
+			say_ehlo(c);
+		return;
+	case SMTP_CMD_EHLO:
+		if (v == SMTP_VERDICT_OK) {
+			c->caps = c->rep.caps;
 			after_ehlo(c);
 		} else if (code == 421) {
-			fail(c, SMTP_OUT_BUSY, "EHLO: %s", c->reply);
+			fail(c, SMTP_OUT_BUSY, "EHLO: %s", c->rep.text);
 		} else {
-			c->st = OUT_HELO;
+			c->st = OUT_HELO; /* RFC 5321 3.2: an old server, try HELO */
 			say(c, "HELO %s", c->p.helo);
 		}
 		return;
-	case OUT_HELO:
-		if (code / 100 != 2)
-			fail(c, code / 100 == 4 ? SMTP_OUT_BUSY : SMTP_OUT_UNREACHABLE, "HELO: %s", c->reply);
+	case SMTP_CMD_HELO:
+		if (v != SMTP_VERDICT_OK)
+			fail(c, refusal(v), "HELO: %s", c->rep.text);
 		else
 			after_ehlo(c);
 		return;
-	case OUT_STARTTLS:
-		if (code == 220)
+	default: /* STARTTLS */
+		if (v == SMTP_VERDICT_OK)
 			start_tls(c);
 		else if (c->p.tls == TLS_MAY)
 			now_ready(c);
 		else
-			fail(c, SMTP_OUT_BUSY, "STARTTLS: %s", c->reply);
-		return;
-	default:
+			fail(c, SMTP_OUT_BUSY, "STARTTLS: %s", c->rep.text);
 		return;
 	}
 }
 
+/* A RCPT reply, or its MAIL's refusal, which stands for every RCPT after it. */
+static void rcpt_reply(struct smtp_out *c, uint32_t k, int code)
+{
+	int eff = c->mail_ok ? code : c->mail_code;
+	c->rcpt_code[k] = eff;
+	if (c->mail_ok && smtp_reply_verdict(SMTP_CMD_RCPT, code) == SMTP_VERDICT_OK)
+		c->accepted++;
+	else
+		c->cb->rcpt_done(c->arg, c->job, k, eff, c->mail_ok ? c->rep.text : c->mail_reply);
+}
+
 static void on_reply_mail(struct smtp_out *c, int code)
 {
-	uint32_t idx = c->replies++;
-	if (idx == 0) {
-		c->mail_code = code;
-		snprintf(c->mail_reply, sizeof(c->mail_reply), "%s", c->reply);
-	} else {
-		uint32_t k = idx - 1;
-		/* After a refused MAIL the RCPT replies mean nothing: MAIL's reply decides. */
-		int eff = c->mail_code / 100 == 2 ? code : c->mail_code;
-		c->rcpt_code[k] = eff;
-		if (eff / 100 == 2)
-			c->accepted++;
-		else
-			c->cb->rcpt_done(c->arg, c->job, k, eff, c->mail_code / 100 == 2 ? c->reply : c->mail_reply);
-	}
-	if (idx == 0 && code / 100 != 2 && !c->caps.pipelining) {
-		fail_whole_job(c, code, c->reply);
-		next_job(c);
+	if (c->replies >= c->cmd_sent) {
+		protocol_error(c, SMTP_CMD_RCPT); /* a reply nothing asked for */
 		return;
+	}
+	uint32_t idx = c->replies++;
+	enum smtp_cmd cmd = idx == 0 ? SMTP_CMD_MAIL : SMTP_CMD_RCPT;
+	enum smtp_verdict v = smtp_reply_verdict(cmd, code);
+	if (v == SMTP_VERDICT_PROTOCOL) {
+		protocol_error(c, cmd);
+		return;
+	}
+	if (idx == 0) {
+		c->mail_ok = v == SMTP_VERDICT_OK;
+		c->mail_code = code;
+		snprintf(c->mail_reply, sizeof(c->mail_reply), "%s", c->rep.text);
+		if (!c->mail_ok && !c->caps.pipelining) {
+			fail_whole_job(c, code, c->rep.text);
+			next_job(c);
+			return;
+		}
+	} else {
+		rcpt_reply(c, idx - 1, code);
 	}
 	if (!c->caps.pipelining && c->cmd_sent < c->job->n + 1) {
 		send_rcpt(c, c->cmd_sent - 1);
 		c->cmd_sent++;
 		return;
 	}
-	if (c->replies < c->job->n + 1)
+	if (c->replies < c->job->n + 1) {
+		expect(c, c->p.reply_timeout_s, "a reply"); /* the next pipelined reply */
 		return;
+	}
 	if (c->accepted == 0) {
 		end_job(c);
 		/* A transaction may be open (MAIL accepted): close it before the next. */
@@ -483,7 +511,6 @@ static void on_reply_mail(struct smtp_out *c, int code)
 		return;
 	}
 	c->st = OUT_DATA;
-	set_timeout(c, 120); /* RFC 5321 4.5.3.2.3: DATA initiation, 2 minutes */
 	say(c, "DATA");
 }
 
@@ -491,83 +518,88 @@ static void report_accepted(struct smtp_out *c, int code)
 {
 	for (uint32_t k = 0; k < c->job->n; k++)
 		if (c->rcpt_code[k] >= 200 && c->rcpt_code[k] < 300)
-			c->cb->rcpt_done(c->arg, c->job, k, code, c->reply);
+			c->cb->rcpt_done(c->arg, c->job, k, code, c->rep.text);
 	end_job(c);
+}
+
+static void on_reply_data(struct smtp_out *c, int code)
+{
+	enum smtp_verdict v = smtp_reply_verdict(SMTP_CMD_DATA, code);
+	if (v == SMTP_VERDICT_PROTOCOL) {
+		/* Never "accepted": no content went out (a 250 here is a lie or a desync). */
+		protocol_error(c, SMTP_CMD_DATA);
+		return;
+	}
+	if (v != SMTP_VERDICT_OK) {
+		report_accepted(c, code);
+		c->st = OUT_RSET;
+		say(c, "RSET");
+		return;
+	}
+	c->st = OUT_STREAM;
+	c->stream_off = 0;
+	smtp_stuff_init(&c->stuff);
+	stream_more(c); /* no deadline while we write: the write timeout watches a stalled peer */
 }
 
 static void on_reply(struct smtp_out *c, int code)
 {
 	switch (c->st) {
+	case OUT_BANNER:
+	case OUT_EHLO:
+	case OUT_HELO:
+	case OUT_STARTTLS:
+		on_reply_session(c, code);
+		return;
 	case OUT_MAIL:
 		on_reply_mail(c, code);
 		return;
 	case OUT_RSET:
-		next_job(c);
+		if (smtp_reply_verdict(SMTP_CMD_RSET, code) == SMTP_VERDICT_OK)
+			next_job(c);
+		else
+			fail(c, SMTP_OUT_BROKEN, "RSET: %s", c->rep.text);
 		return;
 	case OUT_DATA:
-		if (code != 354) {
-			report_accepted(c, code);
-			c->st = OUT_RSET;
-			say(c, "RSET");
-			return;
-		}
-		c->st = OUT_STREAM;
-		c->stream_off = 0;
-		c->at_bol = true;
-		set_timeout(c, 180); /* 4.5.3.2.4: data block, 3 minutes */
-		stream_more(c);
+		on_reply_data(c, code);
 		return;
 	case OUT_DOT:
+		if (smtp_reply_verdict(SMTP_CMD_DOT, code) == SMTP_VERDICT_PROTOCOL) {
+			protocol_error(c, SMTP_CMD_DOT);
+			return;
+		}
 		report_accepted(c, code);
-		set_timeout(c, c->p.command_timeout_s);
 		next_job(c);
 		return;
 	case OUT_QUIT:
-		snprintf(c->why, sizeof(c->why), "%s", c->reply);
+		snprintf(c->why, sizeof(c->why), "%s", c->rep.text);
 		finish(c, SMTP_OUT_DONE);
 		return;
-	default:
-		on_reply_greeting(c, code);
+	default: /* a reply while we send content or wait for nothing */
+		fail(c, SMTP_OUT_BROKEN, "protocol error: unexpected reply \"%s\"", c->rep.text);
 		return;
 	}
 }
 
-/* Appends one reply line's text (hostile: controls dropped, length capped). */
-static void add_reply_text(struct smtp_out *c, const char *line, size_t n)
+/* One line of a reply; false when the connection moved on (failed, closed, new bev). */
+static bool handle_line(struct smtp_out *c, const char *line, size_t n)
 {
-	if (c->reply_len && c->reply_len < REPLY_TEXT_MAX)
-		c->reply[c->reply_len++] = ' ';
-	for (size_t i = 0; i < n && c->reply_len < REPLY_TEXT_MAX; i++)
-		if ((unsigned char)line[i] >= 0x20 && line[i] != 0x7f)
-			c->reply[c->reply_len++] = line[i];
-	c->reply[c->reply_len] = '\0';
-}
-
-static bool handle_line(struct smtp_out *c, char *line, size_t n)
-{
-	if (n < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' || line[2] < '0' ||
-	    line[2] > '9' || (n > 3 && line[3] != ' ' && line[3] != '-')) {
-		fail(c, SMTP_OUT_BROKEN, "protocol error: malformed reply");
+	if (c->rep.lines == 0)
+		smtp_reply_init(&c->rep, c->st == OUT_EHLO);
+	int rc = smtp_reply_feed(&c->rep, line, n);
+	if (rc < 0) {
+		/* The start of the line, for the log (which escapes what is not printable). */
+		fail(c, SMTP_OUT_BROKEN, "protocol error: %s: \"%.*s\"", smtp_reply_strerror(rc), (int)(n < 40 ? n : 40),
+		     line);
 		return false;
 	}
-	bool last = n == 3 || line[3] == ' ';
-	if (c->reply_len == 0)
-		add_reply_text(c, line, n);
-	else
-		add_reply_text(c, line + (n > 4 ? 4 : n), n > 4 ? n - 4 : 0);
-	/* EHLO: every line after the first names an extension. */
-	if (c->st == OUT_EHLO && c->reply_lines++ > 0 && n > 4) {
-		line[n] = '\0';
-		parse_ehlo_line(c, line + 4);
-	}
-	if (!last)
+	if (rc == SMTP_REPLY_MORE)
 		return true;
-	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-	c->reply_lines = 0;
-	on_reply(c, code);
-	c->reply_len = 0;
-	c->reply[0] = '\0';
-	return c->st != OUT_CLOSED;
+	struct bufferevent *bev = c->bev;
+	evtimer_del(c->deadline_ev);
+	c->rep.lines = 0; /* the next line starts a new reply */
+	on_reply(c, c->rep.code);
+	return c->st != OUT_CLOSED && c->bev == bev;
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -578,11 +610,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 		size_t n;
 		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
 		if (!line) {
-			if (evbuffer_get_length(in) > REPLY_LINE_MAX)
-				fail(c, SMTP_OUT_BROKEN, "protocol error: reply line too long");
+			if (evbuffer_get_length(in) > SMTP_REPLY_LINE_MAX)
+				fail(c, SMTP_OUT_BROKEN, "protocol error: %s", smtp_reply_strerror(-EMSGSIZE));
 			return;
 		}
-		bool go_on = handle_line(c, line, n > REPLY_LINE_MAX ? REPLY_LINE_MAX : n);
+		bool go_on = handle_line(c, line, n);
 		free(line);
 		if (!go_on)
 			return;
@@ -593,8 +625,25 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
 
+static void setup_bev(struct smtp_out *c, struct bufferevent *bev)
+{
+	c->bev = bev;
+	bufferevent_setcb(bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(bev, EV_WRITE, 2 * STREAM_CHUNK, 0);
+	bufferevent_setwatermark(bev, EV_READ, 0, READ_HIGH);
+	/* Replies are timed by the deadline; a write that cannot proceed by this. */
+	struct timeval tv = {(time_t)c->p.reply_timeout_s, 0};
+	bufferevent_set_timeouts(bev, NULL, &tv);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
 static void start_tls(struct smtp_out *c)
 {
+	if (evbuffer_get_length(bufferevent_get_input(c->bev))) {
+		/* Bytes after the 220 came in clear: whoever sent them could be anyone. */
+		fail(c, SMTP_OUT_BROKEN, "protocol error: data after the reply to STARTTLS");
+		return;
+	}
 	SSL *ssl = SSL_new(c->p.ssl_ctx);
 	const char *host = c->addrs[c->addr_i].host;
 	SSL_set_tlsext_host_name(ssl, host);
@@ -609,11 +658,9 @@ static void start_tls(struct smtp_out *c)
 		fail(c, SMTP_OUT_BUSY, "TLS setup failed");
 		return;
 	}
-	c->bev = tb;
 	c->st = OUT_TLS;
-	bufferevent_setcb(tb, on_read, on_write, on_event, c);
-	bufferevent_enable(tb, EV_READ | EV_WRITE);
-	set_timeout(c, c->p.command_timeout_s);
+	setup_bev(c, tb);
+	expect(c, c->p.reply_timeout_s, "the TLS handshake");
 }
 
 static void tls_failed(struct smtp_out *c)
@@ -626,6 +673,7 @@ static void tls_failed(struct smtp_out *c)
 		/* Opportunistic TLS (RFC 7435): a broken handshake is no reason to keep mail; retry in clear. */
 		log_info("delivery", "peer=%s TLS failed (%s); retrying without TLS", c->peer, err);
 		c->tls_refused_here = true;
+		evtimer_del(c->deadline_ev);
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 		try_address(c);
@@ -634,23 +682,28 @@ static void tls_failed(struct smtp_out *c)
 	fail(c, SMTP_OUT_BUSY, "TLS: %s", err);
 }
 
+static void on_connected(struct smtp_out *c)
+{
+	if (c->st == OUT_TLS) {
+		c->tls_on = true;
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+		snprintf(c->tls_version, sizeof(c->tls_version), "%s", ssl ? SSL_get_version(ssl) : "TLS");
+		say_ehlo(c);
+		return;
+	}
+	/* Small writes (a held final dot, a lone command) must not wait for a delayed ACK. */
+	int one = 1;
+	setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->st = OUT_BANNER;
+	expect(c, c->p.reply_timeout_s, "the greeting");
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
 	struct smtp_out *c = arg;
 	if (what & BEV_EVENT_CONNECTED) {
-		if (c->st == OUT_TLS) {
-			c->tls_on = true;
-			c->st = OUT_EHLO;
-			memset(&c->caps, 0, sizeof(c->caps));
-			say(c, "EHLO %s", c->p.helo);
-		} else {
-			/* Small writes (a held final dot, a lone command) must not wait for a delayed ACK. */
-			int one = 1;
-			setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			c->st = OUT_BANNER;
-			set_timeout(c, c->p.command_timeout_s);
-		}
+		on_connected(c);
 		return;
 	}
 	if (c->st == OUT_TLS && !(what & BEV_EVENT_TIMEOUT)) {
@@ -661,9 +714,23 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		finish(c, SMTP_OUT_DONE);
 		return;
 	}
-	const char *what_s = what & BEV_EVENT_TIMEOUT ? "timeout" : what & BEV_EVENT_EOF ? "connection closed" : NULL;
+	const char *what_s = what & BEV_EVENT_TIMEOUT ? "timeout: the peer does not read"
+			     : what & BEV_EVENT_EOF ? "connection closed"
+						    : NULL;
 	fail(c, c->st == OUT_CONNECT ? SMTP_OUT_UNREACHABLE : SMTP_OUT_BROKEN, "%s%s", what_s ? what_s : "",
 	     what_s ? "" : strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR() : ECONNRESET));
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_out *c = arg;
+	if (c->st == OUT_CONNECT)
+		fail(c, SMTP_OUT_UNREACHABLE, "timeout: no connection within %" PRId64 "s", c->p.connect_timeout_s);
+	else
+		fail(c, SMTP_OUT_BROKEN, "timeout: %s took over %" PRId64 "s", c->waiting_for,
+		     c->st == OUT_DOT ? c->p.final_reply_timeout_s : c->p.reply_timeout_s);
 }
 
 static void format_peer(struct smtp_out *c, const struct smtp_out_addr *a)
@@ -692,11 +759,9 @@ static void try_address(struct smtp_out *c)
 	format_peer(c, a);
 	c->st = OUT_CONNECT;
 	c->tls_on = false;
-	c->bev = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-	bufferevent_setwatermark(c->bev, EV_WRITE, 2 * STREAM_CHUNK, 0);
-	set_timeout(c, c->p.connect_timeout_s);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->rep.lines = 0;
+	setup_bev(c, bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE));
+	expect(c, c->p.connect_timeout_s, "connection");
 	if (bufferevent_socket_connect(c->bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0)
 		fail(c, SMTP_OUT_UNREACHABLE, "connect: %s", strerror(errno));
 }
@@ -720,6 +785,7 @@ struct smtp_out *smtp_out_start(struct event_base *base, const struct smtp_out_p
 	c->cb = cb;
 	c->arg = arg;
 	snprintf(c->why, sizeof(c->why), "no address to try");
+	c->deadline_ev = evtimer_new(base, on_deadline, c);
 	/* From the loop, so no callback runs inside the caller. */
 	struct timeval now = {0, 0};
 	c->start_ev = evtimer_new(base, start_cb, c);

@@ -4,7 +4,10 @@
  * (HELO if EHLO is refused), upgrades with STARTTLS when offered or
  * required, then asks its owner (the scheduler) for jobs and sends them one
  * after another over the same connection, with PIPELINING when offered.
- * Every recipient's outcome is reported as soon as the reply is read.
+ * Every recipient's outcome is reported as soon as the reply is read. Only
+ * the reply a command defines counts as success (smtp_reply.h); any other
+ * reply outside 4yz/5yz is a protocol error that ends the connection, and
+ * recipients still open are reported with code 0 (deferred, never sent).
  * It never touches the spool except to read message bodies.
  */
 #ifndef MXV_SMTP_OUT_H
@@ -39,7 +42,7 @@ enum smtp_out_end {
 	SMTP_OUT_DONE = 0,        /* QUIT after the last job */
 	SMTP_OUT_UNREACHABLE,     /* no address answered with a usable greeting */
 	SMTP_OUT_BUSY,            /* greeted with 421/4xx, or TLS required but unavailable */
-	SMTP_OUT_BROKEN,          /* lost after being ready (timeout, reset) */
+	SMTP_OUT_BROKEN,          /* timeout, reset or protocol error */
 };
 
 struct smtp_out_cb {
@@ -56,6 +59,11 @@ struct smtp_out_cb {
 	bool (*dot_ready)(void *arg, struct smtp_out_job *j);
 	/* Greeted and EHLO (and TLS, if any) done. */
 	void (*ready)(void *arg, struct smtp_out *c);
+	/*
+	 * An address failed before the session was ready (the next one is
+	 * tried after this returns): why, for the owner's rate-limited log.
+	 */
+	void (*addr_failed)(void *arg, struct smtp_out *c, const char *why);
 	/* The connection is over; c is freed right after. why: a reply or error text. */
 	void (*ended)(void *arg, struct smtp_out *c, enum smtp_out_end how, const char *why);
 };
@@ -68,9 +76,13 @@ struct smtp_out_params {
 	size_t naddrs;
 	bool probe;                /* greet, EHLO, QUIT: only to see whether the host is up */
 	struct spool *sp;
-	int connect_timeout_s;
-	int command_timeout_s;     /* RFC 5321 4.5.3.2: 5 minutes */
-	int data_timeout_s;        /* final reply after the dot: 10 minutes */
+	/*
+	 * Deadlines, each from the moment we start waiting, never extended by
+	 * bytes arriving (a peer trickling a byte a second gets no longer):
+	 */
+	int64_t connect_timeout_s;     /* TCP connect */
+	int64_t reply_timeout_s;       /* each reply, the TLS handshake, and a write that cannot proceed */
+	int64_t final_reply_timeout_s; /* the reply to the final dot */
 };
 
 struct smtp_out *smtp_out_start(struct event_base *base, const struct smtp_out_params *p, const struct smtp_out_cb *cb,
@@ -79,7 +91,11 @@ struct smtp_out *smtp_out_start(struct event_base *base, const struct smtp_out_p
 void smtp_out_abort(struct smtp_out *c);
 /* Sends the final dot that dot_ready held back. */
 void smtp_out_resume(struct smtp_out *c);
-/* The host and address currently connected, for logs. */
+/* The host and address currently connected, "mx1.example[192.0.2.1]:25", for logs. */
 const char *smtp_out_peer(const struct smtp_out *c);
+/* The host name alone, "mx1.example" (RFC 3464 Remote-MTA). */
+const char *smtp_out_peer_host(const struct smtp_out *c);
+/* The TLS version of the session ("TLSv1.3"), or NULL in clear. */
+const char *smtp_out_tls(const struct smtp_out *c);
 
 #endif

@@ -1,11 +1,14 @@
 """fwdlib: real peers for the forward-side end-to-end tests (test_forward.py).
 
-  Unbound(records, refuse=(), port=None)
+  Unbound(records, refuse=(), port=None, redirect=())
       unbound (/usr/sbin/unbound) as the authoritative server of the zone
       "test." (local-zone static) on 127.0.0.1:port (a free port unless
       given). records: local-data lines without quotes, e.g.
       "primary.test. IN MX 10 mx1.test.". refuse: zones answered REFUSED
       (records inside them are left out: unbound would answer those).
+      redirect: zones of type redirect: every name under "h.test." answers
+      with the records given for "h.test." itself (one large A set for
+      thousands of host names).
       start() waits (bounded) until dig gets an answer; stop() kills it.
       u.resolver is the "127.0.0.1:PORT" for mxvault's [server] resolver;
       u.queries(name, qtype) counts the queries it logged. A context manager.
@@ -25,7 +28,9 @@
       (test 9 uses it to kill -9 mxvault mid-delivery). tls: (cert, key)
       paths to offer STARTTLS. p.ehlos counts EHLO/HELO commands (every
       connection mxvault makes says one); p.rcpt_replies lists (address,
-      reply) for every RCPT. pipelining=True adds PIPELINING to the EHLO
+      reply) for every RCPT. raw=True keeps every byte each session
+      received, exactly as sent (dot-stuffing and all): p.raw() is a list
+      of bytes, one per session. pipelining=True adds PIPELINING to the EHLO
       reply (aiosmtpd handles pipelined commands in order). start()/stop()
       may be repeated; stop() closes every session, as a server process
       that exits would. p.dsns(): the transactions with MAIL FROM:<>.
@@ -73,12 +78,13 @@ QUEUED_RX = re.compile(r'queued as ([0-9a-f]{16})\b')
 # --- DNS ------------------------------------------------------------------
 
 class Unbound:
-    def __init__(self, records=(), refuse=(), port=None):
+    def __init__(self, records=(), refuse=(), port=None, redirect=()):
         self.dir = tempfile.mkdtemp(prefix='mxv-unbound-')
         self.port = port or mxv.free_port()
         self.resolver = '%s:%d' % (mxv.HOST, self.port)
         self.records = list(records)
         self.refuse = list(refuse)
+        self.redirect = list(redirect)
         self.proc = None
         self.conf = os.path.join(self.dir, 'unbound.conf')
 
@@ -94,6 +100,7 @@ class Unbound:
                '  local-zone: "test." static',
                '  local-data: "ready.test. IN TXT ok"']
         out += ['  local-zone: "%s" refuse' % z for z in self.refuse]
+        out += ['  local-zone: "%s" redirect' % z for z in self.redirect]
         # (unbound answers local data even inside a "refuse" zone: leave it out)
         out += ['  local-data: "%s"' % r for r in self.records if not self.refused(r.split()[0])]
         out += ['remote-control:', '  control-enable: no']
@@ -245,6 +252,16 @@ class _Controller(Controller or object):
         proto = super().factory()
         self.protos = getattr(self, 'protos', [])
         self.protos.append(proto)
+        sink = getattr(self, 'raw_sink', None)
+        if sink is not None:
+            got = bytearray()
+            sink.append(got)
+            received = proto.data_received
+
+            def record(data):
+                got.extend(data)
+                received(data)
+            proto.data_received = record
         return proto
 
     def close_sessions(self):
@@ -283,8 +300,10 @@ def _shutdown_leftovers(host, port):
 
 
 class Primary:
-    def __init__(self, host, port, name='mx.test', tls=None, pipelining=False, rcpt_reply=None, smtputf8=True):
+    def __init__(self, host, port, name='mx.test', tls=None, pipelining=False, rcpt_reply=None, smtputf8=True,
+                 raw=False):
         self.host, self.port, self.name = host, port, name
+        self.raw_sessions = [] if raw else None
         self.smtputf8 = smtputf8
         self.tls = tls
         self.pipelining = pipelining
@@ -307,6 +326,7 @@ class Primary:
             kw = {'tls_context': ctx, 'require_starttls': False}
         self.ctl = _Controller(_Handler(self), hostname=self.host, port=self.port, server_hostname=self.name,
                               ready_timeout=10, enable_SMTPUTF8=self.smtputf8, timeout=60, **kw)
+        self.ctl.raw_sink = self.raw_sessions
         self.started_at = time.monotonic()
         self.ctl.start()
         return self
@@ -342,6 +362,10 @@ class Primary:
     def dsns(self):
         return [dl for dl in self.deliveries() if dl.mail_from in ('', '<>')]
 
+    def raw(self):
+        with self.lock:
+            return [bytes(b) for b in self.raw_sessions or []]
+
 
 # --- helpers --------------------------------------------------------------
 
@@ -354,13 +378,15 @@ def make_cert(directory, cn):
 
 
 def parse_dsn(data):
-    """A DSN's parts: content_type, report_type, and per recipient block the
-    fields action, status, final_recipient, diagnostic (lower-cased keys,
-    values as sent), plus the whole text."""
+    """A DSN's parts: content_type, report_type, the per-message fields
+    ('message': reporting-mta, arrival-date, ...) and per recipient block
+    the fields action, status, final-recipient, remote-mta, diagnostic-code,
+    will-retry-until ... (lower-cased keys, values as sent, whitespace
+    runs folded), plus the whole text."""
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
     out = {'content_type': msg.get_content_type(), 'report_type': msg.get_param('report-type'),
            'subject': msg.get('Subject', ''), 'rcpts': [], 'text': data.decode('utf-8', 'replace'),
-           'auto_submitted': msg.get('Auto-Submitted', '')}
+           'auto_submitted': msg.get('Auto-Submitted', ''), 'message': {}}
     for part in msg.walk():
         if part.get_content_type() in ('message/delivery-status', 'message/global-delivery-status'):
             blocks = part.get_payload()
@@ -369,6 +395,8 @@ def parse_dsn(data):
                 blocks = blocks[0].as_string()
             if isinstance(blocks, str):  # message/global-delivery-status may come as text
                 blocks = [email.message_from_string(b) for b in re.split(r'\r?\n\r?\n', blocks) if b.strip()]
+            if blocks:
+                out['message'] = {k.lower(): ' '.join(v.split()) for k, v in blocks[0].items()}
             for b in blocks[1:]:
                 out['rcpts'].append({k.lower(): ' '.join(v.split()) for k, v in b.items()})
     return out

@@ -18,16 +18,20 @@ record (recovery time, drain behaviour).
 
 Tests: 1 recovery after an outage (and no connection storm while down),
 2 MX preferences, 3 mail loops (best MX is us), 4 equal preferences, 5
-per-recipient 4xx/5xx and the DSN, 6 DNS failures (no server, timeouts,
-REFUSED), 7 implicit MX, null MX, NXDOMAIN, 8 delay notice and expiry,
-9 kill -9 mid-drain, 10 bounce guard, 11 outbound TLS (may, encrypt,
-verify), 12 hop limit, 13 deduplication of a resent message.
+per-recipient 4xx/5xx and the DSN (Remote-MTA is a host name), 6 DNS
+failures (no server, timeouts, REFUSED), 7 implicit MX, null MX, NXDOMAIN,
+8 delay notice (its Will-Retry-Until) and expiry, 9 kill -9 mid-drain, 10
+bounce guard (and what it holds flows the moment it lets go), 11 outbound
+TLS (may, encrypt, verify; the TLS version in the log), 12 hop limit, 13
+deduplication of a resent message, 14 line ends normalised on the way out.
+Hostile next hops are in test_hostile_out.py.
 
 retention cannot be set below 1m, so the expiry test takes about 65 s.
 Run with /usr/bin/python3 (python3-aiosmtpd); a sanitizer report in a
 daemon's log fails the test with the report.
 """
 import calendar
+import email.utils
 import os
 import re
 import shutil
@@ -71,12 +75,13 @@ def have_tools():
 class ForwardBase(unittest.TestCase):
     zone = []        # records added to BASE_ZONE
     refuse = []
+    redirect = []    # zones where every name answers like the zone's own name
 
     def setUp(self):
         self.reports = []
         self.addCleanup(self.check_sanitizer_reports)
         self.mx_port = mxv.free_port()
-        self.dns = Unbound(BASE_ZONE + self.zone, refuse=self.refuse)
+        self.dns = Unbound(BASE_ZONE + self.zone, refuse=self.refuse, redirect=self.redirect)
         self.addCleanup(self.dns.cleanup)
         self.dns.start()
         self.sender_mx = self.server('127.0.0.9', 'mxs.test', start=True)
@@ -340,6 +345,8 @@ class TestPerRecipient(ForwardBase):
             self.assertEqual(blk.get('status'), '5.1.1')
             self.assertEqual(blk.get('final-recipient', '').replace(' ', '').lower(), 'rfc822;bad@primary.test')
             self.assertIn('No such user here', blk.get('diagnostic-code', ''))
+            # RFC 3464 2.3.5: the "dns" type takes a host name, nothing else.
+            self.assertEqual(blk.get('remote-mta'), 'dns; mx1.test')
 
             # tmp@ stays queued (deferred) and is retried
             q = self.assertQueueStates(d, {'delivered', 'bounced', 'deferred'}, n=1)
@@ -519,6 +526,25 @@ class TestExpiry(ForwardBase):
             self.assertRegex(log, r'id=%s to=<bounce@expire\.test> status=expired' % nullid)
 
 
+class TestDelayNotice(ForwardBase):
+    """The delay DSN says until when delivery is tried: arrival + retention, to the second."""
+    zone = ['expire.test. IN MX 10 mx1.test.']
+
+    def test_will_retry_until(self):
+        with self.daemon({'expire.test': {'retention': '2h', 'warn_after': '1s'}}) as d:
+            send(d, SENDER, 'slow@expire.test')
+            dsn = self.wait_dsns(1, 1 + SLACK + 5)[0]
+            rep = parse_dsn(dsn.data)
+            self.assertEqual([b.get('action') for b in rep['rcpts']], ['delayed'], rep['text'])
+            arrival = email.utils.parsedate_to_datetime(rep['message']['arrival-date'])
+            until = email.utils.parsedate_to_datetime(rep['rcpts'][0]['will-retry-until'])
+            print('\nfigure: delay notice: Arrival-Date %s, Will-Retry-Until %s' % (arrival, until))
+            self.assertEqual((until - arrival).total_seconds(), 2 * 3600, rep['text'])
+            m = re.search(r'Delivery will be tried until ([^.]+)\.', ' '.join(rep['text'].split()))
+            self.assertTrue(m, rep['text'])
+            self.assertEqual(email.utils.parsedate_to_datetime(m.group(1)), until)  # the text says the same
+
+
 class TestKillDuringDrain(ForwardBase):
     """9. kill -9 in the middle of a drain loses nothing; duplicates are logged."""
     N = 300
@@ -591,6 +617,56 @@ class TestBounceGuard(ForwardBase):
             self.assertNoDsn(d)
 
 
+    def test_real_refusal_after_recovery_bounces_at_once(self):
+        """A real 5xx among the first recipients after a recovery is held while they are judged,
+        and bounced as soon as the judgement clears the primary, not at the message's next retry."""
+        p = self.server('127.0.0.2', 'mx1.test',
+                        rcpt_reply=lambda a: '550 5.1.1 No such user' if a.startswith('bad@') else None)
+        with self.daemon({'primary.test': {}}, bounce_guard='50%', retry_min='1m', retry_max='1h') as d:
+            good = ['ok%02d@primary.test' % i for i in range(11)]
+            for r in ['bad@primary.test'] + good:
+                send(d, SENDER, r)
+            d.wait_log(r'delivery: dest=primary\.test deferred=', timeout=10)
+            t0 = time.monotonic()
+            p.start()
+            mxv.wait_until(lambda: set(p.rcpt_counts()) >= set(good), 2 * PROBE + SLACK + 5, 'the good recipients')
+            d.wait_log(r'to=<bad@primary\.test> relay=\S+ code=550 status=held')
+            dsn = self.wait_dsns(1, 2 * PROBE + SLACK + 5)[0]  # retry_min is a minute away
+            print('\nfigure: real refusal held in the guard window, bounced %.2fs after the primary came back' %
+                  (time.monotonic() - t0))
+            rep = parse_dsn(dsn.data)
+            self.assertEqual([(b.get('action'), b.get('status')) for b in rep['rcpts']], [('failed', '5.1.1')])
+            self.assertNotIn('bounce-guard=on', d.log_text())
+            d.wait_queue(0)
+            self.assertOnce(p, good)
+
+    def test_guard_off_releases_held_mail_at_once(self):
+        """Once the primary accepts mail again, everything the guard held goes at once."""
+        refuse = {'on': True}
+        p = self.server('127.0.0.2', 'mx1.test',
+                        rcpt_reply=lambda a: '550 5.1.1 User unknown (misconfigured)' if refuse['on'] else None)
+        with self.daemon({'primary.test': {}}, bounce_guard='50%', bounce_guard_hold='1h', retry_min='1m',
+                         retry_max='1h') as d:
+            held = ['h%02d@primary.test' % i for i in range(12)]
+            for r in held:
+                send(d, SENDER, r)
+            d.wait_log(r'delivery: dest=primary\.test deferred=', timeout=10)
+            p.start()
+            d.wait_log(r'dest=primary\.test bounce-guard=on', timeout=2 * PROBE + SLACK + 5)
+            mxv.wait_until(lambda: len(p.rcpt_replies) >= len(held), 10, 'every recipient refused once')
+            d.wait_queue(len(held))
+            refuse['on'] = False
+            t0 = time.monotonic()
+            send(d, SENDER, 'new@primary.test')  # a new message: accepted, so the primary works again
+            d.wait_log(r'dest=primary\.test bounce-guard=off reason="the primary accepts mail again"', timeout=10)
+            mxv.wait_until(lambda: set(p.rcpt_counts()) >= set(held), 5, 'the held mail, at once (retry_min is 1m)')
+            print('\nfigure: bounce guard off: %d held recipients delivered %.2fs after the first acceptance' %
+                  (len(held), time.monotonic() - t0))
+            self.assertOnce(p, held + ['new@primary.test'])
+            d.wait_queue(0)
+            self.assertNoDsn(d)
+
+
 class TestTls(ForwardBase):
     """11. Outbound STARTTLS: may, encrypt, verify."""
 
@@ -606,6 +682,7 @@ class TestTls(ForwardBase):
             send(d, SENDER, 't1@primary.test')
             dl = p.wait_deliveries(1, 10)[0]
             self.assertTrue(dl.tls, 'delivered without TLS although STARTTLS was offered')
+            d.wait_log(r'to=<t1@primary\.test> relay=\S+ code=250 status=sent tls=TLSv1\.[23] ')
             d.wait_queue(0)
 
     def test_tls_may_without_starttls(self):
@@ -614,6 +691,7 @@ class TestTls(ForwardBase):
             send(d, SENDER, 't2@primary.test')
             dl = p.wait_deliveries(1, 10)[0]
             self.assertFalse(dl.tls)
+            d.wait_log(r'to=<t2@primary\.test> relay=\S+ code=250 status=sent tls=no ')
             d.wait_queue(0)
 
     def test_tls_encrypt(self):
@@ -655,6 +733,35 @@ class TestTls(ForwardBase):
             d.stop()
         finally:
             d.cleanup()
+
+
+class TestLineEnds(ForwardBase):
+    """With reject_bare_lf = no a bare CR or LF is taken in; on the way out every line
+    ends in CRLF, so no next hop can see an end of data we did not send."""
+
+    def test_bare_cr_and_lf_normalised(self):
+        p = self.server('127.0.0.2', 'mx1.test', start=True, raw=True)
+        with self.daemon({'primary.test': {}}, reject_bare_lf='no') as d:
+            with d.raw() as r:
+                self.assertEqual(r.ehlo()[0], 250)
+                self.assertEqual(r.cmd('MAIL FROM:<%s>' % SENDER)[0], 250)
+                self.assertEqual(r.cmd('RCPT TO:<n@primary.test>')[0], 250)
+                self.assertEqual(r.cmd('DATA')[0], 354)
+                r.send(b'From: <alice@sender.test>\r\nSubject: line ends\r\n\r\n'
+                       b'line1\r.\r\nMAIL FROM:<evil@sender.test>\r\nline3\nline4\r\n.\r\n')
+                self.assertEqual(r.read_reply()[0], 250)
+                r.cmd('QUIT')
+            dl = p.wait_deliveries(1, 10)[0]
+            d.wait_queue(0)
+            sent = b''.join(p.raw())
+            content = sent.split(b'\r\nDATA\r\n', 1)[1]
+            content = content[:content.index(b'\r\n.\r\n') + 2]
+            self.assertIn(b'line1\r\n..\r\nMAIL FROM:<evil@sender.test>\r\nline3\r\nline4\r\n', content)
+            self.assertIsNone(re.search(rb'\r(?!\n)|(?<!\r)\n', content), 'a bare CR or LF went out: %r' % content)
+            self.assertEqual(len(p.deliveries()), 1)
+            self.assertEqual(dl.rcpt_tos, ['n@primary.test'])
+            self.assertTrue(dl.data.endswith(b'line1\r\n.\r\nMAIL FROM:<evil@sender.test>\r\nline3\r\nline4\r\n'),
+                            dl.data)
 
 
 class TestHopsAndDedup(ForwardBase):

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -66,6 +67,22 @@ static void test_equal_preferences_are_shuffled(void **state)
 	assert_string_equal(b[2].host, "z.test");
 }
 
+static void test_capped_after_sorting(void **state)
+{
+	(void)state;
+	struct dns_mx mx[40];
+	for (int i = 0; i < 40; i++) { /* preferences 39 .. 0: the best come last */
+		mx[i].pref = (uint16_t)(39 - i);
+		snprintf(mx[i].host, sizeof(mx[i].host), "mx%02d.test", 39 - i);
+	}
+	assert_int_equal(select_case(mx, 40, first), ROUTE_MAX_MX);
+	for (int i = 0; i < ROUTE_MAX_MX; i++)
+		assert_int_equal(mx[i].pref, i); /* the most preferred ones */
+	/* Fewer than the cap, or cut earlier by ourselves: unchanged. */
+	struct dns_mx few[] = {{10, "a.test"}, {20, "backup.test"}, {30, "c.test"}};
+	assert_int_equal(select_case(few, 3, first), 1);
+}
+
 static void test_status_of(void **state)
 {
 	(void)state;
@@ -89,6 +106,7 @@ int main(void)
 		cmocka_unit_test(test_equal_to_us_is_not_better),
 		cmocka_unit_test(test_not_listed_keeps_all),
 		cmocka_unit_test(test_equal_preferences_are_shuffled),
+		cmocka_unit_test(test_capped_after_sorting),
 		cmocka_unit_test(test_status_of),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
