@@ -39,8 +39,8 @@ static int give(int dirfd, const char *name, uint32_t uid, uint32_t gid)
 	return fchownat(dirfd, name, (uid_t)uid, (gid_t)gid, flags) < 0 ? -errno : 0;
 }
 
-/* Gives every entry of the directory at fd (and of corrupt/ below it) to uid:gid. */
-static int give_all(int fd, uint32_t uid, uint32_t gid, int depth)
+/* Gives every entry of the directory at fd (and of corrupt/ below it) to uid:gid, counting them. */
+static int give_all(int fd, uint32_t uid, uint32_t gid, int depth, size_t *count)
 {
 	int dup_fd = dup(fd);
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
@@ -57,9 +57,10 @@ static int give_all(int fd, uint32_t uid, uint32_t gid, int depth)
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
 		rc = give(fd, e->d_name, uid, gid);
+		(*count)++;
 		if (rc == 0 && depth == 0 && e->d_type == DT_DIR) {
 			int sub = openat(fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			rc = sub < 0 ? -errno : give_all(sub, uid, gid, depth + 1);
+			rc = sub < 0 ? -errno : give_all(sub, uid, gid, depth + 1, count);
 			if (sub >= 0)
 				close(sub);
 		}
@@ -82,15 +83,18 @@ int spool_dir_prepare(const char *dir, bool owner, uint32_t uid, uint32_t gid)
 	}
 	if (!owner || (st.st_uid == uid && st.st_gid == gid))
 		return fd;
-	log_info("spool", "dir=%s belonged to uid=%u gid=%u: giving it and its files to uid=%" PRIu32
-		 " gid=%" PRIu32, dir, (unsigned)st.st_uid, (unsigned)st.st_gid, uid, gid);
+	size_t files = 0;
 	int rc = give(fd, "", uid, gid);
 	if (rc == 0)
-		rc = give_all(fd, uid, gid, 0);
+		rc = give_all(fd, uid, gid, 0, &files);
 	if (rc < 0) {
 		close(fd);
 		return rc;
 	}
+	/* A new spool (made by the configuration check, as root) is not worth a line. */
+	log_msg(files ? LOG_LVL_INFO : LOG_LVL_DEBUG, "spool",
+		"dir=%s belonged to uid=%u gid=%u: gave it and its %zu entries to uid=%" PRIu32 " gid=%" PRIu32, dir,
+		(unsigned)st.st_uid, (unsigned)st.st_gid, files, uid, gid);
 	return fd;
 }
 

@@ -78,7 +78,8 @@ class TestPrivilegeDrop(unittest.TestCase):
         os.chown(d.spool, 0, 0)
         d.start()
         self.addCleanup(d.stop)
-        d.wait_log(r'dir=\S+ belonged to uid=0 gid=0: giving it and its files to uid=%d' % self.nobody.pw_uid)
+        d.wait_log(r'dir=\S+ belonged to uid=0 gid=0: gave it and its [1-9]\d* entries to uid=%d' %
+                   self.nobody.pw_uid)
         self.assertEqual(owners(d.spool), {(self.nobody.pw_uid, self.nobody.pw_gid)})
         self.assertEqual(len(d.queue()), 1)
         self.primary.start()
