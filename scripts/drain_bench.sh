@@ -137,9 +137,10 @@ EOF
 printf '*\n' >"$TMP/recipients"
 # DRAIN_BASELINE_BIN (or MXVAULT_BASELINE_BIN): another build, drained first in the same run.
 BASE=${DRAIN_BASELINE_BIN:-${MXVAULT_BASELINE_BIN:-}}
+SELF=$BIN # drain_run sets BIN, which qcount reads
 if [ -n "$BASE" ]; then
 	echo "== baseline: $BASE"
 	drain_run "$BASE"
-	echo "== this build: $BIN"
+	echo "== this build: $SELF"
 fi
-drain_run "$BIN"
+drain_run "$SELF"
