@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "base/dns.h"
@@ -37,9 +38,6 @@
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
 
-#define EX_OK 0
-#define EX_IOERR_CODE 74
-#define EX_OSERR_CODE 71
 #define DRAIN_MS 10000
 #define DNS_TIMEOUT_MS 2000
 
@@ -111,11 +109,11 @@ static int start_privileged(struct daemon *d)
 		log_warn("mxvault", "file descriptor limit is %llu, under the %llu that max_sessions needs",
 			 (unsigned long long)have, (unsigned long long)want);
 	if (smtp_server_bind(cfg, &d->srv) < 0)
-		return EX_OSERR_CODE;
+		return EX_OSERR;
 	d->spool_dirfd = spool_dir_prepare(cfg->spool, cfg->drop_privileges, cfg->user_uid, cfg->user_gid);
 	if (d->spool_dirfd < 0) {
 		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-d->spool_dirfd));
-		return EX_IOERR_CODE;
+		return EX_IOERR;
 	}
 	d->tls_client = tls_client_context();
 	if (!d->tls_client)
@@ -129,7 +127,7 @@ static int start_privileged(struct daemon *d)
 	int rc = privs_drop(cfg->user_uid, cfg->user_gid);
 	if (rc < 0) {
 		log_err("mxvault", "cannot switch to user %s: %s", cfg->user, strerror(-rc));
-		return EX_OSERR_CODE;
+		return EX_OSERR;
 	}
 	log_info("mxvault", "running as user=%s uid=%u gid=%u", cfg->user, (unsigned)cfg->user_uid,
 		 (unsigned)cfg->user_gid);
@@ -144,22 +142,22 @@ static int start_services(struct daemon *d)
 	d->spool_dirfd = -1; /* the spool took it over, also on failure */
 	if (rc < 0) {
 		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-rc));
-		return EX_IOERR_CODE;
+		return EX_IOERR;
 	}
 	spool_set_pending_limit(d->sp, cfg->max_pending_bytes);
 	rc = dns_open(d->base, cfg->resolver, DNS_TIMEOUT_MS, &d->dns);
 	if (rc < 0) {
 		log_err("mxvault", "cannot start the resolver: %s", strerror(-rc));
-		return EX_OSERR_CODE;
+		return EX_OSERR;
 	}
 	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns};
 	if (smtp_server_start(d->srv, &sd) < 0)
-		return EX_OSERR_CODE;
+		return EX_OSERR;
 	struct qmgr_deps qd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_client};
 	rc = qmgr_start(&qd, &d->qmgr);
 	if (rc < 0) {
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
-		return EX_OSERR_CODE;
+		return EX_OSERR;
 	}
 	return EX_OK;
 }
@@ -199,7 +197,7 @@ int daemon_run(const struct cfg *cfg, bool background)
 {
 	if (background && daemonize() < 0) {
 		perror("mxvault: fork");
-		return EX_OSERR_CODE;
+		return EX_OSERR;
 	}
 	struct daemon d = {.cfg = cfg, .base = event_base_new(), .spool_dirfd = -1};
 	int rc = start_privileged(&d);

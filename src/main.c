@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include "base/cfg.h"
 #include "base/log.h"
 #include "cli/queue_cli.h"
 #include "daemon.h"
 
-#define EX_OK 0
 
 static const char usage_text[] =
 	"usage: mxvault serve -c FILE [-d]\n"
@@ -25,7 +25,7 @@ static int usage(const char *why)
 	if (why)
 		fprintf(stderr, "mxvault: %s\n", why);
 	fputs(usage_text, stderr);
-	return EX_USAGE_CODE;
+	return EX_USAGE;
 }
 
 struct opts {
@@ -68,7 +68,7 @@ static int parse_opts(int argc, char **argv, const char *allow, struct opts *o)
 
 static int load_config(const char *path, unsigned flags, struct cfg **cfg)
 {
-	return cfg_load_flags(path, stderr, flags, cfg) < 0 ? EX_CONFIG_CODE : EX_OK;
+	return cfg_load_flags(path, stderr, flags, cfg) < 0 ? EX_CONFIG : EX_OK;
 }
 
 /* --- serve ------------------------------------------------------------- */

@@ -19,9 +19,6 @@
 
 #include "util.h"
 
-#define EX_USAGE_CODE 64
-#define EX_CONFIG_CODE 78
-
 /*
  * The most recipients a message may have. The spool stores the envelope
  * in one record; spool_rec.c asserts that this many recipients, each with

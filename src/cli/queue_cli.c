@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 
 #include "spool/spool.h"
@@ -133,7 +134,7 @@ int queue_list(const struct cfg *cfg, bool json, FILE *out)
 	int rc = spool_open_readonly(cfg->spool, &sp);
 	if (rc < 0) {
 		fprintf(stderr, "mxvault: spool %s: %s\n", cfg->spool, strerror(-rc));
-		return 74; /* EX_IOERR */
+		return EX_IOERR;
 	}
 	struct list_ctx c = {.out = out, .json = json};
 	if (json)

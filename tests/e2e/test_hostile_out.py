@@ -247,7 +247,10 @@ class TestOutboundCap(HostileBase):
                   (self.DOMAINS, self.CAP, max(seen), len(seen), tarpit.max_open, took))
             self.assertLessEqual(max(seen), self.CAP, 'more outbound connections than max_outbound_connections')
             self.assertEqual(max(seen), self.CAP, 'the cap was never reached: the test proves nothing')
-            self.assertLessEqual(tarpit.max_open, self.CAP)
+            # The tarpit counts a connection until its own loop reads the EOF, while
+            # the slot it freed is reused at once: under load it may count a closed
+            # one beside its successor. The daemon's own sockets (above) are exact.
+            self.assertLessEqual(tarpit.max_open, 2 * self.CAP)
             self.assertLess(took, 2.0, 'inbound mail waited for outbound slots')
 
 
