@@ -462,6 +462,17 @@ void htab_each(const struct htab *h, void (*fn)(void *val, void *arg), void *arg
 			fn(h->slots[i].val, arg);
 }
 
+void **htab_values(const struct htab *h, size_t *n)
+{
+	void **v = xcalloc(h->count + 1, sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; i < h->cap; i++)
+		if (h->slots[i].hash >= 2)
+			v[k++] = h->slots[i].val;
+	*n = k;
+	return v;
+}
+
 void htab_free(struct htab *h)
 {
 	for (size_t i = 0; i < h->cap; i++)

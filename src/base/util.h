@@ -88,6 +88,11 @@ void htab_put_u64(struct htab *h, uint64_t key, void *val);
 void *htab_del_u64(struct htab *h, uint64_t key);
 /* Calls fn for every entry; fn must not modify the table. */
 void htab_each(const struct htab *h, void (*fn)(void *val, void *arg), void *arg);
+/*
+ * Every value, in a new array (free it) of *n entries: for walks whose step
+ * may change the table (an entry that removes itself as it is told).
+ */
+void **htab_values(const struct htab *h, size_t *n);
 void htab_free(struct htab *h);
 
 uint32_t crc32_of(uint32_t crc, const void *p, size_t n);

@@ -207,28 +207,17 @@ int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps)
 	return 0;
 }
 
-struct collect {
-	struct smtp_in **v;
-	size_t n;
-};
-
-static void collect_session(void *val, void *arg)
-{
-	struct collect *c = arg;
-	c->v[c->n++] = val;
-}
-
 void smtp_server_shutdown(struct smtp_server *srv)
 {
 	srv->closing = true;
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_disable(srv->listeners[i]);
 	/* Collect first: a session may end (and leave the table) as it is told. */
-	struct collect c = {xcalloc(srv->sessions.count + 1, sizeof(*c.v)), 0};
-	htab_each(&srv->sessions, collect_session, &c);
-	for (size_t i = 0; i < c.n; i++)
-		smtp_in_shutdown(c.v[i]);
-	free(c.v);
+	size_t n;
+	void **v = htab_values(&srv->sessions, &n);
+	for (size_t i = 0; i < n; i++)
+		smtp_in_shutdown(v[i]);
+	free(v);
 }
 
 bool smtp_server_idle(const struct smtp_server *srv)
@@ -246,11 +235,11 @@ void smtp_server_free(struct smtp_server *srv)
 	if (!srv)
 		return;
 	/* Sessions still open after the drain: end them before the spool goes. */
-	struct collect c = {xcalloc(srv->sessions.count + 1, sizeof(*c.v)), 0};
-	htab_each(&srv->sessions, collect_session, &c);
-	for (size_t i = 0; i < c.n; i++)
-		smtp_in_destroy(c.v[i]);
-	free(c.v);
+	size_t n;
+	void **v = htab_values(&srv->sessions, &n);
+	for (size_t i = 0; i < n; i++)
+		smtp_in_destroy(v[i]);
+	free(v);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	for (size_t i = 0; i < srv->cfg->nlisten; i++)

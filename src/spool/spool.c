@@ -685,17 +685,6 @@ struct spool_msg *spool_msg_find(const struct spool *sp, uint64_t id)
 	return htab_get_u64(&sp->msgs, id);
 }
 
-struct msg_list {
-	struct spool_msg **v;
-	size_t n;
-};
-
-static void collect_msg(void *val, void *arg)
-{
-	struct msg_list *l = arg;
-	l->v[l->n++] = val;
-}
-
 static int cmp_msg_id(const void *a, const void *b)
 {
 	const struct spool_msg *x = *(struct spool_msg *const *)a, *y = *(struct spool_msg *const *)b;
@@ -704,12 +693,12 @@ static int cmp_msg_id(const void *a, const void *b)
 
 void spool_each_msg(const struct spool *sp, spool_msg_fn *fn, void *arg)
 {
-	struct msg_list l = {xcalloc(sp->msgs.count + 1, sizeof(*l.v)), 0};
-	htab_each(&sp->msgs, collect_msg, &l);
-	qsort(l.v, l.n, sizeof(*l.v), cmp_msg_id);
-	for (size_t i = 0; i < l.n; i++)
-		fn(arg, l.v[i]);
-	free(l.v);
+	size_t n;
+	void **v = htab_values(&sp->msgs, &n);
+	qsort(v, n, sizeof(*v), cmp_msg_id);
+	for (size_t i = 0; i < n; i++)
+		fn(arg, v[i]);
+	free(v);
 }
 
 /*

@@ -39,18 +39,29 @@ static int give(int dirfd, const char *name, uint32_t uid, uint32_t gid)
 	return fchownat(dirfd, name, (uid_t)uid, (gid_t)gid, flags) < 0 ? -errno : 0;
 }
 
-/* Gives every entry of the directory at fd (and of corrupt/ below it) to uid:gid, counting them. */
-static int give_all(int fd, uint32_t uid, uint32_t gid, int depth, size_t *count)
+/* A stream over the directory at fd, from its first entry; NULL with errno set. */
+static DIR *open_listing(int fd)
 {
 	int dup_fd = dup(fd);
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
 	if (!d) {
+		int err = errno;
 		if (dup_fd >= 0)
 			close(dup_fd);
-		return -errno;
+		errno = err;
+		return NULL;
 	}
 	/* A dup shares the offset of the spool's fd, which an earlier walk may have left at the end. */
 	rewinddir(d);
+	return d;
+}
+
+/* Gives every entry of the directory at fd (and of corrupt/ below it) to uid:gid, counting them. */
+static int give_all(int fd, uint32_t uid, uint32_t gid, int depth, size_t *count)
+{
+	DIR *d = open_listing(fd);
+	if (!d)
+		return -errno;
 	int rc = 0;
 	struct dirent *e;
 	while (rc == 0 && (e = readdir(d))) {
@@ -108,15 +119,9 @@ static int cmp_u32(const void *a, const void *b)
 
 int spool_list_segments(struct spool *sp, uint32_t **out, size_t *n)
 {
-	int fd = dup(sp->dirfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	DIR *d = open_listing(sp->dirfd);
+	if (!d)
 		return -errno;
-	}
-	/* A dup shares the offset of the spool's fd, which an earlier walk may have left at the end. */
-	rewinddir(d);
 	size_t cap = 0;
 	*out = NULL;
 	*n = 0;

@@ -362,17 +362,6 @@ static void pin_msg(void *val, void *arg)
 	spool_pin(arg, m->min_seg);
 }
 
-struct pending_list {
-	struct pending **v;
-	size_t n;
-};
-
-static void collect_pending(void *val, void *arg)
-{
-	struct pending_list *l = arg;
-	l->v[l->n++] = val;
-}
-
 static void set_aside_doubtful(void *val, void *arg)
 {
 	struct doubtful *dq = val;
@@ -391,18 +380,18 @@ static void finish_pending(struct replay *rp)
 {
 	htab_each(&rp->doubtful, set_aside_doubtful, rp);
 	htab_free(&rp->doubtful);
-	struct pending_list l = {xcalloc(rp->pending.count + 1, sizeof(*l.v)), 0};
-	htab_each(&rp->pending, collect_pending, &l);
-	for (size_t i = 0; i < l.n; i++) {
-		struct pending *p = l.v[i];
+	size_t n;
+	void **v = htab_values(&rp->pending, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct pending *p = v[i];
 		if (rp->damaged)
 			set_aside_msg(rp, p->id, NULL, p->ext, p->next, "data without a readable envelope");
 		free(p->ext);
 		free(p);
 	}
-	if (l.n && !rp->damaged)
-		log_info("spool", "dropped the data of %zu messages never acknowledged", l.n);
-	free(l.v);
+	if (n && !rp->damaged)
+		log_info("spool", "dropped the data of %zu messages never acknowledged", n);
+	free(v);
 	htab_free(&rp->pending);
 }
 
