@@ -17,8 +17,8 @@ ensure_user() {
 }
 trap ensure_user EXIT
 PKGS="build-essential clang pkg-config libevent-dev libc-ares-dev libinih-dev libssl-dev
-      libpsl-dev zlib1g-dev libcmocka-dev python3 python3-aiosmtpd swaks postfix unbound
-      dnsutils iproute2 util-linux"
+      libpsl-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev python3 python3-aiosmtpd swaks postfix unbound
+      ldnsutils dnsutils iproute2 util-linux"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -94,7 +94,7 @@ static void add_domain(struct cfg_loader *ld, const char *name, size_t n)
 	struct cfg_domain *d = &c->domains[c->ndomains];
 	*d = (struct cfg_domain){
 		.name = xstrndup(name, n), .line = ld->lineno,
-		.retention = 5 * 86400, .warn_after = 4 * 3600, .tls = TLS_MAY,
+		.retention = 5 * 86400, .warn_after = 4 * 3600, .tls = TLS_AUTO,
 	};
 	memset(ld->domain_lines[c->ndomains], 0, sizeof(ld->domain_lines[0]));
 	/* The index holds position + 1 while the array may still move; cfg_load
@@ -549,6 +549,7 @@ void cfg_unref(const struct cfg *cc)
 	free(c->resolver);
 	free(c->postmaster);
 	free(c->user);
+	free(c->tls_ca_file);
 	free(c);
 }
 

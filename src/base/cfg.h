@@ -26,7 +26,12 @@
  */
 #define CFG_MAX_RECIPIENTS 10000
 
-enum tls_mode { TLS_MAY = 0, TLS_ENCRYPT, TLS_VERIFY };
+/*
+ * Outbound TLS to the next hop (per domain, key "tls"): auto is DANE when the
+ * host has DNSSEC-validated TLSA records, else MTA-STS when the domain
+ * publishes a policy, else may.
+ */
+enum tls_mode { TLS_MAY = 0, TLS_ENCRYPT, TLS_VERIFY, TLS_DANE, TLS_MTA_STS, TLS_AUTO };
 
 struct cfg_addr {
 	char *text;                    /* as written: "127.0.0.1:2525", "[::1]:25" */
@@ -49,7 +54,7 @@ struct cfg_domain {
 	size_t nprimary;       /* 0: use the domain's MX records */
 	int64_t retention;     /* seconds, default 5d */
 	int64_t warn_after;    /* seconds, default 4h, 0 = never */
-	enum tls_mode tls;     /* outbound TLS, default may */
+	enum tls_mode tls;     /* outbound TLS, default auto */
 };
 
 struct cfg {
@@ -97,6 +102,9 @@ struct cfg {
 	int64_t delivery_connect_timeout;  /* default 30s */
 	int64_t delivery_reply_timeout;    /* each reply of a next hop, at most; default 5m (RFC 5321 4.5.3.2) */
 	int64_t delivery_final_reply_timeout; /* the reply to the final dot; default 10m */
+
+	/* Encryption (issue 7). */
+	char *tls_ca_file;        /* outbound trust store (SMTP verify, MTA-STS over HTTPS); NULL: the system's */
 
 	struct cfg_domain *domains;
 	size_t ndomains;

@@ -321,11 +321,15 @@ static int set_bool(struct cfg_loader *ld, void *obj, const struct cfg_key *k, c
 	return parse_bool(v, FIELD(obj, k, bool)) == 0 ? 0 : bad_value(ld, k, v, NULL);
 }
 
+static const char *const tls_mode_names[] = {
+	[TLS_MAY] = "may",   [TLS_ENCRYPT] = "encrypt",  [TLS_VERIFY] = "verify",
+	[TLS_DANE] = "dane", [TLS_MTA_STS] = "mta-sts", [TLS_AUTO] = "auto",
+};
+
 static int set_tls(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
-	static const char *names[] = {[TLS_MAY] = "may", [TLS_ENCRYPT] = "encrypt", [TLS_VERIFY] = "verify"};
-	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
-		if (strcmp(v, names[i]) == 0) {
+	for (size_t i = 0; i <= TLS_AUTO; i++) {
+		if (strcmp(v, tls_mode_names[i]) == 0) {
 			*FIELD(obj, k, enum tls_mode) = (enum tls_mode)i;
 			return 0;
 		}
@@ -561,8 +565,7 @@ static void print_bool(FILE *out, const void *obj, const struct cfg_key *k)
 
 static void print_tls(FILE *out, const void *obj, const struct cfg_key *k)
 {
-	static const char *names[] = {[TLS_MAY] = "may", [TLS_ENCRYPT] = "encrypt", [TLS_VERIFY] = "verify"};
-	fprintf(out, "%s = %s\n", k->name, names[*CFIELD(obj, k, enum tls_mode)]);
+	fprintf(out, "%s = %s\n", k->name, tls_mode_names[*CFIELD(obj, k, enum tls_mode)]);
 }
 
 /* Lists are printed with bare commas: the output must fit the same 199
@@ -657,6 +660,7 @@ const struct cfg_key cfg_server_keys[] = {
 	{"delivery_reply_timeout", set_duration, print_duration, SRV(delivery_reply_timeout), 1, 0, DURATION_HINT},
 	{"delivery_final_reply_timeout", set_duration, print_duration, SRV(delivery_final_reply_timeout), 1, 0,
 	 DURATION_HINT},
+	{"tls_ca_file", set_path, print_str, SRV(tls_ca_file), 0, 0, "expected a file of PEM certificates"},
 };
 
 const struct cfg_key cfg_domain_keys[] = {
@@ -665,7 +669,7 @@ const struct cfg_key cfg_domain_keys[] = {
 	 "expected HOST or HOST:PORT, like mx1.example.com:25 or [2001:db8::1]:25"},
 	{"retention", set_duration, print_duration, DOM(retention), 60, 0, DURATION_HINT},
 	{"warn_after", set_duration, print_duration, DOM(warn_after), 0, 0, DURATION_HINT},
-	{"tls", set_tls, print_tls, DOM(tls), 0, 0, "expected may, encrypt or verify"},
+	{"tls", set_tls, print_tls, DOM(tls), 0, 0, "expected auto, may, encrypt, verify, dane or mta-sts"},
 };
 
 const size_t cfg_nserver_keys = ARRAY_LEN(cfg_server_keys);

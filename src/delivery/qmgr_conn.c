@@ -217,7 +217,7 @@ static void connect_route(struct conn *cn, const struct route_result *r)
 	const struct cfg *cfg = cn->s->cfg;
 	struct smtp_out_params p = {
 		.helo = cfg->hostname,
-		.tls = cn->d->cd ? cn->d->cd->tls : TLS_MAY,
+		.tls = cn->d->cd && cn->d->cd->tls <= TLS_VERIFY ? cn->d->cd->tls : TLS_MAY,
 		.ssl_ctx = cn->s->ssl,
 		.addrs = r->addrs,
 		.naddrs = r->naddrs,
