@@ -36,7 +36,7 @@
 #define DNS_TRIES 2
 #define DNS_DEFAULT_TIMEOUT_MS 5000
 
-enum dns_kind { DNS_Q_MX, DNS_Q_ADDRS };
+enum dns_kind { DNS_Q_MX, DNS_Q_ADDRS, DNS_Q_TXT };
 
 struct dns_sock {
 	ares_socket_t fd;
@@ -50,6 +50,7 @@ struct dns_query {
 	enum dns_kind kind;
 	dns_mx_fn *mx_fn;
 	dns_addr_fn *addr_fn;
+	dns_txt_fn *txt_fn;
 	void *arg;
 	uint16_t port;
 	int pending;            /* ares queries not yet called back */
@@ -58,6 +59,7 @@ struct dns_query {
 	enum dns_status st, st4; /* st: MX or AAAA; st4: A */
 	struct dns_mx *mx;
 	struct dns_addr *a6, *a4;
+	char **txt;             /* DNS_Q_TXT: one string per record */
 	size_t n, n4;           /* n: MX or AAAA count; n4: A count */
 };
 
@@ -138,6 +140,9 @@ static void dns_query_free(struct dns_query *q)
 	free(q->mx);
 	free(q->a6);
 	free(q->a4);
+	for (size_t i = 0; q->txt && i < q->n; i++)
+		free(q->txt[i]);
+	free(q->txt);
 	free(q);
 }
 
@@ -182,9 +187,11 @@ static void dns_deliver_addrs(struct dns_query *q)
 static void dns_deliver(struct dns_query *q)
 {
 	dns_unlink(q);
+	bool ok = q->st == DNS_OK;
 	if (q->kind == DNS_Q_MX) {
-		bool ok = q->st == DNS_OK;
 		q->mx_fn(q->arg, q->st, ok ? q->mx : NULL, ok ? q->n : 0);
+	} else if (q->kind == DNS_Q_TXT) {
+		q->txt_fn(q->arg, q->st, ok ? (const char *const *)q->txt : NULL, ok ? q->n : 0);
 	} else {
 		dns_deliver_addrs(q);
 	}
@@ -288,6 +295,48 @@ static void dns_on_mx(void *arg, int status, int timeouts, unsigned char *abuf, 
 	if (dns_answer_in(q))
 		return;
 	q->st = status == ARES_SUCCESS ? dns_parse_mx(q, abuf, alen) : dns_map(status);
+	dns_query_done(q);
+}
+
+/*
+ * One string per TXT record: c-ares (ares_parse_txt_ext_reply) gives each
+ * record's character-strings in order, `record_start` marking the first;
+ * they are joined without separator (RFC 7208 3.3, RFC 8461 3.1).
+ */
+static enum dns_status dns_parse_txt(struct dns_query *q, unsigned char *abuf, int alen)
+{
+	struct ares_txt_ext *list = NULL;
+	int rc = ares_parse_txt_reply_ext(abuf, alen, &list);
+	if (rc != ARES_SUCCESS)
+		return dns_map(rc);
+	size_t cap = 0;
+	for (struct ares_txt_ext *r = list; r; r = r->next)
+		cap += r->record_start ? 1 : 0;
+	q->txt = xcalloc(cap ? cap : 1, sizeof(*q->txt));
+	struct buf b = {0};
+	for (struct ares_txt_ext *r = list; r; r = r->next) {
+		/* A NUL inside a string would cut it short where the caller reads it: keep bytes up to it. */
+		size_t len = strnlen((const char *)r->txt, r->length);
+		if (b.len + len <= DNS_TXT_MAX)
+			buf_append(&b, r->txt, len);
+		if (!r->next || r->next->record_start) {
+			if (q->n < cap)
+				q->txt[q->n++] = xstrdup(buf_cstr(&b));
+			buf_reset(&b);
+		}
+	}
+	buf_free(&b);
+	ares_free_data(list);
+	return q->n ? DNS_OK : DNS_NODATA;
+}
+
+static void dns_on_txt(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+	(void)timeouts;
+	if (dns_answer_in(q))
+		return;
+	q->st = status == ARES_SUCCESS ? dns_parse_txt(q, abuf, alen) : dns_map(status);
 	dns_query_done(q);
 }
 
@@ -405,6 +454,20 @@ void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg)
 	}
 	q->pending = 1;
 	dns_submit(q, domain, ns_t_mx, dns_on_mx);
+	dns_rearm(d);
+}
+
+void dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_TXT, arg);
+	q->txt_fn = fn;
+	if (!dns_name_is_valid(name)) {
+		q->st = DNS_BADNAME;
+		dns_defer(q);
+		return;
+	}
+	q->pending = 1;
+	dns_submit(q, name, ns_t_txt, dns_on_txt);
 	dns_rearm(d);
 }
 

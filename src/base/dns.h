@@ -40,8 +40,13 @@ struct dns_addr {
 	socklen_t len;
 };
 
+/* The longest TXT record kept (longer ones are cut here). */
+#define DNS_TXT_MAX 4096
+
 typedef void dns_mx_fn(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n);
 typedef void dns_addr_fn(void *arg, enum dns_status st, const struct dns_addr *addrs, size_t n);
+/* txt: one NUL-terminated string per record, its character-strings joined. */
+typedef void dns_txt_fn(void *arg, enum dns_status st, const char *const *txt, size_t n);
 
 /*
  * resolver: "IP", "IP:PORT", "[IPv6]:PORT", or NULL for /etc/resolv.conf.
@@ -63,6 +68,9 @@ void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg);
  * happens: no address is DNS_NODATA.
  */
 void dns_lookup_addrs(struct dns *d, const char *host, uint16_t port, dns_addr_fn *fn, void *arg);
+
+/* The TXT records of name (for MTA-STS, later SPF and DMARC). No record is DNS_NODATA. */
+void dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn *fn, void *arg);
 
 const char *dns_status_str(enum dns_status st);
 

@@ -24,10 +24,32 @@ struct event_base;
 struct smtp_out;
 typedef struct ssl_ctx_st SSL_CTX;
 
+struct dane_records;
+
+/* The TLS an address must get, decided before connecting (tls_policy.h). */
+enum smtp_out_tls_level {
+	SMTP_OUT_TLS_MAY = 0, /* STARTTLS when offered; in clear when it is not, or fails (RFC 7435) */
+	SMTP_OUT_TLS_ENCRYPT, /* TLS required, any certificate */
+	SMTP_OUT_TLS_VERIFY,  /* TLS required, a certificate valid for host under the trust store */
+	SMTP_OUT_TLS_DANE,    /* TLS required, a certificate matching host's TLSA records (RFC 7672) */
+};
+
+struct smtp_out_tls {
+	enum smtp_out_tls_level level;
+	/* What logs call a session that got this TLS: "dane-verified", "mta-sts", "verified", "may-encrypted". */
+	const char *label;
+	/* The deferral when the certificate fails: "451 4.7.5 TLSA record did not match". */
+	const char *fail_reply;
+	/* MTA-STS testing (RFC 8461 5): checked as VERIFY, a failure is logged, delivery goes on as MAY. */
+	bool report_only;
+	const struct dane_records *tlsa; /* DANE: usable records; must outlive the connection */
+};
+
 struct smtp_out_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char host[256];    /* the name the address belongs to (TLS verification, logs) */
+	struct smtp_out_tls tls;
 };
 
 /* What to send: the scheduler owns it; smtp_out fills in the outcome fields. */
@@ -70,8 +92,7 @@ struct smtp_out_cb {
 
 struct smtp_out_params {
 	const char *helo;          /* our hostname */
-	enum tls_mode tls;
-	SSL_CTX *ssl_ctx;          /* NULL: never STARTTLS (then tls must be may) */
+	SSL_CTX *ssl_ctx;          /* NULL: never STARTTLS (then every address must be MAY) */
 	const struct smtp_out_addr *addrs;
 	size_t naddrs;
 	bool probe;                /* greet, EHLO, QUIT: only to see whether the host is up */
@@ -97,5 +118,7 @@ const char *smtp_out_peer(const struct smtp_out *c);
 const char *smtp_out_peer_host(const struct smtp_out *c);
 /* The TLS version of the session ("TLSv1.3"), or NULL in clear. */
 const char *smtp_out_tls(const struct smtp_out *c);
+/* The TLS the session got, for logs: the address's label, or "none" in clear. */
+const char *smtp_out_tls_label(const struct smtp_out *c);
 
 #endif
