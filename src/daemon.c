@@ -115,7 +115,7 @@ static int start_privileged(struct daemon *d)
 		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-d->spool_dirfd));
 		return EX_IOERR;
 	}
-	d->tls_client = tls_client_context();
+	d->tls_client = tls_client_context(cfg->tls_ca_file);
 	if (!d->tls_client)
 		log_warn("mxvault", "no client TLS context: outbound mail goes without STARTTLS");
 	if (!cfg->drop_privileges) {

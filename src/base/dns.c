@@ -36,7 +36,7 @@
 #define DNS_TRIES 2
 #define DNS_DEFAULT_TIMEOUT_MS 5000
 
-enum dns_kind { DNS_Q_MX, DNS_Q_ADDRS, DNS_Q_TXT };
+enum dns_kind { DNS_Q_MX, DNS_Q_ADDRS, DNS_Q_TXT, DNS_Q_TLSA };
 
 struct dns_sock {
 	ares_socket_t fd;
@@ -51,6 +51,7 @@ struct dns_query {
 	dns_mx_fn *mx_fn;
 	dns_addr_fn *addr_fn;
 	dns_txt_fn *txt_fn;
+	dns_tlsa_fn *tlsa_fn;
 	void *arg;
 	uint16_t port;
 	int pending;            /* ares queries not yet called back */
@@ -60,6 +61,8 @@ struct dns_query {
 	struct dns_mx *mx;
 	struct dns_addr *a6, *a4;
 	char **txt;             /* DNS_Q_TXT: one string per record */
+	struct dns_tlsa *tlsa;  /* DNS_Q_TLSA */
+	bool secure;            /* DNS_Q_TLSA: the AD bit */
 	size_t n, n4;           /* n: MX or AAAA count; n4: A count */
 };
 
@@ -143,6 +146,8 @@ static void dns_query_free(struct dns_query *q)
 	for (size_t i = 0; q->txt && i < q->n; i++)
 		free(q->txt[i]);
 	free(q->txt);
+	if (q->kind == DNS_Q_TLSA)
+		dns_tlsa_free(q->tlsa, q->n);
 	free(q);
 }
 
@@ -190,6 +195,9 @@ static void dns_deliver(struct dns_query *q)
 	bool ok = q->st == DNS_OK;
 	if (q->kind == DNS_Q_MX) {
 		q->mx_fn(q->arg, q->st, ok ? q->mx : NULL, ok ? q->n : 0);
+	} else if (q->kind == DNS_Q_TLSA) {
+		bool answered = q->st == DNS_OK || q->st == DNS_NODATA || q->st == DNS_NXDOMAIN;
+		q->tlsa_fn(q->arg, q->st, answered && q->secure, ok ? q->tlsa : NULL, ok ? q->n : 0);
 	} else if (q->kind == DNS_Q_TXT) {
 		q->txt_fn(q->arg, q->st, ok ? (const char *const *)q->txt : NULL, ok ? q->n : 0);
 	} else {
@@ -340,6 +348,34 @@ static void dns_on_txt(void *arg, int status, int timeouts, unsigned char *abuf,
 	dns_query_done(q);
 }
 
+/* ares_send hands over the answer whatever its RCODE (RFC 1035 4.1.1): classify it here. */
+static enum dns_status dns_read_tlsa(struct dns_query *q, unsigned char *abuf, int alen)
+{
+	if (alen < 12)
+		return DNS_TEMPFAIL;
+	unsigned rcode = abuf[3] & 0x0f;
+	bool secure = false;
+	if (rcode == 3 || rcode == 0) {
+		size_t n = 0;
+		if (dns_parse_tlsa(abuf, (size_t)alen, &secure, &q->tlsa, &n) < 0)
+			return DNS_TEMPFAIL;
+		q->n = n;
+		q->secure = secure;
+		return rcode == 3 ? DNS_NXDOMAIN : n ? DNS_OK : DNS_NODATA;
+	}
+	return DNS_TEMPFAIL;
+}
+
+static void dns_on_tlsa(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+	(void)timeouts;
+	if (dns_answer_in(q))
+		return;
+	q->st = status == ARES_SUCCESS ? dns_read_tlsa(q, abuf, alen) : dns_map(status);
+	dns_query_done(q);
+}
+
 static void dns_set_addr(struct dns_addr *a, int family, const void *ip, uint16_t port)
 {
 	memset(a, 0, sizeof(*a));
@@ -454,6 +490,33 @@ void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg)
 	}
 	q->pending = 1;
 	dns_submit(q, domain, ns_t_mx, dns_on_mx);
+	dns_rearm(d);
+}
+
+/*
+ * c-ares cannot ask for the AD bit, so the query is built here: recursion
+ * desired, EDNS0 with a 1232-byte buffer (TLSA answers can be long), and
+ * AD set, which asks a validating resolver to say whether it validated
+ * (RFC 6840 5.7).
+ */
+void dns_lookup_tlsa(struct dns *d, const char *name, dns_tlsa_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_TLSA, arg);
+	q->tlsa_fn = fn;
+	unsigned char *qbuf = NULL;
+	int qlen = 0;
+	if (!dns_name_is_valid(name) || ares_create_query(name, ns_c_in, 52, 0, 1, &qbuf, &qlen, 1232) != ARES_SUCCESS) {
+		q->st = DNS_BADNAME;
+		dns_defer(q);
+		return;
+	}
+	qbuf[3] |= 0x20;
+	q->pending = 1;
+	bool was = d->submitting;
+	d->submitting = true;
+	ares_send(d->ch, qbuf, qlen, dns_on_tlsa, q);
+	d->submitting = was;
+	ares_free_string(qbuf);
 	dns_rearm(d);
 }
 

@@ -12,6 +12,7 @@
 #ifndef MXV_DNS_H
 #define MXV_DNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -68,6 +69,35 @@ void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg);
  * happens: no address is DNS_NODATA.
  */
 void dns_lookup_addrs(struct dns *d, const char *host, uint16_t port, dns_addr_fn *fn, void *arg);
+
+/* A TLSA record (RFC 6698), as the zone has it. */
+struct dns_tlsa {
+	uint8_t usage, selector, mtype;
+	uint16_t len;
+	unsigned char *data;
+};
+
+/* The most TLSA records kept of one answer. */
+#define DNS_TLSA_MAX 16
+
+/*
+ * secure: the resolver set the AD bit, i.e. it validated the answer with
+ * DNSSEC (meaningful only from a validating resolver we trust: on loopback).
+ * An answer with no record is DNS_NODATA; its secure flag still tells
+ * whether the absence was validated.
+ */
+typedef void dns_tlsa_fn(void *arg, enum dns_status st, bool secure, const struct dns_tlsa *r, size_t n);
+
+/* The TLSA records of name ("_25._tcp.mx.example.com"); the query asks for AD (RFC 6840 5.7). */
+void dns_lookup_tlsa(struct dns *d, const char *name, dns_tlsa_fn *fn, void *arg);
+
+/*
+ * The pure part, for tests and fuzzing: the TLSA records in a DNS answer
+ * message (other types skipped, at most DNS_TLSA_MAX), and its AD bit.
+ * 0, or -EINVAL for a malformed message. *out: free with dns_tlsa_free.
+ */
+int dns_parse_tlsa(const unsigned char *msg, size_t n, bool *secure, struct dns_tlsa **out, size_t *nout);
+void dns_tlsa_free(struct dns_tlsa *r, size_t n);
 
 /* The TXT records of name (for MTA-STS, later SPF and DMARC). No record is DNS_NODATA. */
 void dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn *fn, void *arg);

@@ -10,8 +10,11 @@
 
 typedef struct ssl_ctx_st SSL_CTX;
 
-/* The client context: the system CA store, TLS 1.2 and later. NULL on failure. */
-SSL_CTX *tls_client_context(void);
+/*
+ * The client context: TLS 1.2 and later, DANE-capable, trusting ca_file (PEM)
+ * or, when NULL, the system CA store. NULL on failure.
+ */
+SSL_CTX *tls_client_context(const char *ca_file);
 void tls_context_free(SSL_CTX *ctx);
 
 #endif

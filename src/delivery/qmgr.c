@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "mta_sts.h"
 
 #define DSN_RETENTION (5 * 86400)
 
@@ -377,11 +378,13 @@ static void free_res(struct job *j)
 	j->res = NULL;
 }
 
-void qmgr_job_begin(struct job *j, const char *relay, const char *host, const char *tls)
+void qmgr_job_begin(struct job *j, const struct smtp_out *out)
 {
-	snprintf(j->relay, sizeof(j->relay), "%s", relay);
-	snprintf(j->relay_host, sizeof(j->relay_host), "%s", host);
-	snprintf(j->tls, sizeof(j->tls), "%s", tls ? tls : "no");
+	const char *version = out ? smtp_out_tls(out) : NULL;
+	snprintf(j->relay, sizeof(j->relay), "%s", out ? smtp_out_peer(out) : "none");
+	snprintf(j->relay_host, sizeof(j->relay_host), "%s", out ? smtp_out_peer_host(out) : "");
+	snprintf(j->tls, sizeof(j->tls), "%s", version ? version : "");
+	snprintf(j->tls_label, sizeof(j->tls_label), "%s", out ? smtp_out_tls_label(out) : "none");
 	j->out.dot_sent = false;
 	free_res(j);
 	j->res = xcalloc(j->out.n ? j->out.n : 1, sizeof(*j->res));
@@ -391,8 +394,9 @@ void qmgr_job_log(const struct job *j, uint32_t idx, int code, const char *statu
 {
 	char id[17], safe[300];
 	spool_id_str(j->out.m->id, id);
-	log_info("delivery", "id=%s to=<%s> relay=%s code=%d status=%s tls=%s reply=\"%s\"", id,
-		 j->out.m->env.rcpts[idx].addr, j->relay, code, status, j->tls[0] ? j->tls : "no",
+	log_info("delivery", "id=%s to=<%s> relay=%s code=%d status=%s tls=%s%s%s reply=\"%s\"", id,
+		 j->out.m->env.rcpts[idx].addr, j->relay, code, status, j->tls_label[0] ? j->tls_label : "none",
+		 j->tls[0] ? " tls_version=" : "", j->tls,
 		 log_safe(safe, sizeof(safe), reply ? reply : "", reply ? strlen(reply) : 0));
 }
 
@@ -458,7 +462,7 @@ void qmgr_dest_refused(struct dest *d, const char *reply)
 	release_waiting(d, 0, true, false);
 	struct job *j;
 	while ((j = jlist_pop(&d->ready)) != NULL) {
-		qmgr_job_begin(j, "none", "", NULL);
+		qmgr_job_begin(j, NULL);
 		for (uint32_t k = 0; k < j->out.n; k++) {
 			j->res[k] = (struct job_rcpt){OUT_FAILED, code, xstrdup(reply)};
 			qmgr_job_log(j, j->out.rcpts[k], code, "bounced", reply);
@@ -627,6 +631,12 @@ int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out)
 	s->dns = deps->dns;
 	s->ssl = deps->tls;
 	s->route = route_new(s->cfg, s->dns);
+	char cache[4096];
+	if (fmt(cache, sizeof(cache), "%s/mta-sts", s->cfg->spool) == 0)
+		s->mta_sts = mta_sts_new(s->base, s->dns, cache, s->cfg->tls_ca_file);
+	if (!s->mta_sts)
+		log_warn("delivery", "MTA-STS is unavailable: domains with tls = mta-sts or auto get DANE or may");
+	s->tls_policy = tls_policy_new(s->base, s->dns, s->mta_sts);
 	s->tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
 	event_add(s->tick, &(struct timeval){1, 0});
 	spool_each_msg(s->sp, add_msg, s);
@@ -642,6 +652,11 @@ void qmgr_stop(struct qmgr *s)
 	while (s->slot_head)
 		slot_pop(s);
 	qmgr_conn_stop_all(s);
+	/* Connections still deciding their TLS end here (cancelled); lookups under them end with the resolver. */
+	tls_policy_free(s->tls_policy);
+	s->tls_policy = NULL;
+	mta_sts_free(s->mta_sts);
+	s->mta_sts = NULL;
 }
 
 bool qmgr_idle(const struct qmgr *s)

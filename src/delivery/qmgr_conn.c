@@ -30,6 +30,7 @@ struct conn {
 	bool starting;   /* has not taken a job yet */
 	bool detached;   /* cut loose by qmgr_stop while resolving */
 	bool was_ready;
+	struct tls_policy_result *tls; /* the addresses and their TLS, for the connection's life */
 	struct conn *prev, *next;
 };
 
@@ -110,7 +111,7 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 	if (cn->s->stopping || !d->ready.head)
 		return NULL;
 	struct job *j = qmgr_dest_take_job(d);
-	qmgr_job_begin(j, smtp_out_peer(out), smtp_out_peer_host(out), smtp_out_tls(out));
+	qmgr_job_begin(j, out);
 	set_marker(cn->s, j);
 	return &j->out;
 }
@@ -196,6 +197,7 @@ static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, c
 			cn->next->prev = cn->prev;
 	}
 	bool probe = cn->probe, failed_early = !cn->was_ready && how != SMTP_OUT_DONE;
+	tls_policy_result_free(cn->tls);
 	free(cn);
 	qmgr_dest_conn_ended(d, probe, failed_early, why);
 }
@@ -212,15 +214,14 @@ static const struct smtp_out_cb conn_cb = {
 
 /* --- starting ----------------------------------------------------------- */
 
-static void connect_route(struct conn *cn, const struct route_result *r)
+static void connect_addrs(struct conn *cn, const struct smtp_out_addr *addrs, size_t n)
 {
 	const struct cfg *cfg = cn->s->cfg;
 	struct smtp_out_params p = {
 		.helo = cfg->hostname,
-		.tls = cn->d->cd && cn->d->cd->tls <= TLS_VERIFY ? cn->d->cd->tls : TLS_MAY,
 		.ssl_ctx = cn->s->ssl,
-		.addrs = r->addrs,
-		.naddrs = r->naddrs,
+		.addrs = addrs,
+		.naddrs = n,
 		.probe = cn->probe,
 		.sp = cn->s->sp,
 		.connect_timeout_s = cfg->delivery_connect_timeout,
@@ -230,13 +231,36 @@ static void connect_route(struct conn *cn, const struct route_result *r)
 	cn->out = smtp_out_start(cn->s->base, &p, &conn_cb, cn);
 }
 
+static void on_tls_policy(void *arg, struct tls_policy_result *r)
+{
+	struct conn *cn = arg;
+	cn->tls = r;
+	if (r->status == TLS_POLICY_OK && !cn->s->stopping) {
+		log_debug("delivery", "dest=%s tls policy: %zu addresses", cn->d->domain, r->naddrs);
+		connect_addrs(cn, r->addrs, r->naddrs);
+		return;
+	}
+	/* A policy deferral is an outage of the destination: recorded, backed off, probed. */
+	conn_ended(cn, NULL, SMTP_OUT_BUSY, r->status == TLS_POLICY_DEFER ? r->why : "stopped");
+}
+
+/*
+ * Mail for a backed-up domain follows its `tls`; a bounce or delay warning
+ * to a stranger's domain gets opportunistic DANE (RFC 7672), and no MTA-STS:
+ * a forged sender must not make us fetch from web servers it picks.
+ */
+static enum tls_mode dest_tls_mode(const struct dest *d)
+{
+	return d->cd ? d->cd->tls : TLS_DANE;
+}
+
 static void on_route(void *arg, const struct route_result *r)
 {
 	struct conn *cn = arg;
 	struct qmgr *s = cn->s;
 	struct dest *d = cn->d;
 	if (r->status == ROUTE_OK && !s->stopping) {
-		connect_route(cn, r);
+		tls_policy_apply(s->tls_policy, d->domain, dest_tls_mode(d), r->addrs, r->naddrs, on_tls_policy, cn);
 		return;
 	}
 	char reply[400];

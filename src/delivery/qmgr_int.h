@@ -16,6 +16,7 @@
 #include "route.h"
 #include "qmgr.h"
 #include "smtp_out.h"
+#include "tls_policy.h"
 #include "spool/spool.h"
 
 /* The scheduler's record of a queued message (spool_msg.user). */
@@ -50,7 +51,8 @@ struct job {
 	struct smtp_out *dot_held;/* the connection waiting for it before the final dot */
 	char relay[340];          /* "host[ip]:port" of the last attempt, for logs */
 	char relay_host[256];     /* its host name, for DSNs (RFC 3464 Remote-MTA) */
-	char tls[16];             /* its TLS version, or "no" */
+	char tls[16];             /* its TLS version, or "" */
+	char tls_label[24];       /* what TLS it got: "dane-verified", "mta-sts", "may-encrypted", "none" */
 };
 
 /* A queue of jobs in id (arrival) order; appending a newer job is O(1). */
@@ -84,6 +86,8 @@ struct qmgr {
 	struct dns *dns;
 	struct route_ctx *route;
 	SSL_CTX *ssl;
+	struct mta_sts *mta_sts;
+	struct tls_policy *tls_policy;
 	struct htab dests;
 	struct dest *dest_list;
 	struct event *tick;
@@ -112,8 +116,8 @@ void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const c
 enum dest_verdict qmgr_dest_judge(struct dest *d, int code);
 /* d's next hop cannot exist (NXDOMAIN, null MX): every job of d bounces with reply. */
 void qmgr_dest_refused(struct dest *d, const char *reply);
-/* An attempt of j begins: where it goes (relay "host[ip]:port", host, TLS version or NULL). */
-void qmgr_job_begin(struct job *j, const char *relay, const char *host, const char *tls);
+/* An attempt of j begins over out (NULL: none, j is refused without one): where it goes, with what TLS. */
+void qmgr_job_begin(struct job *j, const struct smtp_out *out);
 /* After an attempt: bounces what failed, records it, defers what is pending, or finishes j. */
 void qmgr_job_settle(struct qmgr *s, struct job *j);
 /* Retention ran out, or a job is done: j is off every list and is freed. */

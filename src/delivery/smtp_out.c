@@ -35,6 +35,7 @@
 
 #include "base/log.h"
 #include "base/smtp_proto.h"
+#include "dane.h"
 #include "smtp_reply.h"
 #include "smtp_stuff.h"
 
@@ -62,6 +63,7 @@ struct smtp_out {
 	bool tls_refused_here; /* "may": this address failed TLS, retry it in clear */
 	bool was_ready;
 	char tls_version[16];
+	const char *tls_label;    /* what the session got, once TLS is up */
 	struct smtp_caps caps;
 	char peer[340];
 	char why[SMTP_REPLY_TEXT_MAX + 64]; /* the last failure, for ended() */
@@ -114,6 +116,17 @@ const char *smtp_out_peer_host(const struct smtp_out *c)
 const char *smtp_out_tls(const struct smtp_out *c)
 {
 	return c->tls_on ? c->tls_version : NULL;
+}
+
+const char *smtp_out_tls_label(const struct smtp_out *c)
+{
+	return c->tls_on ? c->tls_label : "none";
+}
+
+/* What the current address must get. */
+static const struct smtp_out_tls *addr_tls(const struct smtp_out *c)
+{
+	return &c->addrs[c->addr_i].tls;
 }
 
 /* --- ending ------------------------------------------------------------ */
@@ -187,6 +200,7 @@ static void fail(struct smtp_out *c, enum smtp_out_end how, const char *f, ...)
 	}
 	c->cb->addr_failed(c->arg, c, c->why);
 	c->addr_i++;
+	c->tls_refused_here = false; /* the next address gets its own chance at TLS */
 	try_address(c);
 }
 
@@ -390,9 +404,9 @@ static void after_ehlo(struct smtp_out *c)
 		say(c, "STARTTLS");
 		return;
 	}
-	if (c->p.tls != TLS_MAY && !c->tls_on) {
-		fail(c, SMTP_OUT_BUSY, "TLS is required (tls = %s) but %s", c->p.tls == TLS_VERIFY ? "verify" : "encrypt",
-		     c->caps.starttls ? "failed" : "not offered");
+	if (addr_tls(c)->level != SMTP_OUT_TLS_MAY && !c->tls_on) {
+		fail(c, SMTP_OUT_BUSY, "451 4.7.4 TLS is required (%s) but %s", addr_tls(c)->label,
+		     !c->p.ssl_ctx ? "no TLS client is available" : c->caps.starttls ? "failed" : "STARTTLS is not offered");
 		return;
 	}
 	now_ready(c);
@@ -450,10 +464,11 @@ static void on_reply_session(struct smtp_out *c, int code)
 	default: /* STARTTLS */
 		if (v == SMTP_VERDICT_OK)
 			start_tls(c);
-		else if (c->p.tls == TLS_MAY)
+		else if (addr_tls(c)->level == SMTP_OUT_TLS_MAY)
 			now_ready(c);
 		else
-			fail(c, SMTP_OUT_BUSY, "STARTTLS: %s", c->rep.text);
+			fail(c, SMTP_OUT_BUSY, "451 4.7.4 TLS is required (%s) but STARTTLS was refused: %s",
+			     addr_tls(c)->label, c->rep.text);
 		return;
 	}
 }
@@ -637,6 +652,57 @@ static void setup_bev(struct smtp_out *c, struct bufferevent *bev)
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+/*
+ * What the certificate is checked against. The handshake itself never
+ * fails on a certificate (SSL_VERIFY_NONE): the verdict is read when it is
+ * done (check_peer), so a failure can say why, and MTA-STS testing can
+ * report it and go on.
+ */
+static int tls_set_peer_checks(SSL *ssl, const char *host, const struct smtp_out_tls *t)
+{
+	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	if (SSL_set_tlsext_host_name(ssl, host) != 1)
+		return -1;
+	if (t->level == SMTP_OUT_TLS_DANE) {
+		if (SSL_dane_enable(ssl, host) <= 0)
+			return -1;
+		/* RFC 7672 3.1.1: a DANE-EE(3) match binds the key, not a name. */
+		SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+		int added = 0;
+		for (size_t i = 0; t->tlsa && i < t->tlsa->n; i++) {
+			const struct dane_tlsa *r = &t->tlsa->r[i];
+			added += SSL_dane_tlsa_add(ssl, r->usage, r->selector, r->mtype, r->data, r->len) > 0;
+		}
+		return added ? 0 : -1;
+	}
+	if (t->level == SMTP_OUT_TLS_VERIFY || t->report_only)
+		return SSL_set1_host(ssl, host) == 1 ? 0 : -1;
+	return 0;
+}
+
+/*
+ * The handshake is done: does the certificate pass what this address
+ * requires? false when the connection failed (the next address is tried).
+ */
+static bool check_peer(struct smtp_out *c, SSL *ssl)
+{
+	const struct smtp_out_tls *t = addr_tls(c);
+	bool checked = t->level == SMTP_OUT_TLS_VERIFY || t->level == SMTP_OUT_TLS_DANE || t->report_only;
+	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_ERR_UNSPECIFIED;
+	c->tls_label = t->label;
+	if (!checked || vr == X509_V_OK)
+		return true;
+	const char *err = X509_verify_cert_error_string(vr);
+	if (t->report_only) {
+		log_info("delivery", "peer=%s MTA-STS testing: the policy would have failed: %s (%s)", c->peer,
+			 t->fail_reply, err);
+		c->tls_label = "may-encrypted";
+		return true;
+	}
+	fail(c, SMTP_OUT_BUSY, "%s (%s: %s)", t->fail_reply, c->addrs[c->addr_i].host, err);
+	return false;
+}
+
 static void start_tls(struct smtp_out *c)
 {
 	if (evbuffer_get_length(bufferevent_get_input(c->bev))) {
@@ -645,11 +711,10 @@ static void start_tls(struct smtp_out *c)
 		return;
 	}
 	SSL *ssl = SSL_new(c->p.ssl_ctx);
-	const char *host = c->addrs[c->addr_i].host;
-	SSL_set_tlsext_host_name(ssl, host);
-	if (c->p.tls == TLS_VERIFY) {
-		SSL_set1_host(ssl, host);
-		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	if (!ssl || tls_set_peer_checks(ssl, c->addrs[c->addr_i].host, addr_tls(c)) < 0) {
+		SSL_free(ssl);
+		fail(c, SMTP_OUT_BUSY, "TLS setup failed");
+		return;
 	}
 	struct bufferevent *tb =
 		bufferevent_openssl_filter_new(c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
@@ -669,7 +734,7 @@ static void tls_failed(struct smtp_out *c)
 	char err[256] = "handshake failed";
 	if (e)
 		ERR_error_string_n(e, err, sizeof(err));
-	if (c->p.tls == TLS_MAY) {
+	if (addr_tls(c)->level == SMTP_OUT_TLS_MAY) {
 		/* Opportunistic TLS (RFC 7435): a broken handshake is no reason to keep mail; retry in clear. */
 		log_info("delivery", "peer=%s TLS failed (%s); retrying without TLS", c->peer, err);
 		c->tls_refused_here = true;
@@ -679,7 +744,7 @@ static void tls_failed(struct smtp_out *c)
 		try_address(c);
 		return;
 	}
-	fail(c, SMTP_OUT_BUSY, "TLS: %s", err);
+	fail(c, SMTP_OUT_BUSY, "451 4.7.5 TLS handshake failed (%s): %s", addr_tls(c)->label, err);
 }
 
 static void on_connected(struct smtp_out *c)
@@ -688,7 +753,8 @@ static void on_connected(struct smtp_out *c)
 		c->tls_on = true;
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 		snprintf(c->tls_version, sizeof(c->tls_version), "%s", ssl ? SSL_get_version(ssl) : "TLS");
-		say_ehlo(c);
+		if (check_peer(c, ssl))
+			say_ehlo(c);
 		return;
 	}
 	/* Small writes (a held final dot, a lone command) must not wait for a delayed ACK. */

@@ -682,7 +682,7 @@ class TestTls(ForwardBase):
             send(d, SENDER, 't1@primary.test')
             dl = p.wait_deliveries(1, 10)[0]
             self.assertTrue(dl.tls, 'delivered without TLS although STARTTLS was offered')
-            d.wait_log(r'to=<t1@primary\.test> relay=\S+ code=250 status=sent tls=TLSv1\.[23] ')
+            d.wait_log(r'to=<t1@primary\.test> relay=\S+ code=250 status=sent tls=may-encrypted tls_version=TLSv1\.[23] ')
             d.wait_queue(0)
 
     def test_tls_may_without_starttls(self):
@@ -691,7 +691,7 @@ class TestTls(ForwardBase):
             send(d, SENDER, 't2@primary.test')
             dl = p.wait_deliveries(1, 10)[0]
             self.assertFalse(dl.tls)
-            d.wait_log(r'to=<t2@primary\.test> relay=\S+ code=250 status=sent tls=no ')
+            d.wait_log(r'to=<t2@primary\.test> relay=\S+ code=250 status=sent tls=none ')
             d.wait_queue(0)
 
     def test_tls_encrypt(self):
@@ -699,7 +699,7 @@ class TestTls(ForwardBase):
         with self.daemon({'primary.test': {'tls': 'encrypt'}}) as d:
             send(d, SENDER, 't3@primary.test')
             d.wait_log(r'delivery: dest=primary\.test deferred=', timeout=10)
-            self.wait_log_count(d, r'peer=mx1\.test\S* failed: TLS is required', 2, timeout=10)
+            self.wait_log_count(d, r'peer=mx1\.test\S* failed: 451 4\.7\.4 TLS is required', 2, timeout=10)
             self.assertEqual(plain.deliveries(), [], 'sent in clear although tls = encrypt')
             self.assertQueueStates(d, {'queued', 'deferred'}, n=1)
             plain.stop()
@@ -719,7 +719,7 @@ class TestTls(ForwardBase):
         try:
             send(d, SENDER, 't4@primary.test')
             d.wait_log(r'delivery: dest=primary\.test deferred=', timeout=10)
-            self.wait_log_count(d, r'peer=mx1\.test\S* failed: TLS', 2, timeout=10)
+            self.wait_log_count(d, r'peer=mx1\.test\S* failed: 451 4\.7\.5 certificate verification failed', 2, timeout=10)
             self.assertEqual(p.deliveries(), [], 'delivered to an unverified server with tls = verify')
             self.assertQueueStates(d, {'queued', 'deferred'}, n=1)
             d.stop()

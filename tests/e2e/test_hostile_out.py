@@ -146,7 +146,7 @@ class TestSlowAndEndlessReplies(HostileBase):
             send(d, SENDER, 'f@primary.test')
             self.closed_within(peer, 3, 'reply to the final dot at one byte a second')
             d.wait_log(r'to=<f@primary\.test> relay=\S+ possible-duplicate')
-            m = d.wait_log(r'to=<f@primary\.test> relay=\S+ code=0 status=(\w+) tls=no reply="([^"]*)"')
+            m = d.wait_log(r'to=<f@primary\.test> relay=\S+ code=0 status=(\w+) tls=none reply="([^"]*)"')
             self.assertEqual(m.group(1), 'deferred')
             self.assertIn('the reply to the final dot took over 3s', m.group(2))
 

@@ -369,7 +369,7 @@ static void test_defaults(void **state)
 	assert_int_equal(d->nprimary, 0);
 	assert_int_equal(d->retention, 5 * 86400);
 	assert_int_equal(d->warn_after, 4 * 3600);
-	assert_int_equal(d->tls, TLS_MAY);
+	assert_int_equal(d->tls, TLS_AUTO);
 
 	char *printed;
 	struct cfg *b = print_and_reload(c, &printed);
@@ -601,7 +601,7 @@ static void test_bad_values(void **state)
 		      "$T/m.conf:15: bad value for also_known_as: 'bad_name.example' "
 		      "(expected host names separated by commas)\n"
 		      "$T/m.conf:16: unknown key 'hostname2' in [server]\n"
-		      "$T/m.conf:18: bad value for tls: 'required' (expected may, encrypt or verify)\n"
+		      "$T/m.conf:18: bad value for tls: 'required' (expected auto, may, encrypt, verify, dane or mta-sts)\n"
 		      "$T/m.conf:19: bad value for retention: '30s' (must be at least 1m)\n"
 		      "$T/m.conf:20: bad value for primary: 'mx.example.com:0' "
 		      "(expected HOST or HOST:PORT, like mx1.example.com:25 or [2001:db8::1]:25)\n"
