@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cfg_int.h"
+#include "tls.h"
 
 static int bad_value(struct cfg_loader *ld, const struct cfg_key *k, const char *v, const char *hint)
 {
@@ -465,25 +466,33 @@ static void append_dir(struct buf *b, const char *dir)
 		buf_append(b, "/", 1);
 }
 
-/* Relative names are relative to the config file; the stored path is made
- * absolute so a daemon that changes directory can still reread it. */
+/*
+ * A file named in the configuration. Relative names are relative to the
+ * config file; shown is the name for messages, full the absolute path
+ * stored, so a daemon that changes directory can still reread it.
+ */
+static void config_file_path(const struct cfg_loader *ld, const char *v, struct buf *shown, struct buf *full)
+{
+	char cwd[PATH_MAX];
+	if (v[0] != '/' && strcmp(ld->dir, ".") != 0)
+		append_dir(shown, ld->dir);
+	buf_append_str(shown, v);
+	if (buf_cstr(shown)[0] != '/' && getcwd(cwd, sizeof(cwd)))
+		append_dir(full, cwd);
+	buf_append_str(full, buf_cstr(shown));
+}
+
 static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
 	struct cfg_domain *d = obj;
 	struct buf shown = {0}, full = {0};
-	char cwd[PATH_MAX];
 	if (!*v)
 		return bad_value(ld, k, v, NULL);
 	if (strcmp(v, "*") == 0) {
 		d->any_recipient = true; /* cfg.c warns about it */
 		return 0;
 	}
-	if (v[0] != '/' && strcmp(ld->dir, ".") != 0)
-		append_dir(&shown, ld->dir);
-	buf_append_str(&shown, v);
-	if (buf_cstr(&shown)[0] != '/' && getcwd(cwd, sizeof(cwd)))
-		append_dir(&full, cwd);
-	buf_append_str(&full, buf_cstr(&shown));
+	config_file_path(ld, v, &shown, &full);
 	d->recipients_path = xstrdup(buf_cstr(&full));
 	d->any_recipient = false;
 	int errors = cfg_rcpt_load(ld->err, ld->c->path, ld->lineno, d, buf_cstr(&shown));
@@ -491,6 +500,29 @@ static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key
 	buf_free(&shown);
 	buf_free(&full);
 	return errors ? -EINVAL : 0;
+}
+
+/* A trust store: loaded now the way the daemon will load it, so a bad file stops the load. */
+static int set_ca_file(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct buf shown = {0}, full = {0};
+	if (!*v)
+		return bad_value(ld, k, v, NULL);
+	config_file_path(ld, v, &shown, &full);
+	SSL_CTX *ctx = tls_client_context(buf_cstr(&full));
+	int rc = 0;
+	if (!ctx) {
+		cfg_err(ld, ld->lineno, "%s: cannot load CA certificates from %s (%s)", k->name, buf_cstr(&shown),
+			access(buf_cstr(&full), R_OK) < 0 ? strerror(errno) : "not a PEM certificate file");
+		rc = -EINVAL;
+	} else {
+		tls_context_free(ctx);
+		free(*FIELD(obj, k, char *));
+		*FIELD(obj, k, char *) = xstrdup(buf_cstr(&full));
+	}
+	buf_free(&shown);
+	buf_free(&full);
+	return rc;
 }
 
 /* A user name as useradd(8) takes it: letters, digits, '_', '-', '.', not leading '-'. */
@@ -660,7 +692,7 @@ const struct cfg_key cfg_server_keys[] = {
 	{"delivery_reply_timeout", set_duration, print_duration, SRV(delivery_reply_timeout), 1, 0, DURATION_HINT},
 	{"delivery_final_reply_timeout", set_duration, print_duration, SRV(delivery_final_reply_timeout), 1, 0,
 	 DURATION_HINT},
-	{"tls_ca_file", set_path, print_str, SRV(tls_ca_file), 0, 0, "expected a file of PEM certificates"},
+	{"tls_ca_file", set_ca_file, print_str, SRV(tls_ca_file), 0, 0, "expected a file of PEM certificates"},
 };
 
 const struct cfg_key cfg_domain_keys[] = {

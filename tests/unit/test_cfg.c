@@ -652,6 +652,17 @@ static void test_missing_recipients_file(void **state)
 		      "$T/m.conf:5: recipients file '/dev/null': not a regular file\n");
 }
 
+/* The outbound trust store is loaded at config time: a bad one never starts a daemon. */
+static void test_tls_ca_file(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "tls_ca_file = nope.pem\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: tls_ca_file: cannot load CA certificates from $T/nope.pem (No such file or directory)\n");
+	write_file("junk.pem", "not a certificate\n");
+	expect_errors(SERVER "tls_ca_file = junk.pem\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: tls_ca_file: cannot load CA certificates from $T/junk.pem (not a PEM certificate file)\n");
+}
+
 static void test_recipients_errors(void **state)
 {
 	(void)state;
@@ -836,6 +847,7 @@ int main(void)
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_line_too_long),
 		cmocka_unit_test(test_missing_recipients_file),
+		cmocka_unit_test(test_tls_ca_file),
 		cmocka_unit_test(test_recipients_errors),
 		cmocka_unit_test(test_unwritable_spool),
 		cmocka_unit_test(test_spool_created),
