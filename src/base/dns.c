@@ -76,6 +76,7 @@ struct dns {
 	int depth;              /* > 0 while c-ares is running our callbacks */
 	bool submitting;        /* inside ares_query: defer results */
 	bool closing;
+	bool trust_ad;          /* every server is on loopback: its AD bit cannot be forged on the way */
 };
 
 /* ---- sockets and timer ---- */
@@ -197,7 +198,8 @@ static void dns_deliver(struct dns_query *q)
 		q->mx_fn(q->arg, q->st, ok ? q->mx : NULL, ok ? q->n : 0);
 	} else if (q->kind == DNS_Q_TLSA) {
 		bool answered = q->st == DNS_OK || q->st == DNS_NODATA || q->st == DNS_NXDOMAIN;
-		q->tlsa_fn(q->arg, q->st, answered && q->secure, ok ? q->tlsa : NULL, ok ? q->n : 0);
+		bool secure = answered && q->secure && q->d->trust_ad;
+		q->tlsa_fn(q->arg, q->st, secure, ok ? q->tlsa : NULL, ok ? q->n : 0);
 	} else if (q->kind == DNS_Q_TXT) {
 		q->txt_fn(q->arg, q->st, ok ? (const char *const *)q->txt : NULL, ok ? q->n : 0);
 	} else {
@@ -617,6 +619,32 @@ static int dns_channel_open(struct dns *d, const char *resolver, int timeout_ms)
 	return 0;
 }
 
+/*
+ * The AD bit travels unsigned: only a resolver on this host can be believed
+ * (RFC 6698 A.3, RFC 7672 2.1.1; Postfix asks the same). Any other server
+ * in the list and DNSSEC is off: DANE never applies.
+ */
+static bool dns_servers_are_local(ares_channel ch)
+{
+	struct ares_addr_port_node *list = NULL;
+	if (ares_get_servers_ports(ch, &list) != ARES_SUCCESS)
+		return false;
+	bool local = list != NULL;
+	for (struct ares_addr_port_node *n = list; n; n = n->next) {
+		if (n->family == AF_INET)
+			local &= (ntohl(n->addr.addr4.s_addr) >> 24) == 127;
+		else
+			local &= n->family == AF_INET6 && memcmp(&n->addr.addr6, &in6addr_loopback, 16) == 0;
+	}
+	ares_free_data(list);
+	return local;
+}
+
+bool dns_trusts_dnssec(const struct dns *d)
+{
+	return d->trust_ad;
+}
+
 int dns_open(struct event_base *base, const char *resolver, int timeout_ms, struct dns **out)
 {
 	int rc = ares_library_init(ARES_LIB_INIT_ALL);
@@ -635,6 +663,9 @@ int dns_open(struct event_base *base, const char *resolver, int timeout_ms, stru
 		ares_library_cleanup();
 		return rc;
 	}
+	d->trust_ad = dns_servers_are_local(d->ch);
+	if (!d->trust_ad)
+		log_info("dns", "the resolver is not on loopback: DNSSEC answers are not trusted, DANE is off");
 	*out = d;
 	return 0;
 }

@@ -55,6 +55,8 @@ typedef void dns_txt_fn(void *arg, enum dns_status st, const char *const *txt, s
  * timeout. 0, or -EINVAL for a bad resolver, or -EIO / -ENOMEM.
  */
 int dns_open(struct event_base *base, const char *resolver, int timeout_ms, struct dns **out) MUST_CHECK;
+/* Whether AD bits are believed: every configured resolver is on loopback. */
+bool dns_trusts_dnssec(const struct dns *d);
 /* Safe from inside a callback; no lookup may follow, not even from one. */
 void dns_free(struct dns *d);
 
@@ -82,7 +84,8 @@ struct dns_tlsa {
 
 /*
  * secure: the resolver set the AD bit, i.e. it validated the answer with
- * DNSSEC (meaningful only from a validating resolver we trust: on loopback).
+ * DNSSEC; never true unless every resolver is on loopback (a remote one's
+ * AD bit could be forged on the way).
  * An answer with no record is DNS_NODATA; its secure flag still tells
  * whether the absence was validated.
  */

@@ -603,6 +603,23 @@ static void test_open_resolver_forms(void **state)
 	dns_free(NULL);
 }
 
+/* DANE rests on the AD bit, which only a resolver on this host can vouch for. */
+static void test_dnssec_trusted_only_on_loopback(void **state)
+{
+	struct fixture *f = *state;
+	const struct {
+		const char *resolver;
+		bool trusted;
+	} cases[] = {{"127.0.0.1", true}, {"127.0.0.53:5353", true}, {"[::1]:53", true},
+		     {"192.0.2.1", false}, {"[2001:db8::1]:53", false}, {"10.0.0.1:53", false}};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct dns *d = NULL;
+		assert_int_equal(dns_open(f->base, cases[i].resolver, 0, &d), 0);
+		assert_int_equal(dns_trusts_dnssec(d), cases[i].trusted);
+		dns_free(d);
+	}
+}
+
 static void test_status_str(void **state)
 {
 	(void)state;
@@ -634,6 +651,7 @@ int main(void)
 		T(test_free_inside_deferred_callback),
 		T(test_lookup_from_callback),
 		T(test_open_resolver_forms),
+		T(test_dnssec_trusted_only_on_loopback),
 		T(test_status_str),
 	};
 #undef T
