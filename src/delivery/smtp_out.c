@@ -689,6 +689,15 @@ static bool check_peer(struct smtp_out *c, SSL *ssl)
 	const struct smtp_out_tls *t = addr_tls(c);
 	bool checked = t->level == SMTP_OUT_TLS_VERIFY || t->level == SMTP_OUT_TLS_DANE || t->report_only;
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_ERR_UNSPECIFIED;
+	/*
+	 * X509_V_OK is also what a session without a peer certificate reports
+	 * (an anonymous cipher): no certificate is no authentication. Under
+	 * DANE, OK must also come from a TLSA match (SSL_get0_dane_authority),
+	 * never from the trust store alone.
+	 */
+	if (vr == X509_V_OK && checked && (!SSL_get0_peer_certificate(ssl) ||
+					  (t->level == SMTP_OUT_TLS_DANE && SSL_get0_dane_authority(ssl, NULL, NULL) < 0)))
+		vr = X509_V_ERR_UNSPECIFIED;
 	c->tls_label = t->label;
 	if (!checked || vr == X509_V_OK)
 		return true;
