@@ -1,6 +1,6 @@
 """fwdlib: real peers for the forward-side end-to-end tests (test_forward.py).
 
-  Unbound(records, refuse=(), port=None, redirect=())
+  Unbound(records, refuse=(), port=None, redirect=(), zones=())
       unbound (/usr/sbin/unbound) as the authoritative server of the zone
       "test." (local-zone static) on 127.0.0.1:port (a free port unless
       given). records: local-data lines without quotes, e.g.
@@ -192,18 +192,17 @@ class Unbound:
         self.cleanup()
 
 
-class SignedZone:
+class SignedZone(Unbound):
+    """An unbound of its own, authoritative for one zone (see the module doc)."""
+
     def __init__(self, origin, records, signed=True, trusted=True, bogus=(), port=None):
+        super().__init__(port=port)
         self.origin = origin.rstrip('.') + '.'
         self.signed, self.trusted, self.bogus = signed, trusted, list(bogus)
         self.records = list(records)
-        self.dir = tempfile.mkdtemp(prefix='mxv-zone-')
-        self.port = port or mxv.free_port()
         self.zonefile = os.path.join(self.dir, 'zone.signed')
-        self.conf = os.path.join(self.dir, 'unbound.conf')
         self.keys = []
         self.ds = None
-        self.proc = None
         self.serial = 1
 
     def _keys(self):
@@ -259,26 +258,16 @@ class SignedZone:
             '  for-downstream: yes', '  for-upstream: no',
             'remote-control:', '  control-enable: no']) + '\n'
 
-    def serves(self, serial):
+    def answers(self):
+        """Serving the zone at its current serial."""
         p = subprocess.run(['dig', '@' + mxv.HOST, '-p', str(self.port), '+time=1', '+tries=1', '+short',
                             self.origin, 'SOA'], capture_output=True, text=True, timeout=5)
         f = p.stdout.split()
-        return p.returncode == 0 and len(f) > 2 and f[2] == str(serial)
+        return p.returncode == 0 and len(f) > 2 and f[2] == str(self.serial)
 
     def start(self, timeout=20):
         self._write_zone()
-        with open(self.conf, 'w') as f:
-            f.write(self.config_text())
-        with open(os.path.join(self.dir, 'stderr'), 'ab') as err:
-            self.proc = subprocess.Popen([UNBOUND, '-d', '-c', self.conf], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError('unbound (auth %s) exited with %s' % (self.origin, self.proc.returncode))
-            return self.serves(self.serial)
-        mxv.wait_until(ready, timeout, 'the %s server on port %d' % (self.origin, self.port), interval=0.05)
-        return self
+        return super().start(timeout)
 
     def set_records(self, records, timeout=20):
         """New zone content, re-signed with the same keys, served at once (a restart of its server)."""
@@ -286,23 +275,6 @@ class SignedZone:
         self.serial += 1
         self.stop()
         return self.start(timeout)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-    def cleanup(self):
-        self.stop()
-        if not os.environ.get('MXV_KEEP'):
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start() if not self.proc else self
-
-    def __exit__(self, *exc):
-        self.cleanup()
 
 
 class UdpBlackhole:

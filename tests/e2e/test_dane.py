@@ -38,7 +38,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fwdlib  # noqa: E402
 import mxv  # noqa: E402
-from fwdlib import Primary, SignedZone, Unbound, fwd_daemon, send  # noqa: E402
+from fwdlib import SignedZone, Unbound, send  # noqa: E402
+from test_forward import ForwardBase  # noqa: E402
 
 RETRY_MAX = 4.0   # fwd_daemon's retry_max
 SLACK = 1.5
@@ -60,8 +61,10 @@ def have_tools():
 
 
 @unittest.skipUnless(have_tools(), 'needs unbound, ldnsutils and python3-aiosmtpd (run with /usr/bin/python3)')
-class DaneBase(unittest.TestCase):
-    def setUp(self):
+class DaneBase(ForwardBase):
+    """ForwardBase's servers, daemons and checks, on a DNS of the test's making."""
+
+    def setUp(self):  # not ForwardBase's: each test builds its own zones and resolver
         self.reports = []
         self.addCleanup(self.check_sanitizer_reports)
         self.mx_port = mxv.free_port()
@@ -92,46 +95,21 @@ class DaneBase(unittest.TestCase):
         return z.start()
 
     def resolver(self, zones, records=()):
-        u = Unbound(SENDER_ZONE + list(records), zones=zones)
-        self.addCleanup(u.cleanup)
-        return u.start()
-
-    def server(self, host, name, start=False, **kw):
-        p = Primary(host, self.mx_port, name, **kw)
-        self.addCleanup(p.stop)
-        return p.start() if start else p
+        """mxvault's resolver (self.dns): validating, with the zones delegated to their servers."""
+        self.dns = Unbound(SENDER_ZONE + list(records), zones=zones)
+        self.addCleanup(self.dns.cleanup)
+        return self.dns.start()
 
     def primary(self, tls=True):
         return self.server('127.0.0.2', MX, start=True, tls=(self.cert, self.key) if tls else None)
 
-    def daemon(self, dns, domains, **server):
+    def daemon(self, domains, **server):
+        d = super().daemon(domains, **server)
         # The test CA is in no trust store: DANE alone must authenticate.
-        d = fwd_daemon(dns, self.mx_port, domains, **server)
         d.env = {'SSL_CERT_FILE': os.path.join(self.certdir, 'none.pem'), 'SSL_CERT_DIR': self.certdir + '/nodir'}
-        return self.watch(d)
-
-    def watch(self, d):
-        cleanup = d.cleanup
-
-        def keep_report():
-            text = d.log_text()
-            at = min((text.find(m) for m in mxv.SANITIZER_MARKERS if m in text), default=-1)
-            if at >= 0:
-                start = text.rfind('\n', 0, max(0, text.rfind('\n', 0, at))) + 1
-                self.reports.append('\n'.join(text[start:].splitlines()[:40]))
-            cleanup()
-        d.cleanup = keep_report
         return d
 
-    def check_sanitizer_reports(self):
-        if self.reports:
-            self.fail('sanitizer report in the daemon log:\n' + '\n----\n'.join(self.reports))
-
     # --- assertions -------------------------------------------------------
-
-    def wait_log_count(self, d, regex, n, timeout):
-        rx = re.compile(regex, re.M)
-        return mxv.wait_until(lambda: len(rx.findall(d.log_text())) >= n, timeout, '%d log lines /%s/' % (n, regex))
 
     def wait_reply(self, d, regex, timeout=10):
         """Waits until every recipient in the queue is deferred with a reply matching regex."""
@@ -159,17 +137,17 @@ class DaneBase(unittest.TestCase):
 class TestDane(DaneBase):
     def test_1_dane_ee_match(self):
         z = self.zone([self.tlsa(self.ee())])
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary()
-        with self.daemon(dns, {'dane.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'ee@dane.test')
             self.delivered(d, p, 'ee@dane.test', 'dane-verified')
 
     def test_2_wrong_tlsa_defers_then_fixed(self):
         z = self.zone([self.tlsa('3 1 1 ' + WRONG)])
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary()
-        with self.daemon(dns, {'dane.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'wrong@dane.test')
             self.wait_log_count(d, r'peer=mx1\.dane\.test\S* failed: 451 4\.7\.5 TLSA record did not match', 2,
                                 timeout=15)
@@ -185,9 +163,9 @@ class TestDane(DaneBase):
 
     def test_3_dane_ta_matches_the_ca(self):
         z = self.zone([self.tlsa('2 0 1 ' + fwdlib.cert_sha256(self.ca[0]))])
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary()
-        with self.daemon(dns, {'dane.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'ta@dane.test')
             self.delivered(d, p, 'ta@dane.test', 'dane-verified')
 
@@ -195,51 +173,51 @@ class TestDane(DaneBase):
         # DANE-TA binds the CA, and the CA can issue for any name: the name must match (RFC 7672 3.2.2).
         other, okey = fwdlib.make_cert(self.certdir, 'other.dane.test', ca=self.ca)
         z = self.zone([self.tlsa('2 0 1 ' + fwdlib.cert_sha256(self.ca[0]))])
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.server('127.0.0.2', MX, start=True, tls=(other, okey))
-        with self.daemon(dns, {'dane.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'taname@dane.test')
             self.wait_reply(d, r'^451 4\.7\.5 TLSA record did not match', timeout=15)
             self.assertNothingSent(p)
 
     def test_4_unsigned_zone_is_not_dane(self):
         z = self.zone([self.tlsa('3 1 1 ' + WRONG)], signed=False)
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary()
-        with self.daemon(dns, {'dane.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'plain@dane.test')
             self.delivered(d, p, 'plain@dane.test', 'may-encrypted')
 
     def test_4b_no_trust_anchor_is_not_dane(self):
         z = self.zone([self.tlsa('3 1 1 ' + WRONG)], trusted=False)
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary()
-        with self.daemon(dns, {'dane.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'noanchor@dane.test')
             self.delivered(d, p, 'noanchor@dane.test', 'may-encrypted')
 
     def test_5_auto_uses_dane(self):
         z = self.zone([self.tlsa(self.ee())])
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary()
-        with self.daemon(dns, {'dane.test': {'tls': 'auto'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'auto'}}) as d:
             send(d, SENDER, 'auto@dane.test')
             self.delivered(d, p, 'auto@dane.test', 'dane-verified')
 
     def test_5b_auto_wrong_tlsa_defers(self):
         z = self.zone([self.tlsa('3 1 1 ' + WRONG)])
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary()
-        with self.daemon(dns, {'dane.test': {}}) as d:  # auto is the default
+        with self.daemon({'dane.test': {}}) as d:  # auto is the default
             send(d, SENDER, 'autowrong@dane.test')
             self.wait_reply(d, r'^451 4\.7\.5 TLSA record did not match', timeout=15)
             self.assertNothingSent(p)
 
     def test_6_no_starttls_defers(self):
         z = self.zone([self.tlsa(self.ee())])
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary(tls=False)
-        with self.daemon(dns, {'dane.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'clear@dane.test')
             self.wait_reply(d, r'^451 4\.7\.4 TLS is required \(dane-verified\) but STARTTLS is not offered',
                             timeout=15)
@@ -247,9 +225,9 @@ class TestDane(DaneBase):
 
     def test_7_bogus_tlsa_signature_defers(self):
         z = self.zone([self.tlsa(self.ee())], bogus=[(self.tlsa_name(), 'TLSA')])
-        dns = self.resolver([z])
+        self.resolver([z])
         p = self.primary()
-        with self.daemon(dns, {'dane.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'bogus@dane.test')
             d.wait_log(r'host=mx1\.dane\.test TLSA lookup failed: the host is not used', timeout=15)
             self.wait_reply(d, r'^451 4\.7\.5 TLSA lookup failed for every MX host', timeout=15)
@@ -261,9 +239,9 @@ class TestDane(DaneBase):
         # DANE does not apply, even to a host whose own zone is signed.
         hz = self.zone([self.tlsa('3 1 1 ' + WRONG)], mx=False)
         dz = self.zone(['plain.test. IN MX 10 %s.' % MX], origin='plain.test.', mx=False, signed=False)
-        dns = self.resolver([hz, dz])
+        self.resolver([hz, dz])
         p = self.primary()
-        with self.daemon(dns, {'plain.test': {'tls': 'dane'}}) as d:
+        with self.daemon({'plain.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'insecure@plain.test')
             self.delivered(d, p, 'insecure@plain.test', 'may-encrypted')
 
