@@ -180,6 +180,23 @@ class TestDane(DaneBase):
             self.wait_reply(d, r'^451 4\.7\.5 TLSA record did not match', timeout=15)
             self.assertNothingSent(p)
 
+    def test_3c_malformed_records_mean_encrypt_only(self):
+        # Records of the right shape that OpenSSL cannot use (a "full" key that is no key):
+        # unusable, so TLS without authentication (RFC 7672 2.2), never clear.
+        self.resolver([self.zone([self.tlsa('3 1 0 00112233445566778899'), self.tlsa('2 0 0 0badc0de')])])
+        p = self.primary()
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
+            send(d, SENDER, 'garbled@dane.test')
+            self.delivered(d, p, 'garbled@dane.test', 'dane-encrypted')
+
+    def test_3d_malformed_records_without_starttls_defer(self):
+        self.resolver([self.zone([self.tlsa('3 1 0 00112233445566778899')])])
+        p = self.primary(tls=False)
+        with self.daemon({'dane.test': {'tls': 'dane'}}) as d:
+            send(d, SENDER, 'garbledclear@dane.test')
+            self.wait_reply(d, r'^451 4\.7\.4 TLS is required', timeout=15)
+            self.assertNothingSent(p)
+
     def test_4_unsigned_zone_is_not_dane(self):
         z = self.zone([self.tlsa('3 1 1 ' + WRONG)], signed=False)
         self.resolver([z])
