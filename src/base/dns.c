@@ -2,7 +2,7 @@
  * dns: c-ares on the libevent loop. Owns one ares channel, the events for
  * its sockets (a small fd table fed by the sock-state callback) and one
  * timer re-armed from ares_timeout() after every call into c-ares.
- * Called by the forward side (smtp_out) through dns_lookup_mx/_addrs.
+ * Called by the forward side (route, dane, mta_sts) through dns_lookup_*.
  *
  * Invariants:
  * - every lookup is a struct dns_query on d->queries until its callback
@@ -62,7 +62,7 @@ struct dns_query {
 	struct dns_addr *a6, *a4;
 	char **txt;             /* DNS_Q_TXT: one string per record */
 	struct dns_tlsa *tlsa;  /* DNS_Q_TLSA */
-	bool secure;            /* DNS_Q_TLSA: the AD bit */
+	bool secure;            /* DNS_Q_MX, DNS_Q_TLSA: the AD bit */
 	size_t n, n4;           /* n: MX or AAAA count; n4: A count */
 };
 
@@ -194,11 +194,11 @@ static void dns_deliver(struct dns_query *q)
 {
 	dns_unlink(q);
 	bool ok = q->st == DNS_OK;
+	bool answered = q->st == DNS_OK || q->st == DNS_NODATA || q->st == DNS_NXDOMAIN;
+	bool secure = answered && q->secure && q->d->trust_ad;
 	if (q->kind == DNS_Q_MX) {
-		q->mx_fn(q->arg, q->st, ok ? q->mx : NULL, ok ? q->n : 0);
+		q->mx_fn(q->arg, q->st, secure, ok ? q->mx : NULL, ok ? q->n : 0);
 	} else if (q->kind == DNS_Q_TLSA) {
-		bool answered = q->st == DNS_OK || q->st == DNS_NODATA || q->st == DNS_NXDOMAIN;
-		bool secure = answered && q->secure && q->d->trust_ad;
 		q->tlsa_fn(q->arg, q->st, secure, ok ? q->tlsa : NULL, ok ? q->n : 0);
 	} else if (q->kind == DNS_Q_TXT) {
 		q->txt_fn(q->arg, q->st, ok ? (const char *const *)q->txt : NULL, ok ? q->n : 0);
@@ -298,13 +298,32 @@ static enum dns_status dns_parse_mx(struct dns_query *q, unsigned char *abuf, in
 	return q->n ? DNS_OK : DNS_TEMPFAIL;
 }
 
+/*
+ * ares_send hands over the answer whatever its RCODE (RFC 1035 4.1.1):
+ * classified here as ares_query would, plus the AD bit (RFC 4035 3.2.3).
+ * NOERROR is DNS_OK for the caller to parse; the others are final.
+ */
+static enum dns_status dns_rcode(const unsigned char *abuf, int alen, bool *secure)
+{
+	*secure = false;
+	if (alen < 12)
+		return DNS_TEMPFAIL;
+	unsigned rcode = abuf[3] & 0x0f;
+	if (rcode != 0 && rcode != 3)
+		return DNS_TEMPFAIL; /* SERVFAIL (also a bogus answer), REFUSED, ... */
+	*secure = (abuf[3] & 0x20) != 0;
+	return rcode == 3 ? DNS_NXDOMAIN : DNS_OK;
+}
+
 static void dns_on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct dns_query *q = arg;
 	(void)timeouts;
 	if (dns_answer_in(q))
 		return;
-	q->st = status == ARES_SUCCESS ? dns_parse_mx(q, abuf, alen) : dns_map(status);
+	q->st = status == ARES_SUCCESS ? dns_rcode(abuf, alen, &q->secure) : dns_map(status);
+	if (q->st == DNS_OK)
+		q->st = dns_parse_mx(q, abuf, alen);
 	dns_query_done(q);
 }
 
@@ -350,22 +369,17 @@ static void dns_on_txt(void *arg, int status, int timeouts, unsigned char *abuf,
 	dns_query_done(q);
 }
 
-/* ares_send hands over the answer whatever its RCODE (RFC 1035 4.1.1): classify it here. */
 static enum dns_status dns_read_tlsa(struct dns_query *q, unsigned char *abuf, int alen)
 {
-	if (alen < 12)
+	enum dns_status st = dns_rcode(abuf, alen, &q->secure);
+	if (st == DNS_TEMPFAIL)
+		return st;
+	size_t n = 0;
+	bool secure;
+	if (dns_parse_tlsa(abuf, (size_t)alen, &secure, &q->tlsa, &n) < 0)
 		return DNS_TEMPFAIL;
-	unsigned rcode = abuf[3] & 0x0f;
-	bool secure = false;
-	if (rcode == 3 || rcode == 0) {
-		size_t n = 0;
-		if (dns_parse_tlsa(abuf, (size_t)alen, &secure, &q->tlsa, &n) < 0)
-			return DNS_TEMPFAIL;
-		q->n = n;
-		q->secure = secure;
-		return rcode == 3 ? DNS_NXDOMAIN : n ? DNS_OK : DNS_NODATA;
-	}
-	return DNS_TEMPFAIL;
+	q->n = n;
+	return st == DNS_NXDOMAIN ? st : n ? DNS_OK : DNS_NODATA;
 }
 
 static void dns_on_tlsa(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -481,6 +495,33 @@ static void dns_submit(struct dns_query *q, const char *name, int type, ares_cal
 	d->submitting = was;
 }
 
+/*
+ * c-ares cannot ask for the AD bit, so MX and TLSA queries are built here:
+ * recursion desired, EDNS0 with a 1232-byte buffer (TLSA answers can be
+ * long), and AD set, which asks a validating resolver to say whether it
+ * validated (RFC 6840 5.7). DANE needs both answers' status (RFC 7672
+ * 2.2.1: the MX RRset, 2.2.2: the TLSA RRset). The name is valid.
+ */
+static void dns_submit_ad(struct dns_query *q, const char *name, int type, ares_callback cb)
+{
+	struct dns *d = q->d;
+	unsigned char *qbuf = NULL;
+	int qlen = 0;
+	if (ares_create_query(name, ns_c_in, type, 0, 1, &qbuf, &qlen, 1232) != ARES_SUCCESS) {
+		q->st = DNS_BADNAME;
+		dns_defer(q);
+		return;
+	}
+	qbuf[3] |= 0x20;
+	q->pending = 1;
+	bool was = d->submitting;
+	d->submitting = true;
+	ares_send(d->ch, qbuf, qlen, cb, q);
+	d->submitting = was;
+	ares_free_string(qbuf);
+	dns_rearm(d);
+}
+
 void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg)
 {
 	struct dns_query *q = dns_query_new(d, DNS_Q_MX, arg);
@@ -490,36 +531,19 @@ void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg)
 		dns_defer(q);
 		return;
 	}
-	q->pending = 1;
-	dns_submit(q, domain, ns_t_mx, dns_on_mx);
-	dns_rearm(d);
+	dns_submit_ad(q, domain, ns_t_mx, dns_on_mx);
 }
 
-/*
- * c-ares cannot ask for the AD bit, so the query is built here: recursion
- * desired, EDNS0 with a 1232-byte buffer (TLSA answers can be long), and
- * AD set, which asks a validating resolver to say whether it validated
- * (RFC 6840 5.7).
- */
 void dns_lookup_tlsa(struct dns *d, const char *name, dns_tlsa_fn *fn, void *arg)
 {
 	struct dns_query *q = dns_query_new(d, DNS_Q_TLSA, arg);
 	q->tlsa_fn = fn;
-	unsigned char *qbuf = NULL;
-	int qlen = 0;
-	if (!dns_name_is_valid(name) || ares_create_query(name, ns_c_in, 52, 0, 1, &qbuf, &qlen, 1232) != ARES_SUCCESS) {
+	if (!dns_name_is_valid(name)) {
 		q->st = DNS_BADNAME;
 		dns_defer(q);
 		return;
 	}
-	qbuf[3] |= 0x20;
-	q->pending = 1;
-	bool was = d->submitting;
-	d->submitting = true;
-	ares_send(d->ch, qbuf, qlen, dns_on_tlsa, q);
-	d->submitting = was;
-	ares_free_string(qbuf);
-	dns_rearm(d);
+	dns_submit_ad(q, name, 52 /* TLSA */, dns_on_tlsa);
 }
 
 void dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn *fn, void *arg)
@@ -692,6 +716,17 @@ static void dns_after_ares(struct dns *d)
 		dns_rearm(d);
 }
 
+/* Runs q's callback with DNS_CANCELLED, whatever its kind. */
+static void dns_cancel(struct dns_query *q)
+{
+	switch (q->kind) {
+	case DNS_Q_MX: q->mx_fn(q->arg, DNS_CANCELLED, false, NULL, 0); break;
+	case DNS_Q_TXT: q->txt_fn(q->arg, DNS_CANCELLED, NULL, 0); break;
+	case DNS_Q_TLSA: q->tlsa_fn(q->arg, DNS_CANCELLED, false, NULL, 0); break;
+	default: q->addr_fn(q->arg, DNS_CANCELLED, NULL, 0); break;
+	}
+}
+
 void dns_free(struct dns *d)
 {
 	if (!d || d->closing)
@@ -701,10 +736,7 @@ void dns_free(struct dns *d)
 	while ((q = d->queries) != NULL) {
 		dns_unlink(q);
 		q->orphan = q->pending > 0;
-		if (q->kind == DNS_Q_MX)
-			q->mx_fn(q->arg, DNS_CANCELLED, NULL, 0);
-		else
-			q->addr_fn(q->arg, DNS_CANCELLED, NULL, 0);
+		dns_cancel(q);
 		if (!q->orphan)
 			dns_query_free(q);
 	}

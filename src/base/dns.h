@@ -44,7 +44,11 @@ struct dns_addr {
 /* The longest TXT record kept (longer ones are cut here). */
 #define DNS_TXT_MAX 4096
 
-typedef void dns_mx_fn(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n);
+/*
+ * secure: the resolver set the AD bit on the MX answer (as for TLSA below);
+ * DANE applies only to MX hosts from a validated MX RRset (RFC 7672 2.2.1).
+ */
+typedef void dns_mx_fn(void *arg, enum dns_status st, bool secure, const struct dns_mx *mx, size_t n);
 typedef void dns_addr_fn(void *arg, enum dns_status st, const struct dns_addr *addrs, size_t n);
 /* txt: one NUL-terminated string per record, its character-strings joined. */
 typedef void dns_txt_fn(void *arg, enum dns_status st, const char *const *txt, size_t n);
@@ -62,7 +66,8 @@ void dns_free(struct dns *d);
 
 /*
  * MX records of domain, sorted by preference (ties in the order received).
- * A name over 253 characters or with an empty label is DNS_BADNAME.
+ * A name over 253 characters or with an empty label is DNS_BADNAME. The
+ * query asks for AD (RFC 6840 5.7).
  */
 void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg);
 /*

@@ -99,7 +99,7 @@ int dns_parse_tlsa(const unsigned char *msg, size_t n, bool *secure, struct dns_
 	for (uint16_t i = 0; i < qd; i++)
 		if (skip_name(&w) < 0 || skip(&w, 4) < 0)
 			return -EINVAL;
-	struct dns_tlsa *recs = calloc(an ? an : 1, sizeof(*recs));
+	struct dns_tlsa *recs = calloc(DNS_TLSA_MAX, sizeof(*recs)); /* not an: the count is the peer's word */
 	if (!recs)
 		abort();
 	size_t got = 0;

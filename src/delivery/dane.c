@@ -27,6 +27,24 @@ static bool usable(const struct dns_tlsa *r)
 	return r->mtype == 0 || r->len == digest_len[r->mtype];
 }
 
+struct dane_records *dane_usable(const struct dns_tlsa *r, size_t n)
+{
+	struct dane_records *recs = xcalloc(1, sizeof(*recs));
+	recs->r = xcalloc(n ? n : 1, sizeof(*recs->r));
+	for (size_t i = 0; i < n; i++) {
+		if (!usable(&r[i]))
+			continue;
+		struct dane_tlsa *t = &recs->r[recs->n++];
+		*t = (struct dane_tlsa){r[i].usage, r[i].selector, r[i].mtype, r[i].len, xmalloc(r[i].len ? r[i].len : 1)};
+		memcpy(t->data, r[i].data, r[i].len);
+	}
+	if (!recs->n) {
+		dane_records_free(recs);
+		return NULL;
+	}
+	return recs;
+}
+
 static void on_tlsa(void *arg, enum dns_status st, bool secure, const struct dns_tlsa *r, size_t n)
 {
 	struct dane_q *q = arg;
@@ -38,7 +56,8 @@ static void on_tlsa(void *arg, enum dns_status st, bool secure, const struct dns
 		return;
 	}
 	/* No records, or records nobody vouched for: DANE does not apply (RFC 7672 2.2). */
-	if (st == DNS_NXDOMAIN || st == DNS_NODATA || (st == DNS_OK && !secure)) {
+	/* A base name too long for DNS (a long MX host name) cannot have TLSA records either. */
+	if (st == DNS_NXDOMAIN || st == DNS_NODATA || st == DNS_BADNAME || (st == DNS_OK && !secure)) {
 		fn(uarg, DANE_NONE, NULL);
 		return;
 	}
@@ -46,21 +65,8 @@ static void on_tlsa(void *arg, enum dns_status st, bool secure, const struct dns
 		fn(uarg, DANE_TEMPFAIL, NULL);
 		return;
 	}
-	struct dane_records *recs = xcalloc(1, sizeof(*recs));
-	recs->r = xcalloc(n, sizeof(*recs->r));
-	for (size_t i = 0; i < n; i++) {
-		if (!usable(&r[i]))
-			continue;
-		struct dane_tlsa *t = &recs->r[recs->n++];
-		*t = (struct dane_tlsa){r[i].usage, r[i].selector, r[i].mtype, r[i].len, xmalloc(r[i].len ? r[i].len : 1)};
-		memcpy(t->data, r[i].data, r[i].len);
-	}
-	if (!recs->n) {
-		dane_records_free(recs);
-		fn(uarg, DANE_UNUSABLE, NULL);
-		return;
-	}
-	fn(uarg, DANE_USABLE, recs);
+	struct dane_records *recs = dane_usable(r, n);
+	fn(uarg, recs ? DANE_USABLE : DANE_UNUSABLE, recs);
 }
 
 void dane_lookup(struct dns *dns, const char *host, uint16_t port, dane_fn *fn, void *arg)

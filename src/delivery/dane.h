@@ -45,6 +45,15 @@ struct dane_records {
 typedef void dane_fn(void *arg, enum dane_status st, struct dane_records *recs);
 
 void dane_lookup(struct dns *dns, const char *host, uint16_t port, dane_fn *fn, void *arg);
+
+struct dns_tlsa;
+/*
+ * The pure part, for tests: the usable records of a validated TLSA answer
+ * (RFC 7672 3.1: DANE-TA(2)/DANE-EE(3), Cert(0)/SPKI(1),
+ * Full(0)/SHA2-256(1)/SHA2-512(2) with the digest's length), copied;
+ * NULL when none is.
+ */
+struct dane_records *dane_usable(const struct dns_tlsa *r, size_t n);
 void dane_records_free(struct dane_records *recs);
 
 #endif

@@ -197,9 +197,11 @@ static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, c
 			cn->next->prev = cn->prev;
 	}
 	bool probe = cn->probe, failed_early = !cn->was_ready && how != SMTP_OUT_DONE;
-	tls_policy_result_free(cn->tls);
+	/* why may be the policy's deferral (on_tls_policy): freed only once it is recorded. */
+	struct tls_policy_result *tls = cn->tls;
 	free(cn);
 	qmgr_dest_conn_ended(d, probe, failed_early, why);
+	tls_policy_result_free(tls);
 }
 
 static const struct smtp_out_cb conn_cb = {
@@ -260,7 +262,8 @@ static void on_route(void *arg, const struct route_result *r)
 	struct qmgr *s = cn->s;
 	struct dest *d = cn->d;
 	if (r->status == ROUTE_OK && !s->stopping) {
-		tls_policy_apply(s->tls_policy, d->domain, dest_tls_mode(d), r->addrs, r->naddrs, on_tls_policy, cn);
+		tls_policy_apply(s->tls_policy, d->domain, dest_tls_mode(d), r->secure, r->addrs, r->naddrs, on_tls_policy,
+				 cn);
 		return;
 	}
 	char reply[400];

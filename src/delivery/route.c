@@ -46,6 +46,7 @@ struct resolution {
 	char domain[256];
 	struct host *hosts;
 	size_t nhosts, pending;
+	bool secure;    /* the host names are trusted: configured, or from a validated MX answer */
 };
 
 static unsigned rand_below(unsigned n)
@@ -197,7 +198,7 @@ static void collect(struct resolution *res, struct route_result *r, bool *self_s
 
 static void finish(struct resolution *res, enum route_status st, const char *why)
 {
-	struct route_result r = {.status = st};
+	struct route_result r = {.status = st, .secure = res->secure};
 	snprintf(r.why, sizeof(r.why), "%s", why);
 	if (st == ROUTE_OK) {
 		bool self_seen = false;
@@ -258,10 +259,11 @@ static void add_host(struct resolution *res, const char *name, uint16_t pref, ui
 	h->port = port;
 }
 
-static void on_mx(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n)
+static void on_mx(void *arg, enum dns_status st, bool secure, const struct dns_mx *mx, size_t n)
 {
 	struct resolution *res = arg;
 	char why[320];
+	res->secure = secure; /* for the implicit MX: whether "no MX" was validated */
 	switch (st) {
 	case DNS_OK:
 		break;
@@ -306,7 +308,8 @@ void route_resolve(struct route_ctx *rc, const char *domain, const struct cfg_do
 	res->arg = arg;
 	snprintf(res->domain, sizeof(res->domain), "%s", domain);
 	if (cd && cd->nprimary) {
-		/* Configured primaries, tried in the order written. */
+		/* Configured primaries, tried in the order written; the operator named them. */
+		res->secure = true;
 		for (size_t i = 0; i < cd->nprimary; i++)
 			add_host(res, cd->primary[i].host, (uint16_t)i, cd->primary[i].port);
 		resolve_hosts(res);

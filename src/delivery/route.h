@@ -37,6 +37,12 @@ struct route_result {
 	enum route_status status;
 	struct smtp_out_addr *addrs; /* in the order to try */
 	size_t naddrs;
+	/*
+	 * The host names can be trusted for DANE (RFC 7672 2.2.1): they come
+	 * from a DNSSEC-validated MX answer (or validated "no MX" for the
+	 * implicit MX), or from the configuration (primary =).
+	 */
+	bool secure;
 	char why[320];
 };
 

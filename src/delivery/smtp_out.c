@@ -61,6 +61,7 @@ struct smtp_out {
 	enum out_state st;
 	bool tls_on;
 	bool tls_refused_here; /* "may": this address failed TLS, retry it in clear */
+	bool tlsa_none_added;  /* DANE: OpenSSL took none of the records: encrypt only */
 	bool was_ready;
 	char tls_version[16];
 	const char *tls_label;    /* what the session got, once TLS is up */
@@ -658,8 +659,9 @@ static void setup_bev(struct smtp_out *c, struct bufferevent *bev)
  * done (check_peer), so a failure can say why, and MTA-STS testing can
  * report it and go on.
  */
-static int tls_set_peer_checks(SSL *ssl, const char *host, const struct smtp_out_tls *t)
+static int tls_set_peer_checks(SSL *ssl, const char *host, const struct smtp_out_tls *t, bool *none_added)
 {
+	*none_added = false;
 	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
 	if (SSL_set_tlsext_host_name(ssl, host) != 1)
 		return -1;
@@ -673,7 +675,13 @@ static int tls_set_peer_checks(SSL *ssl, const char *host, const struct smtp_out
 			const struct dane_tlsa *r = &t->tlsa->r[i];
 			added += SSL_dane_tlsa_add(ssl, r->usage, r->selector, r->mtype, r->data, r->len) > 0;
 		}
-		return added ? 0 : -1;
+		/*
+		 * Records OpenSSL refuses (a full certificate or key that does not
+		 * parse) are unusable; with none left, RFC 7672 2.2 still asks for
+		 * TLS, without authentication (check_peer).
+		 */
+		*none_added = added == 0;
+		return 0;
 	}
 	if (t->level == SMTP_OUT_TLS_VERIFY || t->report_only)
 		return SSL_set1_host(ssl, host) == 1 ? 0 : -1;
@@ -689,7 +697,20 @@ static bool check_peer(struct smtp_out *c, SSL *ssl)
 	const struct smtp_out_tls *t = addr_tls(c);
 	bool checked = t->level == SMTP_OUT_TLS_VERIFY || t->level == SMTP_OUT_TLS_DANE || t->report_only;
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_ERR_UNSPECIFIED;
+	/*
+	 * X509_V_OK is also what a session without a peer certificate reports
+	 * (an anonymous cipher): no certificate is no authentication. Under
+	 * DANE, OK must also come from a TLSA match (SSL_get0_dane_authority),
+	 * never from the trust store alone.
+	 */
+	if (vr == X509_V_OK && checked && (!SSL_get0_peer_certificate(ssl) ||
+					  (t->level == SMTP_OUT_TLS_DANE && SSL_get0_dane_authority(ssl, NULL, NULL) < 0)))
+		vr = X509_V_ERR_UNSPECIFIED;
 	c->tls_label = t->label;
+	if (t->level == SMTP_OUT_TLS_DANE && c->tlsa_none_added) {
+		c->tls_label = "dane-encrypted";
+		return true;
+	}
 	if (!checked || vr == X509_V_OK)
 		return true;
 	const char *err = X509_verify_cert_error_string(vr);
@@ -711,7 +732,7 @@ static void start_tls(struct smtp_out *c)
 		return;
 	}
 	SSL *ssl = SSL_new(c->p.ssl_ctx);
-	if (!ssl || tls_set_peer_checks(ssl, c->addrs[c->addr_i].host, addr_tls(c)) < 0) {
+	if (!ssl || tls_set_peer_checks(ssl, c->addrs[c->addr_i].host, addr_tls(c), &c->tlsa_none_added) < 0) {
 		SSL_free(ssl);
 		fail(c, SMTP_OUT_BUSY, "TLS setup failed");
 		return;

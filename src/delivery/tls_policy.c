@@ -328,8 +328,8 @@ static bool is_ip_literal(const char *host)
 
 /* --- the API ------------------------------------------------------------------- */
 
-void tls_policy_apply(struct tls_policy *tp, const char *domain, enum tls_mode mode, const struct smtp_out_addr *addrs,
-		      size_t n, tls_policy_fn *fn, void *arg)
+void tls_policy_apply(struct tls_policy *tp, const char *domain, enum tls_mode mode, bool hosts_secure,
+		      const struct smtp_out_addr *addrs, size_t n, tls_policy_fn *fn, void *arg)
 {
 	struct tls_req *q = xcalloc(1, sizeof(*q));
 	q->tp = tp;
@@ -345,7 +345,9 @@ void tls_policy_apply(struct tls_policy *tp, const char *domain, enum tls_mode m
 		q->next->prev = q;
 	tp->reqs = q;
 	collect_hosts(q);
-	bool dane = mode == TLS_DANE || mode == TLS_AUTO;
+	bool dane = (mode == TLS_DANE || mode == TLS_AUTO) && hosts_secure;
+	if ((mode == TLS_DANE || mode == TLS_AUTO) && !hosts_secure)
+		log_debug("delivery", "dest=%s MX answer not DNSSEC-validated: no DANE", domain);
 	size_t asked = 0;
 	for (size_t i = 0; dane && i < q->nhosts; i++)
 		asked += !is_ip_literal(q->hosts[i].name);

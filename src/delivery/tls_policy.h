@@ -3,7 +3,8 @@
  * between the route lookup and the connection (RFC 7672, RFC 8461). Per
  * domain `tls =`:
  *   may, encrypt, verify: the same for every address, no lookup;
- *   dane:    hosts with DNSSEC-validated usable TLSA records get DANE, the
+ *   dane:    hosts with DNSSEC-validated usable TLSA records, named by a
+ *            validated MX RRset (or the configuration), get DANE, the
  *            others MAY (Postfix's "dane"); a failed TLSA lookup drops
  *            the host (it cannot be told apart from an attack);
  *   mta-sts: in enforce mode only hosts matching the policy's mx patterns,
@@ -42,9 +43,15 @@ typedef void tls_policy_fn(void *arg, struct tls_policy_result *r);
 /* mta_sts: NULL leaves MTA-STS out (auto is then dane or may). */
 struct tls_policy *tls_policy_new(struct event_base *base, struct dns *dns, struct mta_sts *mta_sts);
 void tls_policy_free(struct tls_policy *tp);
-/* addrs: the route's, in order (copied). domain: lower case. */
-void tls_policy_apply(struct tls_policy *tp, const char *domain, enum tls_mode mode, const struct smtp_out_addr *addrs,
-		      size_t n, tls_policy_fn *fn, void *arg);
+/*
+ * addrs: the route's, in order (copied). domain: lower case. hosts_secure:
+ * the route's host names are trusted (route_result.secure); when false, no
+ * host gets DANE (RFC 7672 2.2.1: an MX RRset that is not validated could
+ * name anyone's host, DANE-protected or not) and dane/auto act as without
+ * TLSA records.
+ */
+void tls_policy_apply(struct tls_policy *tp, const char *domain, enum tls_mode mode, bool hosts_secure,
+		      const struct smtp_out_addr *addrs, size_t n, tls_policy_fn *fn, void *arg);
 void tls_policy_result_free(struct tls_policy_result *r);
 
 #endif

@@ -1,6 +1,6 @@
 """fwdlib: real peers for the forward-side end-to-end tests (test_forward.py).
 
-  Unbound(records, refuse=(), port=None, redirect=())
+  Unbound(records, refuse=(), port=None, redirect=(), zones=())
       unbound (/usr/sbin/unbound) as the authoritative server of the zone
       "test." (local-zone static) on 127.0.0.1:port (a free port unless
       given). records: local-data lines without quotes, e.g.
@@ -12,6 +12,22 @@
       start() waits (bounded) until dig gets an answer; stop() kills it.
       u.resolver is the "127.0.0.1:PORT" for mxvault's [server] resolver;
       u.queries(name, qtype) counts the queries it logged. A context manager.
+
+  SignedZone(origin, records, signed=True, trusted=True, bogus=())
+      An authoritative server for one zone below "test." (unbound with an
+      auth-zone, its own process on 127.0.0.1:port), the zone DNSSEC-signed
+      with Debian's ldns tools (ldns-keygen: an ECDSAP256SHA256 KSK and ZSK;
+      ldns-signzone: NSEC). records: zone-file lines, absolute names
+      ("mx1.dane.test. IN A 127.0.0.2"); SOA and NS are added. signed=False
+      serves it unsigned. trusted: whether an Unbound given this zone gets
+      its trust anchor (the KSK's DS, z.ds): without it the answers are
+      insecure (no AD bit). bogus: (name, type) pairs whose RRSIG is
+      corrupted after signing: a validating resolver answers SERVFAIL for
+      them. Start it before the Unbound that uses it: Unbound(records,
+      zones=[z]) delegates the zone to it (stub-zone), validates it (module
+      validator) and overrides its part of the static "test." zone.
+      z.set_records(records) re-signs and reloads (a key change, a new
+      TLSA); the resolver's cache still holds answers for up to 2 s (TTL).
 
   UdpBlackhole(port)
       A "DNS server" that swallows every query (lookups time out) and
@@ -35,7 +51,10 @@
       may be repeated; stop() closes every session, as a server process
       that exits would. p.dsns(): the transactions with MAIL FROM:<>.
 
-  Helpers: make_cert(dir, cn) -> (cert, key); parse_dsn(bytes) -> dict;
+  Helpers: make_cert(dir, cn, ca=None) -> (cert, key) (self-signed, or
+  signed by ca = make_ca(dir, cn) -> (cert, key), the cert file then holding
+  the chain); spki_sha256(cert) and cert_sha256(cert): the hex digests of a
+  TLSA 3 1 1 / 2 0 1 record; parse_dsn(bytes) -> dict;
   send(d, sender, rcpts, data=None, s=None) -> queue id; fwd_daemon(dns,
   mx_port, domains, **server) -> mxv.Daemon (hold=False: MX lookups);
   env_set(**kv) (environment for daemons started inside); rcpt_states(q).
@@ -44,10 +63,12 @@ Needs /usr/bin/python3 (Debian's python3-aiosmtpd); Controller is None
 without it and test_forward.py skips.
 """
 import asyncio
+import base64
 import collections
 import contextlib
 import email
 import email.policy
+import hashlib
 import logging
 import os
 import re
@@ -78,7 +99,8 @@ QUEUED_RX = re.compile(r'queued as ([0-9a-f]{16})\b')
 # --- DNS ------------------------------------------------------------------
 
 class Unbound:
-    def __init__(self, records=(), refuse=(), port=None, redirect=()):
+    def __init__(self, records=(), refuse=(), port=None, redirect=(), zones=()):
+        self.zones = list(zones)
         self.dir = tempfile.mkdtemp(prefix='mxv-unbound-')
         self.port = port or mxv.free_port()
         self.resolver = '%s:%d' % (mxv.HOST, self.port)
@@ -96,13 +118,22 @@ class Unbound:
                '  use-syslog: no', '  logfile: "%s/unbound.log"' % self.dir,
                '  verbosity: 1', '  log-queries: yes', '  do-ip6: no',
                '  access-control: 127.0.0.0/8 allow',
-               '  do-not-query-localhost: no', '  module-config: "iterator"',
+               '  do-not-query-localhost: no',
+               '  module-config: "%s"' % ('validator iterator' if self.zones else 'iterator'),
                '  local-zone: "test." static',
                '  local-data: "ready.test. IN TXT ok"']
+        for z in self.zones:  # delegated below: resolved (and validated) through its server
+            out += ['  local-zone: "%s" transparent' % z.origin]
+            if z.trusted and z.ds:
+                out += ['  trust-anchor: "%s"' % z.ds]
+        if self.zones:
+            out += ['  val-log-level: 2']
         out += ['  local-zone: "%s" refuse' % z for z in self.refuse]
         out += ['  local-zone: "%s" redirect' % z for z in self.redirect]
         # (unbound answers local data even inside a "refuse" zone: leave it out)
         out += ['  local-data: "%s"' % r for r in self.records if not self.refused(r.split()[0])]
+        for z in self.zones:
+            out += ['stub-zone:', '  name: "%s"' % z.origin, '  stub-addr: %s@%d' % (mxv.HOST, z.port)]
         out += ['remote-control:', '  control-enable: no']
         return '\n'.join(out) + '\n'
 
@@ -159,6 +190,91 @@ class Unbound:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+class SignedZone(Unbound):
+    """An unbound of its own, authoritative for one zone (see the module doc)."""
+
+    def __init__(self, origin, records, signed=True, trusted=True, bogus=(), port=None):
+        super().__init__(port=port)
+        self.origin = origin.rstrip('.') + '.'
+        self.signed, self.trusted, self.bogus = signed, trusted, list(bogus)
+        self.records = list(records)
+        self.zonefile = os.path.join(self.dir, 'zone.signed')
+        self.keys = []
+        self.ds = None
+        self.serial = 1
+
+    def _keys(self):
+        if self.keys:
+            return
+        for ksk in (True, False):
+            p = subprocess.run(['ldns-keygen', '-a', 'ECDSAP256SHA256'] + (['-k'] if ksk else []) + [self.origin],
+                               cwd=self.dir, check=True, capture_output=True, text=True, timeout=60)
+            self.keys.append(p.stdout.strip())
+        with open(os.path.join(self.dir, self.keys[0] + '.ds')) as f:
+            self.ds = ' '.join(f.read().split())
+
+    def _write_zone(self):
+        head = ['$TTL 2',
+                '%s IN SOA ns.%s hostmaster.%s %d 3600 600 86400 2' % (self.origin, self.origin, self.origin,
+                                                                      self.serial),
+                '%s IN NS ns.%s' % (self.origin, self.origin), 'ns.%s IN A %s' % (self.origin, mxv.HOST)]
+        plain = os.path.join(self.dir, 'zone')
+        with open(plain, 'w') as f:
+            f.write('\n'.join(head + self.records) + '\n')
+        if not self.signed:
+            shutil.copyfile(plain, self.zonefile + '.new')
+        else:
+            self._keys()
+            subprocess.run(['ldns-signzone', '-o', self.origin, '-f', self.zonefile + '.new', plain] + self.keys,
+                           cwd=self.dir, check=True, capture_output=True, timeout=60)
+            self._corrupt(self.zonefile + '.new')
+        os.replace(self.zonefile + '.new', self.zonefile)
+
+    def _corrupt(self, path):
+        """Flips a bit in the signature of each RRSIG covering a (name, type) in self.bogus."""
+        want = {(n.rstrip('.').lower() + '.', t.upper()) for n, t in self.bogus}
+        lines = []
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 5 and fields[3] == 'RRSIG' and (fields[0].lower(), fields[4].upper()) in want:
+                    sig = bytearray(base64.b64decode(fields[-1]))
+                    sig[len(sig) // 2] ^= 0x01
+                    line = '\t'.join(fields[:-1] + [base64.b64encode(bytes(sig)).decode()]) + '\n'
+                lines.append(line)
+        with open(path, 'w') as f:
+            f.writelines(lines)
+
+    def config_text(self):
+        return '\n'.join([
+            'server:', '  interface: %s' % mxv.HOST, '  port: %d' % self.port,
+            '  do-daemonize: no', '  username: ""', '  chroot: ""', '  directory: "%s"' % self.dir,
+            '  pidfile: ""', '  use-syslog: no', '  logfile: "%s/unbound.log"' % self.dir, '  verbosity: 1',
+            '  do-ip6: no', '  access-control: 127.0.0.0/8 allow', '  module-config: "iterator"',
+            '  local-zone: "test." nodefault',  # unbound blocks "test." (RFC 6761) unless told not to
+            'auth-zone:', '  name: "%s"' % self.origin, '  zonefile: "%s"' % self.zonefile,
+            '  for-downstream: yes', '  for-upstream: no',
+            'remote-control:', '  control-enable: no']) + '\n'
+
+    def answers(self):
+        """Serving the zone at its current serial."""
+        p = subprocess.run(['dig', '@' + mxv.HOST, '-p', str(self.port), '+time=1', '+tries=1', '+short',
+                            self.origin, 'SOA'], capture_output=True, text=True, timeout=5)
+        f = p.stdout.split()
+        return p.returncode == 0 and len(f) > 2 and f[2] == str(self.serial)
+
+    def start(self, timeout=20):
+        self._write_zone()
+        return super().start(timeout)
+
+    def set_records(self, records, timeout=20):
+        """New zone content, re-signed with the same keys, served at once (a restart of its server)."""
+        self.records = list(records)
+        self.serial += 1
+        self.stop()
+        return self.start(timeout)
 
 
 class UdpBlackhole:
@@ -369,12 +485,46 @@ class Primary:
 
 # --- helpers --------------------------------------------------------------
 
-def make_cert(directory, cn):
+def make_cert(directory, cn, ca=None):
+    """A certificate for cn: self-signed, or issued by ca (cert, key) with the
+    chain (leaf, then the CA) in the returned cert file."""
     cert, key = os.path.join(directory, cn + '.crt'), os.path.join(directory, cn + '.key')
-    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=' + cn,
-                    '-addext', 'subjectAltName=DNS:' + cn, '-days', '1', '-keyout', key, '-out', cert],
+    args = ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=' + cn,
+            '-addext', 'subjectAltName=DNS:' + cn, '-days', '1', '-keyout', key, '-out', cert]
+    if ca:
+        args += ['-CA', ca[0], '-CAkey', ca[1], '-addext', 'basicConstraints=critical,CA:FALSE']
+    subprocess.run(args, check=True, capture_output=True, timeout=60)
+    if ca:
+        with open(cert, 'a') as out, open(ca[0]) as f:
+            out.write(f.read())
+    return cert, key
+
+
+def make_ca(directory, cn):
+    """A test certificate authority: (cert, key)."""
+    cert, key = os.path.join(directory, cn + '.ca.crt'), os.path.join(directory, cn + '.ca.key')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+                    '-subj', '/CN=' + cn, '-addext', 'basicConstraints=critical,CA:TRUE',
+                    '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-days', '1', '-keyout', key, '-out', cert],
                    check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+def _openssl_der(args, pem):
+    return subprocess.run(['openssl'] + args, input=pem, check=True, capture_output=True, timeout=30).stdout
+
+
+def spki_sha256(cert):
+    """SHA-256 of the certificate's SubjectPublicKeyInfo (the first in the file): TLSA 3 1 1 / 2 1 1 data."""
+    with open(cert, 'rb') as f:
+        pub = _openssl_der(['x509', '-noout', '-pubkey'], f.read())
+    return hashlib.sha256(_openssl_der(['pkey', '-pubin', '-outform', 'DER'], pub)).hexdigest()
+
+
+def cert_sha256(cert):
+    """SHA-256 of the whole certificate (the first in the file): TLSA 3 0 1 / 2 0 1 data."""
+    with open(cert, 'rb') as f:
+        return hashlib.sha256(_openssl_der(['x509', '-outform', 'DER'], f.read())).hexdigest()
 
 
 def parse_dsn(data):

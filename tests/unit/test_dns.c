@@ -48,6 +48,9 @@ struct result {
 	struct dns_mx mx[8];
 	struct dns_addr addrs[BIG_N + 8];
 	struct dns *free_me; /* dns_free from inside the callback */
+	bool secure;         /* MX, TLSA: the AD bit */
+	struct dns_tlsa tlsa[4];
+	unsigned char tlsa_data[4][64];
 };
 
 /* ---- the loop ---- */
@@ -72,9 +75,10 @@ static bool run_until(struct event_base *base, const int *flag, int ms)
 	return *flag != 0;
 }
 
-static void on_mx(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n)
+static void on_mx(void *arg, enum dns_status st, bool secure, const struct dns_mx *mx, size_t n)
 {
 	struct result *r = arg;
+	r->secure = secure;
 	r->calls++;
 	r->reentrant |= in_lookup;
 	r->st = st;
@@ -96,6 +100,32 @@ static void on_addrs(void *arg, enum dns_status st, const struct dns_addr *a, si
 		r->addrs[i] = a[i];
 	if (r->free_me)
 		dns_free(r->free_me);
+}
+
+static void on_tlsa(void *arg, enum dns_status st, bool secure, const struct dns_tlsa *t, size_t n)
+{
+	struct result *r = arg;
+	r->calls++;
+	r->reentrant |= in_lookup;
+	r->st = st;
+	r->n = n;
+	r->secure = secure;
+	for (size_t i = 0; i < n && i < ARRAY_LEN(r->tlsa); i++) {
+		r->tlsa[i] = t[i];
+		assert_true(t[i].len <= sizeof(r->tlsa_data[i]));
+		memcpy(r->tlsa_data[i], t[i].data, t[i].len);
+		r->tlsa[i].data = r->tlsa_data[i];
+	}
+}
+
+static void on_txt(void *arg, enum dns_status st, const char *const *txt, size_t n)
+{
+	struct result *r = arg;
+	(void)txt;
+	r->calls++;
+	r->reentrant |= in_lookup;
+	r->st = st;
+	r->n = n;
 }
 
 static void mx_lookup(struct dns *d, const char *name, struct result *r)
@@ -195,6 +225,8 @@ static int write_conf(const char *path)
 		"nomx.test. A 192.0.2.3", "dual.test. AAAA 2001:db8::1",
 		"dual.test. A 192.0.2.1", "v4.test. A 192.0.2.2",
 		"v6.test. AAAA 2001:db8::2", "a.mx3.test. A 192.0.2.10",
+		"_25._tcp.tlsa.test. TLSA 3 1 1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+		"tlsa.test. A 192.0.2.4",
 	};
 	for (size_t i = 0; i < ARRAY_LEN(data); i++)
 		fprintf(fp, "  local-data: \"%s\"\n", data[i]);
@@ -492,7 +524,76 @@ static void test_no_server_is_tempfail(void **state)
 	dns_free(d);
 }
 
+/* ---- TLSA ---- */
+
+/* The records as the zone has them; unbound serving local data validates nothing: no AD. */
+static void test_tlsa_lookup(void **state)
+{
+	struct fixture *f = *state;
+	struct result r = {0};
+	in_lookup = true;
+	dns_lookup_tlsa(f->d, "_25._tcp.tlsa.test", on_tlsa, &r);
+	in_lookup = false;
+	assert_true(run_until(f->base, &r.calls, 5000));
+	assert_false(r.reentrant);
+	assert_int_equal(r.st, DNS_OK);
+	assert_false(r.secure);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.tlsa[0].usage, 3);
+	assert_int_equal(r.tlsa[0].selector, 1);
+	assert_int_equal(r.tlsa[0].mtype, 1);
+	assert_int_equal(r.tlsa[0].len, 32);
+	assert_int_equal(r.tlsa_data[0][1], 0x11);
+	assert_int_equal(r.tlsa_data[0][31], 0xff);
+
+	struct result nd = {0}, nx = {0}, bad = {0}, deny = {0};
+	dns_lookup_tlsa(f->d, "tlsa.test", on_tlsa, &nd);
+	dns_lookup_tlsa(f->d, "_25._tcp.none.test", on_tlsa, &nx);
+	dns_lookup_tlsa(f->d, "_25..tlsa.test", on_tlsa, &bad);
+	dns_lookup_tlsa(f->d, "_25._tcp.refused.test", on_tlsa, &deny);
+	assert_true(run_until(f->base, &deny.calls, 5000));
+	assert_true(run_until(f->base, &bad.calls, 5000));
+	assert_true(run_until(f->base, &nx.calls, 5000));
+	assert_true(run_until(f->base, &nd.calls, 5000));
+	assert_int_equal(nd.st, DNS_NODATA);
+	assert_int_equal(nx.st, DNS_NXDOMAIN);
+	assert_int_equal(bad.st, DNS_BADNAME);
+	assert_int_equal(deny.st, DNS_TEMPFAIL);
+	assert_int_equal(nd.n + nx.n + bad.n + deny.n, 0);
+}
+
+/* The MX query asks for AD too; a non-validating server leaves it clear. */
+static void test_mx_not_secure(void **state)
+{
+	struct fixture *f = *state;
+	struct result r = {.secure = true};
+	assert_int_equal(mx_status(f, "mx3.test", &r), DNS_OK);
+	assert_false(r.secure);
+}
+
 /* ---- cancellation ---- */
+
+/* dns_free cancels TLSA and TXT lookups through their own callbacks. */
+static void test_free_cancels_tlsa_and_txt(void **state)
+{
+	struct fixture *f = *state;
+	struct result rt = {0}, rx = {0}, rtb = {0};
+	dns_lookup_tlsa(f->d, "_25._tcp.deny.test", on_tlsa, &rt);
+	dns_lookup_txt(f->d, "deny.test", on_txt, &rx);
+	int never = 0;
+	run_until(f->base, &never, 50); /* the queries are on the wire */
+	assert_int_equal(rt.calls + rx.calls, 0);
+	dns_lookup_tlsa(f->d, "bad..name", on_tlsa, &rtb); /* deferred */
+	dns_free(f->d);
+	f->d = NULL;
+	run_until(f->base, &never, 300);
+	struct result *all[] = {&rt, &rx, &rtb};
+	for (size_t i = 0; i < ARRAY_LEN(all); i++) {
+		assert_int_equal(all[i]->calls, 1);
+		assert_int_equal(all[i]->st, DNS_CANCELLED);
+		assert_int_equal(all[i]->n, 0);
+	}
+}
 
 static void test_free_cancels_in_flight(void **state)
 {
@@ -555,8 +656,9 @@ struct chain {
 	struct result mx, addrs;
 };
 
-static void on_chain_mx(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n)
+static void on_chain_mx(void *arg, enum dns_status st, bool secure, const struct dns_mx *mx, size_t n)
 {
+	(void)secure;
 	struct chain *c = arg;
 	c->mx.calls++;
 	c->mx.st = st;
@@ -646,7 +748,10 @@ int main(void)
 		T(test_refused_is_tempfail),
 		T(test_timeout_is_tempfail),
 		T(test_no_server_is_tempfail),
+		T(test_tlsa_lookup),
+		T(test_mx_not_secure),
 		T(test_free_cancels_in_flight),
+		T(test_free_cancels_tlsa_and_txt),
 		T(test_free_inside_callback),
 		T(test_free_inside_deferred_callback),
 		T(test_lookup_from_callback),
