@@ -672,6 +672,10 @@ void dns_free(struct dns *d)
 		q->orphan = q->pending > 0;
 		if (q->kind == DNS_Q_MX)
 			q->mx_fn(q->arg, DNS_CANCELLED, NULL, 0);
+		else if (q->kind == DNS_Q_TXT)
+			q->txt_fn(q->arg, DNS_CANCELLED, NULL, 0);
+		else if (q->kind == DNS_Q_TLSA)
+			q->tlsa_fn(q->arg, DNS_CANCELLED, false, NULL, 0);
 		else
 			q->addr_fn(q->arg, DNS_CANCELLED, NULL, 0);
 		if (!q->orphan)

@@ -516,6 +516,51 @@ static void test_free_cancels_in_flight(void **state)
 	}
 }
 
+static void on_txt(void *arg, enum dns_status st, const char *const *txt, size_t n)
+{
+	(void)txt;
+	struct result *r = arg;
+	r->calls++;
+	r->reentrant |= in_lookup;
+	r->st = st;
+	r->n = n;
+}
+
+static void on_tlsa(void *arg, enum dns_status st, bool secure, const struct dns_tlsa *recs, size_t n)
+{
+	(void)recs;
+	struct result *r = arg;
+	r->calls++;
+	r->reentrant |= in_lookup;
+	r->st = st;
+	r->n = n + secure;
+}
+
+/*
+ * TXT and TLSA lookups in flight are cancelled through their own callbacks
+ * (dns_free once called the address callback, NULL for them: a crash when
+ * the daemon stopped with an MTA-STS or DANE lookup under way).
+ */
+static void test_free_cancels_txt_and_tlsa(void **state)
+{
+	struct fixture *f = *state;
+	struct result rt = {0}, rl = {0};
+	dns_lookup_txt(f->d, "_mta-sts.deny.test", on_txt, &rt);
+	dns_lookup_tlsa(f->d, "_25._tcp.deny.test", on_tlsa, &rl);
+	int never = 0;
+	run_until(f->base, &never, 50); /* the queries are on the wire */
+	assert_int_equal(rt.calls + rl.calls, 0);
+	dns_free(f->d);
+	f->d = NULL;
+	run_until(f->base, &never, 300);
+	struct result *all[] = {&rt, &rl};
+	for (size_t i = 0; i < ARRAY_LEN(all); i++) {
+		assert_int_equal(all[i]->calls, 1);
+		assert_int_equal(all[i]->st, DNS_CANCELLED);
+		assert_int_equal(all[i]->n, 0);
+	}
+}
+
 /* dns_free from a callback c-ares is running: the rest are cancelled. */
 static void test_free_inside_callback(void **state)
 {
@@ -630,6 +675,7 @@ int main(void)
 		T(test_timeout_is_tempfail),
 		T(test_no_server_is_tempfail),
 		T(test_free_cancels_in_flight),
+		T(test_free_cancels_txt_and_tlsa),
 		T(test_free_inside_callback),
 		T(test_free_inside_deferred_callback),
 		T(test_lookup_from_callback),
