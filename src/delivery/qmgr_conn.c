@@ -197,9 +197,10 @@ static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, c
 			cn->next->prev = cn->prev;
 	}
 	bool probe = cn->probe, failed_early = !cn->was_ready && how != SMTP_OUT_DONE;
-	tls_policy_result_free(cn->tls);
+	struct tls_policy_result *tls = cn->tls; /* why may be its deferral reply: freed once that is recorded */
 	free(cn);
 	qmgr_dest_conn_ended(d, probe, failed_early, why);
+	tls_policy_result_free(tls);
 }
 
 static const struct smtp_out_cb conn_cb = {
