@@ -12,7 +12,10 @@
  *
  * Callbacks run on the loop thread, exactly once per mta_sts_get, never
  * from inside mta_sts_get; mta_sts_free runs the pending ones with
- * MTA_STS_CANCELLED before it returns.
+ * MTA_STS_CANCELLED before it returns, and must not be called from inside
+ * one. The policy handed to a callback is valid only during the callback.
+ * Lookups still with the resolver when mta_sts_free runs answer later
+ * (at dns_free at the latest) and find themselves detached.
  */
 #ifndef MXV_MTA_STS_H
 #define MXV_MTA_STS_H
@@ -48,10 +51,13 @@ struct mta_sts_policy {
 typedef void mta_sts_fn(void *arg, enum mta_sts_status st, const struct mta_sts_policy *p, const char *why);
 
 /*
- * cache_dir: where policies are kept across restarts (created if missing).
- * ca_file: PEM trust store for the HTTPS fetch, or NULL for the system's.
+ * cache_dirfd: the directory where policies are kept across restarts (an
+ * O_DIRECTORY fd, taken over; -1 keeps them in memory only). ca_file: PEM
+ * trust store for the HTTPS fetch, or NULL for the system's; curl reads it
+ * at the first fetch, after privileges are dropped. NULL when libcurl
+ * cannot be set up.
  */
-struct mta_sts *mta_sts_new(struct event_base *base, struct dns *dns, const char *cache_dir, const char *ca_file);
+struct mta_sts *mta_sts_new(struct event_base *base, struct dns *dns, int cache_dirfd, const char *ca_file);
 void mta_sts_free(struct mta_sts *m);
 /* domain: lower case, no trailing dot. */
 void mta_sts_get(struct mta_sts *m, const char *domain, mta_sts_fn *fn, void *arg);
@@ -64,5 +70,13 @@ bool mta_sts_mx_matches(const struct mta_sts_policy *p, const char *host);
 int mta_sts_parse_policy(const char *text, size_t n, struct mta_sts_policy *out, char *why, size_t whylen);
 /* Parses a TXT record "v=STSv1; id=...;"; 0 and the id, or -EINVAL (not an STS record). */
 int mta_sts_parse_txt(const char *txt, char id[33]);
+/* Does the TXT record begin as an STS one ("v=STSv1;", RFC 8461 3.1)? */
+bool mta_sts_txt_is_sts(const char *txt);
+/*
+ * The id of the one STS record among a name's TXT records: 0; -ENOENT when
+ * none begins as one; -EINVAL when more than one does or that one is
+ * malformed (RFC 8461 3.1: the domain then has no available policy).
+ */
+int mta_sts_pick_txt(const char *const *txt, size_t n, char id[33]);
 
 #endif

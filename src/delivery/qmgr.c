@@ -631,9 +631,11 @@ int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out)
 	s->dns = deps->dns;
 	s->ssl = deps->tls;
 	s->route = route_new(s->cfg, s->dns);
-	char cache[4096];
-	if (fmt(cache, sizeof(cache), "%s/mta-sts", s->cfg->spool) == 0)
-		s->mta_sts = mta_sts_new(s->base, s->dns, cache, s->cfg->tls_ca_file);
+	int cache = spool_open_subdir(s->sp, "mta-sts");
+	if (cache < 0)
+		log_warn("delivery", "cannot open SPOOL/mta-sts (%s): MTA-STS policies are kept in memory only",
+			 strerror(-cache));
+	s->mta_sts = mta_sts_new(s->base, s->dns, cache, s->cfg->tls_ca_file);
 	if (!s->mta_sts)
 		log_warn("delivery", "MTA-STS is unavailable: domains with tls = mta-sts or auto get DANE or may");
 	s->tls_policy = tls_policy_new(s->base, s->dns, s->mta_sts);

@@ -65,6 +65,14 @@ int spool_dir_prepare(const char *dir, bool owner, uint32_t uid, uint32_t gid) M
  * when segments need a key that is missing or damaged.
  */
 int spool_open(const char *dir, int dirfd, struct event_base *base, uint64_t min_free, struct spool **out) MUST_CHECK;
+/*
+ * A directory of the spool's for another module's own files (name: one
+ * path component; the MTA-STS policy cache), created mode 0700 if missing:
+ * an O_DIRECTORY fd (the caller's), or -errno. Through the spool's
+ * directory fd, so it works after privileges are dropped whatever the
+ * permissions of the path above the spool.
+ */
+int spool_open_subdir(struct spool *sp, const char *name) MUST_CHECK;
 /* Recovers read-only (no repair, no thread, reads the key but never creates it): for `mxvault queue list`. */
 int spool_open_readonly(const char *dir, struct spool **out) MUST_CHECK;
 /* Flushes what is queued, stops the I/O thread, frees everything. */

@@ -3,6 +3,8 @@
  * contents. Before privileges are dropped, spool_dir_prepare (called by
  * daemon.c) opens the directory and gives it and its files to the daemon's
  * user; after that everything goes through the directory fd, never by path.
+ * spool_open_subdir gives another module a directory of its own inside
+ * the spool (the MTA-STS cache), also through the fd.
  * spool.c calls spool_key_open when opening the spool, before replay:
  *
  * The key (SPOOL/key, 32 random bytes, mode 0600) authenticates every
@@ -230,6 +232,16 @@ static int key_make(struct spool *sp, int err, unsigned char key[SPOOL_KEY_SIZE]
 	log_info("spool", "created %s/%s: back it up with the spool, which cannot be read without it", sp->dir,
 		 KEY_NAME);
 	return 0;
+}
+
+int spool_open_subdir(struct spool *sp, const char *name)
+{
+	if (!name[0] || strchr(name, '/') || name[0] == '.' || strcmp(name, "corrupt") == 0)
+		return -EINVAL;
+	if (mkdirat(sp->dirfd, name, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	int fd = openat(sp->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 int spool_key_open(struct spool *sp)
