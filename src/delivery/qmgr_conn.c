@@ -253,7 +253,17 @@ static void on_tls_policy(void *arg, struct tls_policy_result *r)
  */
 static enum tls_mode dest_tls_mode(const struct dest *d)
 {
-	return d->cd ? d->cd->tls : TLS_DANE;
+	if (!d->cd)
+		return TLS_DANE;
+	/*
+	 * An MTA-STS policy lists the MX hosts senders may use (RFC 8461 4.1);
+	 * configured primaries are not picked from the MX records, so under
+	 * auto the policy cannot speak for them (an IP literal never matches
+	 * it): DANE where they publish TLSA records, else may.
+	 */
+	if (d->cd->tls == TLS_AUTO && d->cd->nprimary)
+		return TLS_DANE;
+	return d->cd->tls;
 }
 
 static void on_route(void *arg, const struct route_result *r)

@@ -720,7 +720,13 @@ static bool check_peer(struct smtp_out *c, SSL *ssl)
 		c->tls_label = "may-encrypted";
 		return true;
 	}
-	fail(c, SMTP_OUT_BUSY, "%s (%s: %s)", t->fail_reply, c->addrs[c->addr_i].host, err);
+	/* fail_reply names what a policy is about (a TLSA match, a name); any other failure is said as it is. */
+	bool about_name = t->level == SMTP_OUT_TLS_DANE || vr == X509_V_ERR_HOSTNAME_MISMATCH;
+	if (about_name)
+		fail(c, SMTP_OUT_BUSY, "%s (%s: %s)", t->fail_reply, c->addrs[c->addr_i].host, err);
+	else
+		fail(c, SMTP_OUT_BUSY, "451 4.7.5 certificate verification failed (%s; %s: %s)", t->label,
+		     c->addrs[c->addr_i].host, err);
 	return false;
 }
 

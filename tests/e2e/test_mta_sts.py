@@ -294,6 +294,35 @@ class TestMtaSts(unittest.TestCase):
             self.wait_deferred(d, 'certificate name does not match the MTA-STS policy')
             self.assertEqual(p.deliveries(), [])
 
+    def test_auto_with_configured_primary_ignores_the_policy(self):
+        # The policy lists MX hosts; a configured primary (here an IP literal) is not one of them,
+        # and under auto the policy must not make its mail wait forever.
+        p = self.primary('127.0.0.2', 'mx1.sts.test', self.mx_cert)
+        web = self.https(policy(mx=('mx9.sts.test',)))
+        d = fwd_daemon(self.dns, self.mx_port,
+                       {'sts.test': {'tls': 'auto', 'primary': '127.0.0.2:%d' % self.mx_port}},
+                       tls_ca_file=self.ca.cert)
+        self.addCleanup(d.cleanup)
+        with d:
+            send(d, SENDER, 'j@sts.test')
+            p.wait_deliveries(1, 15)
+            d.wait_log(r'to=<j@sts\.test> relay=\S+ code=250 status=sent tls=may-encrypted ')
+            d.wait_queue(0)
+            self.assertEqual(web.count(), 0, 'fetched an MTA-STS policy for a configured primary')
+
+    def test_enforce_untrusted_certificate_says_so(self):
+        # A certificate no trusted CA signed is not a name mismatch: the reply must not say it is.
+        own = tempfile.mkdtemp(prefix='mxv-sts-self-')
+        self.addCleanup(shutil.rmtree, own, True)
+        untrusted = fwdlib.make_cert(own, 'mx1.sts.test')  # the right name, but no CA behind it
+        p = self.primary('127.0.0.2', 'mx1.sts.test', untrusted)
+        self.https(policy())
+        with self.daemon() as d:
+            send(d, SENDER, 'k@sts.test')
+            self.wait_deferred(d, '4.7.5 certificate verification failed (mta-sts')
+            self.assertNotIn('name does not match', ' '.join(self.replies(d)))
+            self.assertEqual(p.deliveries(), [])
+
     # --- shutting down with lookups under way (they must end detached) ------
 
     def test_stop_while_txt_lookup_pending(self):
