@@ -91,8 +91,11 @@ static int set_identity(X509 *x, const char *hostname)
 	ok = ok && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)hostname, -1, -1, 0);
 	ok = ok && X509_set_issuer_name(x, name);
 	ok = ok && fmt(san, sizeof(san), "DNS:%s", hostname) == 0;
-	if (!ok || add_ext(x, NID_subject_alt_name, san) < 0 || add_ext(x, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-	    add_ext(x, NID_key_usage, "critical,digitalSignature") < 0 || add_ext(x, NID_ext_key_usage, "serverAuth") < 0)
+	/* A server certificate for one name, as a public CA would issue it. */
+	if (!ok || add_ext(x, NID_subject_alt_name, san) < 0 ||
+	    add_ext(x, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+	    add_ext(x, NID_key_usage, "critical,digitalSignature") < 0 ||
+	    add_ext(x, NID_ext_key_usage, "serverAuth") < 0)
 		return -EIO;
 	return 0;
 }
@@ -154,7 +157,8 @@ static int sync_dir(const char *dir)
 static int install(const struct paths *p, bool owner, uint32_t uid, uint32_t gid, EVP_PKEY *key, X509 *cert)
 {
 	char tmp_key[PATH_MAX + 8], tmp_cert[PATH_MAX + 8];
-	if (fmt(tmp_key, sizeof(tmp_key), "%s.tmp", p->key) < 0 || fmt(tmp_cert, sizeof(tmp_cert), "%s.tmp", p->cert) < 0)
+	if (fmt(tmp_key, sizeof(tmp_key), "%s.tmp", p->key) < 0 ||
+	    fmt(tmp_cert, sizeof(tmp_cert), "%s.tmp", p->cert) < 0)
 		return -ENAMETOOLONG;
 	int rc = write_pem(tmp_key, 0600, owner, uid, gid, key, NULL);
 	if (rc == 0)

@@ -13,16 +13,19 @@ import hashlib
 import os
 import pwd
 import re
+import select
 import shutil
 import smtplib
 import socket
 import ssl
 import subprocess
 import tempfile
+import time
 import unittest
 
 import fwdlib
 import mxv
+import shims
 from test_config import ConfigCase
 
 SENDER = 'sender@client.test'
@@ -70,6 +73,13 @@ class TlsCase(unittest.TestCase):
         self.assertEqual(code, 250, text)
         return r, text
 
+    def raw_tls(self, pipelined=''):
+        """A raw session after EHLO and STARTTLS (pipelined: sent in clear right behind it), not yet EHLO again."""
+        r, _ = self.raw()
+        r.send('STARTTLS\r\n' + pipelined)
+        starttls(r)
+        return r
+
 
 class TestClients(TlsCase):
     def test_openssl_s_client(self):
@@ -85,10 +95,9 @@ class TestClients(TlsCase):
         self.d.wait_log(TLS_LINE)
 
     def test_ehlo_offers_starttls_in_clear_only(self):
-        r, text = self.raw()
+        _, text = self.raw()
         self.assertIn('\nSTARTTLS\n', text + '\n')
-        r.send('STARTTLS\r\n')
-        starttls(r)
+        r = self.raw_tls()
         code, text = r.ehlo()
         self.assertEqual(code, 250)
         self.assertNotIn('STARTTLS', text)
@@ -118,9 +127,7 @@ class TestClients(TlsCase):
 class TestMisuse(TlsCase):
     def test_pipelined_command_after_starttls_is_discarded(self):
         """CVE-2011-0411: a command sent in clear behind STARTTLS must not run inside TLS."""
-        r, _ = self.raw()
-        r.send('STARTTLS\r\nMAIL FROM:<attacker@evil.test>\r\n')
-        starttls(r)
+        r = self.raw_tls(pipelined='MAIL FROM:<attacker@evil.test>\r\n')
         self.assertEqual(r.ehlo()[0], 250)
         # Had the MAIL run, this RCPT would be accepted.
         r.send('RCPT TO:<alice@example.com>\r\n')
@@ -129,16 +136,12 @@ class TestMisuse(TlsCase):
 
     def test_session_reset_after_starttls(self):
         """RFC 3207 4.2: HELO/EHLO is needed again, and the old name is forgotten."""
-        r, _ = self.raw()
-        r.send('STARTTLS\r\n')
-        starttls(r)
+        r = self.raw_tls()
         r.send('MAIL FROM:<%s>\r\n' % SENDER)
         r.expect(503, '5.5.1')  # send HELO/EHLO first
 
     def test_starttls_twice(self):
-        r, _ = self.raw()
-        r.send('STARTTLS\r\n')
-        starttls(r)
+        r = self.raw_tls()
         self.assertEqual(r.ehlo()[0], 250)
         r.send('STARTTLS\r\n')
         r.expect(503, '5.5.1')
@@ -154,17 +157,24 @@ class TestMisuse(TlsCase):
         r.send('STARTTLS now\r\n')
         r.expect(501, '5.5.4')
 
-    def test_garbage_instead_of_client_hello(self):
-        d = mxv.Daemon(max_sessions_per_ip=1)
+    def in_handshake(self, **server):
+        """A daemon of its own (with these [server] keys), and a session that got 220 to STARTTLS."""
+        d = mxv.Daemon(**server)
         self.addCleanup(d.cleanup)
         d.start()
         self.addCleanup(d.stop)
-        with d.raw() as r:
-            r.ehlo()
-            r.send('STARTTLS\r\n')
-            r.expect(220)
-            r.send(b'GET / HTTP/1.0\r\n\r\n' + bytes(range(256)) * 4)
-            r.wait_closed()
+        r = d.raw()
+        self.addCleanup(r.close)
+        r.ehlo()
+        r.send('STARTTLS\r\n')
+        r.expect(220)
+        return d, r
+
+    def test_garbage_instead_of_client_hello(self):
+        d, r = self.in_handshake(max_sessions_per_ip=1)
+        r.send(b'GET / HTTP/1.0\r\n\r\n' + bytes(range(256)) * 4)
+        r.wait_closed()
+        r.close()
         d.wait_log(r'starttls failed reason="[^"]+"')
         # The slot is free again (one session per IP) and the daemon still serves TLS.
         s = smtp_tls(d)
@@ -173,30 +183,101 @@ class TestMisuse(TlsCase):
         self.assertTrue(d.running())
 
     def test_silent_client_during_handshake(self):
-        d = mxv.Daemon(command_timeout='2s')
-        self.addCleanup(d.cleanup)
-        d.start()
-        self.addCleanup(d.stop)
-        with d.raw() as r:
-            r.ehlo()
-            r.send('STARTTLS\r\n')
-            r.expect(220)
-            r.wait_closed(timeout=10)
+        d, r = self.in_handshake(command_timeout='2s')
+        r.wait_closed(timeout=10)
         d.wait_log(r'starttls failed reason="timeout"')
 
     def test_handshake_obeys_session_deadline(self):
         """A handshake trickled one byte at a time still ends at max_session_time."""
-        d = mxv.Daemon(max_session_time='2s', command_timeout='60s')
+        d, r = self.in_handshake(max_session_time='2s', command_timeout='60s')
+        r.send(b'\x16')  # the first byte of a ClientHello, and then nothing
+        r.wait_closed(timeout=10)
+        d.wait_log(r'starttls failed reason="session time limit exceeded"')
+
+
+def exchange(sock, stream, sent=0, timeout=120):
+    """Sends the rest of stream (from sent) on a non-blocking TLS socket while
+    reading replies, until the 221; returns every byte read."""
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    while not got.endswith(b'221 2.0.0 Bye\r\n'):
+        if time.monotonic() > deadline:
+            raise AssertionError('replies did not all arrive (%d)' % got.count(b'\r\n'))
+        rd, wr, _ = select.select([sock], [sock] if sent < len(stream) else [], [], 5)
+        if rd or sock.pending():
+            try:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    raise AssertionError('closed after %d replies: %r' % (got.count(b'\r\n'), bytes(got[-60:])))
+                got += chunk
+            except ssl.SSLWantReadError:
+                pass
+        if wr:
+            try:
+                sent += sock.send(stream[sent:sent + 16384])
+            except ssl.SSLWantWriteError:
+                pass
+    return got
+
+
+class TestBackPressure(unittest.TestCase):
+    def test_burst_then_quit_gets_every_reply(self):
+        """Regression: libevent runs the TLS filter's write callback deferred;
+        a closing session took a late one for "all encrypted" and sent its
+        close_notify with replies still queued, which then failed to encrypt
+        and were lost, 221 included. 100,000 NOOPs and QUIT in one burst (the
+        kernel buffers take it all), read at Python's pace."""
+        d = mxv.Daemon()
         self.addCleanup(d.cleanup)
         d.start()
         self.addCleanup(d.stop)
-        with d.raw() as r:
-            r.ehlo()
-            r.send('STARTTLS\r\n')
-            r.expect(220)
-            r.send(b'\x16')  # the first byte of a ClientHello, and then nothing
-            r.wait_closed(timeout=10)
-        d.wait_log(r'starttls failed reason="session time limit exceeded"')
+        r = d.raw()
+        self.addCleanup(r.close)
+        r.ehlo()
+        r.send('STARTTLS\r\n')
+        starttls(r)
+        n = 100000
+        r.sock.setblocking(False)
+        got = exchange(r.sock, memoryview(b'EHLO c\r\n' + b'NOOP\r\n' * n + b'QUIT\r\n'))
+        self.assertEqual(got.count(b'250 2.0.0 Ok\r\n'), n)
+
+    def test_client_that_does_not_read_is_not_read_either(self):
+        """Under TLS the replies pass through two buffers (the filter's and the
+        socket's): a client that pipelines without reading must still make the
+        server stop reading it, and then get every reply, in order, and the 221
+        before the close. As test_smtp's TestBackPressure, over TLS, with small
+        socket buffers on both sides (a shim for the daemon's) so that 200,000
+        NOOPs are enough. One thread, non-blocking: an SSL socket is not for two."""
+        tiny = shims.build('tinysndbuf')
+        if not tiny:
+            self.skipTest('no C compiler for the shim')
+        d = mxv.Daemon()
+        self.addCleanup(d.cleanup)
+        d.env = shims.preload_env(tiny)
+        d.start()
+        self.addCleanup(d.stop)
+        r = mxv.Raw(d.port, bufsize=8192)
+        self.addCleanup(r.close)
+        r.ehlo()
+        r.send('STARTTLS\r\n')
+        starttls(r)
+        n = 200000
+        stream = memoryview(b'EHLO c\r\n' + b'NOOP\r\n' * n + b'QUIT\r\n')
+        sock = r.sock
+        sock.setblocking(False)
+        sent = 0
+        while sent < len(stream):
+            _, w, _ = select.select([], [sock], [], 1.0)
+            if not w:
+                break  # no progress for a second: the daemon stopped reading
+            try:
+                sent += sock.send(stream[sent:sent + 16384])
+            except ssl.SSLWantWriteError:
+                pass
+        self.assertLess(sent, len(stream) // 2, 'the daemon kept reading a client that does not read')
+
+        got = exchange(sock, stream, sent)
+        self.assertEqual(got.count(b'250 2.0.0 Ok\r\n'), n)
 
 
 class TestNoTls(TlsCase):

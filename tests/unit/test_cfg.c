@@ -827,6 +827,17 @@ static void make_pair(const char *dir, const char *host)
 	assert_int_equal(tls_selfsigned_ensure(path, host, false, 0, 0, cert, key, sizeof(cert)), 0);
 }
 
+/* Prints c, which must show line, and drops it; returns the configuration read back from the print. */
+static struct cfg *expect_printed(struct cfg *c, const char *line)
+{
+	char *printed;
+	struct cfg *b = print_and_reload(c, &printed);
+	assert_non_null(strstr(printed, line));
+	free(printed);
+	cfg_unref(c);
+	return b;
+}
+
 /* tls_cert and tls_key: paths relative to the config file, "none", and both or neither. */
 static void test_tls_keys(void **state)
 {
@@ -839,34 +850,22 @@ static void test_tls_keys(void **state)
 	assert_false(c->tls_inbound_off);
 	assert_true(c->domains[0].require_tls);
 	assert_false(c->domains[1].require_tls);
-	char *printed;
-	struct cfg *b = print_and_reload(c, &printed);
+	struct cfg *b = expect_printed(c, "\nrequire_tls = yes\n");
 	assert_string_equal(b->tls_cert, want);
-	assert_non_null(strstr(printed, "\nrequire_tls = yes\n"));
-	assert_non_null(strstr(printed, "\nrequire_tls = no\n"));
-	free(printed);
+	cfg_unref(expect_printed(b, "\nrequire_tls = no\n")); /* also drops b */
 	free(want);
-	cfg_unref(b);
-	cfg_unref(c);
 
 	c = load_ok(SERVER "tls_cert = none\n[domain example.com]\n" ANY);
 	assert_true(c->tls_inbound_off);
 	assert_null(c->tls_cert);
-	b = print_and_reload(c, &printed);
+	b = expect_printed(c, "\ntls_cert = none\n");
 	assert_true(b->tls_inbound_off);
-	assert_non_null(strstr(printed, "\ntls_cert = none\n"));
-	free(printed);
 	cfg_unref(b);
-	cfg_unref(c);
 
 	c = load_ok(SERVER "[domain example.com]\n" ANY);
 	assert_null(c->tls_cert);
 	assert_false(c->tls_inbound_off);
-	b = print_and_reload(c, &printed);
-	assert_non_null(strstr(printed, "\n# tls_cert is not set: a self-signed certificate in the spool\n"));
-	free(printed);
-	cfg_unref(b);
-	cfg_unref(c);
+	cfg_unref(expect_printed(c, "\n# tls_cert is not set: a self-signed certificate in the spool\n"));
 
 	expect_errors(SERVER "tls_cert = a/cert.pem\n[domain example.com]\n" ANY,
 		      "$T/m.conf:4: tls_cert needs tls_key (the certificate's private key, PEM)\n");
@@ -903,7 +902,8 @@ static void test_tls_bad_files(void **state)
 	free(errs);
 	write_file("m.conf", SERVER "tls_cert = a/cert.pem\ntls_key = b/key.pem\n[domain example.com]\n" ANY);
 	assert_int_equal(load_path("$T/m.conf", &c, &errs), -EINVAL);
-	assert_non_null(strstr(errs, "$T/m.conf:5: tls_key $T/b/key.pem: the private key does not match the certificate"));
+	assert_non_null(
+		strstr(errs, "$T/m.conf:5: tls_key $T/b/key.pem: the private key does not match the certificate"));
 	assert_null(strchr(errs, '\n') + 1 == errs + strlen(errs) ? NULL : "one line only");
 	free(errs);
 }
