@@ -48,6 +48,16 @@ def starttls(r):
     return r.sock.getpeercert(binary_form=True)
 
 
+def started(test, env=None, **kw):
+    """A daemon of its own for test (mxv.Daemon keywords), started, stopped and removed after it."""
+    d = mxv.Daemon(**kw)
+    test.addCleanup(d.cleanup)
+    d.env = env or {}
+    d.start()
+    test.addCleanup(d.stop)
+    return d
+
+
 def smtp_tls(d):
     s = d.smtp()
     s.ehlo()
@@ -159,10 +169,7 @@ class TestMisuse(TlsCase):
 
     def in_handshake(self, **server):
         """A daemon of its own (with these [server] keys), and a session that got 220 to STARTTLS."""
-        d = mxv.Daemon(**server)
-        self.addCleanup(d.cleanup)
-        d.start()
-        self.addCleanup(d.stop)
+        d = started(self, **server)
         r = d.raw()
         self.addCleanup(r.close)
         r.ehlo()
@@ -227,10 +234,7 @@ class TestBackPressure(unittest.TestCase):
         close_notify with replies still queued, which then failed to encrypt
         and were lost, 221 included. 100,000 NOOPs and QUIT in one burst (the
         kernel buffers take it all), read at Python's pace."""
-        d = mxv.Daemon()
-        self.addCleanup(d.cleanup)
-        d.start()
-        self.addCleanup(d.stop)
+        d = started(self)
         r = d.raw()
         self.addCleanup(r.close)
         r.ehlo()
@@ -251,11 +255,7 @@ class TestBackPressure(unittest.TestCase):
         tiny = shims.build('tinysndbuf')
         if not tiny:
             self.skipTest('no C compiler for the shim')
-        d = mxv.Daemon()
-        self.addCleanup(d.cleanup)
-        d.env = shims.preload_env(tiny)
-        d.start()
-        self.addCleanup(d.stop)
+        d = started(self, env=shims.preload_env(tiny))
         r = mxv.Raw(d.port, bufsize=8192)
         self.addCleanup(r.close)
         r.ehlo()
