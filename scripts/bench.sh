@@ -2,9 +2,11 @@
 # bench: what group commit buys, measured in one run on this machine (`make bench`).
 #
 # Measures, in order: the disk's fdatasync rate on the spool's filesystem;
-# mxvault's memory per idle session; then the same smtp-source load against
-# smtp-sink (no storage), mxvault and a private Postfix instance (mail kept in
-# the hold queue, then in the deferred queue). Prints a table and writes the
+# mxvault's memory per idle session, in clear and after STARTTLS; then the same
+# smtp-source load against smtp-sink (no storage), mxvault and a private Postfix
+# instance (mail kept in the hold queue, then in the deferred queue); then the
+# same STARTTLS load (a Python asyncio client: smtp-source has no TLS) against
+# mxvault and that Postfix, both with mxvault's certificate. Prints a table and writes the
 # same numbers as key=value lines to build/bench/results.txt; the daemons' logs
 # are kept in build/bench/ too. docs/benchmarks.md says what each number means.
 #
@@ -14,7 +16,8 @@
 # or if its private instance does not start, its rows say why instead of a number.
 #
 # Environment: BENCH_MSGS (10000), BENCH_SESSIONS (50), BENCH_SIZE (4096),
-# BENCH_IDLE (1000), BENCH_WARMUP (200), MXVAULT_BIN (build/mxvault), PYTHON,
+# BENCH_IDLE (1000), BENCH_WARMUP (200), BENCH_TLS_MSGS (2000), MXVAULT_BIN
+# (build/mxvault), PYTHON,
 # MXVAULT_BASELINE_BIN (another build measured the same way in the same run).
 set -u
 
@@ -27,6 +30,7 @@ SESS=${BENCH_SESSIONS:-50}
 SIZE=${BENCH_SIZE:-4096}
 IDLE=${BENCH_IDLE:-1000}
 WARM=${BENCH_WARMUP:-200}
+TLS_MSGS=${BENCH_TLS_MSGS:-2000}
 OUT=$REPO/build/bench
 RES=$OUT/results.txt
 PATH=$PATH:/usr/sbin:/sbin
@@ -137,32 +141,157 @@ def rss_kib(pid):
                 return int(line.split()[1])
     raise RuntimeError('no VmRSS')
 
-def idle(port, n, pid, secs):
-    """Open n sessions, read each greeting, leave them idle; print RSS before,
-    RSS after, sessions greeted."""
+def idle_rss(n, pid, secs, open_sessions):
+    """RSS of pid before and 0.5 s after open_sessions(n, deadline) returned
+    (its sockets, how many got where they should), then the sockets are closed.
+    Prints RSS before, RSS after, sessions that got there."""
     n, pid = int(n), int(pid)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < n + 64:
         resource.setrlimit(resource.RLIMIT_NOFILE, (n + 64 if hard == resource.RLIM_INFINITY else min(n + 64, hard), hard))
     time.sleep(0.5)  # let the probe session's teardown settle
     before = rss_kib(pid)
-    deadline = time.monotonic() + float(secs)
-    socks, greeted = [], 0
-    for _ in range(n):
-        if time.monotonic() >= deadline:
-            break
-        socks.append(socket.create_connection(('127.0.0.1', int(port)), timeout=5))
-    for s in socks:
-        try:
-            if time.monotonic() < deadline and read_greeting(s, deadline):
-                greeted += 1
-        except OSError:
-            pass
+    socks, ok = open_sessions(n, time.monotonic() + float(secs))
     time.sleep(0.5)
     after = rss_kib(pid)
     for s in socks:
         s.close()
-    print(before, after, greeted)
+    print(before, after, ok)
+
+def idle(port, n, pid, secs):
+    """n sessions that read their greeting, then stay idle."""
+    def open_sessions(n, deadline):
+        socks, greeted = [], 0
+        for _ in range(n):
+            if time.monotonic() >= deadline:
+                break
+            socks.append(socket.create_connection(('127.0.0.1', int(port)), timeout=5))
+        for s in socks:
+            try:
+                if time.monotonic() < deadline and read_greeting(s, deadline):
+                    greeted += 1
+            except OSError:
+                pass
+        return socks, greeted
+    idle_rss(n, pid, secs, open_sessions)
+
+def read_reply(f):
+    while True:
+        line = f.readline()
+        if len(line) < 4:
+            raise ConnectionError('connection closed')
+        if line[3:4] != b'-':
+            return int(line[:3])
+
+def client_tls():
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # as MTAs do toward an MX without DANE or MTA-STS
+    return ctx
+
+def idle_tls(port, n, pid, secs):
+    """n sessions that say EHLO, STARTTLS and EHLO again, then stay idle."""
+    ctx = client_tls()
+    def open_sessions(n, deadline):
+        socks, ok = [], 0
+        for _ in range(n):
+            if time.monotonic() >= deadline:
+                break
+            try:
+                s = socket.create_connection(('127.0.0.1', int(port)), timeout=5)
+                socks.append(s)
+                f = s.makefile('rb')
+                read_reply(f)
+                s.sendall(b'EHLO idle.bench.test\r\n')
+                read_reply(f)
+                s.sendall(b'STARTTLS\r\n')
+                if read_reply(f) != 220:
+                    continue
+                socks[-1] = t = ctx.wrap_socket(s, server_hostname='mxvault.bench.test')
+                t.sendall(b'EHLO idle.bench.test\r\n')
+                ok += read_reply(t.makefile('rb')) == 250
+            except OSError:
+                pass
+        return socks, ok
+    idle_rss(n, pid, secs, open_sessions)
+
+def tlsload(port, total, sessions, size):
+    """total messages over `sessions` concurrent STARTTLS sessions (one message
+    per connection, as smtp-source does), spread over one process per CPU so the
+    client is not the bottleneck. Prints elapsed seconds and messages that got 250."""
+    import asyncio
+    total, sessions, size = int(total), int(sessions), int(size)
+    procs = max(1, min(os.cpu_count() or 1, sessions))
+    body = (b'Subject: tls bench\r\n\r\n' + b'x' * 76 + b'\r\n') * max(1, size // 78) + b'.\r\n'
+
+    async def one(ctx):
+        r, w = await asyncio.open_connection('127.0.0.1', int(port))
+        async def reply():
+            while True:
+                line = await r.readline()
+                if len(line) < 4:
+                    raise ConnectionError('closed')
+                if line[3:4] != b'-':
+                    return int(line[:3])
+        try:
+            steps = [(None, 220), (b'EHLO load.bench.test\r\n', 250), (b'STARTTLS\r\n', 220)]
+            for cmd, want in steps:
+                if cmd:
+                    w.write(cmd)
+                if await reply() != want:
+                    return False
+            await w.start_tls(ctx, server_hostname='mxvault.bench.test')
+            for cmd, want in [(b'EHLO load.bench.test\r\n', 250), (b'MAIL FROM:<a@b.test>\r\n', 250),
+                              (b'RCPT TO:<x@bench.test>\r\n', 250), (b'DATA\r\n', 354), (body, 250),
+                              (b'QUIT\r\n', 221)]:
+                w.write(cmd)
+                if await reply() != want:
+                    return False
+            return True
+        finally:
+            w.close()
+
+    async def run(n, conc):
+        ctx = client_tls()
+        left, good = [n], [0]
+        async def worker():
+            while left[0] > 0:
+                left[0] -= 1
+                try:
+                    ok = await asyncio.wait_for(one(ctx), 60)
+                except (OSError, asyncio.TimeoutError, ConnectionError):
+                    ok = False
+                good[0] += ok  # after the await: `good[0] += await ...` would lose updates
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        return good[0]
+
+    t0 = time.monotonic()
+    kids = []
+    for i in range(procs):
+        n = total // procs + (i < total % procs)
+        conc = sessions // procs + (i < sessions % procs)
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(rfd)
+            got = asyncio.run(run(n, conc))
+            os.write(wfd, str(got).encode())
+            os._exit(0)
+        os.close(wfd)
+        kids.append((pid, rfd))
+    good = 0
+    for pid, rfd in kids:
+        data = b''
+        while True:
+            d = os.read(rfd, 64)
+            if not d:
+                break
+            data += d
+        os.close(rfd)
+        os.waitpid(pid, 0)
+        good += int(data or 0)
+    print('%.3f %d' % (time.monotonic() - t0, good))
 
 sys.exit(globals()[sys.argv[1]](*sys.argv[2:]) or 0)
 EOF
@@ -213,6 +342,19 @@ source_run() {
 	tail -3 "$TMP/source-$1.log" >&2
 	return 1
 }
+# tls_run LABEL PORT: a warm-up, then $TLS_MSGS messages over $SESS STARTTLS sessions
+# (bench.py tlsload); sets TLS_RATE (msgs/s, n/a when unknown) and TLS_OK (250s in the timed run).
+TLS_WARM=$((WARM < 200 ? WARM : 200))
+tls_run() {
+	tls_label=$1 tls_port=$2
+	TLS_RATE=n/a TLS_OK=0
+	timeout 120 "$PY" "$TMP/bench.py" tlsload "$tls_port" "$TLS_WARM" "$SESS" "$SIZE" >/dev/null 2>&1
+	set -- $(timeout 300 "$PY" "$TMP/bench.py" tlsload "$tls_port" "$TLS_MSGS" "$SESS" "$SIZE" \
+		2>"$TMP/tlsload-$tls_label.log" || echo n/a 0)
+	TLS_OK=${2:-0}
+	[ "$TLS_OK" = "$TLS_MSGS" ] || echo "bench: $tls_label: $TLS_OK of $TLS_MSGS STARTTLS messages accepted" >&2
+	TLS_RATE=$(div "$TLS_OK" "$1" %.0f)
+}
 cputicks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo n/a; } # utime + stime
 # measure LABEL PORT SERVER_PID [PERF ARGS]: a warm-up of $WARM messages (not
 # counted), the hook $BEFORE_MEASURE, then the timed run of $MSGS messages, with
@@ -256,6 +398,7 @@ R spool_dev "$DEV"
 R loadavg_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 R msgs "$MSGS"
 R sessions "$SESS"
+R tls_msgs "$TLS_MSGS"
 R msg_size "$SIZE"
 [ "$FS" = tmpfs ] && echo "bench: warning: $TMP is on tmpfs; sync numbers mean nothing" >&2
 echo "bench: $(nproc) CPUs, $((MEMK / 1024)) MiB, $FS on $DEV, $(uname -sr)" >&2
@@ -309,13 +452,30 @@ EOF
 	"$bin" serve -c "$TMP/mxvault.conf" 2>"$TMP/mxvault.log" &
 	MXV_PID=$!
 	MXV=n/a MXV_Q=n/a IDLE_B=n/a IDLE_A=n/a IDLE_N=0 IDLE_K=n/a FDS=n/a FSS=n/a CPU_MS=n/a
+	TIDLE_B=n/a TIDLE_A=n/a TIDLE_N=0 TIDLE_K=n/a TLS_RATE=n/a TLS_OK=0 MXV_TLS_SENT=0
 	if bpy waitport "$PORT" 10; then
 		set -- $(bpy idle "$PORT" "$IDLE" "$MXV_PID" 30 || echo n/a n/a 0)
 		IDLE_B=$1 IDLE_A=$2 IDLE_N=$3
 		[ "$IDLE_N" = "$IDLE" ] || echo "bench: only $IDLE_N of $IDLE idle sessions were greeted" >&2
 		[ "$IDLE_N" -gt 0 ] 2>/dev/null && IDLE_K=$(div "$(calc %d "$IDLE_A - $IDLE_B")" "$IDLE_N" %.1f)
+		if [ "$key" = mxvault ]; then # STARTTLS is new in this build: a baseline may not have it
+			set -- $(bpy idle_tls "$PORT" "$IDLE" "$MXV_PID" 60 || echo n/a n/a 0)
+			TIDLE_B=$1 TIDLE_A=$2 TIDLE_N=$3
+			[ "$TIDLE_N" = "$IDLE" ] || echo "bench: only $TIDLE_N of $IDLE idle TLS sessions got there" >&2
+			[ "$TIDLE_N" -gt 0 ] 2>/dev/null &&
+				TIDLE_K=$(div "$(calc %d "$TIDLE_A - $TIDLE_B")" "$TIDLE_N" %.1f)
+		fi
 		measure "$key" "$PORT" "$MXV_PID" -p "$MXV_PID"
 		MXV=$RATE
+		MXV_FDS=$FDS MXV_FS=$FSS MXV_CPU=$CPU_MS
+		if [ "$key" = mxvault ]; then
+			echo "bench: mxvault with STARTTLS..." >&2
+			tls_run mxvault-tls "$PORT"
+			MXV_TLS_SENT=$((TLS_WARM + TLS_OK))
+			# Postfix gets the same certificate (ECDSA P-256, made by mxvault at its first start).
+			cp "$TMP/spool/tls/cert.pem" "$TMP/tls-cert.pem" && cp "$TMP/spool/tls/key.pem" "$TMP/tls-key.pem"
+		fi
+		FDS=$MXV_FDS FSS=$MXV_FS CPU_MS=$MXV_CPU
 	else
 		echo "bench: mxvault did not start; see $OUT/mxvault.log" >&2
 	fi
@@ -323,7 +483,7 @@ EOF
 	stop_pid "$MXV_PID" 15
 	MXV_PID=
 	MXV_Q=$("$bin" queue list -c "$TMP/mxvault.conf" 2>/dev/null | tail -1 | awk '{ print $2 }')
-	MXV_EXP=$((WARM + MSGS))
+	MXV_EXP=$((WARM + MSGS + MXV_TLS_SENT))
 	[ "$MXV_Q" = "$MXV_EXP" ] || echo "bench: $key queue holds ${MXV_Q:-?} messages, expected $MXV_EXP" >&2
 	MXV_SYNCS=$(sum "$MXV_FDS" "$MXV_FS")
 	R "${key}_msgs_per_s" "$MXV"
@@ -338,6 +498,14 @@ EOF
 	R "${key}_idle_rss_before_kib" "$IDLE_B"
 	R "${key}_idle_rss_after_kib" "$IDLE_A"
 	R "${key}_idle_kib_per_session" "$IDLE_K"
+	if [ "$key" = mxvault ]; then
+		R mxvault_tls_msgs_per_s "$TLS_RATE"
+		R mxvault_tls_accepted "$TLS_OK"
+		R mxvault_idle_tls_sessions "$TIDLE_N"
+		R mxvault_idle_tls_rss_before_kib "$TIDLE_B"
+		R mxvault_idle_tls_rss_after_kib "$TIDLE_A"
+		R mxvault_idle_tls_kib_per_session "$TIDLE_K"
+	fi
 	cp "$TMP/mxvault.log" "$OUT/$key.log" 2>/dev/null
 }
 # MXVAULT_BASELINE_BIN: another build (the last release, say) measured the
@@ -411,11 +579,29 @@ pfx_mode() { # hold|deferred
 	R "postfix_$1_queued" "$(($(pfx_count) - PFX_N0))"
 	R "postfix_$1_syncs_per_msg" "$(div "$PFX_SYNCS" "$MSGS" "%.3f")"
 }
+# The STARTTLS load against Postfix keeping mail in the hold queue, with mxvault's certificate.
+pfx_tls() {
+	if [ ! -f "$TMP/tls-cert.pem" ]; then
+		R postfix_tls_msgs_per_s "n/a"
+		return 0
+	fi
+	postconf -c "$PFX/conf" -e "smtpd_tls_cert_file=$TMP/tls-cert.pem" "smtpd_tls_key_file=$TMP/tls-key.pem" \
+		smtpd_tls_security_level=may 'smtpd_data_restrictions=check_client_access static:HOLD'
+	postfix -c "$PFX/conf" reload >/dev/null 2>&1
+	pfx_purge
+	sleep 1
+	bpy waitport "$PFXPORT" 30
+	echo "bench: Postfix with STARTTLS..." >&2
+	tls_run postfix-tls "$PFXPORT"
+	R postfix_tls_msgs_per_s "$TLS_RATE"
+	R postfix_tls_accepted "$TLS_OK"
+}
 if pfx_start; then
 	R postfix_status ok
 	R postfix_version "$(postconf -c "$PFX/conf" -h mail_version)"
 	pfx_mode hold
 	pfx_mode deferred
+	pfx_tls
 else
 	echo "bench: Postfix skipped: $PFX_WHY" >&2
 	R postfix_status "skipped: $PFX_WHY"
@@ -435,6 +621,7 @@ PD=$(get postfix_deferred_msgs_per_s)
 R ratio_mxvault_to_sink "$(div "$MXV" "$SINK" "%.2f")"
 R ratio_mxvault_to_postfix_hold "$(div "$MXV" "$PH" "%.1f")"
 R ratio_mxvault_to_postfix_deferred "$(div "$MXV" "$PD" "%.1f")"
+R ratio_mxvault_to_postfix_tls "$(div "$(get mxvault_tls_msgs_per_s)" "$(get postfix_tls_msgs_per_s)" "%.2f")"
 
 {
 	echo
@@ -461,6 +648,12 @@ R ratio_mxvault_to_postfix_deferred "$(div "$MXV" "$PD" "%.1f")"
 		"$(get ratio_mxvault_to_postfix_deferred) (deferred)   messages per mxvault sync: $(get mxvault_msgs_per_sync)"
 	echo "mxvault idle sessions: $(get mxvault_idle_sessions), VmRSS $(get mxvault_idle_rss_before_kib) ->" \
 		"$(get mxvault_idle_rss_after_kib) KiB: $(get mxvault_idle_kib_per_session) KiB per session"
+	echo "mxvault idle TLS sessions (STARTTLS + EHLO): $(get mxvault_idle_tls_sessions)," \
+		"VmRSS $(get mxvault_idle_tls_rss_before_kib) -> $(get mxvault_idle_tls_rss_after_kib) KiB:" \
+		"$(get mxvault_idle_tls_kib_per_session) KiB per session"
+	echo "STARTTLS load, $SESS sessions, $TLS_MSGS messages: mxvault $(get mxvault_tls_msgs_per_s) msgs/s" \
+		"($(get mxvault_tls_accepted) accepted), Postfix $(get postfix_tls_msgs_per_s) msgs/s" \
+		"($(get postfix_tls_accepted) accepted, hold queue); mxvault / Postfix: $(get ratio_mxvault_to_postfix_tls)"
 	if [ -n "${MXVAULT_BASELINE_BIN:-}" ]; then
 		echo "baseline ($MXVAULT_BASELINE_BIN): $(get baseline_msgs_per_s) msgs/s," \
 			"$(get baseline_syncs_per_msg) syncs/msg, $(get baseline_cpu_ms_per_msg) ms CPU/msg," \

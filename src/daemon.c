@@ -4,7 +4,9 @@
  *   1. the configuration is loaded (main.c), as root: it is ours, not a peer's
  *   2. the listeners are bound (ports below 1024 need root)
  *   3. the spool directory is opened and given to the unprivileged user
- *   4. the TLS contexts are created (key files may be root's)
+ *   4. the TLS contexts are created (key files may be root's); without
+ *      tls_cert, the self-signed certificate is made in the spool first,
+ *      owned by the unprivileged user
  *   5. root is dropped for good (privs.c), before any thread exists
  *   6. the spool is recovered (its bytes came from peers) and its I/O
  *      thread started; the resolver is opened
@@ -24,6 +26,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,6 +51,7 @@ struct daemon {
 	int spool_dirfd;
 	struct spool *sp;
 	SSL_CTX *tls_client;
+	SSL_CTX *tls_server;     /* NULL: inbound TLS is off (tls_cert = none) */
 	struct dns *dns;
 	struct qmgr *qmgr;
 	struct event *sigterm, *sigint, *drain_ev;
@@ -98,6 +102,35 @@ static int daemonize(void)
 	return 0;
 }
 
+/* Step 4 for inbound STARTTLS: the configured pair, or the self-signed one in the spool. */
+static int start_server_tls(struct daemon *d)
+{
+	const struct cfg *cfg = d->cfg;
+	char dir[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	if (cfg->tls_inbound_off) {
+		log_info("mxvault", "inbound TLS is off (tls_cert = none): STARTTLS is not offered");
+		return EX_OK;
+	}
+	const char *cert_path = cfg->tls_cert, *key_path = cfg->tls_key;
+	if (!cert_path) {
+		if (fmt(dir, sizeof(dir), "%s/tls", cfg->spool) < 0 ||
+		    tls_selfsigned_ensure(dir, cfg->hostname, cfg->drop_privileges, cfg->user_uid, cfg->user_gid, cert,
+					  key, sizeof(cert)) < 0)
+			return EX_CANTCREAT;
+		cert_path = cert;
+		key_path = key;
+	}
+	struct tls_error e;
+	d->tls_server = tls_server_context(cert_path, key_path, &e);
+	if (!d->tls_server) {
+		/* config check passed, so the files changed since, or the spool's pair is damaged */
+		log_err("mxvault", "cannot load %s: %s", e.file == TLS_FILE_CERT ? cert_path : key_path, e.text);
+		return EX_CONFIG;
+	}
+	log_info("mxvault", "inbound TLS on: cert=%s", cert_path);
+	return EX_OK;
+}
+
 /* Steps 2 to 5: everything that needs root, then root is gone. */
 static int start_privileged(struct daemon *d)
 {
@@ -118,13 +151,16 @@ static int start_privileged(struct daemon *d)
 	d->tls_client = tls_client_context(cfg->tls_ca_file);
 	if (!d->tls_client)
 		log_warn("mxvault", "no client TLS context: outbound mail goes without STARTTLS");
+	int rc = start_server_tls(d);
+	if (rc != EX_OK)
+		return rc;
 	if (!cfg->drop_privileges) {
 		if (geteuid() != 0)
 			log_info("mxvault", "running as uid=%u: user=%s is ignored (not started as root)",
 				 (unsigned)geteuid(), cfg->user);
 		return EX_OK;
 	}
-	int rc = privs_drop(cfg->user_uid, cfg->user_gid);
+	rc = privs_drop(cfg->user_uid, cfg->user_gid);
 	if (rc < 0) {
 		log_err("mxvault", "cannot switch to user %s: %s", cfg->user, strerror(-rc));
 		return EX_OSERR;
@@ -150,7 +186,7 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot start the resolver: %s", strerror(-rc));
 		return EX_OSERR;
 	}
-	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns};
+	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_server};
 	if (smtp_server_start(d->srv, &sd) < 0)
 		return EX_OSERR;
 	struct qmgr_deps qd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_client};
@@ -184,6 +220,8 @@ static void stop_all(struct daemon *d)
 		close(d->spool_dirfd);
 	if (d->tls_client)
 		tls_context_free(d->tls_client);
+	if (d->tls_server)
+		tls_context_free(d->tls_server);
 	if (d->sigterm)
 		event_free(d->sigterm);
 	if (d->sigint)

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "cfg_int.h"
+#include "tls.h"
 
 #define DEFAULT_LISTEN "0.0.0.0:25"
 
@@ -442,6 +443,45 @@ static void check_spool(struct cfg_loader *ld)
 			strerror(-rc));
 }
 
+/* tls_cert and tls_key go together; a key without a certificate is a mistake, not a default. */
+static bool tls_keys_paired(struct cfg_loader *ld, int cert_line, int key_line)
+{
+	const struct cfg *c = ld->c;
+	if (c->tls_inbound_off && key_line > 0)
+		cfg_err(ld, key_line, "tls_key is set but tls_cert = none (inbound TLS is off)");
+	else if (cert_line > 0 && !c->tls_inbound_off && key_line == 0)
+		cfg_err(ld, cert_line, "tls_cert needs tls_key (the certificate's private key, PEM)");
+	else if (key_line > 0 && cert_line == 0)
+		cfg_err(ld, key_line, "tls_key needs tls_cert (the certificate, PEM)");
+	else
+		return true;
+	return false;
+}
+
+/*
+ * The files are loaded exactly as the daemon will load them (the same
+ * call), so "config check" finds an unreadable, malformed or mismatched
+ * pair before a restart does.
+ */
+static void check_tls(struct cfg_loader *ld)
+{
+	const struct cfg *c = ld->c;
+	int cert_line = server_key_line(ld, "tls_cert"), key_line = server_key_line(ld, "tls_key");
+	if (cert_line < 0 || key_line < 0 || !tls_keys_paired(ld, cert_line, key_line) || !c->tls_cert)
+		return;
+	if (ld->flags & (CFG_LOAD_NO_SYSTEM | CFG_LOAD_NO_USER))
+		return;
+	struct tls_error e;
+	SSL_CTX *ctx = tls_server_context(c->tls_cert, c->tls_key, &e);
+	if (ctx) {
+		tls_context_free(ctx);
+		return;
+	}
+	bool cert = e.file == TLS_FILE_CERT;
+	cfg_err(ld, cert ? cert_line : key_line, "%s %s: %s", cert ? "tls_cert" : "tls_key",
+		cert ? c->tls_cert : c->tls_key, e.text);
+}
+
 static void finish(struct cfg_loader *ld)
 {
 	struct cfg *c = ld->c;
@@ -452,6 +492,7 @@ static void finish(struct cfg_loader *ld)
 		htab_put_str(&c->domain_index, c->domains[i].name, strlen(c->domains[i].name), &c->domains[i]);
 	check_retry(ld);
 	check_recipients(ld);
+	check_tls(ld);
 	if (!(ld->flags & CFG_LOAD_NO_SYSTEM)) {
 		check_spool(ld);
 		if (!(ld->flags & CFG_LOAD_NO_USER))
@@ -550,6 +591,8 @@ void cfg_unref(const struct cfg *cc)
 	free(c->postmaster);
 	free(c->user);
 	free(c->tls_ca_file);
+	free(c->tls_cert);
+	free(c->tls_key);
 	free(c);
 }
 

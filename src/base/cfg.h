@@ -55,6 +55,7 @@ struct cfg_domain {
 	int64_t retention;     /* seconds, default 5d */
 	int64_t warn_after;    /* seconds, default 4h, 0 = never */
 	enum tls_mode tls;     /* outbound TLS, default auto */
+	bool require_tls;      /* inbound: RCPT without STARTTLS gets 530 (postmaster excepted); default no */
 };
 
 struct cfg {
@@ -105,6 +106,9 @@ struct cfg {
 
 	/* Encryption (issue 7). */
 	char *tls_ca_file;        /* outbound trust store (SMTP verify, MTA-STS over HTTPS); NULL: the system's */
+	char *tls_cert;           /* inbound STARTTLS: PEM certificate, chain after it; NULL: self-signed in the spool */
+	char *tls_key;            /* its PEM private key; set with tls_cert, and only then */
+	bool tls_inbound_off;     /* tls_cert = none: STARTTLS is not offered */
 
 	struct cfg_domain *domains;
 	size_t ndomains;
@@ -120,7 +124,8 @@ int cfg_load(const char *path, FILE *err, struct cfg **out) MUST_CHECK;
  * creating and probing the spool directory, and looking up user (for
  * fuzzing, where the input must not pick directories to create, and for
  * checking a configuration meant for another host). CFG_LOAD_NO_USER skips
- * only the user lookup (for commands that never switch user). CFG_LOAD_WARN
+ * the user lookup and the TLS files (for commands that never switch user
+ * and serve nothing, which may run as a user that cannot read the key). CFG_LOAD_WARN
  * also prints warnings ("FILE:LINE: warning: ...") about risky settings;
  * they never fail the load.
  */

@@ -467,62 +467,81 @@ static void append_dir(struct buf *b, const char *dir)
 }
 
 /*
- * A file named in the configuration. Relative names are relative to the
- * config file; shown is the name for messages, full the absolute path
- * stored, so a daemon that changes directory can still reread it.
+ * Relative names are relative to the config file; the stored path is made
+ * absolute so a daemon that changes directory can still reread it. shown
+ * gets the name as messages should show it.
  */
-static void config_file_path(const struct cfg_loader *ld, const char *v, struct buf *shown, struct buf *full)
+static char *config_relative_path(const struct cfg_loader *ld, const char *v, struct buf *shown)
 {
+	struct buf full = {0};
 	char cwd[PATH_MAX];
 	if (v[0] != '/' && strcmp(ld->dir, ".") != 0)
 		append_dir(shown, ld->dir);
 	buf_append_str(shown, v);
 	if (buf_cstr(shown)[0] != '/' && getcwd(cwd, sizeof(cwd)))
-		append_dir(full, cwd);
-	buf_append_str(full, buf_cstr(shown));
+		append_dir(&full, cwd);
+	buf_append_str(&full, buf_cstr(shown));
+	char *path = xstrdup(buf_cstr(&full));
+	buf_free(&full);
+	return path;
 }
 
 static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
 	struct cfg_domain *d = obj;
-	struct buf shown = {0}, full = {0};
+	struct buf shown = {0};
 	if (!*v)
 		return bad_value(ld, k, v, NULL);
 	if (strcmp(v, "*") == 0) {
 		d->any_recipient = true; /* cfg.c warns about it */
 		return 0;
 	}
-	config_file_path(ld, v, &shown, &full);
-	d->recipients_path = xstrdup(buf_cstr(&full));
+	d->recipients_path = config_relative_path(ld, v, &shown);
 	d->any_recipient = false;
 	int errors = cfg_rcpt_load(ld->err, ld->c->path, ld->lineno, d, buf_cstr(&shown));
 	ld->nerrors += errors;
 	buf_free(&shown);
-	buf_free(&full);
 	return errors ? -EINVAL : 0;
 }
 
 /* A trust store: loaded now the way the daemon will load it, so a bad file stops the load. */
 static int set_ca_file(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
-	struct buf shown = {0}, full = {0};
+	struct buf shown = {0};
 	if (!*v)
 		return bad_value(ld, k, v, NULL);
-	config_file_path(ld, v, &shown, &full);
-	SSL_CTX *ctx = tls_client_context(buf_cstr(&full));
+	char *path = config_relative_path(ld, v, &shown);
+	SSL_CTX *ctx = tls_client_context(path);
 	int rc = 0;
 	if (!ctx) {
 		cfg_err(ld, ld->lineno, "%s: cannot load CA certificates from %s (%s)", k->name, buf_cstr(&shown),
-			access(buf_cstr(&full), R_OK) < 0 ? strerror(errno) : "not a PEM certificate file");
+			access(path, R_OK) < 0 ? strerror(errno) : "not a PEM certificate file");
+		free(path);
 		rc = -EINVAL;
 	} else {
 		tls_context_free(ctx);
 		free(*FIELD(obj, k, char *));
-		*FIELD(obj, k, char *) = xstrdup(buf_cstr(&full));
+		*FIELD(obj, k, char *) = path;
 	}
 	buf_free(&shown);
-	buf_free(&full);
 	return rc;
+}
+
+/* tls_cert and tls_key: PEM files, relative to the config file; "tls_cert = none" turns inbound TLS off.
+ * The files themselves are checked once both keys are known (cfg.c). */
+static int set_tls_file(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	struct buf shown = {0};
+	if (!*v)
+		return bad_value(ld, k, v, NULL);
+	if (k->off == offsetof(struct cfg, tls_cert) && strcmp(v, "none") == 0) {
+		c->tls_inbound_off = true;
+		return 0;
+	}
+	*FIELD(obj, k, char *) = config_relative_path(ld, v, &shown);
+	buf_free(&shown);
+	return 0;
 }
 
 /* A user name as useradd(8) takes it: letters, digits, '_', '-', '.', not leading '-'. */
@@ -555,6 +574,17 @@ static void print_str(FILE *out, const void *obj, const struct cfg_key *k)
 		fprintf(out, "%s = %s\n", k->name, s);
 	else
 		print_unset(out, k);
+}
+
+static void print_tls_cert(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg *c = obj;
+	if (c->tls_inbound_off)
+		fprintf(out, "%s = none\n", k->name);
+	else if (c->tls_cert)
+		fprintf(out, "%s = %s\n", k->name, c->tls_cert);
+	else
+		fprintf(out, "# %s is not set: a self-signed certificate in the spool\n", k->name);
 }
 
 static void print_recipients(FILE *out, const void *obj, const struct cfg_key *k)
@@ -693,6 +723,9 @@ const struct cfg_key cfg_server_keys[] = {
 	{"delivery_final_reply_timeout", set_duration, print_duration, SRV(delivery_final_reply_timeout), 1, 0,
 	 DURATION_HINT},
 	{"tls_ca_file", set_ca_file, print_str, SRV(tls_ca_file), 0, 0, "expected a file of PEM certificates"},
+	{"tls_cert", set_tls_file, print_tls_cert, SRV(tls_cert), 0, 0,
+	 "expected a PEM certificate file (the chain after it), or none"},
+	{"tls_key", set_tls_file, print_str, SRV(tls_key), 0, 0, "expected a PEM private key file"},
 };
 
 const struct cfg_key cfg_domain_keys[] = {
@@ -702,6 +735,7 @@ const struct cfg_key cfg_domain_keys[] = {
 	{"retention", set_duration, print_duration, DOM(retention), 60, 0, DURATION_HINT},
 	{"warn_after", set_duration, print_duration, DOM(warn_after), 0, 0, DURATION_HINT},
 	{"tls", set_tls, print_tls, DOM(tls), 0, 0, "expected auto, may, encrypt, verify, dane or mta-sts"},
+	{"require_tls", set_bool, print_bool, DOM(require_tls), 0, 0, "expected yes or no"},
 };
 
 const size_t cfg_nserver_keys = ARRAY_LEN(cfg_server_keys);

@@ -32,8 +32,8 @@ static bool split_postmaster(const struct cfg *cfg, struct mailaddr *out)
 	return true;
 }
 
-void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to_in, struct policy_reply *r, char *addr,
-		 size_t addrsz)
+void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to_in, bool encrypted, struct policy_reply *r,
+		 char *addr, size_t addrsz)
 {
 	struct mailaddr to = *to_in;
 	if (to.has_route) {
@@ -56,6 +56,11 @@ void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to_in, struct pol
 	}
 	/* RFC 5321 4.5.1: postmaster (any case) must always be accepted. */
 	bool postmaster = strcasecmp(to.local, "postmaster") == 0 && !to.quoted_local;
+	/* Before the recipient check: a domain that wants TLS does not let its addresses be probed in clear. */
+	if (d->require_tls && !encrypted && !postmaster && !to_in->no_domain) {
+		set(r, 530, "5.7.0", "Must issue a STARTTLS command first");
+		return;
+	}
 	if (!to_in->no_domain && !postmaster && !cfg_domain_has_recipient(d, to.local)) {
 		set(r, 550, "5.1.1", "Recipient address rejected: User unknown");
 		return;

@@ -19,12 +19,14 @@ struct policy_reply {
 };
 
 /*
- * Decides on one recipient. On acceptance, addr (size SMTP_PATH_MAX + 1)
- * gets the address to store, "local@domain", with <postmaster> rewritten
- * to the configured postmaster and the domain in lower case.
+ * Decides on one recipient. encrypted: the session runs over TLS (a domain
+ * with require_tls refuses others, postmaster excepted). On acceptance,
+ * addr (size SMTP_PATH_MAX + 1) gets the address to store, "local@domain",
+ * with <postmaster> rewritten to the configured postmaster and the domain
+ * in lower case.
  */
-void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to, struct policy_reply *r, char *addr,
-		 size_t addrsz);
+void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to, bool encrypted, struct policy_reply *r,
+		 char *addr, size_t addrsz);
 
 /* True if the local part asks for sender-specified routing (user%host, host!user, "u@h"). */
 bool policy_is_routing_local_part(const char *local);

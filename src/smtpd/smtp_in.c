@@ -13,7 +13,17 @@
  *   all (421);
  * - not reading our replies: we stop reading it (back-pressure), and its
  *   timeouts run; once closing, a hard deadline (CLOSE_GRACE_MS) frees it
- *   even if the last reply can never be written.
+ *   even if the last reply can never be written;
+ * - STARTTLS: a failed, abandoned or slow handshake (command_timeout,
+ *   max_session_time) ends the session; nothing is read as a command until
+ *   the handshake is done.
+ *
+ * TLS (RFC 3207): after STARTTLS, s->bev is an OpenSSL filter over the
+ * socket's bufferevent ("raw" below), so the rest of the session is the
+ * same code reading and writing s->bev. Two things then look at raw too:
+ * back-pressure (raw's write high-water mark makes the filter stop
+ * encrypting, so unread replies pile up in s->bev's output as in clear),
+ * and closing (a reply is only sent once raw's output is empty).
  * Freeing happens only from top-level callbacks, never inside a handler,
  * and never while a wait is pending (see smtp_in_int.h).
  *
@@ -34,6 +44,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "base/log.h"
 
 /*
@@ -50,6 +64,9 @@
 #define DATA_RATE_GRACE_MS 5000
 
 static void process_input(struct smtp_in *s);
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_written(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
 
 /* --- replies ----------------------------------------------------------- */
 
@@ -148,6 +165,29 @@ void smtp_in_content_started(struct smtp_in *s)
 
 /* --- ending ------------------------------------------------------------ */
 
+/* Under TLS, the socket's own bufferevent below the filter; NULL in clear. */
+static struct bufferevent *raw_bev(const struct smtp_in *s)
+{
+	return bufferevent_get_underlying(s->bev);
+}
+
+/* Reply bytes not yet handed to the kernel: ours, and under TLS the records below. */
+static size_t unsent(const struct smtp_in *s)
+{
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+	struct bufferevent *raw = raw_bev(s);
+	return raw ? n + evbuffer_get_length(bufferevent_get_output(raw)) : n;
+}
+
+/* Under TLS the filter's write callback only means "encrypted": the timer frees once raw is flushed too. */
+static void on_raw_sent(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)info;
+	struct smtp_in *s = arg;
+	if (evbuffer_get_length(buf) == 0 && s->state == SMTP_IN_CLOSING)
+		event_active(s->timer, EV_TIMEOUT, 0);
+}
+
 static void session_free(struct smtp_in *s)
 {
 	if (s->tx)
@@ -180,8 +220,10 @@ void smtp_in_close_after_reply(struct smtp_in *s)
 	struct timeval grace = {CLOSE_GRACE_MS / 1000, 0};
 	bufferevent_set_timeouts(s->bev, NULL, &grace);
 	bufferevent_enable(s->bev, EV_WRITE);
+	if (raw_bev(s))
+		evbuffer_add_cb(bufferevent_get_output(raw_bev(s)), on_raw_sent, s);
 	/* Freed by the write callback once flushed, or by the timer: never here. */
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+	if (unsent(s) == 0)
 		event_active(s->timer, EV_TIMEOUT, 0);
 	else
 		arm_timer(s);
@@ -317,7 +359,10 @@ static bool input_step(struct smtp_in *s, struct evbuffer *in)
 static void process_input(struct smtp_in *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	while (s->state != SMTP_IN_CLOSING && !s->wait_k && !s->paused) {
+	if (s->state == SMTP_IN_TLS_HANDSHAKE)
+		return;
+	/* STARTTLS ends the loop: in is the old, clear-text input buffer. */
+	while (s->state != SMTP_IN_CLOSING && s->state != SMTP_IN_TLS_HANDSHAKE && !s->wait_k && !s->paused) {
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_IN_OUT_MAX) {
 			s->out_full = true; /* on_written resumes */
 			bufferevent_disable(s->bev, EV_READ);
@@ -326,7 +371,8 @@ static void process_input(struct smtp_in *s)
 		if (!input_step(s, in))
 			break;
 	}
-	if (s->eof && s->state != SMTP_IN_CLOSING && !s->wait_k && !s->paused && !s->out_full) {
+	if (s->eof && s->state != SMTP_IN_CLOSING && s->state != SMTP_IN_TLS_HANDSHAKE && !s->wait_k && !s->paused &&
+	    !s->out_full) {
 		/* The peer said all it will say: answer it, then close. */
 		if (s->state == SMTP_IN_DATA || s->state == SMTP_IN_BDAT)
 			log_info("smtpd", "session=%" PRIu64 " client=%s closed the connection in the middle of a message",
@@ -341,14 +387,34 @@ static void on_read(struct bufferevent *bev, void *arg)
 	process_input(arg);
 }
 
-/* The output buffer is empty: a closing session is done; a blocked one reads again. */
+/* After the last reply: a client that waits for it (OpenSSL's s_client, Postfix) sees a clean end. */
+static void send_close_notify(struct smtp_in *s)
+{
+	if (!raw_bev(s) || s->close_notified)
+		return;
+	s->close_notified = true;
+	SSL_shutdown(bufferevent_openssl_get_ssl(s->bev));
+	ERR_clear_error();
+}
+
+/*
+ * The output buffer is empty (or was: under TLS this runs deferred, so look
+ * again): a closing session is done; a blocked one reads again.
+ */
 static void on_written(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct smtp_in *s = arg;
 	if (s->state == SMTP_IN_CLOSING) {
-		if (!s->wait_k)
+		if (s->wait_k)
+			return;
+		if (unsent(s) == 0) {
 			session_free(s);
+			return;
+		}
+		/* The filter runs this callback deferred: by now more replies may wait to be encrypted. */
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+			send_close_notify(s); /* the last reply is encrypted: say we are done; on_raw_sent frees */
 		return;
 	}
 	if (!s->out_full)
@@ -359,12 +425,134 @@ static void on_written(struct bufferevent *bev, void *arg)
 	process_input(s);
 }
 
+/* --- TLS ------------------------------------------------------------------- */
+
+bool smtp_in_is_encrypted(const struct smtp_in *s)
+{
+	return s->tls.version[0] != '\0';
+}
+
+/* The handshake did not finish (an event or the session deadline): the session ends, from a top-level callback. */
+static void handshake_failed(struct smtp_in *s, const char *why)
+{
+	char safe[200];
+	s->ctx->stats->tls_failures++;
+	log_info("smtpd", "session=%" PRIu64 " client=%s starttls failed reason=\"%s\"", s->no, s->ip,
+		 log_safe(safe, sizeof(safe), why, strlen(why)));
+	session_free(s);
+}
+
+static void handshake_done(struct smtp_in *s)
+{
+	char desc[160];
+	tls_session_info(bufferevent_openssl_get_ssl(s->bev), &s->tls);
+	if (tls_format_info(&s->tls, desc, sizeof(desc)) < 0)
+		desc[0] = '\0';
+	s->ctx->stats->tls_sessions++;
+	log_info("smtpd", "session=%" PRIu64 " client=%s starttls %s", s->no, s->ip, desc);
+	s->state = SMTP_IN_HELO;
+	if (s->shutdown) { /* the server began stopping during the handshake */
+		smtp_in_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
+		smtp_in_close_after_reply(s);
+		return;
+	}
+	process_input(s); /* a client may have pipelined its EHLO right behind its Finished */
+}
+
+static void handshake_event(struct smtp_in *s, short what)
+{
+	char why[160];
+	if (what & BEV_EVENT_CONNECTED) {
+		handshake_done(s);
+		return;
+	}
+	unsigned long e = bufferevent_get_openssl_error(s->bev);
+	if (e && ERR_reason_error_string(e))
+		snprintf(why, sizeof(why), "%s", ERR_reason_error_string(e));
+	else
+		snprintf(why, sizeof(why), "%s", (what & BEV_EVENT_TIMEOUT) ? "timeout"
+					       : (what & BEV_EVENT_EOF)  ? "connection closed during the handshake"
+									 : "handshake error");
+	while (bufferevent_get_openssl_error(s->bev))
+		; /* the rest of this session's queue */
+	handshake_failed(s, why);
+}
+
+/* What the client sent after STARTTLS came in clear: it must not run as if it came over TLS (CVE-2011-0411). */
+static void discard_pipelined(struct smtp_in *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t n = evbuffer_get_length(in);
+	if (!n)
+		return;
+	evbuffer_drain(in, n);
+	log_info("smtpd", "session=%" PRIu64 " client=%s starttls discarded=%zu bytes pipelined in clear", s->no,
+		 s->ip, n);
+}
+
+/* RFC 3207 4.2: the client must say EHLO again, and knows nothing from before. */
+static void forget_session(struct smtp_in *s)
+{
+	smtp_in_txn_reset(s);
+	free(s->helo);
+	s->helo = xstrdup("unknown");
+	s->esmtp = false;
+	s->discarding = false;
+}
+
+/* s->bev becomes the filter over the socket's bufferevent, with the same callbacks and limits. */
+static void wrap_in_tls(struct smtp_in *s, SSL *ssl)
+{
+	struct bufferevent *raw = s->bev;
+	s->bev = bufferevent_openssl_filter_new(s->ctx->base, raw, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						BEV_OPT_CLOSE_ON_FREE);
+	if (!s->bev)
+		abort(); /* only out of memory: fatal, as for xmalloc */
+	/* The filter owns raw's callbacks now; its deadlines are the filter's, its limits ours. */
+	bufferevent_set_timeouts(raw, NULL, NULL);
+	bufferevent_setwatermark(raw, EV_READ, 0, SMTP_IN_READ_MAX);
+	bufferevent_setwatermark(raw, EV_WRITE, 0, SMTP_IN_OUT_MAX);
+	bufferevent_setcb(s->bev, on_read, on_written, on_event, s);
+	/*
+	 * No read high-water mark on the filter: libevent answers every drain
+	 * under one with an SSL_read that reserves 16-32 KiB of input buffer,
+	 * which then sits empty in every idle session (measured: 44 KiB per
+	 * idle TLS session with it). The input stays bounded without it: one
+	 * pass decrypts at most what raw holds (SMTP_IN_READ_MAX), and
+	 * process_input consumes it all or stops reading.
+	 */
+	smtp_in_set_timeout(s, s->cfg->command_timeout);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+void smtp_in_start_tls(struct smtp_in *s)
+{
+	SSL *ssl = SSL_new(s->ctx->tls);
+	if (!ssl) {
+		ERR_clear_error();
+		smtp_in_reply(s, 454, "4.7.0", "TLS not available due to temporary reason");
+		return;
+	}
+	/* Into raw's output before the filter exists, so it goes out in clear, ahead of the handshake. */
+	smtp_in_reply(s, 220, "2.0.0", "Ready to start TLS");
+	discard_pipelined(s);
+	forget_session(s);
+	s->state = SMTP_IN_TLS_HANDSHAKE;
+	wrap_in_tls(s, ssl);
+}
+
+/* --- events ---------------------------------------------------------------- */
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
 	struct smtp_in *s = arg;
 	if (s->state == SMTP_IN_CLOSING) {
 		peer_gone(s); /* the last reply will not be taken */
+		return;
+	}
+	if (s->state == SMTP_IN_TLS_HANDSHAKE) {
+		handshake_event(s, what);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
@@ -388,10 +576,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	struct smtp_in *s = arg;
 	int64_t now = clock_mono_ms();
 	if (s->state == SMTP_IN_CLOSING) {
-		if (now >= s->closing_deadline_ms || evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		if (now >= s->closing_deadline_ms || unsent(s) == 0)
 			peer_gone(s);
 		else
 			arm_timer(s);
+		return;
+	}
+	if (s->state == SMTP_IN_TLS_HANDSHAKE && now >= s->deadline_ms) {
+		s->ctx->stats->timeouts++;
+		handshake_failed(s, "session time limit exceeded");
 		return;
 	}
 	const char *why = now >= s->deadline_ms ? "Error: session time limit exceeded"
@@ -412,7 +605,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 void smtp_in_shutdown(struct smtp_in *s)
 {
 	s->shutdown = true;
-	if (s->state == SMTP_IN_DATA || s->state == SMTP_IN_BDAT || s->state == SMTP_IN_CLOSING || s->wait_k)
+	/* A handshake in progress is told once it is done (handshake_done). */
+	if (s->state == SMTP_IN_DATA || s->state == SMTP_IN_BDAT || s->state == SMTP_IN_CLOSING ||
+	    s->state == SMTP_IN_TLS_HANDSHAKE || s->wait_k)
 		return;
 	smtp_in_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
 	smtp_in_close_after_reply(s);

@@ -1,7 +1,7 @@
 /*
  * smtp_in_cmd: the commands of a session, one handler per verb, picked from
  * a table (RFC 5321 with PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
- * ENHANCEDSTATUSCODES, CHUNKING and DSN). Handlers only reply and change
+ * ENHANCEDSTATUSCODES, CHUNKING, DSN and STARTTLS). Handlers only reply and change
  * the session's state; they never free the session (smtp_in.c does that
  * from its callbacks). Called by smtp_in.c for each complete command line.
  *
@@ -112,6 +112,12 @@ static bool needs_helo(struct smtp_in *s)
 
 /* --- HELO, EHLO, MAIL, RCPT -------------------------------------------- */
 
+/* RFC 3207 4.2: not once TLS is on. */
+static bool offers_starttls(const struct smtp_in *s)
+{
+	return s->ctx->tls && !smtp_in_is_encrypted(s);
+}
+
 static void cmd_helo(struct smtp_in *s, const struct smtp_cmd *c, bool ehlo)
 {
 	char name[256];
@@ -132,8 +138,8 @@ static void cmd_helo(struct smtp_in *s, const struct smtp_cmd *c, bool ehlo)
 	}
 	evbuffer_add_printf(bufferevent_get_output(s->bev),
 			    "250-%s\r\n250-PIPELINING\r\n250-SIZE %" PRIu64 "\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-			    "250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 DSN\r\n",
-			    s->cfg->hostname, s->cfg->max_message_size);
+			    "250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n%s250 DSN\r\n",
+			    s->cfg->hostname, s->cfg->max_message_size, offers_starttls(s) ? "250-STARTTLS\r\n" : "");
 }
 
 static void cmd_ehlo(struct smtp_in *s, const struct smtp_cmd *c)
@@ -259,7 +265,7 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	}
 	struct policy_reply pr;
 	char addr[SMTP_PATH_MAX + 1];
-	policy_rcpt(s->cfg, &to, &pr, addr, sizeof(addr));
+	policy_rcpt(s->cfg, &to, smtp_in_is_encrypted(s), &pr, addr, sizeof(addr));
 	if (pr.code != 250) {
 		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
 		return;
@@ -365,6 +371,31 @@ static void cmd_help(struct smtp_in *s, const struct smtp_cmd *c)
 	smtp_in_reply(s, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY");
 }
 
+/*
+ * RFC 3207. Not inside a transaction (the envelope would straddle clear and
+ * encrypted halves), and only once. smtp_in_start_tls does the rest,
+ * including throwing away whatever was pipelined behind the command.
+ */
+static void cmd_starttls(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	static const struct canned syntax = {501, "5.5.4", "Syntax: STARTTLS"};
+	static const struct canned twice = {503, "5.5.1", "Error: TLS already active"};
+	static const struct canned in_txn = {503, "5.5.1", "Error: STARTTLS not allowed inside a transaction"};
+	const struct canned *err = c->args_len ? &syntax
+				   : smtp_in_is_encrypted(s) ? &twice
+				   : s->state == SMTP_IN_MAIL ? &in_txn
+							      : NULL;
+	if (!s->ctx->tls) {
+		smtp_in_reply_error(s, 502, "5.5.1", "Error: command not implemented");
+		return;
+	}
+	if (err) {
+		smtp_in_reply_error(s, err->code, err->enh, err->text);
+		return;
+	}
+	smtp_in_start_tls(s);
+}
+
 static void cmd_not_offered(struct smtp_in *s, const struct smtp_cmd *c)
 {
 	(void)c;
@@ -393,7 +424,7 @@ static smtp_cmd_fn *const handlers[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_VRFY] = cmd_vrfy,
 	[SMTP_VERB_EXPN] = cmd_not_offered,
 	[SMTP_VERB_HELP] = cmd_help,
-	[SMTP_VERB_STARTTLS] = cmd_not_offered, /* the seam for the TLS issue */
+	[SMTP_VERB_STARTTLS] = cmd_starttls,
 	[SMTP_VERB_AUTH] = cmd_not_offered,
 };
 

@@ -24,15 +24,28 @@ const struct canned SMTP_IN_TOO_BIG = {552, "5.3.4", "Message size exceeds fixed
 
 static const char *proto_keyword(const struct smtp_in *s)
 {
-	/* RFC 3848 and RFC 6531 3.7.3 "with" keywords. */
+	/* RFC 3848 and RFC 6531 3.7.3 "with" keywords; HELO over TLS says SMTPS, as Postfix does. */
+	bool tls = smtp_in_is_encrypted(s);
 	if (!s->esmtp)
-		return "SMTP";
-	return s->env.smtputf8 ? "UTF8SMTP" : "ESMTP";
+		return tls ? "SMTPS" : "SMTP";
+	if (s->env.smtputf8)
+		return tls ? "UTF8SMTPS" : "UTF8SMTP";
+	return tls ? "ESMTPS" : "ESMTP";
+}
+
+/* "\r\n\t(version=TLSv1.3 cipher=... bits=256/256)", a comment as Sendmail writes it; "" in clear. */
+static void tls_comment(const struct smtp_in *s, char *out, size_t n)
+{
+	char desc[160];
+	out[0] = '\0';
+	if (smtp_in_is_encrypted(s) && (tls_format_info(&s->tls, desc, sizeof(desc)) < 0 ||
+					fmt(out, n, "\r\n\t(%s)", desc) < 0))
+		out[0] = '\0';
 }
 
 static void write_received(struct smtp_in *s)
 {
-	char id[17], date[64], rcpt[SMTP_PATH_MAX + 16] = "";
+	char id[17], date[64], rcpt[SMTP_PATH_MAX + 16] = "", tls[192];
 	time_t now = time(NULL);
 	struct tm tm;
 	spool_id_str(spool_txn_id(s->tx), id);
@@ -41,8 +54,9 @@ static void write_received(struct smtp_in *s)
 	if (s->env.nrcpt == 1 && fmt(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", s->env.rcpts[0].addr) < 0)
 		rcpt[0] = '\0';
 	struct buf b = {0};
-	buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s (mxvault) with %s id %s%s;\r\n\t%s\r\n", s->helo, s->ip,
-		   s->cfg->hostname, proto_keyword(s), id, rcpt, date);
+	tls_comment(s, tls, sizeof(tls));
+	buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s (mxvault) with %s id %s%s%s;\r\n\t%s\r\n", s->helo, s->ip,
+		   s->cfg->hostname, proto_keyword(s), id, tls, rcpt, date);
 	spool_txn_write(s->tx, b.data, b.len);
 	buf_free(&b);
 }
@@ -96,8 +110,8 @@ static void commit_done(struct smtp_in *s, int err)
 		if (s->ctx->dedup && s->env.has_dedup_key)
 			dedup_add(s->ctx->dedup, s->env.dedup_key, qid, clock_wall_s());
 		smtp_in_reply(s, 250, "2.0.0", "Ok: queued as %s", id);
-		log_info("smtpd", "session=%" PRIu64 " client=%s id=%s from=<%s> nrcpt=%" PRIu32 " result=queued", s->no,
-			 s->ip, id, s->env.sender, s->env.nrcpt);
+		log_info("smtpd", "session=%" PRIu64 " client=%s id=%s from=<%s> nrcpt=%" PRIu32 " proto=%s result=queued",
+			 s->no, s->ip, id, s->env.sender, s->env.nrcpt, s->env.proto);
 	} else {
 		bool full = err == -ENOSPC;
 		smtp_in_reply(s, full ? 452 : 451, full ? "4.3.1" : "4.3.0", "%s",

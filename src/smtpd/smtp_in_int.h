@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/tls.h"
 #include "msg_hdr.h"
 #include "smtp_in.h"
 #include "smtp_parse.h"
@@ -34,6 +35,7 @@ enum smtp_in_state {
 	SMTP_IN_DATA,    /* receiving DATA content */
 	SMTP_IN_BDAT,    /* receiving a BDAT chunk */
 	SMTP_IN_CLOSING, /* flushing the last reply, then freed (hard deadline) */
+	SMTP_IN_TLS_HANDSHAKE, /* after 220 to STARTTLS: OpenSSL reads, no command is read */
 };
 
 /* Why a session must end once its wait is over. */
@@ -73,6 +75,8 @@ struct smtp_in {
 	bool shutdown;           /* server stopping: close after this transaction */
 	bool eof;                /* the peer sent FIN: finish what was pipelined, then close */
 	bool out_full;           /* stopped reading until the client reads its replies */
+	struct tls_info tls;     /* what STARTTLS negotiated; version empty: in clear */
+	bool close_notified;     /* our TLS close_notify is on its way */
 	uint32_t messages;
 	int64_t deadline_ms;     /* max_session_time, monotonic */
 	int64_t closing_deadline_ms;
@@ -130,6 +134,15 @@ void smtp_in_resume(struct smtp_in *s, int result);
 void smtp_in_set_timeout(struct smtp_in *s, int64_t seconds);
 /* Content starts (DATA, or a BDAT chunk): the data-rate clock starts. */
 void smtp_in_content_started(struct smtp_in *s);
+/* The session runs over TLS (STARTTLS done). */
+bool smtp_in_is_encrypted(const struct smtp_in *s);
+/*
+ * STARTTLS accepted: replies 220 (or 454 when no TLS session can be made),
+ * discards what the client pipelined after the command (it came in clear),
+ * forgets HELO/EHLO and any transaction (RFC 3207 4.2) and starts the
+ * handshake. Reading resumes as commands once the handshake is done.
+ */
+void smtp_in_start_tls(struct smtp_in *s);
 
 /* smtp_in_cmd.c */
 /* Runs one complete command line (CRLF removed). */

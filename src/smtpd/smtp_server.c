@@ -186,7 +186,7 @@ int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps)
 	const struct cfg *cfg = srv->cfg;
 	srv->base = deps->base;
 	srv->ctx = (struct smtp_in_ctx){
-		.cfg = cfg, .base = deps->base, .sp = deps->sp, .dns = deps->dns, .stats = &srv->stats,
+		.cfg = cfg, .base = deps->base, .sp = deps->sp, .dns = deps->dns, .tls = deps->tls, .stats = &srv->stats,
 		.ended = session_ended, .owner = srv,
 	};
 	if (cfg->dedup_window > 0) {

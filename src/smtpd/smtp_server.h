@@ -2,7 +2,7 @@
  * smtp_server: the SMTP server as the daemon sees it. It binds the
  * listening sockets first (as root, before privileges are dropped), then
  * starts accepting once the daemon hands it what sessions need: the spool,
- * the shared resolver and, later, the TLS context. It owns the session
+ * the shared resolver and the server TLS context (for STARTTLS). It owns the session
  * table and enforces the connection limits: in all, and per client
  * network (an IPv4 address, or an IPv6 /64, which one host usually has
  * whole). Shutdown stops accepting, lets a session in the middle of a
@@ -20,6 +20,7 @@ struct event_base;
 struct spool;
 struct dns;
 struct smtp_server;
+typedef struct ssl_ctx_st SSL_CTX;
 
 /* What the daemon lends the server; it outlives the server. */
 struct smtpd_deps {
@@ -27,6 +28,7 @@ struct smtpd_deps {
 	struct event_base *base;
 	struct spool *sp;
 	struct dns *dns;         /* the shared resolver, for policy steps */
+	SSL_CTX *tls;            /* the server context for STARTTLS; NULL: not offered */
 };
 
 /* Counters, for the log and (later) metrics. */
@@ -36,6 +38,8 @@ struct smtpd_stats {
 	uint64_t messages;       /* messages stored (250) */
 	uint64_t duplicates;     /* resent messages recognised and not stored again */
 	uint64_t timeouts;       /* sessions ended by a timeout or deadline */
+	uint64_t tls_sessions;   /* STARTTLS handshakes completed */
+	uint64_t tls_failures;   /* STARTTLS handshakes failed or abandoned */
 	uint32_t open;           /* sessions open now */
 };
 

@@ -69,8 +69,10 @@ API (kept stable: other test files use it):
       d.config_text()       the config file's text; d.write_config()
                             rewrites d.conf from d.server and d.domains
 
-  Raw(port, host='127.0.0.1', timeout=10): a raw-socket SMTP client for
-  what smtplib cannot do (pipelining, BDAT, bare LF, long lines).
+  Raw(port, host='127.0.0.1', timeout=10, bufsize=None): a raw-socket SMTP
+  client for what smtplib cannot do (pipelining, BDAT, bare LF, long lines).
+  bufsize: SO_RCVBUF and SO_SNDBUF, set before connecting (the small window
+  of a slow peer; loopback otherwise buffers megabytes).
       r.send(data)          bytes (str is encoded as UTF-8), sent whole
       r.read_reply(timeout=None) -> (code:int, text:str)
                             one complete reply, multi-line joined with
@@ -153,9 +155,16 @@ def message(frm, to, subject='test', body='hello\r\n'):
 
 
 class Raw:
-    def __init__(self, port, host=HOST, timeout=10):
+    def __init__(self, port, host=HOST, timeout=10, bufsize=None):
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if bufsize is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, bufsize)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         self.buf = b''
         self.greeted = False
 

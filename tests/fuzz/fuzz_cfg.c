@@ -1,4 +1,4 @@
-// fuzz-sources: src/base/cfg.c src/base/cfg_keys.c src/base/cfg_rcpt.c src/base/util.c
+// fuzz-sources: src/base/cfg.c src/base/cfg_keys.c src/base/cfg_rcpt.c src/base/tls.c src/base/tls_server.c src/base/util.c
 /*
  * fuzz_cfg: libFuzzer target for the configuration loader. The input is a
  * config file, optionally followed by "\n%%\n" and a recipients file that

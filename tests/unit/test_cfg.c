@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "base/cfg.h"
+#include "base/log.h"
+#include "base/tls.h"
 
 static char tmp[PATH_MAX];
 
@@ -827,6 +829,96 @@ static void test_refcount(void **state)
 	cfg_unref(held);
 }
 
+/* A certificate and key made with the daemon's own generator, in $T/DIR. */
+static void make_pair(const char *dir, const char *host)
+{
+	char path[PATH_MAX + 16], cert[PATH_MAX + 32], key[PATH_MAX + 32];
+	assert_int_equal(fmt(path, sizeof(path), "%s/%s", tmp, dir), 0);
+	log_set_level(LOG_LVL_WARN);
+	assert_int_equal(tls_selfsigned_ensure(path, host, false, 0, 0, cert, key, sizeof(cert)), 0);
+}
+
+/* Prints c, which must show line, and drops it; returns the configuration read back from the print. */
+static struct cfg *expect_printed(struct cfg *c, const char *line)
+{
+	char *printed;
+	struct cfg *b = print_and_reload(c, &printed);
+	assert_non_null(strstr(printed, line));
+	free(printed);
+	cfg_unref(c);
+	return b;
+}
+
+/* tls_cert and tls_key: paths relative to the config file, "none", and both or neither. */
+static void test_tls_keys(void **state)
+{
+	(void)state;
+	make_pair("a", "mx.example.net");
+	struct cfg *c = load_ok(SERVER "tls_cert = a/cert.pem\ntls_key = a/key.pem\n[domain example.com]\n" ANY
+				"require_tls = yes\n[domain example.org]\n" ANY);
+	char *want = subst("$T/a/cert.pem");
+	assert_string_equal(c->tls_cert, want);
+	assert_false(c->tls_inbound_off);
+	assert_true(c->domains[0].require_tls);
+	assert_false(c->domains[1].require_tls);
+	struct cfg *b = expect_printed(c, "\nrequire_tls = yes\n");
+	assert_string_equal(b->tls_cert, want);
+	cfg_unref(expect_printed(b, "\nrequire_tls = no\n")); /* also drops b */
+	free(want);
+
+	c = load_ok(SERVER "tls_cert = none\n[domain example.com]\n" ANY);
+	assert_true(c->tls_inbound_off);
+	assert_null(c->tls_cert);
+	b = expect_printed(c, "\ntls_cert = none\n");
+	assert_true(b->tls_inbound_off);
+	cfg_unref(b);
+
+	c = load_ok(SERVER "[domain example.com]\n" ANY);
+	assert_null(c->tls_cert);
+	assert_false(c->tls_inbound_off);
+	cfg_unref(expect_printed(c, "\n# tls_cert is not set: a self-signed certificate in the spool\n"));
+
+	expect_errors(SERVER "tls_cert = a/cert.pem\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: tls_cert needs tls_key (the certificate's private key, PEM)\n");
+	expect_errors(SERVER "tls_key = a/key.pem\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: tls_key needs tls_cert (the certificate, PEM)\n");
+	expect_errors(SERVER "tls_cert = none\ntls_key = a/key.pem\n[domain example.com]\n" ANY,
+		      "$T/m.conf:5: tls_key is set but tls_cert = none (inbound TLS is off)\n");
+	expect_errors(SERVER "tls_cert =\n[domain example.com]\n" ANY "require_tls = sometimes\n",
+		      "$T/m.conf:4: bad value for tls_cert: '' (expected a PEM certificate file (the chain after it), "
+		      "or none)\n"
+		      "$T/m.conf:7: bad value for require_tls: 'sometimes' (expected yes or no)\n");
+}
+
+/* Unreadable, not PEM, or a key of another certificate: FILE:LINE of the key that names the file. */
+static void test_tls_bad_files(void **state)
+{
+	(void)state;
+	make_pair("a", "mx.example.net");
+	make_pair("b", "other.example.net");
+	expect_errors(SERVER "tls_cert = nope.pem\ntls_key = a/key.pem\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: tls_cert $T/nope.pem: cannot read: No such file or directory\n");
+	expect_errors(SERVER "tls_cert = a/cert.pem\ntls_key = a/nope.pem\n[domain example.com]\n" ANY,
+		      "$T/m.conf:5: tls_key $T/a/nope.pem: cannot read: No such file or directory\n");
+
+	struct cfg *c = (struct cfg *)1;
+	char *errs;
+	write_file("m.conf", SERVER "tls_cert = m.conf\ntls_key = a/key.pem\n[domain example.com]\n" ANY);
+	assert_int_equal(load_path("$T/m.conf", &c, &errs), -EINVAL);
+	assert_non_null(strstr(errs, "$T/m.conf:4: tls_cert $T/m.conf: no PEM certificate in the file ("));
+	free(errs);
+	write_file("m.conf", SERVER "tls_cert = a/cert.pem\ntls_key = a/cert.pem\n[domain example.com]\n" ANY);
+	assert_int_equal(load_path("$T/m.conf", &c, &errs), -EINVAL);
+	assert_non_null(strstr(errs, "$T/m.conf:5: tls_key $T/a/cert.pem: no PEM private key in the file"));
+	free(errs);
+	write_file("m.conf", SERVER "tls_cert = a/cert.pem\ntls_key = b/key.pem\n[domain example.com]\n" ANY);
+	assert_int_equal(load_path("$T/m.conf", &c, &errs), -EINVAL);
+	assert_non_null(
+		strstr(errs, "$T/m.conf:5: tls_key $T/b/key.pem: the private key does not match the certificate"));
+	assert_null(strchr(errs, '\n') + 1 == errs + strlen(errs) ? NULL : "one line only");
+	free(errs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -860,6 +952,8 @@ int main(void)
 		cmocka_unit_test(test_utf8_recipients),
 		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_refcount),
+		cmocka_unit_test(test_tls_keys),
+		cmocka_unit_test(test_tls_bad_files),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
