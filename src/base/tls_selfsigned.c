@@ -9,6 +9,15 @@
  * files are given to the daemon's user. They live in SPOOL/tls/, which the
  * spool ignores (it reads only its segments and its key).
  *
+ * SPOOL belongs to the daemon's user, so whoever runs as that user (a
+ * compromised daemon) can plant links there for the next start, when this
+ * runs as root. Everything goes through the directory's fd, opened without
+ * following a link: a linked SPOOL/tls is refused; temporary files are
+ * unlinked and made anew with O_EXCL (never truncated through a hard link,
+ * never given away); a certificate or key that is not a plain file of its
+ * own (a link, a second name of another file) is not used but made again,
+ * so the daemon never loads, as root, a key it was pointed at.
+ *
  * Crash safety: both files are written under temporary names, synced, and
  * renamed key first, certificate last, then the directory is synced. The
  * certificate's presence means the pair is complete; a key without one is
@@ -42,7 +51,7 @@
 #define VALID_DAYS 3650
 
 struct paths {
-	char dir[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	char cert[PATH_MAX], key[PATH_MAX];
 };
 
 static int log_openssl(const char *what)
@@ -52,12 +61,25 @@ static int log_openssl(const char *what)
 	return -EIO;
 }
 
-/* The certificate in place is for hostname (it may predate a change of hostname). */
-static bool usable(const char *cert, const char *hostname)
+/* name in dfd is a plain file of its own: not a link, not a second name of another file. */
+static bool plain_file(int dfd, const char *name)
 {
-	FILE *f = fopen(cert, "re");
-	if (!f)
+	struct stat st;
+	return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1;
+}
+
+/* The pair in place is ours and for hostname (it may predate a change of hostname). */
+static bool usable(int dfd, const char *hostname)
+{
+	if (!plain_file(dfd, KEY_NAME) || !plain_file(dfd, CERT_NAME))
 		return false;
+	int fd = openat(dfd, CERT_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
 	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	bool ok = x && X509_check_host(x, hostname, 0, 0, NULL) == 1;
@@ -120,11 +142,14 @@ static int make_pair(const char *hostname, EVP_PKEY **key, X509 **cert)
 	return 0;
 }
 
-/* Writes one PEM file under a temporary name, synced and given to its owner. */
-static int write_pem(const char *tmp, mode_t mode, bool owner, uint32_t uid, uint32_t gid, EVP_PKEY *key,
+/* Writes one PEM file under a temporary name in dfd, synced and given to its owner. */
+static int write_pem(int dfd, const char *tmp, mode_t mode, bool owner, uint32_t uid, uint32_t gid, EVP_PKEY *key,
 		     X509 *cert)
 {
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+	/* Whatever has the name (a crash's leftover, or a planted link) goes: O_EXCL makes a new file. */
+	if (unlinkat(dfd, tmp, 0) < 0 && errno != ENOENT)
+		return -errno;
+	int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
 	int rc = 0;
@@ -144,29 +169,17 @@ static int write_pem(const char *tmp, mode_t mode, bool owner, uint32_t uid, uin
 	return rc;
 }
 
-static int sync_dir(const char *dir)
+static int install(int dfd, bool owner, uint32_t uid, uint32_t gid, EVP_PKEY *key, X509 *cert)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return rc;
-}
-
-static int install(const struct paths *p, bool owner, uint32_t uid, uint32_t gid, EVP_PKEY *key, X509 *cert)
-{
-	char tmp_key[PATH_MAX + 8], tmp_cert[PATH_MAX + 8];
-	if (fmt(tmp_key, sizeof(tmp_key), "%s.tmp", p->key) < 0 ||
-	    fmt(tmp_cert, sizeof(tmp_cert), "%s.tmp", p->cert) < 0)
-		return -ENAMETOOLONG;
-	int rc = write_pem(tmp_key, 0600, owner, uid, gid, key, NULL);
+	int rc = write_pem(dfd, KEY_NAME ".tmp", 0600, owner, uid, gid, key, NULL);
 	if (rc == 0)
-		rc = write_pem(tmp_cert, 0644, owner, uid, gid, NULL, cert);
-	if (rc == 0 && (rename(tmp_key, p->key) < 0 || rename(tmp_cert, p->cert) < 0))
+		rc = write_pem(dfd, CERT_NAME ".tmp", 0644, owner, uid, gid, NULL, cert);
+	/* rename replaces a planted link itself, never what it points to. */
+	if (rc == 0 && (renameat(dfd, KEY_NAME ".tmp", dfd, KEY_NAME) < 0 ||
+			renameat(dfd, CERT_NAME ".tmp", dfd, CERT_NAME) < 0))
 		rc = -errno;
-	if (rc == 0)
-		rc = sync_dir(p->dir);
+	if (rc == 0 && fsync(dfd) < 0)
+		rc = -errno;
 	return rc;
 }
 
@@ -184,18 +197,27 @@ static void log_created(const struct paths *p, const char *hostname, X509 *cert)
 
 static int make_paths(struct paths *p, const char *dir)
 {
-	if (fmt(p->dir, sizeof(p->dir), "%s", dir) < 0 || fmt(p->cert, sizeof(p->cert), "%s/" CERT_NAME, dir) < 0 ||
-	    fmt(p->key, sizeof(p->key), "%s/" KEY_NAME, dir) < 0)
+	if (fmt(p->cert, sizeof(p->cert), "%s/" CERT_NAME, dir) < 0 || fmt(p->key, sizeof(p->key), "%s/" KEY_NAME, dir) < 0)
 		return -ENAMETOOLONG;
 	return 0;
 }
 
-static int prepare_dir(const char *dir, bool owner, uint32_t uid, uint32_t gid)
+/* The directory, made if missing, opened without following a link, and given to the daemon's user. */
+static int open_dir(const char *dir, bool owner, uint32_t uid, uint32_t gid, int *dfd)
 {
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	if (owner && chown(dir, (uid_t)uid, (gid_t)gid) < 0)
-		return -errno;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ELOOP ? -ENOTDIR : -errno; /* a link: not where we write as root */
+	struct stat st;
+	if (fstat(fd, &st) < 0 ||
+	    (owner && (st.st_uid != uid || st.st_gid != gid) && fchown(fd, (uid_t)uid, (gid_t)gid) < 0)) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	*dfd = fd;
 	return 0;
 }
 
@@ -203,27 +225,32 @@ int tls_selfsigned_ensure(const char *dir, const char *hostname, bool owner, uin
 			  char *cert_out, char *key_out, size_t n)
 {
 	struct paths p;
+	int dfd = -1;
 	int rc = make_paths(&p, dir);
 	if (rc == 0 && (fmt(cert_out, n, "%s", p.cert) < 0 || fmt(key_out, n, "%s", p.key) < 0))
 		rc = -ENAMETOOLONG;
-	if (rc == 0 && usable(p.cert, hostname))
-		return 0;
 	if (rc == 0)
-		rc = prepare_dir(dir, owner, uid, gid);
+		rc = open_dir(dir, owner, uid, gid, &dfd);
 	if (rc < 0) {
-		log_err("tls", "self-signed certificate in %s: %s", dir, strerror(-rc));
+		log_err("tls", "self-signed certificate in %s: %s", dir,
+			rc == -ENOTDIR ? "not a directory (a symbolic link?)" : strerror(-rc));
 		return rc;
+	}
+	if (usable(dfd, hostname)) {
+		close(dfd);
+		return 0;
 	}
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
 	rc = make_pair(hostname, &key, &cert);
 	if (rc < 0)
 		log_openssl("cannot make the key and certificate");
-	else if ((rc = install(&p, owner, uid, gid, key, cert)) < 0)
+	else if ((rc = install(dfd, owner, uid, gid, key, cert)) < 0)
 		log_err("tls", "self-signed certificate: cannot write %s: %s", dir, strerror(-rc));
 	else
 		log_created(&p, hostname, cert);
 	EVP_PKEY_free(key);
 	X509_free(cert);
+	close(dfd);
 	return rc;
 }

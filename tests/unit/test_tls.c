@@ -89,6 +89,67 @@ static void test_selfsigned(void **state)
 	tls_context_free(ctx);
 }
 
+/*
+ * SPOOL/tls is written as root, but SPOOL belongs to the daemon's user: a
+ * compromised daemon can plant links there for the next start. Nothing may
+ * be written, truncated or given away through them.
+ */
+static void test_selfsigned_refuses_links(void **state)
+{
+	(void)state;
+	char dir[PATH_MAX + 16], elsewhere[PATH_MAX + 16], victim[PATH_MAX + 32], planted[PATH_MAX + 32];
+	char cert[PATH_MAX + 32], key[PATH_MAX + 32];
+	assert_int_equal(fmt(elsewhere, sizeof(elsewhere), "%s/etc", tmp), 0);
+	assert_int_equal(mkdir(elsewhere, 0755), 0);
+
+	/* SPOOL/tls a symbolic link to another directory: refused, nothing written there. */
+	assert_int_equal(fmt(dir, sizeof(dir), "%s/linked/tls", tmp), 0);
+	assert_int_equal(fmt(planted, sizeof(planted), "%s/linked", tmp), 0);
+	assert_int_equal(mkdir(planted, 0700), 0);
+	assert_int_equal(symlink(elsewhere, dir), 0);
+	assert_true(tls_selfsigned_ensure(dir, "mx.example.net", false, 0, 0, cert, key, sizeof(cert)) < 0);
+	assert_int_equal(fmt(victim, sizeof(victim), "%s/key.pem", elsewhere), 0);
+	assert_int_equal(access(victim, F_OK), -1);
+	assert_int_equal(fmt(victim, sizeof(victim), "%s/key.pem.tmp", elsewhere), 0);
+	assert_int_equal(access(victim, F_OK), -1);
+
+	/* A temporary name that is a hard link to another file: that file is left as it was. */
+	assert_int_equal(fmt(dir, sizeof(dir), "%s/hard/tls", tmp), 0);
+	assert_int_equal(fmt(planted, sizeof(planted), "%s/hard", tmp), 0);
+	assert_int_equal(mkdir(planted, 0700), 0);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(fmt(victim, sizeof(victim), "%s/shadow", elsewhere), 0);
+	FILE *f = fopen(victim, "we");
+	assert_non_null(f);
+	fputs("root:secret\n", f);
+	fclose(f);
+	assert_int_equal(chmod(victim, 0644), 0);
+	assert_int_equal(fmt(planted, sizeof(planted), "%s/key.pem.tmp", dir), 0);
+	assert_int_equal(link(victim, planted), 0);
+	assert_int_equal(tls_selfsigned_ensure(dir, "mx.example.net", false, 0, 0, cert, key, sizeof(cert)), 0);
+	char *was = slurp(victim);
+	assert_string_equal(was, "root:secret\n");
+	free(was);
+	struct stat st;
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0644);
+
+	/* The key a symbolic link to a key elsewhere (read as root): replaced by a new pair, the target untouched. */
+	assert_int_equal(fmt(planted, sizeof(planted), "%s/key.pem", dir), 0);
+	assert_int_equal(unlink(planted), 0);
+	assert_int_equal(symlink(victim, planted), 0);
+	assert_int_equal(tls_selfsigned_ensure(dir, "mx.example.net", false, 0, 0, cert, key, sizeof(cert)), 0);
+	assert_int_equal(lstat(key, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	was = slurp(victim);
+	assert_string_equal(was, "root:secret\n");
+	free(was);
+	struct tls_error e;
+	SSL_CTX *ctx = tls_server_context(cert, key, &e);
+	assert_non_null(ctx);
+	tls_context_free(ctx);
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st, (void)flag, (void)ftw;
@@ -115,6 +176,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_format_info),
 		cmocka_unit_test(test_selfsigned),
+		cmocka_unit_test(test_selfsigned_refuses_links),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
