@@ -361,11 +361,11 @@ static bool make_room(struct mta_sts *m)
 
 static void entry_load(struct mta_sts *m, struct sts_entry *e)
 {
-	int64_t fetched_at;
-	if (m->cache_dirfd < 0 || mta_sts_cache_load(m->cache_dirfd, e->domain, &e->policy, &fetched_at) < 0)
-		return; /* none, or damaged: the next fetch writes a new one */
-	e->expires = fetched_at + e->policy.max_age;
-	e->have = clock_wall_s() < e->expires;
+	int64_t fetched_at, now = clock_wall_s();
+	if (m->cache_dirfd < 0 || mta_sts_cache_load(m->cache_dirfd, e->domain, now, &e->policy, &fetched_at) < 0)
+		return; /* none, damaged, or from the future: the next fetch writes a new one */
+	e->expires = fetched_at + e->policy.max_age; /* both bounded: a year at most past now + skew */
+	e->have = now < e->expires;
 	if (e->have)
 		log_debug("mta-sts", "domain=%s cached id=%s mode=%s", e->domain, e->policy.id, mode_str(e->policy.mode));
 }

@@ -6,6 +6,8 @@
  *     length: <bytes of the policy text>\n
  *     \n
  *     <the policy text, exactly as fetched>
+ * A fetched_at later than the caller's now (plus a small skew) makes the
+ * file count as damaged: the caller adds max_age to it.
  * File names are the domain itself: callers pass validated host names
  * (letters, digits, hyphens, dots); anything with '/' or a leading '.' is
  * refused here too, so no name can leave the directory or hit the
@@ -80,7 +82,7 @@ int mta_sts_cache_parse(const char *file, size_t n, struct mta_sts_policy *p, in
 	return 0;
 }
 
-int mta_sts_cache_load(int dirfd, const char *domain, struct mta_sts_policy *p, int64_t *fetched_at)
+int mta_sts_cache_load(int dirfd, const char *domain, int64_t now, struct mta_sts_policy *p, int64_t *fetched_at)
 {
 	if (!safe_name(domain))
 		return -EINVAL;
@@ -97,6 +99,9 @@ int mta_sts_cache_load(int dirfd, const char *domain, struct mta_sts_policy *p, 
 	close(fd);
 	int rc = got == st.st_size ? mta_sts_cache_parse(b, (size_t)got, p, fetched_at) : -EIO;
 	free(b);
+	/* We never write a time ahead of our clock (beyond a clock stepped back): someone edited it. */
+	if (rc == 0 && (now > INT64_MAX - MTA_STS_CACHE_SKEW_S || *fetched_at > now + MTA_STS_CACHE_SKEW_S))
+		rc = -EINVAL;
 	return rc;
 }
 

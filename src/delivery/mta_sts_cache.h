@@ -15,8 +15,16 @@
 #include "base/util.h"
 #include "mta_sts.h"
 
-/* The policy cached for domain: 0, or -ENOENT (none), -EINVAL (damaged), other negative errno. */
-int mta_sts_cache_load(int dirfd, const char *domain, struct mta_sts_policy *p, int64_t *fetched_at) MUST_CHECK;
+/* How far in the future (seconds, by the clock of now) a fetched_at may be: clocks that were stepped back. */
+#define MTA_STS_CACHE_SKEW_S 300
+/*
+ * The policy cached for domain: 0, or -ENOENT (none), -EINVAL (damaged, or
+ * fetched more than MTA_STS_CACHE_SKEW_S after now: a hand-edited file;
+ * on 0, *fetched_at <= now + MTA_STS_CACHE_SKEW_S, so fetched_at + max_age
+ * cannot overflow), other negative errno.
+ */
+int mta_sts_cache_load(int dirfd, const char *domain, int64_t now, struct mta_sts_policy *p,
+		       int64_t *fetched_at) MUST_CHECK;
 /* Writes it atomically (a temporary file renamed over the old one): 0 or a negative errno. */
 int mta_sts_cache_store(int dirfd, const char *domain, int64_t fetched_at, const char *id, const char *text,
 			size_t n) MUST_CHECK;

@@ -1,8 +1,9 @@
 /*
  * tls_policy: see tls_policy.h. One request per connection attempt: the
  * DANE lookups of its hosts (at most ROUTE_MAX_MX, in parallel), then, for
- * mta-sts and for auto without DANE, the domain's MTA-STS policy; then
- * each address gets its TLS and the request answers.
+ * mta-sts, and for auto when a host has no DANE, the domain's MTA-STS
+ * policy; then each address gets its TLS (DANE where its host has it, the
+ * policy's otherwise) and the request answers.
  *
  * A request is on the owner's list until it answers; tls_policy_free
  * answers the pending ones with CANCELLED. The lookups it started answer
@@ -247,15 +248,22 @@ static void on_mta_sts(void *arg, enum mta_sts_status st, const struct mta_sts_p
 
 /* --- DANE ------------------------------------------------------------------------ */
 
+/*
+ * mta-sts: always. auto: when at least one host has no DANE. RFC 8461 2:
+ * DANE wins for the hosts that have it, and only for them; the policy
+ * still binds the others, or an attacker who blocks the DANE host would
+ * push the mail to one that no one authenticates.
+ */
 static bool wants_mta_sts(const struct tls_req *q)
 {
 	if (!q->tp->mta_sts || (q->mode != TLS_MTA_STS && q->mode != TLS_AUTO))
 		return false;
-	if (q->mode == TLS_AUTO)
-		for (size_t i = 0; i < q->nhosts; i++)
-			if (q->hosts[i].dane == DANE_USABLE || q->hosts[i].dane == DANE_UNUSABLE)
-				return false; /* RFC 8461 2: DANE wins */
-	return true;
+	if (q->mode == TLS_MTA_STS)
+		return true;
+	for (size_t i = 0; i < q->nhosts; i++)
+		if (q->hosts[i].dane == DANE_NONE)
+			return true;
+	return false;
 }
 
 /* Every lookup of the first stage is in: ask MTA-STS, or decide now. */

@@ -10,8 +10,10 @@
  *   mta-sts: in enforce mode only hosts matching the policy's mx patterns,
  *            VERIFY; in testing mode MAY with the check reported; no
  *            policy: MAY;
- *   auto:    dane where a host has validated TLSA records; when none has,
- *            mta-sts.
+ *   auto:    per host: DANE where it has validated TLSA records (RFC 8461
+ *            2: DANE wins there); every other host as under mta-sts, so an
+ *            enforce policy also binds the hosts without TLSA records (one
+ *            blocked DANE host must not open an unauthenticated path).
  * When no address is left, the result defers with a reply that says why
  * ("451 4.7.5 ..."). Callbacks run exactly once, never from inside
  * tls_policy_apply; tls_policy_free runs pending ones with CANCELLED.

@@ -51,6 +51,15 @@
       may be repeated; stop() closes every session, as a server process
       that exits would. p.dsns(): the transactions with MAIL FROM:<>.
 
+  CA(dir), PolicyServer(cert, key, text), policy(mode, mx, max_age)
+      MTA-STS (test_mta_sts.py, test_dane.py): a test CA made with openssl
+      (ca.cert, ca.key; ca.leaf(name) -> (cert, key) for that DNS name; the
+      directory and files readable by the daemon's user, since curl reads
+      tls_ca_file after privileges are dropped), the HTTPS server of
+      https://mta-sts.DOMAIN/.well-known/mta-sts.txt on HTTPS_HOST:443
+      (needs root; .policy is the text served, .count() the requests) and
+      the text of a policy file.
+
   Helpers: make_cert(dir, cn, ca=None) -> (cert, key) (self-signed, or
   signed by ca = make_ca(dir, cn) -> (cert, key), the cert file then holding
   the chain); spki_sha256(cert) and cert_sha256(cert): the hex digests of a
@@ -69,6 +78,7 @@ import contextlib
 import email
 import email.policy
 import hashlib
+import http.server
 import logging
 import os
 import re
@@ -481,6 +491,99 @@ class Primary:
     def raw(self):
         with self.lock:
             return [bytes(b) for b in self.raw_sessions or []]
+
+
+# --- MTA-STS: a test CA and the policy's HTTPS server ---------------------
+
+HTTPS_HOST = '127.0.0.20'  # mta-sts.DOMAIN's address in the tests' zones
+
+
+class CA:
+    """A test CA (openssl) and leaf certificates it signs, in a directory
+    the daemon's user can read."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        os.chmod(directory, 0o755)
+        self.cert, self.key = self.path('ca.crt'), self.path('ca.key')
+        self.openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=mxvault test CA', '-days', '1',
+                     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign',
+                     '-keyout', self.key, '-out', self.cert)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def openssl(self, *args):
+        subprocess.run(['openssl'] + list(args), check=True, capture_output=True, timeout=60)
+
+    def leaf(self, name):
+        """(cert, key) for the DNS name, signed by the CA."""
+        cert, key, csr, ext = (self.path(name + s) for s in ('.crt', '.key', '.csr', '.ext'))
+        with open(ext, 'w') as f:
+            f.write('subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n' % name)
+        self.openssl('req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=' + name, '-keyout', key,
+                     '-out', csr)
+        self.openssl('x509', '-req', '-in', csr, '-CA', self.cert, '-CAkey', self.key, '-CAcreateserial',
+                     '-days', '1', '-extfile', ext, '-out', cert)
+        for p in (cert, key, self.cert):
+            os.chmod(p, 0o644)
+        return cert, key
+
+
+class PolicyServer:
+    """https://mta-sts.DOMAIN/.well-known/mta-sts.txt on HTTPS_HOST:443 (any
+    DOMAIN whose mta-sts name points there; the certificate names it):
+    serves .policy (text/plain), counts the requests for it."""
+
+    def __init__(self, cert, key, policy):
+        self.policy = policy
+        self.requests = 0
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with owner.lock:
+                    owner.requests += 1
+                if self.path != '/.well-known/mta-sts.txt':
+                    self.send_error(404)
+                    return
+                body = owner.policy.encode()
+                self.send_response(200)
+                self.send_header('Content-Type', 'text/plain; charset=utf-8')
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(cert, key)
+        self.httpd = http.server.ThreadingHTTPServer((HTTPS_HOST, 443), Handler, bind_and_activate=False)
+        self.httpd.allow_reuse_address = True
+        self.httpd.daemon_threads = True
+        self.httpd.server_bind()
+        self.httpd.server_activate()
+        self.httpd.socket = self.ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+        self.thread.start()
+
+    def count(self):
+        with self.lock:
+            return self.requests
+
+    def stop(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(5)
+            self.httpd = None
+
+
+def policy(mode='enforce', mx=('mx1.sts.test',), max_age=86400):
+    """The text of an MTA-STS policy file."""
+    return 'version: STSv1\r\nmode: %s\r\n%smax_age: %d\r\n' % (mode, ''.join('mx: %s\r\n' % m for m in mx), max_age)
 
 
 # --- helpers --------------------------------------------------------------

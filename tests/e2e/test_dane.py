@@ -26,6 +26,14 @@ zone and in a signed zone without trust anchor (not DANE: may), 5 tls = auto,
 6 no STARTTLS while DANE applies (4.7.4), 7 a bogus TLSA signature
 (SERVFAIL: the host is not used), 8 an MX RRset that is not validated (the
 MX in an unsigned zone, the host's TLSA signed and wrong: not DANE).
+
+TestDaneWithMtaSts: tls = auto for a domain with two MX hosts, mx1 with
+TLSA records and mx2 without, that also publishes an enforce MTA-STS policy
+(the TXT record and mta-sts.dane.test in the signed zone, the policy served
+by fwdlib.PolicyServer, certificates from fwdlib.CA, trusted through
+tls_ca_file). mx1 is down (nothing listens): the policy, not "may", decides
+whether mx2 can have the mail (RFC 8461 2: DANE wins only for the hosts
+that have it). Needs root for port 443.
 Run with /usr/bin/python3 (python3-aiosmtpd); needs unbound and ldnsutils.
 """
 import os
@@ -261,6 +269,66 @@ class TestDane(DaneBase):
         with self.daemon({'plain.test': {'tls': 'dane'}}) as d:
             send(d, SENDER, 'insecure@plain.test')
             self.delivered(d, p, 'insecure@plain.test', 'may-encrypted')
+
+
+
+@unittest.skipUnless(have_tools() and os.geteuid() == 0, 'needs root (port 443), unbound, ldnsutils, aiosmtpd')
+class TestDaneWithMtaSts(DaneBase):
+    MX2 = 'mx2.dane.test'
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sts_dir = tempfile.mkdtemp(prefix='mxv-dane-sts-ca-')
+        cls.sts_ca = fwdlib.CA(cls.sts_dir)
+        cls.https_cert = cls.sts_ca.leaf('mta-sts.dane.test')
+        cls.mx2_cert = cls.sts_ca.leaf(cls.MX2)
+        cls.wrong_cert = cls.sts_ca.leaf('wrong.dane.test')
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.sts_dir, ignore_errors=True)
+
+    def run_case(self, policy_mx, mx2_cert, rcpt):
+        """mx1 (TLSA, down) and mx2 (no TLSA, up with mx2_cert), an enforce policy listing policy_mx:
+        returns the daemon, still running, and mx2's Primary."""
+        z = self.zone([self.tlsa(self.ee()),
+                       '%s IN MX 10 %s.' % (ORIGIN, self.MX2), '%s. IN A 127.0.0.3' % self.MX2,
+                       'mta-sts.%s IN A %s' % (ORIGIN, fwdlib.HTTPS_HOST),
+                       '_mta-sts.%s IN TXT "v=STSv1; id=1;"' % ORIGIN])
+        self.resolver([z])
+        web = fwdlib.PolicyServer(*self.https_cert, fwdlib.policy(mx=policy_mx))
+        self.addCleanup(web.stop)
+        # mx1, the DANE host, is blocked: nothing listens on 127.0.0.2.
+        p2 = self.server('127.0.0.3', self.MX2, start=True, tls=mx2_cert)
+        d = self.daemon({'dane.test': {'tls': 'auto'}}, tls_ca_file=self.sts_ca.cert)
+        self.addCleanup(d.cleanup)
+        d.start()
+        send(d, SENDER, rcpt)
+        return d, p2
+
+    def deferred_not_delivered(self, d, p2, regex, why):
+        """Waits for the first outcome, a deferral matching regex or a delivery at mx2: must be the deferral."""
+        def deferred():
+            rcpts = [r for m in d.queue() for r in m['recipients']]
+            return rcpts and all(r['state'] == 'deferred' and re.search(regex, r.get('reply', '')) for r in rcpts)
+        mxv.wait_until(lambda: p2.deliveries() or deferred(), 20, 'a deferral /%s/ or a delivery at mx2' % regex,
+                       interval=0.1)
+        sent = [line for line in d.log_text().splitlines() if 'status=sent' in line]
+        self.assertEqual(p2.deliveries(), [], '%s: %s' % (why, sent))
+        self.assertEqual(sent, [])
+        d.wait_log(r'mta-sts: domain=dane\.test fetched id=1 mode=enforce')
+
+    def test_9_auto_enforce_binds_host_without_tlsa(self):
+        # mx2 is not in the policy: never used, DANE host down or not; mx1 is tried (and refuses).
+        d, p2 = self.run_case(('mx1.dane.test',), self.mx2_cert, 'notlisted@dane.test')
+        self.deferred_not_delivered(d, p2, r'^4\d\d ', 'delivered to an MX the enforce policy does not list')
+        self.assertEqual(p2.ehlos, 0, 'connected to an MX the enforce policy does not list')
+
+    def test_9b_auto_enforce_checks_certificate_of_host_without_tlsa(self):
+        # mx2 is in the policy, but its certificate names another host: 4.7.5, nothing sent.
+        d, p2 = self.run_case(('mx1.dane.test', self.MX2), self.wrong_cert, 'wrongname@dane.test')
+        self.deferred_not_delivered(d, p2, r'^451 4\.7\.5 certificate name does not match the MTA-STS policy',
+                                    'delivered to a host whose certificate names another')
 
 
 if __name__ == '__main__':

@@ -2,32 +2,27 @@
 
 A test zone served by unbound (fwdlib.Unbound) gives the domain sts.test its
 MX (mx1.sts.test, a Primary on 127.0.0.2), the `_mta-sts.sts.test` TXT record
-and mta-sts.sts.test on 127.0.0.20, where an HTTPS server (http.server and
-ssl in a thread, on port 443: the suite runs as root) serves the policy. A
-test CA made with openssl signs the HTTPS and SMTP certificates; mxvault
+and mta-sts.sts.test on 127.0.0.20, where an HTTPS server (fwdlib.PolicyServer:
+http.server and ssl in a thread, on port 443: the suite runs as root) serves
+the policy. A test CA (fwdlib.CA) signs the HTTPS and SMTP certificates; mxvault
 trusts it through [server] tls_ca_file (which must be readable by the user
 the daemon drops to: curl reads it at the first fetch). Loopback only; every
 wait is a condition with a deadline.
 """
-import http.server
 import os
 import re
 import shutil
 import socket
-import ssl
-import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fwdlib  # noqa: E402
 import mxv  # noqa: E402
-from fwdlib import Primary, Unbound, fwd_daemon, send  # noqa: E402
+from fwdlib import CA, HTTPS_HOST, Primary, Unbound, fwd_daemon, policy, send  # noqa: E402
 
 SENDER = 'alice@sender.test'
-HTTPS_HOST = '127.0.0.20'
 RETRY_MAX = 4.0
 SLACK = 1.5
 
@@ -55,92 +50,6 @@ class StsUnbound(Unbound):
         text = super().config_text()
         extra = ''.join("  local-data: '%s IN TXT \"%s\"'\n" % t for t in self.txt)
         return text.replace('remote-control:', extra + 'remote-control:', 1)
-
-
-class CA:
-    """A test CA (openssl) and leaf certificates it signs, in a directory
-    the daemon's user can read."""
-
-    def __init__(self, directory):
-        self.dir = directory
-        os.chmod(directory, 0o755)
-        self.cert, self.key = self.path('ca.crt'), self.path('ca.key')
-        self.openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=mxvault test CA', '-days', '1',
-                     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign',
-                     '-keyout', self.key, '-out', self.cert)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def openssl(self, *args):
-        subprocess.run(['openssl'] + list(args), check=True, capture_output=True, timeout=60)
-
-    def leaf(self, name):
-        """(cert, key) for the DNS name, signed by the CA."""
-        cert, key, csr, ext = (self.path(name + s) for s in ('.crt', '.key', '.csr', '.ext'))
-        with open(ext, 'w') as f:
-            f.write('subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\n' % name)
-        self.openssl('req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=' + name, '-keyout', key,
-                     '-out', csr)
-        self.openssl('x509', '-req', '-in', csr, '-CA', self.cert, '-CAkey', self.key, '-CAcreateserial',
-                     '-days', '1', '-extfile', ext, '-out', cert)
-        for p in (cert, key, self.cert):
-            os.chmod(p, 0o644)
-        return cert, key
-
-
-class PolicyServer:
-    """https://mta-sts.sts.test/.well-known/mta-sts.txt on HTTPS_HOST:443:
-    serves .policy (text/plain), counts the requests for it."""
-
-    def __init__(self, cert, key, policy):
-        self.policy = policy
-        self.requests = 0
-        self.lock = threading.Lock()
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                with owner.lock:
-                    owner.requests += 1
-                if self.path != '/.well-known/mta-sts.txt':
-                    self.send_error(404)
-                    return
-                body = owner.policy.encode()
-                self.send_response(200)
-                self.send_header('Content-Type', 'text/plain; charset=utf-8')
-                self.send_header('Content-Length', str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(cert, key)
-        self.httpd = http.server.ThreadingHTTPServer((HTTPS_HOST, 443), Handler, bind_and_activate=False)
-        self.httpd.allow_reuse_address = True
-        self.httpd.daemon_threads = True
-        self.httpd.server_bind()
-        self.httpd.server_activate()
-        self.httpd.socket = self.ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
-        self.thread.start()
-
-    def count(self):
-        with self.lock:
-            return self.requests
-
-    def stop(self):
-        if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(5)
-            self.httpd = None
-
-
-def policy(mode='enforce', mx=('mx1.sts.test',), max_age=86400):
-    return 'version: STSv1\r\nmode: %s\r\n%smax_age: %d\r\n' % (mode, ''.join('mx: %s\r\n' % m for m in mx), max_age)
 
 
 def have_tools():
@@ -174,7 +83,7 @@ class TestMtaSts(unittest.TestCase):
         return p.start()
 
     def https(self, text):
-        s = PolicyServer(*self.https_cert, text)
+        s = fwdlib.PolicyServer(*self.https_cert, text)
         self.addCleanup(s.stop)
         return s
 

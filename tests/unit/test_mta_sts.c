@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
+#include "base/dns.h"
 #include "delivery/mta_sts.h"
 #include "delivery/mta_sts_cache.h"
 
@@ -251,33 +253,89 @@ static void test_cache_format(void **state)
 	buf_free(&b);
 }
 
+/* A fresh cache directory under /tmp (its name in dir): its fd. */
+static int cache_dir_new(char dir[64])
+{
+	snprintf(dir, 64, "/tmp/mxv-sts-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	return fd;
+}
+
 static void test_cache_files(void **state)
 {
 	(void)state;
 	char dir[64];
-	snprintf(dir, sizeof(dir), "/tmp/mxv-sts-XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	int fd = open(dir, O_RDONLY | O_DIRECTORY);
-	assert_true(fd >= 0);
+	int fd = cache_dir_new(dir);
 	const char *text = "version: STSv1\nmode: testing\nmx: *.example.org\nmax_age: 60\n";
 	assert_int_equal(mta_sts_cache_store(fd, "example.org", 42, "id1", text, strlen(text)), 0);
 	assert_int_equal(mta_sts_cache_store(fd, "example.org", 43, "id2", text, strlen(text)), 0); /* replaced */
 	struct mta_sts_policy p;
 	int64_t at;
-	assert_int_equal(mta_sts_cache_load(fd, "example.org", &p, &at), 0);
+	assert_int_equal(mta_sts_cache_load(fd, "example.org", 43, &p, &at), 0);
 	assert_int_equal(at, 43);
 	assert_string_equal(p.id, "id2");
-	assert_int_equal(mta_sts_cache_load(fd, "other.org", &p, &at), -ENOENT);
+	assert_int_equal(mta_sts_cache_load(fd, "other.org", 43, &p, &at), -ENOENT);
 	/* Names that could leave the directory or hit a temporary file are refused. */
 	assert_int_equal(mta_sts_cache_store(fd, "../x.org", 1, "a", text, strlen(text)), -EINVAL);
 	assert_int_equal(mta_sts_cache_store(fd, ".tmp-example.org", 1, "a", text, strlen(text)), -EINVAL);
-	assert_int_equal(mta_sts_cache_load(fd, "a/b.org", &p, &at), -EINVAL);
+	assert_int_equal(mta_sts_cache_load(fd, "a/b.org", 43, &p, &at), -EINVAL);
 	/* A damaged file is ignored (the next fetch replaces it). */
 	int w = openat(fd, "example.org", O_WRONLY | O_TRUNC);
 	assert_true(w >= 0);
 	assert_int_equal(write(w, "mxvault-mta-sts 1\n", 18), 18);
 	close(w);
-	assert_int_equal(mta_sts_cache_load(fd, "example.org", &p, &at), -EINVAL);
+	assert_int_equal(mta_sts_cache_load(fd, "example.org", 43, &p, &at), -EINVAL);
+	assert_int_equal(unlinkat(fd, "example.org", 0), 0);
+	close(fd);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void on_policy(void *arg, enum mta_sts_status st, const struct mta_sts_policy *p, const char *why)
+{
+	(void)p;
+	(void)why;
+	*(int *)arg = (int)st;
+}
+
+/*
+ * A hand-edited cache file whose fetched_at is far in the future: refused
+ * by mta_sts_cache_load, ignored when the daemon loads it (mta_sts_get),
+ * and fetched_at + max_age never overflows (UBSan in `make asan` aborted
+ * on it in entry_load before the check).
+ */
+static void test_cache_future_fetched_at(void **state)
+{
+	(void)state;
+	char dir[64];
+	int fd = cache_dir_new(dir);
+	const char *text = "version: STSv1\nmode: enforce\nmx: mx.example.org\nmax_age: 86400\n";
+	assert_int_equal(mta_sts_cache_store(fd, "example.org", INT64_MAX - 1, "id1", text, strlen(text)), 0);
+	struct mta_sts_policy p;
+	int64_t at;
+	assert_int_equal(mta_sts_cache_load(fd, "example.org", 1700000000, &p, &at), -EINVAL);
+	assert_int_equal(mta_sts_cache_load(fd, "example.org", INT64_MAX - 1, &p, &at), -EINVAL); /* no overflow */
+	/* Within the skew (a clock stepped back) the file holds; beyond it, not. */
+	assert_int_equal(mta_sts_cache_store(fd, "example.org", 1700000300, "id1", text, strlen(text)), 0);
+	assert_int_equal(mta_sts_cache_load(fd, "example.org", 1700000000, &p, &at), 0);
+	assert_int_equal(at, 1700000300);
+	assert_int_equal(mta_sts_cache_load(fd, "example.org", 1699999999, &p, &at), -EINVAL);
+	assert_int_equal(mta_sts_cache_store(fd, "example.org", INT64_MAX - 1, "id1", text, strlen(text)), 0);
+	struct event_base *base = event_base_new();
+	assert_non_null(base);
+	struct dns *dns;
+	assert_int_equal(dns_open(base, "127.0.0.1:9", 1000, &dns), 0); /* never asked: the loop does not run */
+	int cache = dup(fd);
+	assert_true(cache >= 0);
+	struct mta_sts *m = mta_sts_new(base, dns, cache, NULL);
+	assert_non_null(m);
+	int st = -1;
+	mta_sts_get(m, "example.org", on_policy, &st); /* loads the file */
+	mta_sts_free(m);
+	assert_int_equal(st, MTA_STS_CANCELLED);
+	dns_free(dns);
+	event_base_free(base);
 	assert_int_equal(unlinkat(fd, "example.org", 0), 0);
 	close(fd);
 	assert_int_equal(rmdir(dir), 0);
@@ -293,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_mx_matches),
 		cmocka_unit_test(test_cache_format),
 		cmocka_unit_test(test_cache_files),
+		cmocka_unit_test(test_cache_future_fetched_at),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
