@@ -21,13 +21,17 @@ inbound mail still flows.
 Run with /usr/bin/python3 (python3-aiosmtpd, unbound); every wait has a
 deadline and every hostile script ends on its own.
 """
+import asyncio
 import os
 import re
 import sys
+import shutil
+import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fwdlib  # noqa: E402
 import hostile  # noqa: E402
 import mxv  # noqa: E402
 import test_forward as tf  # noqa: E402
@@ -256,3 +260,38 @@ class TestOutboundCap(HostileBase):
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)
+
+
+class TestTlsPerAddress(HostileBase):
+    """Each address gets its own chance at TLS: one whose handshake broke does not make the next one skip it."""
+    zone = ['twomx.test. IN MX 10 mx1.test.',
+            'twomx.test. IN MX 10 mx3.test.',
+            'mx3.test. IN A 127.0.0.3']
+
+    def test_next_address_after_a_broken_handshake_still_gets_tls(self):
+        certdir = tempfile.mkdtemp(prefix='mxv-cert-')
+        self.addCleanup(shutil.rmtree, certdir, True)
+        good = self.server('127.0.0.3', 'mx3.test', start=True, tls=fwdlib.make_cert(certdir, 'mx3.test'))
+        seen = []
+
+        async def broken_then_busy(conn):
+            # First contact: STARTTLS offered, then garbage instead of a ServerHello.
+            # The retry in clear (tls = may) is turned away: mxvault must move to mx3.
+            seen.append(1)
+            if len(seen) > 1:
+                await conn.send('421 4.3.2 busy\r\n')
+                return
+            await conn.send('220 hostile.test ESMTP\r\n')
+            await conn.readline()
+            await conn.send('250-hostile.test\r\n250 STARTTLS\r\n')
+            await conn.readline()
+            await conn.send('220 2.0.0 go ahead\r\n')
+            await asyncio.wait_for(conn.reader.read(1), hostile.LIMIT)  # the ClientHello has begun
+            await conn.send(b'\x15\x03\x03\x00\x02\x02\x28' + b'not tls' * 10)  # a fatal alert, then junk
+            await conn.until_eof()
+        self.hostile(broken_then_busy, hosts=('127.0.0.2',))
+        with self.daemon({'twomx.test': {'tls': 'may', 'primary': 'mx1.test, mx3.test'}}) as d:
+            send(d, SENDER, 'w@twomx.test')
+            dl = good.wait_deliveries(1, 15)[0]
+            self.assertTrue(dl.tls, 'mx3 offers STARTTLS but got the message in clear')
+            d.wait_log(r'to=<w@twomx\.test> relay=mx3\.test\S* code=250 status=sent tls=may-encrypted ')
