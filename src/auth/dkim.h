@@ -1,0 +1,54 @@
+/*
+ * dkim: verifies the DKIM-Signatures of a message while it streams in
+ * (RFC 6376; ed25519-sha256 RFC 8463; RFC 8301: rsa-sha1 and RSA keys under
+ * 1024 bits are never a pass). Up to DKIM_MAX_SIGNATURES signatures are
+ * checked; their key records are fetched on the shared resolver as soon as
+ * the header section is complete, in parallel with the body. Hashing is
+ * incremental (OpenSSL EVP): memory per message does not grow with its size.
+ *
+ * Feed the message as received (CRLF line ends, dot-unstuffed) with
+ * dkim_feed, then dkim_finish: the callback runs once every key is in
+ * (never from inside dkim_finish). dkim_free cancels.
+ */
+#ifndef MXV_DKIM_H
+#define MXV_DKIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dns;
+struct dkim_verify;
+
+#define DKIM_MAX_SIGNATURES 5
+
+enum dkim_result {
+	DKIM_NONE = 0, /* no signature */
+	DKIM_PASS,
+	DKIM_FAIL,
+	DKIM_NEUTRAL,
+	DKIM_POLICY,
+	DKIM_TEMPERROR,
+	DKIM_PERMERROR,
+};
+
+struct dkim_sig_result {
+	enum dkim_result result;
+	char domain[256];   /* d= (header.d) */
+	char selector[64];  /* s= (header.s) */
+	char b_prefix[16];  /* the first 8 characters of b= (header.b, RFC 6008) */
+	char algorithm[32]; /* a= */
+	const char *why;    /* a short reason for anything but pass (static text) */
+};
+
+/* r: one entry per signature checked (n may be 0: DKIM_NONE); valid during the call. */
+typedef void dkim_fn(void *arg, const struct dkim_sig_result *r, size_t n);
+
+/* now: Unix seconds, for x= (expiry). */
+struct dkim_verify *dkim_verify_new(struct dns *dns, int64_t now);
+void dkim_feed(struct dkim_verify *v, const unsigned char *p, size_t n);
+void dkim_finish(struct dkim_verify *v, dkim_fn *fn, void *arg);
+void dkim_free(struct dkim_verify *v);
+
+const char *dkim_result_str(enum dkim_result r);
+
+#endif
