@@ -79,3 +79,13 @@ fuzz: deps
 
 clean:
 	rm -rf build
+
+# The public DMARC suites (tests/suites/dmarc_suite.c): record parse,
+# alignment, From: domain and the PSL vectors, "N passed, N failed" per file.
+DMARC_SUITES ?= ../shared/testsuites/dmarc
+.PHONY: suites-dmarc
+test: suites-dmarc
+suites-dmarc: $(B)/tests/suite_dmarc
+	./$(B)/tests/suite_dmarc $(DMARC_SUITES)
+$(B)/tests/suite_dmarc: tests/suites/dmarc_suite.c $(LIBOBJS) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
