@@ -1,7 +1,7 @@
 /*
  * test_dmarc: the pure parts of DMARC (record, From: domain, alignment,
  * pct) from tables, and dmarc_check_start against a real resolver: unbound
- * on a loopback port serving _dmarc records (as test_dns.c runs it).
+ * on a loopback port serving _dmarc records (unbound.h, as test_dns.c).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -25,6 +25,7 @@
 #include "auth/dmarc.h"
 #include "auth/dmarc_parse.h"
 #include "base/dns.h"
+#include "unbound.h"
 
 /* ---- the record ---- */
 
@@ -229,11 +230,7 @@ static void test_result_str(void **state)
 
 /* ---- dmarc_check_start against unbound ---- */
 
-#define UNBOUND "/usr/sbin/unbound"
-
-static char srv_dir[64];
-static pid_t srv_pid = -1;
-static char srv_addr[32];
+static struct unbound srv;
 static bool in_start; /* set around dmarc_check_start: the callback must not see it */
 
 static const char *const zone[] = {
@@ -248,117 +245,26 @@ static const char *const zone[] = {
 	"_dmarc.bad.test. TXT \"v=DMARC1; p=maybe\"",
 	"_dmarc.split.test. TXT \"v=DMARC1; \" \"p=reject\"",
 	"_dmarc.own.sub.example.test. TXT \"v=DMARC1; p=none\"",
+	"ready.test. A 192.0.2.1",
 };
 
-static int write_conf(const char *path, unsigned port)
+static void write_zone(FILE *fp)
 {
-	FILE *fp = fopen(path, "w");
-	if (!fp)
-		return -1;
-	fprintf(fp, "server:\n  interface: 127.0.0.1\n  port: %u\n  do-daemonize: no\n"
-		    "  username: \"\"\n  chroot: \"\"\n  directory: \"%s\"\n  pidfile: \"\"\n"
-		    "  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  num-threads: 1\n"
-		    "  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n"
-		    "  local-zone: \"test.\" static\n  local-zone: \"refused.test.\" refuse\n"
-		    "  local-data: \"ready.test. A 192.0.2.1\"\n",
-		port, srv_dir);
+	fprintf(fp, "  local-zone: \"test.\" static\n  local-zone: \"refused.test.\" refuse\n");
 	for (size_t i = 0; i < ARRAY_LEN(zone); i++)
 		fprintf(fp, "  local-data: '%s'\n", zone[i]);
-	return fclose(fp);
-}
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	*(bool *)arg = true;
-}
-
-static bool run_until(struct event_base *base, const int *flag, int ms)
-{
-	bool expired = false;
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	struct event *t = evtimer_new(base, on_deadline, &expired);
-	evtimer_add(t, &tv);
-	while (!*flag && !expired)
-		event_base_loop(base, EVLOOP_ONCE);
-	event_free(t);
-	return *flag != 0;
-}
-
-static void on_ready(void *arg, enum dns_status st, const struct dns_addr *a, size_t n)
-{
-	(void)a;
-	(void)n;
-	*(int *)arg = st == DNS_OK ? 1 : -1;
-}
-
-/* Whether unbound on port answers within 5 s. */
-static bool server_answers(void)
-{
-	for (int tries = 0; tries < 50; tries++) {
-		struct event_base *base = event_base_new();
-		struct dns *d;
-		int got = 0;
-		if (dns_open(base, srv_addr, 100, &d) < 0)
-			abort();
-		dns_lookup_addrs(d, "ready.test", 25, on_ready, &got);
-		run_until(base, &got, 500);
-		dns_free(d);
-		event_base_free(base);
-		if (got == 1)
-			return true;
-		if (waitpid(srv_pid, NULL, WNOHANG) == srv_pid)
-			return false; /* it died: the port was taken, say */
-		usleep(100 * 1000);
-	}
-	return false;
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	if (access(UNBOUND, X_OK) < 0) {
-		fprintf(stderr, "test_dmarc: %s is missing\n", UNBOUND);
-		return -1;
-	}
-	snprintf(srv_dir, sizeof(srv_dir), "/tmp/mxv-dmarc-XXXXXX");
-	if (!mkdtemp(srv_dir))
-		return -1;
-	char conf[128];
-	snprintf(conf, sizeof(conf), "%s/unbound.conf", srv_dir);
-	for (int attempt = 0; attempt < 5; attempt++) {
-		unsigned port = 20000 + ((unsigned)getpid() * 7919u + (unsigned)attempt * 104729u) % 12000;
-		snprintf(srv_addr, sizeof(srv_addr), "127.0.0.1:%u", port);
-		if (write_conf(conf, port) < 0)
-			return -1;
-		srv_pid = fork();
-		if (srv_pid == 0) {
-			if (!freopen("/dev/null", "w", stderr) || !freopen("/dev/null", "r", stdin))
-				_exit(127);
-			execl(UNBOUND, "unbound", "-d", "-c", conf, (char *)NULL);
-			_exit(127);
-		}
-		if (server_answers())
-			return 0;
-		kill(srv_pid, SIGTERM);
-		waitpid(srv_pid, NULL, 0);
-		srv_pid = -1;
-	}
-	fprintf(stderr, "test_dmarc: unbound did not answer\n");
-	return -1;
+	return unbound_start(&srv, "dmarc", write_zone, "ready.test");
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (srv_pid > 0) {
-		kill(srv_pid, SIGTERM);
-		waitpid(srv_pid, NULL, 0);
-	}
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", srv_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return unbound_stop(&srv);
 }
 
 struct fixture {
@@ -371,7 +277,7 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	f->base = event_base_new();
 	*state = f;
-	return dns_open(f->base, srv_addr, 1000, &f->d);
+	return dns_open(f->base, srv.addr, 1000, &f->d);
 }
 
 static int teardown(void **state)
