@@ -3,7 +3,7 @@
 # the unit and end-to-end suites. See README.md.
 
 CC      ?= gcc
-PKGS    := libevent libevent_pthreads libevent_openssl libcares inih openssl zlib libcurl
+PKGS    := libevent libevent_pthreads libevent_openssl libcares inih openssl zlib libcurl libpsl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2
@@ -79,3 +79,13 @@ fuzz: deps
 
 clean:
 	rm -rf build
+
+# The public DMARC suites (tests/suites/dmarc_suite.c): record parse,
+# alignment, From: domain and the PSL vectors, "N passed, N failed" per file.
+DMARC_SUITES ?= ../shared/testsuites/dmarc
+.PHONY: suites-dmarc
+test: suites-dmarc
+suites-dmarc: $(B)/tests/suite_dmarc
+	./$(B)/tests/suite_dmarc $(DMARC_SUITES)
+$(B)/tests/suite_dmarc: tests/suites/dmarc_suite.c $(LIBOBJS) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)

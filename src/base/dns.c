@@ -669,6 +669,11 @@ bool dns_trusts_dnssec(const struct dns *d)
 	return d->trust_ad;
 }
 
+struct event_base *dns_event_base(const struct dns *d)
+{
+	return d->base;
+}
+
 int dns_open(struct event_base *base, const char *resolver, int timeout_ms, struct dns **out)
 {
 	int rc = ares_library_init(ARES_LIB_INIT_ALL);

@@ -61,6 +61,8 @@ typedef void dns_txt_fn(void *arg, enum dns_status st, const char *const *txt, s
 int dns_open(struct event_base *base, const char *resolver, int timeout_ms, struct dns **out) MUST_CHECK;
 /* Whether AD bits are believed: every configured resolver is on loopback. */
 bool dns_trusts_dnssec(const struct dns *d);
+/* The loop the resolver runs on: for a caller that must defer a result it has at once. */
+struct event_base *dns_event_base(const struct dns *d);
 /* Safe from inside a callback; no lookup may follow, not even from one. */
 void dns_free(struct dns *d);
 

@@ -25,14 +25,11 @@
 #include <cmocka.h>
 
 #include "base/dns.h"
+#include "unbound.h"
 
-#define UNBOUND "/usr/sbin/unbound"
 #define BIG_N 40 /* A records of big.test: > 512 bytes, so TC and TCP */
 
-static char srv_dir[64];
-static pid_t srv_pid = -1;
-static uint16_t srv_port;
-static char srv_addr[32]; /* "127.0.0.1:PORT" */
+static struct unbound srv;
 static bool in_lookup;    /* set around dns_lookup_*: callbacks must not see it */
 
 struct fixture {
@@ -52,28 +49,6 @@ struct result {
 	struct dns_tlsa tlsa[4];
 	unsigned char tlsa_data[4][64];
 };
-
-/* ---- the loop ---- */
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	*(bool *)arg = true;
-}
-
-/* Runs the loop until *flag != 0 or ms pass; returns whether *flag is set. */
-static bool run_until(struct event_base *base, const int *flag, int ms)
-{
-	bool expired = false;
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	struct event *t = evtimer_new(base, on_deadline, &expired);
-	evtimer_add(t, &tv);
-	while (!*flag && !expired)
-		event_base_loop(base, EVLOOP_ONCE);
-	event_free(t);
-	return *flag != 0;
-}
 
 static void on_mx(void *arg, enum dns_status st, bool secure, const struct dns_mx *mx, size_t n)
 {
@@ -179,46 +154,11 @@ static const char *addr_str(const struct dns_addr *a, char *out, size_t n)
 
 /* ---- the server ---- */
 
-/*
- * A port free for both UDP and TCP on 127.0.0.1, below the ephemeral range:
- * a port the kernel handed out could be handed again to our own c-ares
- * socket before unbound binds it.
- */
-static uint16_t free_port(void)
+static void write_zone(FILE *fp)
 {
-	static unsigned seed;
-	if (!seed)
-		seed = (unsigned)getpid() ^ (unsigned)time(NULL);
-	for (;;) {
-		uint16_t port = (uint16_t)(20000 + rand_r(&seed) % 12000);
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		int u = socket(AF_INET, SOCK_DGRAM, 0), t = socket(AF_INET, SOCK_STREAM, 0);
-		if (u < 0 || t < 0)
-			abort();
-		bool ok = bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-			  bind(t, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-		close(u);
-		close(t);
-		if (ok)
-			return port;
-	}
-}
-
-static int write_conf(const char *path)
-{
-	FILE *fp = fopen(path, "w");
-	if (!fp)
-		return -1;
-	fprintf(fp, "server:\n  interface: 127.0.0.1\n  port: %u\n  do-daemonize: no\n"
-		    "  username: \"\"\n  chroot: \"\"\n  directory: \"%s\"\n  pidfile: \"\"\n"
-		    "  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  num-threads: 1\n"
-		    "  do-ip6: no\n  do-not-query-localhost: no\n  rrset-roundrobin: no\n"
-		    "  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n"
-		    "  local-zone: \"test.\" static\n"
+	fprintf(fp, "  local-zone: \"test.\" static\n"
 		    "  local-zone: \"refused.test.\" refuse\n"
-		    "  local-zone: \"deny.test.\" deny\n",
-		srv_port, srv_dir);
+		    "  local-zone: \"deny.test.\" deny\n");
 	static const char *data[] = {
 		"mx3.test. MX 20 b.mx3.test.", "mx3.test. MX 10 A.MX3.Test.",
 		"mx3.test. MX 20 c.mx3.test.", "nullmx.test. MX 0 .",
@@ -232,90 +172,18 @@ static int write_conf(const char *path)
 		fprintf(fp, "  local-data: \"%s\"\n", data[i]);
 	for (int i = 0; i < BIG_N; i++)
 		fprintf(fp, "  local-data: \"big.test. A 198.51.100.%d\"\n", i + 1);
-	return fclose(fp);
-}
-
-static void start_unbound(void)
-{
-	char conf[128], log[128];
-	snprintf(conf, sizeof(conf), "%s/unbound.conf", srv_dir);
-	snprintf(log, sizeof(log), "%s/unbound.log", srv_dir);
-	if (write_conf(conf) < 0)
-		abort();
-	srv_pid = fork();
-	if (srv_pid == 0) {
-		if (!freopen(log, "w", stderr) || !freopen("/dev/null", "r", stdin))
-			_exit(127);
-		execl(UNBOUND, "unbound", "-d", "-c", conf, (char *)NULL);
-		_exit(127);
-	}
-}
-
-/* The server is up when our own lookup gets an answer; 10 s deadline. */
-static bool server_answers(void)
-{
-	struct timespec start, now;
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	do {
-		struct event_base *base = event_base_new();
-		struct dns *d;
-		struct result r = {0};
-		if (dns_open(base, srv_addr, 200, &d) < 0)
-			abort();
-		dns_lookup_addrs(d, "v4.test", 25, on_addrs, &r);
-		run_until(base, &r.calls, 1000);
-		dns_free(d);
-		event_base_free(base);
-		if (r.st == DNS_OK)
-			return true;
-		if (waitpid(srv_pid, NULL, WNOHANG) == srv_pid) {
-			srv_pid = -1;
-			return false;
-		}
-		usleep(50 * 1000);
-		clock_gettime(CLOCK_MONOTONIC, &now);
-	} while (now.tv_sec - start.tv_sec < 10);
-	return false;
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	if (access(UNBOUND, X_OK) < 0) {
-		fprintf(stderr, "test_dns: %s is missing\n", UNBOUND);
-		return -1;
-	}
-	snprintf(srv_dir, sizeof(srv_dir), "/tmp/mxv-dns-XXXXXX");
-	if (!mkdtemp(srv_dir))
-		return -1;
-	/* The port can be taken between our check and unbound's bind: retry. */
-	for (int attempt = 0; attempt < 5; attempt++) {
-		srv_port = free_port();
-		snprintf(srv_addr, sizeof(srv_addr), "127.0.0.1:%u", srv_port);
-		start_unbound();
-		if (server_answers())
-			return 0;
-		if (srv_pid > 0)
-			break; /* running but silent: retrying will not help */
-	}
-	char cmd[128];
-	fprintf(stderr, "test_dns: unbound did not answer; its log:\n");
-	snprintf(cmd, sizeof(cmd), "cat %s/unbound.log >&2", srv_dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "test_dns: no log\n");
-	return -1;
+	return unbound_start(&srv, "dns", write_zone, "v4.test");
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (srv_pid > 0) {
-		kill(srv_pid, SIGTERM);
-		waitpid(srv_pid, NULL, 0);
-	}
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", srv_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return unbound_stop(&srv);
 }
 
 static int setup(void **state)
@@ -323,7 +191,7 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	f->base = event_base_new();
 	*state = f;
-	return dns_open(f->base, srv_addr, 1000, &f->d);
+	return dns_open(f->base, srv.addr, 1000, &f->d);
 }
 
 static int teardown(void **state)
@@ -496,7 +364,7 @@ static void test_timeout_is_tempfail(void **state)
 	struct fixture *f = *state;
 	struct dns *d;
 	struct result r = {0};
-	assert_int_equal(dns_open(f->base, srv_addr, 100, &d), 0);
+	assert_int_equal(dns_open(f->base, srv.addr, 100, &d), 0);
 	int64_t t0 = now_ms();
 	mx_lookup(d, "deny.test", &r);
 	assert_true(run_until(f->base, &r.calls, 3000));
@@ -513,7 +381,7 @@ static void test_no_server_is_tempfail(void **state)
 	char addr[32];
 	struct dns *d;
 	struct result rm = {0}, ra = {0};
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", free_port());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", unbound_free_port());
 	assert_int_equal(dns_open(f->base, addr, 200, &d), 0);
 	mx_lookup(d, "mx3.test", &rm);
 	addrs_lookup(d, "dual.test", 25, &ra);
