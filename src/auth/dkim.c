@@ -357,13 +357,14 @@ static void evaluate(struct dkim_one *o)
 {
 	if (o->decided || !key_usable(o))
 		return;
-	if (o->sig.bhlen != sizeof(o->bhash) || memcmp(o->sig.bh, o->bhash, sizeof(o->bhash)) != 0)
-		return decide(o, DKIM_FAIL, "body hash did not verify");
+	/* The key is checked before the hashes, in the order of RFC 6376 6.1.2 and 6.1.3. */
 	EVP_PKEY *k = load_key(o);
 	if (!k)
 		return decide(o, DKIM_PERMERROR, "unusable key data");
 	if (o->key.type == DKIM_KEY_RSA && EVP_PKEY_get_bits(k) < 1024)
 		decide(o, DKIM_PERMERROR, "RSA key under 1024 bits (RFC 8301 3.2)");
+	else if (o->sig.bhlen != sizeof(o->bhash) || memcmp(o->sig.bh, o->bhash, sizeof(o->bhash)) != 0)
+		decide(o, DKIM_FAIL, "body hash did not verify");
 	else if (o->key.type == DKIM_KEY_RSA ? verify_rsa(k, o) : verify_ed25519(k, o))
 		decide(o, DKIM_PASS, NULL);
 	else

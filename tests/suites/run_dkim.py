@@ -53,7 +53,7 @@ class Dns(fwdlib.Unbound):
         text = super().config_text()
         extra = ['  local-zone: "." static']
         extra += ["  local-data: '%s. 60 IN TXT %s'" % (n.rstrip('.'), txt_rdata(v)) for n, v in self.txt.items()]
-        return text.replace('remote-control:', '\n'.join(extra) + '\nremote-control:', 1)
+        return text.replace('server:\n', 'server:\n' + '\n'.join(extra) + '\n', 1)
 
     def __exit__(self, *exc):
         super().__exit__(*exc)
@@ -155,7 +155,116 @@ def mimekit(run, root):
     run.suite('dkim/mimekit', txt, [(n, crlf(read(os.path.join(d, n))), now, c) for n, c in cases])
 
 
-SUITES = {'mail-auth': mail_auth, 'mimekit': mimekit}
+def canon_body(body, relaxed):
+    lines = body.split(b'\r\n')
+    if relaxed:
+        lines = [re.sub(rb'[ \t]+', b' ', ln).rstrip(b' ') for ln in lines]
+    while lines and lines[-1] == b'':
+        lines.pop()
+    return b''.join(ln + b'\r\n' for ln in lines) if lines or not relaxed else b''
+
+
+def canon_header(field, relaxed):
+    if not relaxed:
+        return field
+    name, value = field.split(b':', 1)
+    value = re.sub(rb'[ \t]+', b' ', value.replace(b'\r\n', b'')).strip(b' ')
+    return name.strip().lower() + b':' + value + b'\r\n'
+
+
+def sign(msg, key, d, s, relaxed):
+    """A plain rsa-sha256 signer (openssl does the RSA), for the key-record cases."""
+    head, body = msg.split(b'\r\n\r\n', 1)
+    fields = re.findall(rb'[^\r\n]+(?:\r\n[ \t][^\r\n]*)*\r\n', head + b'\r\n')
+    names = [b'from', b'to', b'subject']
+    signed = [f for n in names for f in fields[::-1] if f.split(b':', 1)[0].strip().lower() == n][:3]
+    c = 'relaxed' if relaxed else 'simple'
+    bh = base64.b64encode(__import__('hashlib').sha256(canon_body(body, relaxed)).digest()).decode()
+    sig = ('DKIM-Signature: v=1; a=rsa-sha256; c=%s/%s; d=%s; s=%s; t=1700000000;\r\n'
+           ' h=from:to:subject; bh=%s;\r\n b=' % (c, c, d, s, bh)).encode()
+    data = b''.join(canon_header(f, relaxed) for f in signed) + canon_header(sig + b'\r\n', relaxed)[:-2]
+    b = subprocess.run(['openssl', 'dgst', '-sha256', '-sign', key], input=data, capture_output=True, check=True).stdout
+    return sig + base64.b64encode(b) + b'\r\n' + msg
+
+
+def dkimpy(run, root):
+    """The signed messages, then each key record of the suite behind a message we sign with test.private."""
+    d = os.path.join(root, 'dkimpy')
+    txt = rfc8463_keys(root)
+    txt['sed._domainkey.test.ex'] = read(os.path.join(d, 'eximtest.dns')).decode().strip()
+    now = 1700000000
+    cases = [(n, crlf(read(os.path.join(d, n))), now, all_are('pass'))
+             for n in ('rfc6376.signed.msg', 'ed25519test2.msg')]
+    message = crlf(read(os.path.join(d, 'test.message')))
+    # dkimpy's verify() is a bool: its "fail" is any result but pass.
+    records = {'test.txt': ('pass',), 'test2.txt': ('pass',), 'test_bad.txt': ('fail', 'permerror'),
+               'badk.txt': ('permerror',), 'badversion.txt': ('permerror',)}
+    for fn, expected in records.items():
+        sel = fn[:-4].replace('_', '-')
+        txt['%s._domainkey.example.com' % sel] = read(os.path.join(d, fn)).decode().strip()
+        for relaxed in (True, False):
+            signed = sign(message, os.path.join(d, 'test.private'), 'example.com', sel, relaxed)
+            cases.append(('%s (%s)' % (fn, 'relaxed' if relaxed else 'simple'), signed, now, all_are(*expected)))
+    good = sign(message, os.path.join(d, 'test.private'), 'example.com', 'test', True)
+    cases.append(('test.txt, body changed', good.replace(b'a test message', b'a fake message'), now, all_are('fail')))
+    cases.append(('test.txt, Subject changed', good.replace(b'Subject: Testing', b'Subject: Tested'), now,
+                  all_are('fail')))
+    run.suite('dkim/dkimpy', txt, cases)
+
+
+def fake_dns(path):
+    """FAKE_DNS.dat: records, plus the names that must fail (SERVFAIL, timeout); NXDOMAIN is just absent."""
+    txt, servfail, timeout = {}, [], []
+    for line in read(path).decode().splitlines():
+        if not line.strip() or line.startswith('#'):
+            continue
+        name, value = line.split(None, 1)
+        value = value.strip()
+        if value == 'NXDOMAIN':
+            continue
+        if value == '~~SERVFAIL~~':
+            servfail.append(name)
+        elif value == '~~Query timed out~~':
+            timeout.append(name)
+        else:
+            txt[name] = '' if value == '""' else value
+    return txt, servfail, timeout
+
+
+def perl_expected(fn, expected, note, algs, sizes):
+    """What an RFC 6376 + 8301 verifier gives for a row of expected.tsv; None: taken as it is (a clean row)."""
+    strong = all(a in ('rsa-sha256', 'ed25519-sha256') for a in algs.split(',')) and \
+        all(k == 'ed25519' or k == 'nokey' or (k.isdigit() and int(k) >= 1024) for k in sizes.split(','))
+    if 'DomainKeys' in note:
+        return ('none',), False           # RFC 4870 DomainKey-Signature is not DKIM
+    if expected == 'invalid':
+        if 'dns error' not in note:
+            return ('permerror',), strong
+        return ('temperror',) if strong else ('temperror', 'permerror'), strong  # rsa-sha1 needs no key
+    if expected == 'pass' and 'ietf0' in fn:
+        return ('permerror',), False      # draft-era signatures: no v=, q=dns (RFC 6376 3.5)
+    if expected == 'pass':
+        return ('pass',) if strong else ('permerror',), strong   # RFC 8301 3.1, 3.2
+    return ('fail',) if strong else ('fail', 'permerror'), strong
+
+
+def mail_dkim_perl(run, root):
+    d = os.path.join(root, 'mail-dkim-perl')
+    txt, servfail, timeout = fake_dns(os.path.join(d, 'FAKE_DNS.dat'))
+    clean, mapped = [], []
+    now = int(__import__('time').time())
+    for line in read(os.path.join(d, 'expected.tsv')).decode().splitlines():
+        if line.startswith('#') or not line.strip():
+            continue
+        fn, expected, note, algs, sizes = (line.split('\t') + [''] * 5)[:5]
+        allowed, strong = perl_expected(fn, expected, note, algs, sizes)
+        case = (fn, read(os.path.join(d, 'corpus', fn)), now, all_are(*allowed))
+        (clean if strong else mapped).append(case)
+    run.suite('dkim/mail-dkim-perl (RFC 8301-clean rows)', txt, clean, servfail, timeout)
+    run.suite('dkim/mail-dkim-perl (rows mapped to RFC 8301, docs/dkim-suites.md)', txt, mapped, servfail, timeout)
+
+
+SUITES = {'mail-auth': mail_auth, 'mimekit': mimekit, 'dkimpy': dkimpy, 'mail-dkim-perl': mail_dkim_perl}
 
 
 def main():
