@@ -172,16 +172,20 @@ def canon_header(field, relaxed):
     return name.strip().lower() + b':' + value + b'\r\n'
 
 
-def sign(msg, key, d, s, relaxed):
-    """A plain rsa-sha256 signer (openssl does the RSA), for the key-record cases."""
+def sign(msg, key, d, s, relaxed, extra=''):
+    """A plain rsa-sha256 signer (openssl does the RSA), for the key-record cases; extra: more tags.
+    With "l=" in extra, the body length is filled in."""
     head, body = msg.split(b'\r\n\r\n', 1)
     fields = re.findall(rb'[^\r\n]+(?:\r\n[ \t][^\r\n]*)*\r\n', head + b'\r\n')
     names = [b'from', b'to', b'subject']
     signed = [f for n in names for f in fields[::-1] if f.split(b':', 1)[0].strip().lower() == n][:3]
     c = 'relaxed' if relaxed else 'simple'
-    bh = base64.b64encode(__import__('hashlib').sha256(canon_body(body, relaxed)).digest()).decode()
-    sig = ('DKIM-Signature: v=1; a=rsa-sha256; c=%s/%s; d=%s; s=%s; t=1700000000;\r\n'
-           ' h=from:to:subject; bh=%s;\r\n b=' % (c, c, d, s, bh)).encode()
+    cbody = canon_body(body, relaxed)
+    if 'l=' in extra:
+        extra = extra.replace('l=', 'l=%d' % len(cbody))
+    bh = base64.b64encode(__import__('hashlib').sha256(cbody).digest()).decode()
+    sig = ('DKIM-Signature: v=1; a=rsa-sha256; c=%s/%s; d=%s; s=%s; t=1700000000;%s\r\n'
+           ' h=from:to:subject; bh=%s;\r\n b=' % (c, c, d, s, extra, bh)).encode()
     data = b''.join(canon_header(f, relaxed) for f in signed) + canon_header(sig + b'\r\n', relaxed)[:-2]
     b = subprocess.run(['openssl', 'dgst', '-sha256', '-sign', key], input=data, capture_output=True, check=True).stdout
     return sig + base64.b64encode(b) + b'\r\n' + msg
@@ -209,6 +213,13 @@ def dkimpy(run, root):
     cases.append(('test.txt, body changed', good.replace(b'a test message', b'a fake message'), now, all_are('fail')))
     cases.append(('test.txt, Subject changed', good.replace(b'Subject: Testing', b'Subject: Tested'), now,
                   all_are('fail')))
+    # l= honoured: text appended after the signed length changes nothing (RFC 6376 3.5).
+    for relaxed in (True, False):
+        lsig = sign(message, os.path.join(d, 'test.private'), 'example.com', 'test', relaxed, ' l=;')
+        cases.append(('test.txt, l= and text appended (%s)' % relaxed, lsig + b'Appended.\r\n', now, all_are('pass')))
+    expired = sign(message, os.path.join(d, 'test.private'), 'example.com', 'test', True, ' x=1700000100;')
+    cases.append(('test.txt, x= passed', expired, now + 101, all_are('permerror')))
+    cases.append(('test.txt, x= not yet passed', expired, now + 99, all_are('pass')))
     run.suite('dkim/dkimpy', txt, cases)
 
 
