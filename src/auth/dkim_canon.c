@@ -32,7 +32,8 @@ void dkim_canon_header(enum dkim_canon c, const char *raw, size_t n, bool crlf, 
 			nn--;
 		for (size_t k = 0; k < nn; k++) {
 			char l = raw[k] >= 'A' && raw[k] <= 'Z' ? (char)(raw[k] - 'A' + 'a') : raw[k];
-			buf_append(out, &l, 1);
+			if (!is_wsp(l) && l != '\r' && l != '\n') /* a name folded before its colon, unfolded */
+				buf_append(out, &l, 1);
 		}
 		buf_append(out, ":", 1);
 		bool space = false, any = false;

@@ -220,15 +220,13 @@ static int add_h(void *arg, const char *s, size_t n)
 	return 0;
 }
 
+/* dkim-quoted-printable hex is upper case (RFC 2045 6.7); lower case is taken too. */
 static int hex_digit(char c)
 {
-	if (is_digit(c))
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	static const char digits[] = "0123456789ABCDEF";
+	char u = c >= 'a' && c <= 'f' ? (char)(c - 'a' + 'A') : c;
+	const char *at = u ? strchr(digits, u) : NULL;
+	return at ? (int)(at - digits) : -1;
 }
 
 /* i= is dkim-quoted-printable (RFC 6376 2.11): "=XX" escapes, FWS ignored. */
