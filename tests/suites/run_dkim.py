@@ -16,6 +16,7 @@ import base64
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -288,6 +289,7 @@ def main():
     for name, fn in SUITES.items():
         if not args.only or name in args.only:
             fn(run, args.suites)
+    shutil.rmtree(run.tmp, ignore_errors=True)
     return 1 if run.total_failed else 0
 
 
