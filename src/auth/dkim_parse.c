@@ -285,12 +285,25 @@ static int sig_canon(const struct tag *t, struct dkim_sig *sig)
 	return 0;
 }
 
-static int has_dns_txt(void *arg, const char *s, size_t n)
+/* Whether a colon-separated list holds one of up to two items. */
+struct wanted {
+	const char *a, *b;
+	bool found;
+};
+
+static int has_item(void *arg, const char *s, size_t n)
 {
-	bool *found = arg;
-	if (ascii_ieq(s, n, "dns/txt", 7))
-		*found = true;
+	struct wanted *w = arg;
+	if (ascii_ieq(s, n, w->a, strlen(w->a)) || (w->b && ascii_ieq(s, n, w->b, strlen(w->b))))
+		w->found = true;
 	return 0;
+}
+
+static bool list_has(const struct tag *t, const char *a, const char *b)
+{
+	struct wanted w = { a, b, false };
+	(void)each_item(t, has_item, &w);
+	return w.found;
 }
 
 static int sig_alg(const struct tag *t, struct dkim_sig *sig, const char **why)
@@ -328,7 +341,6 @@ static int sig_tag(const struct tag *t, struct dkim_sig *sig, unsigned *seen, co
 	if (k == ARRAY_LEN(names))
 		return 0; /* unknown tags are ignored (RFC 6376 3.2) */
 	*seen |= 1u << k;
-	bool q = false;
 	switch (k) {
 	case 0: return val_is(t, "1") ? 0 : (*why = "v= is not 1", -EINVAL);
 	case 1: return sig_alg(t, sig, why);
@@ -351,8 +363,7 @@ static int sig_tag(const struct tag *t, struct dkim_sig *sig, unsigned *seen, co
 	case 7: return decode_i(t, sig->i, sizeof(sig->i)) ? (*why = "bad i=", -EINVAL) : 0;
 	case 8: return parse_num(t, 18, &sig->l) ? (*why = "bad l=", -EINVAL) : 0;
 	case 9:
-		(void)each_item(t, has_dns_txt, &q);
-		return q ? 0 : (*why = "unsupported q=", -EINVAL);
+		return list_has(t, "dns/txt", NULL) ? 0 : (*why = "unsupported q=", -EINVAL);
 	case 10:
 		if (copy_val(t, sig->s, sizeof(sig->s)) || !is_dns_name(sig->s))
 			return *why = "bad s=", -EINVAL;
@@ -420,24 +431,8 @@ int dkim_find_b_value(const char *value, size_t n, size_t *start, size_t *end)
 }
 
 struct key_flags {
-	bool found, strict, testing;
+	bool strict, testing;
 };
-
-static int has_sha256(void *arg, const char *s, size_t n)
-{
-	struct key_flags *f = arg;
-	if (ascii_ieq(s, n, "sha256", 6))
-		f->found = true;
-	return 0;
-}
-
-static int has_email(void *arg, const char *s, size_t n)
-{
-	struct key_flags *f = arg;
-	if (ascii_ieq(s, n, "*", 1) || ascii_ieq(s, n, "email", 5))
-		f->found = true;
-	return 0;
-}
 
 static int key_flag(void *arg, const char *s, size_t n)
 {
@@ -457,8 +452,7 @@ static int key_tag(const struct tag *t, size_t index, struct dkim_key *out, cons
 		if (index != 0 || t->vlen != 5 || memcmp(t->val, "DKIM1", 5) != 0)
 			return *why = "bad key v=", -EINVAL;
 	} else if (tag_is(t, "h")) {
-		(void)each_item(t, has_sha256, &f);
-		if (!f.found)
+		if (!list_has(t, "sha256", NULL))
 			return *why = "key h= excludes sha256", -EINVAL;
 	} else if (tag_is(t, "k")) {
 		if (val_is(t, "rsa"))
@@ -468,8 +462,7 @@ static int key_tag(const struct tag *t, size_t index, struct dkim_key *out, cons
 		else
 			return *why = "unknown key type", -EINVAL;
 	} else if (tag_is(t, "s")) {
-		(void)each_item(t, has_email, &f);
-		if (!f.found)
+		if (!list_has(t, "*", "email"))
 			return *why = "key not for email", -EINVAL;
 	} else if (tag_is(t, "t")) {
 		(void)each_item(t, key_flag, &f);

@@ -475,6 +475,23 @@ static void test_verify_unsigned_and_oversized(void **state)
 	buf_free(&filler);
 }
 
+/* Only the first DKIM_MAX_SIGNATURES are checked: 6 copies of the two give 5 results. */
+static void test_verify_at_most_five(void **state)
+{
+	(void)state;
+	const char *from = strstr(rfc8463_msg, "From: Joe");
+	struct buf m = { 0 };
+	for (int k = 0; k < 3; k++)
+		buf_append(&m, rfc8463_msg, (size_t)(from - rfc8463_msg));
+	buf_append_str(&m, from);
+	struct outcome o = verify(buf_cstr(&m), 64, false);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.n, DKIM_MAX_SIGNATURES);
+	for (size_t k = 0; k < o.n; k++)
+		assert_int_equal(o.r[k].result, DKIM_PASS);
+	buf_free(&m);
+}
+
 static void test_verify_cancelled(void **state)
 {
 	(void)state;
@@ -494,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_verify_tampered),
 		cmocka_unit_test(test_verify_no_key_and_rsa_sha1),
 		cmocka_unit_test(test_verify_unsigned_and_oversized),
+		cmocka_unit_test(test_verify_at_most_five),
 		cmocka_unit_test(test_verify_cancelled),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
