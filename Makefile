@@ -87,5 +87,5 @@ $(B)/tests/dkim_verify: tests/suites/dkim_verify.c $(LIBOBJS) | $(B)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
 
 .PHONY: suites-dkim
-suites-dkim: $(B)/tests/dkim_verify
+suites-dkim: deps $(B)/tests/dkim_verify
 	$(PYTHON) tests/suites/run_dkim.py --driver $(abspath $(B)/tests/dkim_verify) --suites $(SUITES_DIR)/dkim
