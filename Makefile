@@ -62,7 +62,7 @@ clang-check:
 
 # The whole suite: unit tests with gcc and under ASan+UBSan, a clang build,
 # then the end-to-end suite against the sanitized daemon.
-test: deps
+test: deps suites-dkim
 	$(MAKE) all unit
 	$(MAKE) clang-check
 	$(MAKE) asan
@@ -89,3 +89,12 @@ suites-dmarc: $(B)/tests/suite_dmarc
 	./$(B)/tests/suite_dmarc $(DMARC_SUITES)
 $(B)/tests/suite_dmarc: tests/suites/dmarc_suite.c $(LIBOBJS) | $(B)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+# DKIM: the public suites (../shared/testsuites/dkim) against keys served by
+# unbound on loopback, through tests/suites/dkim_verify (see run_dkim.py).
+SUITES_DIR ?= $(abspath ../shared/testsuites)
+$(B)/tests/dkim_verify: tests/suites/dkim_verify.c $(LIBOBJS) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+.PHONY: suites-dkim
+suites-dkim: deps $(B)/tests/dkim_verify
+	$(PYTHON) tests/suites/run_dkim.py --driver $(abspath $(B)/tests/dkim_verify) --suites $(SUITES_DIR)/dkim

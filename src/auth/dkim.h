@@ -7,8 +7,17 @@
  * incremental (OpenSSL EVP): memory per message does not grow with its size.
  *
  * Feed the message as received (CRLF line ends, dot-unstuffed) with
- * dkim_feed, then dkim_finish: the callback runs once every key is in
- * (never from inside dkim_finish). dkim_free cancels.
+ * dkim_feed, in chunks split anywhere, then dkim_finish: the callback runs
+ * on the loop once every key is in (never from inside dkim_finish).
+ * dkim_free cancels: no callback after it.
+ *
+ * The header section is buffered up to DKIM_HEADER_MAX; a longer one makes
+ * every signature in it permerror. Result mapping (RFC 8601 2.7.1):
+ * syntax errors, missing or unusable keys (NXDOMAIN, no record, revoked,
+ * wrong type, t=s with i= not d=), expiry (x=), t= over a day in the
+ * future, rsa-sha1 (RFC 8301 3.1) and RSA keys under 1024 bits (RFC 8301
+ * 3.2) are permerror; a DNS failure is temperror; a body hash or signature
+ * that does not verify is fail.
  */
 #ifndef MXV_DKIM_H
 #define MXV_DKIM_H
@@ -17,9 +26,11 @@
 #include <stdint.h>
 
 struct dns;
+struct event_base;
 struct dkim_verify;
 
 #define DKIM_MAX_SIGNATURES 5
+#define DKIM_HEADER_MAX (256 * 1024)
 
 enum dkim_result {
 	DKIM_NONE = 0, /* no signature */
@@ -43,8 +54,8 @@ struct dkim_sig_result {
 /* r: one entry per signature checked (n may be 0: DKIM_NONE); valid during the call. */
 typedef void dkim_fn(void *arg, const struct dkim_sig_result *r, size_t n);
 
-/* now: Unix seconds, for x= (expiry). */
-struct dkim_verify *dkim_verify_new(struct dns *dns, int64_t now);
+/* now: Unix seconds, for x= (expiry) and t=. base: the loop dns runs on. */
+struct dkim_verify *dkim_verify_new(struct event_base *base, struct dns *dns, int64_t now);
 void dkim_feed(struct dkim_verify *v, const unsigned char *p, size_t n);
 void dkim_finish(struct dkim_verify *v, dkim_fn *fn, void *arg);
 void dkim_free(struct dkim_verify *v);
