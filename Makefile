@@ -22,7 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 PYTHON  ?= /usr/bin/python3
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all deps run test unit e2e asan clang-check bench fuzz clean
+.PHONY: all deps run test unit e2e asan clang-check bench fuzz clean suites-spf
 all: $(B)/mxvault
 
 deps:
@@ -42,6 +42,14 @@ $(B)/tests/%: tests/unit/%.c $(LIBOBJS) $(wildcard tests/unit/*.h) | $(B)/tests
 
 $(B)/tests:
 	mkdir -p $@
+
+# The SPF suites (docs/spf.md): the driver on the real resolver code, the
+# zone data served by unbound on loopback.
+$(B)/tests/spf_suite: tests/suites/spf_suite.c $(LIBOBJS) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+suites-spf: $(B)/tests/spf_suite
+	$(PYTHON) tests/suites/run_spf.py $(B)/tests/spf_suite
 
 run: deps all
 	mkdir -p var
@@ -64,6 +72,7 @@ clang-check:
 # then the end-to-end suite against the sanitized daemon.
 test: deps
 	$(MAKE) all unit
+	$(MAKE) suites-spf
 	$(MAKE) clang-check
 	$(MAKE) asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
