@@ -327,6 +327,15 @@ static void spf_next_mx(struct spf_check *c)
 		spf_term_done(c, false);
 		return;
 	}
+	/*
+	 * 4.6.4: no more than 10 address lookups per mx; exceeding it is a
+	 * permerror. A match among the first ten never exceeds it.
+	 */
+	if (c->names.i >= SPF_NAMES_MAX) {
+		c->depth = 0;
+		spf_finish(c, SPF_PERMERROR);
+		return;
+	}
 	spf_lookup_addr(c, c->names.name[c->names.i++], SPF_W_MX_ADDR, c->family);
 }
 
@@ -425,11 +434,9 @@ static void spf_on_mx(void *arg, enum dns_status st, bool secure, const struct d
 	}
 	if (spf_dns_failed(c, st, true))
 		return;
-	if (n > SPF_NAMES_MAX) { /* 4.6.4 */
-		c->depth = 0;
-		spf_finish(c, SPF_PERMERROR);
-		return;
-	}
+	/* 4.6.4: querying an 11th MX host is the permerror (see spf_next_mx). */
+	if (n > SPF_NAMES_MAX + 1)
+		n = SPF_NAMES_MAX + 1;
 	spf_take_names(c, n);
 	for (size_t i = 0; i < n; i++)
 		memcpy(c->names.name[i], mx[i].host, sizeof(mx[i].host));
