@@ -262,8 +262,10 @@ static void domain_trim(struct buf *b)
 		const char *dot = memchr(b->data + off, '.', b->len - off);
 		off = dot ? (size_t)(dot - (const char *)b->data) + 1 : b->len;
 	}
-	memmove(b->data, b->data + off, b->len - off);
-	b->len -= off;
+	if (off) {
+		memmove(b->data, b->data + off, b->len - off);
+		b->len -= off;
+	}
 }
 
 int spf_expand(const char *s, size_t len, const struct spf_macro_env *env, bool exp, char *out, size_t n)
