@@ -334,6 +334,48 @@ def reverse_name(ip):
     return ipaddress.ip_address(ip).reverse_pointer
 
 
+# --- iprev (RFC 8601 3): our own cases, on the same driver and server ----------
+
+def iprev_cases():
+    zone = Zone()
+    for name, t, d in [
+            ('10.2.0.192.in-addr.arpa', 'PTR', 'good.example.com.'), ('good.example.com', 'A', '192.0.2.10'),
+            ('11.2.0.192.in-addr.arpa', 'PTR', 'liar.example.com.'), ('liar.example.com', 'A', '192.0.2.99'),
+            ('13.2.0.192.in-addr.arpa', 'PTR', 'a.example.com.'), ('13.2.0.192.in-addr.arpa', 'PTR', 'b.example.com.'),
+            ('b.example.com', 'A', '192.0.2.13'),
+            ('14.2.0.192.in-addr.arpa', 'PTR', 'slow.example.org.'),
+            ('0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa', 'PTR', 'v6.example.com.'),
+            ('v6.example.com', 'AAAA', '2001:db8::10'), ('v6.example.com', 'A', '192.0.2.10'),
+            ('15.2.0.192.in-addr.arpa', 'PTR', 'v6.example.com.')]:
+        zone.add(name, t, d)
+    for i in range(11):  # only the 11th name resolves back: past the limit of 10
+        zone.add('16.2.0.192.in-addr.arpa', 'PTR', 'n%d.example.com.' % i)
+    zone.add('n10.example.com', 'A', '192.0.2.16')
+    zone.timeouts.add('slow.example.org.')
+    cases = [('192.0.2.10', 'pass', 'good.example.com'), ('192.0.2.11', 'fail', '-'),
+             ('192.0.2.12', 'fail', '-'), ('192.0.2.13', 'pass', 'b.example.com'),
+             ('192.0.2.14', 'temperror', '-'), ('2001:db8::10', 'pass', 'v6.example.com'),
+             ('::ffff:192.0.2.10', 'pass', 'good.example.com'), ('192.0.2.15', 'fail', '-'),
+             ('192.0.2.16', 'fail', '-')]
+    return zone, [dict(ip='iprev', helo=ip, sender='', receiver='', want=[r], exp=n, name='iprev ' + ip)
+                  for ip, r, n in cases]
+
+
+def run_iprev(driver, ub):
+    zone, cases = iprev_cases()
+    ub.start(zone)
+    passed, notes = 0, []
+    for c, (got, name) in zip(cases, run_cases(driver, ub, cases)):
+        if got in c['want'] and name == c['exp']:
+            passed += 1
+        else:
+            notes.append('  FAIL %s: got %s %s, want %s %s' % (c['name'], got, name, c['want'][0], c['exp']))
+    print('iprev (own cases): %d passed, %d failed' % (passed, len(notes)))
+    for n in notes:
+        print(n)
+    return len(notes)
+
+
 # --- running ------------------------------------------------------------------
 
 def run_cases(driver, ub, cases, helo_first=False):
@@ -397,6 +439,7 @@ def main():
             for n in notes:
                 print(n)
             total_failed += failed
+        total_failed += run_iprev(driver, ub)
     finally:
         ub.close()
     return 1 if total_failed else 0

@@ -5,6 +5,7 @@
  * each line "IP<TAB>HELO<TAB>MAILFROM<TAB>RECEIVER"; an empty MAILFROM
  * checks the HELO identity with postmaster@HELO (RFC 7208 2.3, 2.4).
  * Prints "RESULT<TAB>EXPLANATION" per line (explanation "-" when none).
+ * A line "iprev<TAB>IP" runs iprev (auth/iprev.c) instead: "RESULT<TAB>NAME".
  * Used by tests/suites/run_spf.py.
  */
 #include <arpa/inet.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/iprev.h"
 #include "auth/spf.h"
 #include "base/dns.h"
 
@@ -26,6 +28,15 @@ static void on_result(void *arg, enum spf_result r, const char *exp)
 {
 	struct run *run = arg;
 	printf("%s\t%s\n", spf_result_str(r), exp ? exp : "-");
+	fflush(stdout);
+	run->done = true;
+	event_base_loopbreak(run->base);
+}
+
+static void on_iprev(void *arg, enum iprev_result r, const char *name)
+{
+	struct run *run = arg;
+	printf("%s\t%s\n", iprev_result_str(r), name ? name : "-");
 	fflush(stdout);
 	run->done = true;
 	event_base_loopbreak(run->base);
@@ -58,6 +69,13 @@ static void check_line(struct event_base *base, struct dns *dns, char *line)
 			*p++ = '\0';
 	}
 	struct spf_request rq = {0};
+	struct run run = {.base = base};
+	if (strcmp(field[0], "iprev") == 0 && field[1] && parse_ip(field[1], &rq.ip) == 0) {
+		iprev_check_start(dns, (const struct sockaddr *)&rq.ip, on_iprev, &run);
+		while (!run.done)
+			event_base_loop(base, EVLOOP_ONCE);
+		return;
+	}
 	if (!field[3] || parse_ip(field[0], &rq.ip) < 0) {
 		printf("badinput\t-\n");
 		return;
@@ -67,7 +85,6 @@ static void check_line(struct event_base *base, struct dns *dns, char *line)
 	rq.receiver = field[3];
 	rq.sender = field[2][0] ? field[2] : NULL;
 	rq.domain = field[2][0] ? (at ? at + 1 : field[2]) : field[1];
-	struct run run = {.base = base};
 	spf_check_start(dns, &rq, on_result, &run);
 	while (!run.done)
 		event_base_loop(base, EVLOOP_ONCE);
