@@ -44,12 +44,13 @@ $(B)/tests:
 	mkdir -p $@
 
 # The SPF suites (docs/spf.md): the driver on the real resolver code, the
-# zone data served by unbound on loopback.
+# zone data served by unbound on loopback; `make test` runs them under ASan+UBSan.
 $(B)/tests/spf_suite: tests/suites/spf_suite.c $(LIBOBJS) | $(B)/tests
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
 
 suites-spf: $(B)/tests/spf_suite
-	$(PYTHON) tests/suites/run_spf.py $(B)/tests/spf_suite
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PYTHON) tests/suites/run_spf.py $(B)/tests/spf_suite
 
 run: deps all
 	mkdir -p var
@@ -72,9 +73,9 @@ clang-check:
 # then the end-to-end suite against the sanitized daemon.
 test: deps
 	$(MAKE) all unit
-	$(MAKE) suites-spf
 	$(MAKE) clang-check
 	$(MAKE) asan
+	$(MAKE) B=build/asan CC=clang CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="-fsanitize=address,undefined" suites-spf
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  MXVAULT_BIN=$(abspath build/asan/mxvault) $(PYTHON) tests/e2e/run.py
 

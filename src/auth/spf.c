@@ -86,7 +86,8 @@ static void copy_name(char dst[256], const char *src)
 
 static void spf_free(struct spf_check *c)
 {
-	for (int i = 0; i <= c->depth && i < SPF_FRAMES; i++) {
+	/* Every frame: an error deep in an include ends the check with depth reset to 0. */
+	for (int i = 0; i < SPF_FRAMES; i++) {
 		free(c->fr[i].txt);
 		spf_record_free(&c->fr[i].rec);
 	}
@@ -108,6 +109,19 @@ static void spf_deliver(struct spf_check *c, enum spf_result r, const char *exp)
 {
 	c->fn(c->arg, r, exp);
 	spf_free(c);
+}
+
+/*
+ * A lookup's answer is in: false when the check was cancelled meanwhile
+ * (it is freed now and the answer is dropped).
+ */
+static bool spf_landed(struct spf_check *c)
+{
+	c->in_flight = false;
+	if (!c->cancelled)
+		return true;
+	spf_free(c);
+	return false;
 }
 
 static void spf_env(const struct spf_check *c, const char *domain, struct spf_macro_env *env)
@@ -135,11 +149,8 @@ static void spf_explain(struct spf_check *c)
 static void spf_on_exp(void *arg, enum dns_status st, const char *const *txt, size_t n)
 {
 	struct spf_check *c = arg;
-	c->in_flight = false;
-	if (c->cancelled) {
-		spf_free(c);
+	if (!spf_landed(c))
 		return;
-	}
 	if (st == DNS_CANCELLED)
 		c->dns_gone = true;
 	/* 6.2: anything but exactly one record means no explanation. */
@@ -173,6 +184,13 @@ static void spf_finish(struct spf_check *c, enum spf_result r)
 	spf_deliver(c, r, NULL);
 }
 
+/* An error ends the whole evaluation, however deep in includes (no exp=). */
+static void spf_abort(struct spf_check *c, enum spf_result r)
+{
+	c->depth = 0;
+	spf_finish(c, r);
+}
+
 /* A frame's record came to result r (4.6 / 5.2 / 6.1). */
 static void spf_frame_done(struct spf_check *c, enum spf_result r)
 {
@@ -201,8 +219,7 @@ static void spf_frame_done(struct spf_check *c, enum spf_result r)
 	default:
 		break;
 	}
-	c->depth = 0; /* temperror, permerror: the whole evaluation ends there */
-	spf_finish(c, r);
+	spf_abort(c, r); /* temperror, permerror: the whole evaluation ends there */
 }
 
 /* ---- records ---- */
@@ -210,16 +227,12 @@ static void spf_frame_done(struct spf_check *c, enum spf_result r)
 static void spf_on_record(void *arg, enum dns_status st, const char *const *txt, size_t n)
 {
 	struct spf_check *c = arg;
-	c->in_flight = false;
-	if (c->cancelled) {
-		spf_free(c);
+	if (!spf_landed(c))
 		return;
-	}
 	if (st == DNS_CANCELLED)
 		c->dns_gone = true;
 	if (st == DNS_TEMPFAIL || st == DNS_CANCELLED) {
-		c->depth = 0;
-		spf_finish(c, SPF_TEMPERROR);
+		spf_abort(c, SPF_TEMPERROR);
 		return;
 	}
 	const char *rec = NULL;
@@ -235,14 +248,12 @@ static void spf_on_record(void *arg, enum dns_status st, const char *const *txt,
 	}
 	struct spf_frame *f = &c->fr[c->depth];
 	if (found > 1) {
-		c->depth = 0;
-		spf_finish(c, SPF_PERMERROR);
+		spf_abort(c, SPF_PERMERROR);
 		return;
 	}
 	f->txt = xstrdup(rec);
 	if (spf_parse_record(f->txt, &f->rec) < 0) {
-		c->depth = 0;
-		spf_finish(c, SPF_PERMERROR);
+		spf_abort(c, SPF_PERMERROR);
 		return;
 	}
 	f->next = 0;
@@ -264,13 +275,11 @@ static bool spf_dns_failed(struct spf_check *c, enum dns_status st, bool count_v
 	if (st == DNS_CANCELLED)
 		c->dns_gone = true;
 	if (st == DNS_TEMPFAIL || st == DNS_CANCELLED) {
-		c->depth = 0;
-		spf_finish(c, SPF_TEMPERROR);
+		spf_abort(c, SPF_TEMPERROR);
 		return true;
 	}
 	if (count_void && (st == DNS_NXDOMAIN || st == DNS_NODATA || st == DNS_BADNAME) && ++c->voids > SPF_VOIDS_MAX) {
-		c->depth = 0;
-		spf_finish(c, SPF_PERMERROR);
+		spf_abort(c, SPF_PERMERROR);
 		return true;
 	}
 	return false;
@@ -332,8 +341,7 @@ static void spf_next_mx(struct spf_check *c)
 	 * permerror. A match among the first ten never exceeds it.
 	 */
 	if (c->names.i >= SPF_NAMES_MAX) {
-		c->depth = 0;
-		spf_finish(c, SPF_PERMERROR);
+		spf_abort(c, SPF_PERMERROR);
 		return;
 	}
 	spf_lookup_addr(c, c->names.name[c->names.i++], SPF_W_MX_ADDR, c->family);
@@ -370,11 +378,8 @@ static void spf_next_ptr(struct spf_check *c)
 static void spf_on_addr(void *arg, enum dns_status st, const struct dns_addr *a, size_t n)
 {
 	struct spf_check *c = arg;
-	c->in_flight = false;
-	if (c->cancelled) {
-		spf_free(c);
+	if (!spf_landed(c))
 		return;
-	}
 	switch (c->wait) {
 	case SPF_W_A:
 		if (!spf_dns_failed(c, st, true))
@@ -427,11 +432,8 @@ static void spf_on_mx(void *arg, enum dns_status st, bool secure, const struct d
 {
 	struct spf_check *c = arg;
 	(void)secure;
-	c->in_flight = false;
-	if (c->cancelled) {
-		spf_free(c);
+	if (!spf_landed(c))
 		return;
-	}
 	if (spf_dns_failed(c, st, true))
 		return;
 	/* 4.6.4: querying an 11th MX host is the permerror (see spf_next_mx). */
@@ -446,11 +448,8 @@ static void spf_on_mx(void *arg, enum dns_status st, bool secure, const struct d
 static void spf_on_ptr(void *arg, enum dns_status st, const char *const *names, size_t n)
 {
 	struct spf_check *c = arg;
-	c->in_flight = false;
-	if (c->cancelled) {
-		spf_free(c);
+	if (!spf_landed(c))
 		return;
-	}
 	if (st == DNS_CANCELLED) {
 		spf_dns_failed(c, st, false);
 		return;
@@ -529,8 +528,7 @@ static int spf_target(struct spf_check *c, const char *spec, size_t len)
 	struct spf_macro_env env;
 	spf_env(c, f->domain, &env);
 	if (spf_expand(spec, len, &env, false, c->target, sizeof(c->target)) < 0) {
-		c->depth = 0;
-		spf_finish(c, SPF_PERMERROR);
+		spf_abort(c, SPF_PERMERROR);
 		return -1;
 	}
 	return 0;
@@ -541,8 +539,7 @@ static bool spf_count_term(struct spf_check *c)
 {
 	if (++c->terms <= SPF_TERMS_MAX)
 		return true;
-	c->depth = 0;
-	spf_finish(c, SPF_PERMERROR);
+	spf_abort(c, SPF_PERMERROR);
 	return false;
 }
 
@@ -594,8 +591,7 @@ static void spf_run(struct spf_check *c)
 		switch (t->mech) {
 		case SPF_M_INCLUDE:
 			if (c->depth + 1 >= SPF_FRAMES) { /* cannot happen under the term limit */
-				c->depth = 0;
-				spf_finish(c, SPF_PERMERROR);
+				spf_abort(c, SPF_PERMERROR);
 				return;
 			}
 			c->depth++;

@@ -376,6 +376,32 @@ def run_iprev(driver, ub):
     return len(notes)
 
 
+def run_lifecycle(driver, ub):
+    """spf_check_cancel (no callback, freed when its lookup ends) and dns_free
+    under a waiting check (temperror, delivered once), on a record whose
+    include times out so the check is still waiting."""
+    zone = Zone()
+    zone.add_txt('slow.example.com', 'TXT', 'v=spf1 include:hole.example.org -all')
+    zone.add_txt('fast.example.com', 'TXT', 'v=spf1 ip4:192.0.2.1 -all')
+    zone.timeouts.add('hole.example.org.')
+    ub.start(zone)
+    cases = [('cancel\t192.0.2.1', 'f@fast.example.com', 'cancelled\tpass\t-'),
+             ('cancel\t192.0.2.1', 'f@slow.example.com', 'cancelled\ttemperror\t-'),
+             ('dnsfree\t192.0.2.1', 'f@slow.example.com', 'temperror\t-')]
+    lines = ''.join('%s\thelo.example.com\t%s\tr.example.net\n' % (m, s) for m, s, _ in cases)
+    p = subprocess.run([driver, '127.0.0.1:%d' % ub.port, str(TIMEOUT_MS)], input=lines.encode(),
+                       capture_output=True, timeout=120)
+    out = p.stdout.decode('utf-8', 'replace').splitlines()
+    notes = ['  FAIL %s %s: got %r, want %r' % (m, s, got, want)
+             for (m, s, want), got in zip(cases, out + [''] * len(cases)) if got != want]
+    if p.returncode != 0:
+        notes.append('  FAIL driver rc %d: %s' % (p.returncode, p.stderr.decode()[-2000:]))
+    print('spf lifecycle (own cases): %d passed, %d failed' % (len(cases) - len(notes), len(notes)))
+    for n in notes:
+        print(n)
+    return len(notes)
+
+
 # --- running ------------------------------------------------------------------
 
 def run_cases(driver, ub, cases, helo_first=False):
@@ -440,6 +466,7 @@ def main():
                 print(n)
             total_failed += failed
         total_failed += run_iprev(driver, ub)
+        total_failed += run_lifecycle(driver, ub)
     finally:
         ub.close()
     return 1 if total_failed else 0
