@@ -474,9 +474,10 @@ int spf_parse_record(const char *txt, struct spf_record *out)
 	memset(out, 0, sizeof(*out));
 	if (!spf_is_record(txt))
 		return -EINVAL;
+	/* One slot per run of non-spaces: a record of spaces costs nothing. */
 	size_t len = strlen(txt), cap = 0;
 	for (size_t i = 6; i < len; i++)
-		cap += txt[i] == ' ';
+		cap += txt[i] != ' ' && txt[i - 1] == ' ';
 	out->terms = xcalloc(cap ? cap : 1, sizeof(*out->terms));
 	for (size_t i = 6; i < len;) {
 		if (txt[i] == ' ') {
