@@ -139,6 +139,16 @@ static void on_ptr(void *arg, enum dns_status st, const char *const *names, size
 		snprintf(r->mx[i].host, sizeof(r->mx[i].host), "%s", names[i]);
 }
 
+static void on_txt_keep(void *arg, enum dns_status st, const char *const *txt, size_t n)
+{
+	struct result *r = arg;
+	r->calls++;
+	r->st = st;
+	r->n = n;
+	if (n)
+		snprintf(r->mx[0].host, sizeof(r->mx[0].host), "%s", txt[0]);
+}
+
 static void mx_lookup(struct dns *d, const char *name, struct result *r)
 {
 	in_lookup = true;
@@ -240,7 +250,8 @@ static int write_conf(const char *path)
 		"tlsa.test. A 192.0.2.4",
 		"2.2.0.192.in-addr.arpa. PTR V4.Test.", "2.2.0.192.in-addr.arpa. PTR other.test.",
 		"2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. PTR v6.test.",
-		"3.2.0.192.in-addr.arpa. TXT \\\"not a ptr\\\"",
+		"3.2.0.192.in-addr.arpa. TXT not-a-ptr",
+		"nul.test. TXT v=spf1\\032a:x.test\\000 -all", /* two strings, a NUL and a space inside */
 	};
 	for (size_t i = 0; i < ARRAY_LEN(data); i++)
 		fprintf(fp, "  local-data: \"%s\"\n", data[i]);
@@ -489,6 +500,18 @@ static void test_reverse_name(void **state)
 	assert_int_equal(dns_reverse_name((struct sockaddr *)&s6, out, sizeof(out)), 0);
 	assert_string_equal(out, "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
 	assert_int_equal(dns_reverse_name((struct sockaddr *)&s6, out, 20), -EINVAL);
+}
+
+/* A NUL inside a TXT string reads as DEL: it cannot cut "a:x.test\\0" into a valid record. */
+static void test_txt_nul_reads_as_del(void **state)
+{
+	struct fixture *f = *state;
+	struct result r = {0};
+	dns_lookup_txt(f->d, "nul.test", on_txt_keep, &r);
+	assert_true(run_until(f->base, &r.calls, 5000));
+	assert_int_equal(r.st, DNS_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.mx[0].host, "v=spf1 a:x.test\x7f-all");
 }
 
 /* dns_free cancels PTR and single-family lookups through their own callbacks. */
@@ -870,6 +893,7 @@ int main(void)
 		T(test_family_lookups),
 		T(test_ptr_lookups),
 		T(test_reverse_name),
+		T(test_txt_nul_reads_as_del),
 		T(test_free_cancels_ptr_and_family),
 	};
 #undef T
