@@ -22,7 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 PYTHON  ?= /usr/bin/python3
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-.PHONY: all deps run test unit e2e asan clang-check bench fuzz clean
+.PHONY: all deps run test unit e2e asan clang-check bench fuzz clean suites-spf
 all: $(B)/mxvault
 
 deps:
@@ -42,6 +42,15 @@ $(B)/tests/%: tests/unit/%.c $(LIBOBJS) $(wildcard tests/unit/*.h) | $(B)/tests
 
 $(B)/tests:
 	mkdir -p $@
+
+# The SPF suites (docs/spf.md): the driver on the real resolver code, the
+# zone data served by unbound on loopback; `make test` runs them under ASan+UBSan.
+$(B)/tests/spf_suite: tests/suites/spf_suite.c $(LIBOBJS) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+suites-spf: $(B)/tests/spf_suite
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PYTHON) tests/suites/run_spf.py $(B)/tests/spf_suite
 
 run: deps all
 	mkdir -p var
@@ -66,6 +75,7 @@ test: deps suites-dkim
 	$(MAKE) all unit
 	$(MAKE) clang-check
 	$(MAKE) asan
+	$(MAKE) B=build/asan CC=clang CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="-fsanitize=address,undefined" suites-spf
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  MXVAULT_BIN=$(abspath build/asan/mxvault) $(PYTHON) tests/e2e/run.py
 

@@ -6,7 +6,9 @@
  * shared resolver.
  *
  * The callback runs exactly once, never from inside iprev_check_start;
- * iprev_check_cancel withdraws it.
+ * iprev_check_cancel withdraws it; dns_free under a waiting check delivers
+ * IPREV_TEMPERROR from inside it. An address neither IPv4 nor IPv6 is
+ * IPREV_PERMERROR.
  */
 #ifndef MXV_IPREV_H
 #define MXV_IPREV_H

@@ -8,6 +8,8 @@
  *
  * The callback runs exactly once, never from inside spf_check_start;
  * spf_check_cancel withdraws it (the lookups under way end detached).
+ * dns_free under a waiting check delivers SPF_TEMPERROR from inside it.
+ * Memory is bounded: at most 12 records of DNS_TXT_MAX bytes per check.
  */
 #ifndef MXV_SPF_H
 #define MXV_SPF_H

@@ -36,7 +36,7 @@
 #define DNS_TRIES 2
 #define DNS_DEFAULT_TIMEOUT_MS 5000
 
-enum dns_kind { DNS_Q_MX, DNS_Q_ADDRS, DNS_Q_TXT, DNS_Q_TLSA };
+enum dns_kind { DNS_Q_MX, DNS_Q_ADDRS, DNS_Q_TXT, DNS_Q_TLSA, DNS_Q_PTR };
 
 struct dns_sock {
 	ares_socket_t fd;
@@ -52,6 +52,7 @@ struct dns_query {
 	dns_addr_fn *addr_fn;
 	dns_txt_fn *txt_fn;
 	dns_tlsa_fn *tlsa_fn;
+	dns_ptr_fn *ptr_fn;
 	void *arg;
 	uint16_t port;
 	int pending;            /* ares queries not yet called back */
@@ -60,7 +61,7 @@ struct dns_query {
 	enum dns_status st, st4; /* st: MX or AAAA; st4: A */
 	struct dns_mx *mx;
 	struct dns_addr *a6, *a4;
-	char **txt;             /* DNS_Q_TXT: one string per record */
+	char **txt;             /* DNS_Q_TXT: one string per record; DNS_Q_PTR: names */
 	struct dns_tlsa *tlsa;  /* DNS_Q_TLSA */
 	bool secure;            /* DNS_Q_MX, DNS_Q_TLSA: the AD bit */
 	size_t n, n4;           /* n: MX or AAAA count; n4: A count */
@@ -202,6 +203,8 @@ static void dns_deliver(struct dns_query *q)
 		q->tlsa_fn(q->arg, q->st, secure, ok ? q->tlsa : NULL, ok ? q->n : 0);
 	} else if (q->kind == DNS_Q_TXT) {
 		q->txt_fn(q->arg, q->st, ok ? (const char *const *)q->txt : NULL, ok ? q->n : 0);
+	} else if (q->kind == DNS_Q_PTR) {
+		q->ptr_fn(q->arg, q->st, ok ? (const char *const *)q->txt : NULL, ok ? q->n : 0);
 	} else {
 		dns_deliver_addrs(q);
 	}
@@ -344,10 +347,18 @@ static enum dns_status dns_parse_txt(struct dns_query *q, unsigned char *abuf, i
 	q->txt = xcalloc(cap ? cap : 1, sizeof(*q->txt));
 	struct buf b = {0};
 	for (struct ares_txt_ext *r = list; r; r = r->next) {
-		/* A NUL inside a string would cut it short where the caller reads it: keep bytes up to it. */
-		size_t len = strnlen((const char *)r->txt, r->length);
-		if (b.len + len <= DNS_TXT_MAX)
+		/*
+		 * A NUL inside a string would cut it short where the caller
+		 * reads it, maybe into a valid record (SPF's "a:x.example\0"):
+		 * it reads as DEL, which no record syntax here accepts.
+		 */
+		size_t len = r->length, at = b.len;
+		if (b.len + len <= DNS_TXT_MAX) {
 			buf_append(&b, r->txt, len);
+			for (size_t i = at; i < b.len; i++)
+				if (b.data[i] == 0)
+					b.data[i] = 0x7f;
+		}
 		if (!r->next || r->next->record_start) {
 			if (q->n < cap)
 				q->txt[q->n++] = xstrdup(buf_cstr(&b));
@@ -366,6 +377,63 @@ static void dns_on_txt(void *arg, int status, int timeouts, unsigned char *abuf,
 	if (dns_answer_in(q))
 		return;
 	q->st = status == ARES_SUCCESS ? dns_parse_txt(q, abuf, alen) : dns_map(status);
+	dns_query_done(q);
+}
+
+/*
+ * The PTR names of an answer (RFC 1035 3.3.12), read with c-ares' name
+ * expansion (which checks every length and pointer): its
+ * ares_parse_ptr_reply wants the address back and folds the names into a
+ * hostent.
+ */
+static enum dns_status dns_parse_ptr(struct dns_query *q, unsigned char *abuf, int alen)
+{
+	if (alen < 12)
+		return DNS_TEMPFAIL;
+	unsigned qd = (unsigned)(abuf[4] << 8 | abuf[5]), an = (unsigned)(abuf[6] << 8 | abuf[7]);
+	const unsigned char *p = abuf + 12, *end = abuf + alen;
+	char *name = NULL;
+	long len = 0;
+	for (unsigned i = 0; i < qd; i++, p += len + 4) {
+		if (ares_expand_name(p, abuf, alen, &name, &len) != ARES_SUCCESS)
+			return DNS_TEMPFAIL;
+		ares_free_string(name);
+		if (end - p < len + 4)
+			return DNS_TEMPFAIL;
+	}
+	q->txt = xcalloc(DNS_PTR_MAX, sizeof(*q->txt));
+	for (unsigned i = 0; i < an; i++) {
+		if (ares_expand_name(p, abuf, alen, &name, &len) != ARES_SUCCESS)
+			return DNS_TEMPFAIL;
+		ares_free_string(name);
+		p += len;
+		if (end - p < 10)
+			return DNS_TEMPFAIL;
+		unsigned type = (unsigned)(p[0] << 8 | p[1]), cls = (unsigned)(p[2] << 8 | p[3]);
+		long rdlen = p[8] << 8 | p[9];
+		p += 10;
+		if (end - p < rdlen)
+			return DNS_TEMPFAIL;
+		if (type == ns_t_ptr && cls == ns_c_in && q->n < DNS_PTR_MAX) {
+			if (ares_expand_name(p, abuf, alen, &name, &len) != ARES_SUCCESS)
+				return DNS_TEMPFAIL;
+			char host[256];
+			if (dns_copy_host(host, sizeof(host), name) && host[0])
+				q->txt[q->n++] = xstrdup(host);
+			ares_free_string(name);
+		}
+		p += rdlen;
+	}
+	return q->n ? DNS_OK : DNS_NODATA;
+}
+
+static void dns_on_ptr(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+	(void)timeouts;
+	if (dns_answer_in(q))
+		return;
+	q->st = status == ARES_SUCCESS ? dns_parse_ptr(q, abuf, alen) : dns_map(status);
 	dns_query_done(q);
 }
 
@@ -586,6 +654,66 @@ void dns_lookup_addrs(struct dns *d, const char *host, uint16_t port, dns_addr_f
 	dns_rearm(d);
 }
 
+void dns_lookup_family(struct dns *d, const char *host, int family, dns_addr_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_ADDRS, arg);
+	bool v6 = family == AF_INET6;
+	q->addr_fn = fn;
+	/* The family not asked for reads as "no record": the least status dns_deliver_addrs ranks. */
+	*(v6 ? &q->st4 : &q->st) = DNS_NODATA;
+	if ((family != AF_INET && !v6) || !dns_name_is_valid(host)) {
+		*(v6 ? &q->st : &q->st4) = DNS_BADNAME;
+		dns_defer(q);
+		return;
+	}
+	q->pending = 1;
+	if (v6)
+		dns_submit(q, host, ns_t_aaaa, dns_on_aaaa);
+	else
+		dns_submit(q, host, ns_t_a, dns_on_a);
+	dns_rearm(d);
+}
+
+int dns_reverse_name(const struct sockaddr *sa, char *out, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct buf b = {0};
+	if (sa->sa_family == AF_INET) {
+		const unsigned char *a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+		buf_printf(&b, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
+	} else if (sa->sa_family == AF_INET6) {
+		const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		for (int i = 15; i >= 0; i--)
+			buf_printf(&b, "%c.%c.", hex[a[i] & 15], hex[a[i] >> 4]);
+		buf_append_str(&b, "ip6.arpa");
+	} else {
+		return -EINVAL;
+	}
+	int rc = fmt(out, n, "%s", buf_cstr(&b));
+	buf_free(&b);
+	return rc < 0 ? -EINVAL : 0;
+}
+
+void dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_PTR, arg);
+	char name[80];
+	q->ptr_fn = fn;
+	if (dns_reverse_name(sa, name, sizeof(name)) < 0) {
+		q->st = DNS_BADNAME;
+		dns_defer(q);
+		return;
+	}
+	q->pending = 1;
+	dns_submit(q, name, ns_t_ptr, dns_on_ptr);
+	dns_rearm(d);
+}
+
+struct event_base *dns_event_base(const struct dns *d)
+{
+	return d->base;
+}
+
 /* ---- open and close ---- */
 
 /* "IP", "IP:PORT", "[IPv6]:PORT" -> the one-server CSV c-ares takes. */
@@ -669,11 +797,6 @@ bool dns_trusts_dnssec(const struct dns *d)
 	return d->trust_ad;
 }
 
-struct event_base *dns_event_base(const struct dns *d)
-{
-	return d->base;
-}
-
 int dns_open(struct event_base *base, const char *resolver, int timeout_ms, struct dns **out)
 {
 	int rc = ares_library_init(ARES_LIB_INIT_ALL);
@@ -728,6 +851,7 @@ static void dns_cancel(struct dns_query *q)
 	case DNS_Q_MX: q->mx_fn(q->arg, DNS_CANCELLED, false, NULL, 0); break;
 	case DNS_Q_TXT: q->txt_fn(q->arg, DNS_CANCELLED, NULL, 0); break;
 	case DNS_Q_TLSA: q->tlsa_fn(q->arg, DNS_CANCELLED, false, NULL, 0); break;
+	case DNS_Q_PTR: q->ptr_fn(q->arg, DNS_CANCELLED, NULL, 0); break;
 	default: q->addr_fn(q->arg, DNS_CANCELLED, NULL, 0); break;
 	}
 }

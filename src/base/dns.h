@@ -50,7 +50,10 @@ struct dns_addr {
  */
 typedef void dns_mx_fn(void *arg, enum dns_status st, bool secure, const struct dns_mx *mx, size_t n);
 typedef void dns_addr_fn(void *arg, enum dns_status st, const struct dns_addr *addrs, size_t n);
-/* txt: one NUL-terminated string per record, its character-strings joined. */
+/*
+ * txt: one NUL-terminated string per record, its character-strings joined;
+ * a NUL byte inside reads as DEL (0x7f), so it cannot cut a record short.
+ */
 typedef void dns_txt_fn(void *arg, enum dns_status st, const char *const *txt, size_t n);
 
 /*
@@ -111,6 +114,31 @@ void dns_tlsa_free(struct dns_tlsa *r, size_t n);
 
 /* The TXT records of name (for MTA-STS, later SPF and DMARC). No record is DNS_NODATA. */
 void dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn *fn, void *arg);
+
+/*
+ * The addresses of host in one family only (AF_INET: A, AF_INET6: AAAA),
+ * one query, so the caller sees that query's own status: SPF's a and mx
+ * mechanisms ask only for the client's family and count NODATA and
+ * NXDOMAIN as void lookups (RFC 7208 4.6.4). No IP-literal shortcut: host
+ * is always queried as a name. DNS_OK with n == 0 never happens.
+ */
+void dns_lookup_family(struct dns *d, const char *host, int family, dns_addr_fn *fn, void *arg);
+
+/* The most PTR names kept of one answer. */
+#define DNS_PTR_MAX 32
+
+/* names: lower-case, no trailing dot, valid during the call. */
+typedef void dns_ptr_fn(void *arg, enum dns_status st, const char *const *names, size_t n);
+
+/*
+ * The PTR names of an address (AF_INET or AF_INET6; other families are
+ * DNS_BADNAME), under in-addr.arpa or ip6.arpa, at most DNS_PTR_MAX in the
+ * order received. No PTR record is DNS_NODATA.
+ */
+void dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_fn *fn, void *arg);
+
+/* The reverse name of an address ("4.3.2.1.in-addr.arpa"); 0 or -EINVAL. */
+int dns_reverse_name(const struct sockaddr *sa, char *out, size_t n) MUST_CHECK;
 
 const char *dns_status_str(enum dns_status st);
 

@@ -103,6 +103,27 @@ static void on_txt(void *arg, enum dns_status st, const char *const *txt, size_t
 	r->n = n;
 }
 
+static void on_ptr(void *arg, enum dns_status st, const char *const *names, size_t n)
+{
+	struct result *r = arg;
+	r->calls++;
+	r->reentrant |= in_lookup;
+	r->st = st;
+	r->n = n;
+	for (size_t i = 0; i < n && i < ARRAY_LEN(r->mx); i++)
+		snprintf(r->mx[i].host, sizeof(r->mx[i].host), "%s", names[i]);
+}
+
+static void on_txt_keep(void *arg, enum dns_status st, const char *const *txt, size_t n)
+{
+	struct result *r = arg;
+	r->calls++;
+	r->st = st;
+	r->n = n;
+	if (n)
+		snprintf(r->mx[0].host, sizeof(r->mx[0].host), "%s", txt[0]);
+}
+
 static void mx_lookup(struct dns *d, const char *name, struct result *r)
 {
 	in_lookup = true;
@@ -167,6 +188,10 @@ static void write_zone(FILE *fp)
 		"v6.test. AAAA 2001:db8::2", "a.mx3.test. A 192.0.2.10",
 		"_25._tcp.tlsa.test. TLSA 3 1 1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 		"tlsa.test. A 192.0.2.4",
+		"2.2.0.192.in-addr.arpa. PTR V4.Test.", "2.2.0.192.in-addr.arpa. PTR other.test.",
+		"2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. PTR v6.test.",
+		"3.2.0.192.in-addr.arpa. TXT not-a-ptr",
+		"nul.test. TXT v=spf1\\032a:x.test\\000 -all", /* two strings, a NUL and a space inside */
 	};
 	for (size_t i = 0; i < ARRAY_LEN(data); i++)
 		fprintf(fp, "  local-data: \"%s\"\n", data[i]);
@@ -267,6 +292,113 @@ static void test_addrs_nodata_and_nxdomain(void **state)
 	assert_int_equal(addrs_status(*state, "nullmx.test", 25, &r1), DNS_NODATA);
 	assert_int_equal(r1.n, 0);
 	assert_int_equal(addrs_status(*state, "nope.test", 25, &r2), DNS_NXDOMAIN);
+}
+
+static enum dns_status family_status(struct fixture *f, const char *name, int family, struct result *r)
+{
+	in_lookup = true;
+	dns_lookup_family(f->d, name, family, on_addrs, r);
+	in_lookup = false;
+	assert_true(run_until(f->base, &r->calls, 5000));
+	assert_int_equal(r->calls, 1);
+	assert_false(r->reentrant);
+	return r->st;
+}
+
+/* One family, one query: its own NODATA and NXDOMAIN (SPF counts them as void). */
+static void test_family_lookups(void **state)
+{
+	struct result r[6] = {{0}};
+	char s[80];
+	assert_int_equal(family_status(*state, "dual.test", AF_INET, &r[0]), DNS_OK);
+	assert_int_equal(r[0].n, 1);
+	assert_string_equal(addr_str(&r[0].addrs[0], s, sizeof(s)), "192.0.2.1 0");
+	assert_int_equal(family_status(*state, "dual.test", AF_INET6, &r[1]), DNS_OK);
+	assert_int_equal(r[1].n, 1);
+	assert_string_equal(addr_str(&r[1].addrs[0], s, sizeof(s)), "2001:db8::1 0");
+	assert_int_equal(family_status(*state, "v4.test", AF_INET6, &r[2]), DNS_NODATA);
+	assert_int_equal(family_status(*state, "nope.test", AF_INET, &r[3]), DNS_NXDOMAIN);
+	assert_int_equal(family_status(*state, "bad..name", AF_INET, &r[4]), DNS_BADNAME);
+	assert_int_equal(family_status(*state, "v4.test", AF_UNIX, &r[5]), DNS_BADNAME);
+}
+
+static enum dns_status ptr_status(struct fixture *f, const char *ip, struct result *r)
+{
+	struct sockaddr_storage ss = {0};
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1)
+		s4->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1)
+		s6->sin6_family = AF_INET6;
+	in_lookup = true;
+	dns_lookup_ptr(f->d, (struct sockaddr *)&ss, on_ptr, r);
+	in_lookup = false;
+	assert_true(run_until(f->base, &r->calls, 5000));
+	assert_int_equal(r->calls, 1);
+	assert_false(r->reentrant);
+	return r->st;
+}
+
+static void test_ptr_lookups(void **state)
+{
+	struct result r[5] = {{0}};
+	assert_int_equal(ptr_status(*state, "192.0.2.2", &r[0]), DNS_OK);
+	assert_int_equal(r[0].n, 2);
+	assert_string_equal(r[0].mx[0].host, "v4.test");
+	assert_string_equal(r[0].mx[1].host, "other.test");
+	assert_int_equal(ptr_status(*state, "2001:db8::2", &r[1]), DNS_OK);
+	assert_int_equal(r[1].n, 1);
+	assert_string_equal(r[1].mx[0].host, "v6.test");
+	assert_int_equal(ptr_status(*state, "192.0.2.3", &r[2]), DNS_NODATA);
+	assert_int_equal(ptr_status(*state, "192.0.2.99", &r[3]), DNS_NXDOMAIN);
+	assert_int_equal(ptr_status(*state, "not an address", &r[4]), DNS_BADNAME);
+}
+
+static void test_reverse_name(void **state)
+{
+	(void)state;
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+	struct sockaddr_in s4 = {.sin_family = AF_INET};
+	char out[80];
+	assert_int_equal(inet_pton(AF_INET, "192.0.2.3", &s4.sin_addr), 1);
+	assert_int_equal(dns_reverse_name((struct sockaddr *)&s4, out, sizeof(out)), 0);
+	assert_string_equal(out, "3.2.0.192.in-addr.arpa");
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8::cb01", &s6.sin6_addr), 1);
+	assert_int_equal(dns_reverse_name((struct sockaddr *)&s6, out, sizeof(out)), 0);
+	assert_string_equal(out, "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
+	assert_int_equal(dns_reverse_name((struct sockaddr *)&s6, out, 20), -EINVAL);
+}
+
+/* A NUL inside a TXT string reads as DEL: it cannot cut "a:x.test\\0" into a valid record. */
+static void test_txt_nul_reads_as_del(void **state)
+{
+	struct fixture *f = *state;
+	struct result r = {0};
+	dns_lookup_txt(f->d, "nul.test", on_txt_keep, &r);
+	assert_true(run_until(f->base, &r.calls, 5000));
+	assert_int_equal(r.st, DNS_OK);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.mx[0].host, "v=spf1 a:x.test\x7f-all");
+}
+
+/* dns_free cancels PTR and single-family lookups through their own callbacks. */
+static void test_free_cancels_ptr_and_family(void **state)
+{
+	struct fixture *f = *state;
+	struct result rp = {0}, ra = {0};
+	struct sockaddr_in s4 = {.sin_family = AF_INET};
+	assert_int_equal(inet_pton(AF_INET, "192.0.2.2", &s4.sin_addr), 1);
+	dns_lookup_ptr(f->d, (struct sockaddr *)&s4, on_ptr, &rp);
+	dns_lookup_family(f->d, "deny.test", AF_INET6, on_addrs, &ra);
+	dns_free(f->d);
+	f->d = NULL;
+	int never = 0;
+	run_until(f->base, &never, 100);
+	assert_int_equal(rp.calls, 1);
+	assert_int_equal(rp.st, DNS_CANCELLED);
+	assert_int_equal(ra.calls, 1);
+	assert_int_equal(ra.st, DNS_CANCELLED);
 }
 
 /* 40 A records do not fit 512 bytes: c-ares retries over TCP (EV_WRITE). */
@@ -626,6 +758,11 @@ int main(void)
 		T(test_open_resolver_forms),
 		T(test_dnssec_trusted_only_on_loopback),
 		T(test_status_str),
+		T(test_family_lookups),
+		T(test_ptr_lookups),
+		T(test_reverse_name),
+		T(test_txt_nul_reads_as_del),
+		T(test_free_cancels_ptr_and_family),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
