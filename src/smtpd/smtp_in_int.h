@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "base/tls.h"
+#include "hdr_strip.h"
 #include "msg_hdr.h"
 #include "smtp_in.h"
 #include "smtp_parse.h"
@@ -100,6 +101,7 @@ struct smtp_in {
 	struct spool_txn *tx;
 	struct smtp_data_dec dec;
 	struct msg_hdr *hdr;     /* Received: count, Message-ID, content hash */
+	struct hdr_strip strip;  /* removes forged Authentication-Results on the way to the spool */
 	struct buf dbuf;
 	bool too_big;
 	uint64_t bdat_left;
