@@ -29,6 +29,15 @@
 
 /* The longest piece of text (reason, value) written; longer ones are cut. */
 #define AUTHRES_MAX_TEXT 256
+/*
+ * A bound on the field authres_format writes: the id, then SPF (reason,
+ * address), 5 DKIM signatures (reason, d=, s=, b=: the last three bounded by
+ * their arrays), DMARC (reason, header.from) and iprev (address, name):
+ * 13 texts of AUTHRES_MAX_TEXT octets and 15 shorter ones, each at worst
+ * quoted with every octet escaped, with its property name and fold. The
+ * worst case (test_longest) writes about 9.5 KB.
+ */
+#define AUTHRES_MAX_LEN 12288
 
 struct authres {
 	const char *authserv_id;    /* ours (cfg authserv_id); a token */

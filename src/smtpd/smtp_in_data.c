@@ -204,6 +204,17 @@ static void end_of_message(struct smtp_in *s)
 	}
 	if (is_duplicate(s))
 		return;
+	/* DMARC, when a recipient's domain enforces it: refused before the commit, so nothing is stored. */
+	struct auth_reply ar;
+	if (auth_dmarc_refusal(auth_dmarc_enforced(s->cfg, s->env.rcpts, s->env.nrcpt), &s->auth, &ar)) {
+		smtp_in_reply(s, ar.code, ar.enh, "%s", ar.text);
+		smtp_in_log_reject(s, "from", s->env.sender, ar.code, ar.enh, ar.text);
+		smtp_in_txn_end(s, false); /* aborts the spool transaction */
+		return;
+	}
+	/* Our verdict, sent on in front of the stored content (docs/spool.md). */
+	if (s->cfg->authserv_id)
+		s->env.auth_header = auth_header(&s->auth, s->cfg->authserv_id, s->env.sender, s->helo, s->ip);
 	s->env.arrival = clock_wall_s();
 	s->env.client_addr = xstrdup(s->ip);
 	s->env.client_helo = xstrdup(s->helo);

@@ -3,15 +3,19 @@
 The real daemon forwards to an aiosmtpd Primary (fwdlib) and the test reads
 what the primary got: an Authentication-Results field that claims our
 authserv-id is removed on the way in (DATA, and BDAT with chunk boundaries
-inside the forged field), one of another authserv-id is kept.
+inside the forged field), one of another authserv-id is kept; ours, kept
+beside the stored content in the spool, arrives as the first header line,
+before our Received:, and is in the headers a DSN returns. No check runs in
+these tests (spf = off, dmarc = off), so ours says "none" (RFC 8601 2.2).
 """
 import os
+import re
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxv  # noqa: E402
-from fwdlib import send  # noqa: E402
+from fwdlib import parse_dsn, send  # noqa: E402
 from test_forward import SENDER, ForwardBase  # noqa: E402
 
 AUTHSERV_ID = 'auth.backup.test'
@@ -67,6 +71,40 @@ class TestForgedAuthRes(ForwardBase):
             r.expect(250, '2.0.0')
             r.close()
             self.check_received(p)
+
+
+class TestOurAuthRes(ForwardBase):
+    """Our header: stored with the message, sent first, returned in DSNs."""
+
+    def test_first_header_line(self):
+        p = self.server('127.0.0.2', 'mx1.test', start=True)
+        off = {'spf': 'off', 'dmarc': 'off'}
+        with self.daemon({'primary.test': off}, authserv_id=AUTHSERV_ID) as d:
+            send(d, SENDER, ['bob@primary.test'], data=forged_message('bob@primary.test'))
+            got = p.wait_deliveries(1, 15)[0].data
+            self.assertTrue(got.startswith(b'Authentication-Results: auth.backup.test; none\r\nReceived: from '),
+                            got[:300])
+            self.assertEqual(len(re.findall(rb'auth\.backup\.test;', got.partition(b'\r\n\r\n')[0], re.I)), 1,
+                             got)
+
+    def test_default_authserv_id_is_hostname(self):
+        p = self.server('127.0.0.2', 'mx1.test', start=True)
+        with self.daemon({'primary.test': {}}) as d:
+            # a leading dot in the body, to see the stream is dot-stuffed as a whole
+            send(d, SENDER, ['bob@primary.test'], data=mxv.message(SENDER, 'bob@primary.test', body='.dot\r\n'))
+            got = p.wait_deliveries(1, 15)[0].data
+            self.assertTrue(got.startswith(b'Authentication-Results: backup.test; none\r\nReceived: from '),
+                            got[:300])
+            self.assertTrue(got.endswith(b'\r\n\r\n.dot\r\n'), got[-50:])
+
+    def test_in_dsn(self):
+        self.server('127.0.0.2', 'mx1.test', start=True, rcpt_reply=lambda a: '550 5.1.1 No such user here')
+        with self.daemon({'primary.test': {}}, authserv_id=AUTHSERV_ID) as d:
+            send(d, SENDER, ['bad@primary.test'])
+            dsn = self.wait_dsns(1, 15)[0]
+            rep = parse_dsn(dsn.data)
+            self.assertIn('Authentication-Results: auth.backup.test; none', dsn.data.decode('utf-8', 'replace'),
+                          rep['text'])
 
 
 if __name__ == '__main__':

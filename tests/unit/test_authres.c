@@ -127,6 +127,33 @@ static void test_hostile_text(void **state)
 	assert_int_equal(strcspn(v, ";"), AUTHRES_MAX_TEXT);
 }
 
+/* Every piece at its longest and all quotes (each doubled): within AUTHRES_MAX_LEN. */
+static void test_longest(void **state)
+{
+	(void)state;
+	char q[AUTHRES_MAX_TEXT * 2];
+	memset(q, '"', sizeof(q) - 1);
+	q[sizeof(q) - 1] = '\0';
+	struct dkim_sig_result sigs[DKIM_MAX_SIGNATURES];
+	for (size_t i = 0; i < DKIM_MAX_SIGNATURES; i++) {
+		sigs[i] = (struct dkim_sig_result){.result = DKIM_PERMERROR, .why = q};
+		memset(sigs[i].domain, '"', sizeof(sigs[i].domain) - 1);
+		memset(sigs[i].selector, '"', sizeof(sigs[i].selector) - 1);
+		memset(sigs[i].b_prefix, '"', sizeof(sigs[i].b_prefix) - 1);
+	}
+	struct authres r = {
+		.authserv_id = q, .spf_ran = true, .spf = SPF_PERMERROR, .spf_mailfrom = q, .spf_reason = q,
+		.dkim_ran = true, .dkim = sigs, .ndkim = DKIM_MAX_SIGNATURES,
+		.dmarc_ran = true, .dmarc = DMARC_PERMERROR, .dmarc_from = q, .dmarc_reason = q,
+		.iprev_ran = true, .iprev = IPREV_PERMERROR, .iprev_ip = q, .iprev_name = "((((((((((((((((((((((((((((",
+	};
+	struct buf b = {0};
+	authres_format(&r, &b);
+	assert_true(b.len > AUTHRES_MAX_LEN * 3 / 4); /* the worst case is near the bound: it is not loose */
+	assert_true(b.len <= AUTHRES_MAX_LEN);
+	buf_free(&b);
+}
+
 /* Many signatures: folded, never over 78 where a space can go. */
 static void test_folding(void **state)
 {
@@ -205,6 +232,7 @@ int main(void)
 		cmocka_unit_test(test_dkim_none_and_dmarc),
 		cmocka_unit_test(test_hostile_text),
 		cmocka_unit_test(test_folding),
+		cmocka_unit_test(test_longest),
 		cmocka_unit_test(test_recognise),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
