@@ -5,8 +5,9 @@
  * session must refuse (auth_rcpt_refusal, auth_dmarc_refusal: pure), and
  * writes the one Authentication-Results header stored with the message
  * (auth_header). Without any verdict the header says "none" (RFC 8601
- * 2.2: no method ran), which is what a domain with spf = off and
- * dmarc = off gets.
+ * 2.2: no method ran): what every message gets when all domains have
+ * spf = off and dmarc = off (then no check runs at all; otherwise DKIM and
+ * iprev run for every message, since they never refuse).
  *
  * Where each check belongs in a session (the engines are called there):
  *   iprev  at connect (smtp_in_new): iprev_check_start on the client's
