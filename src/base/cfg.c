@@ -96,6 +96,7 @@ static void add_domain(struct cfg_loader *ld, const char *name, size_t n)
 	*d = (struct cfg_domain){
 		.name = xstrndup(name, n), .line = ld->lineno,
 		.retention = 5 * 86400, .warn_after = 4 * 3600, .tls = TLS_AUTO,
+		.spf = SPF_MODE_TAG, .dmarc = DMARC_MODE_TAG,
 	};
 	memset(ld->domain_lines[c->ndomains], 0, sizeof(ld->domain_lines[0]));
 	/* The index holds position + 1 while the array may still move; cfg_load
@@ -308,6 +309,8 @@ static void fill_defaults(struct cfg_loader *ld)
 	struct cfg *c = ld->c;
 	if (!c->hostname && server_key_line(ld, "hostname") == 0)
 		default_hostname(ld);
+	if (!c->authserv_id && c->hostname && server_key_line(ld, "authserv_id") == 0)
+		c->authserv_id = xstrdup(c->hostname);
 	if (!c->listen) {
 		c->listen = xcalloc(1, sizeof(*c->listen));
 		c->nlisten = 1;
@@ -586,6 +589,7 @@ void cfg_unref(const struct cfg *cc)
 	free(c->listen);
 	free(c->path);
 	free(c->hostname);
+	free(c->authserv_id);
 	free(c->spool);
 	free(c->resolver);
 	free(c->postmaster);

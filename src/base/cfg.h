@@ -33,6 +33,16 @@
  */
 enum tls_mode { TLS_MAY = 0, TLS_ENCRYPT, TLS_VERIFY, TLS_DANE, TLS_MTA_STS, TLS_AUTO };
 
+/*
+ * Sender authentication (issue 8), per domain. SPF (key "spf"): off, tag
+ * (the result goes into Authentication-Results only), or reject (a fail is
+ * refused at RCPT with 550 5.7.23, a temperror deferred with 451 4.7.24).
+ * DMARC (key "dmarc"): off, tag, or enforce (p=reject that fails is refused
+ * at end of data with 550 5.7.1; a temperror deferred with 451 4.7.1).
+ */
+enum spf_mode { SPF_MODE_OFF = 0, SPF_MODE_TAG, SPF_MODE_REJECT };
+enum dmarc_mode { DMARC_MODE_OFF = 0, DMARC_MODE_TAG, DMARC_MODE_ENFORCE };
+
 struct cfg_addr {
 	char *text;                    /* as written: "127.0.0.1:2525", "[::1]:25" */
 	struct sockaddr_storage ss;
@@ -56,12 +66,15 @@ struct cfg_domain {
 	int64_t warn_after;    /* seconds, default 4h, 0 = never */
 	enum tls_mode tls;     /* outbound TLS, default auto */
 	bool require_tls;      /* inbound: RCPT without STARTTLS gets 530 (postmaster excepted); default no */
+	enum spf_mode spf;     /* default tag */
+	enum dmarc_mode dmarc; /* default tag */
 };
 
 struct cfg {
 	int refs;                    /* cfg_ref / cfg_unref; main thread only */
 	char *path;
 	char *hostname;
+	char *authserv_id;           /* RFC 8601 authserv-id of our Authentication-Results; default hostname */
 	struct cfg_addr *listen;
 	size_t nlisten;
 	char *spool;

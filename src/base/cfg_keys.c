@@ -327,15 +327,48 @@ static const char *const tls_mode_names[] = {
 	[TLS_DANE] = "dane", [TLS_MTA_STS] = "mta-sts", [TLS_AUTO] = "auto",
 };
 
+static const char *const spf_mode_names[] = {
+	[SPF_MODE_OFF] = "off", [SPF_MODE_TAG] = "tag", [SPF_MODE_REJECT] = "reject",
+};
+
+static const char *const dmarc_mode_names[] = {
+	[DMARC_MODE_OFF] = "off", [DMARC_MODE_TAG] = "tag", [DMARC_MODE_ENFORCE] = "enforce",
+};
+
+/* The index of v in names[0..n), or -1 (the caller reports it). */
+static int find_choice(const char *const *names, size_t n, const char *v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v, names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
 static int set_tls(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
-	for (size_t i = 0; i <= TLS_AUTO; i++) {
-		if (strcmp(v, tls_mode_names[i]) == 0) {
-			*FIELD(obj, k, enum tls_mode) = (enum tls_mode)i;
-			return 0;
-		}
-	}
-	return bad_value(ld, k, v, NULL);
+	int i = find_choice(tls_mode_names, ARRAY_LEN(tls_mode_names), v);
+	if (i < 0)
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, enum tls_mode) = (enum tls_mode)i;
+	return 0;
+}
+
+static int set_spf(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	int i = find_choice(spf_mode_names, ARRAY_LEN(spf_mode_names), v);
+	if (i < 0)
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, enum spf_mode) = (enum spf_mode)i;
+	return 0;
+}
+
+static int set_dmarc(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	int i = find_choice(dmarc_mode_names, ARRAY_LEN(dmarc_mode_names), v);
+	if (i < 0)
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, enum dmarc_mode) = (enum dmarc_mode)i;
+	return 0;
 }
 
 static int set_path(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
@@ -630,6 +663,16 @@ static void print_tls(FILE *out, const void *obj, const struct cfg_key *k)
 	fprintf(out, "%s = %s\n", k->name, tls_mode_names[*CFIELD(obj, k, enum tls_mode)]);
 }
 
+static void print_spf(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %s\n", k->name, spf_mode_names[*CFIELD(obj, k, enum spf_mode)]);
+}
+
+static void print_dmarc(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %s\n", k->name, dmarc_mode_names[*CFIELD(obj, k, enum dmarc_mode)]);
+}
+
 /* Lists are printed with bare commas: the output must fit the same 199
  * characters per line that the input did. */
 static void print_listen(FILE *out, const void *obj, const struct cfg_key *k)
@@ -726,6 +769,8 @@ const struct cfg_key cfg_server_keys[] = {
 	{"tls_cert", set_tls_file, print_tls_cert, SRV(tls_cert), 0, 0,
 	 "expected a PEM certificate file (the chain after it), or none"},
 	{"tls_key", set_tls_file, print_str, SRV(tls_key), 0, 0, "expected a PEM private key file"},
+	/* RFC 8601 2.5: the authserv-id should be a domain name under our control; the host name is one. */
+	{"authserv_id", set_hostname, print_str, SRV(authserv_id), 0, 0, "expected a domain name like mx.example.com"},
 };
 
 const struct cfg_key cfg_domain_keys[] = {
@@ -736,6 +781,8 @@ const struct cfg_key cfg_domain_keys[] = {
 	{"warn_after", set_duration, print_duration, DOM(warn_after), 0, 0, DURATION_HINT},
 	{"tls", set_tls, print_tls, DOM(tls), 0, 0, "expected auto, may, encrypt, verify, dane or mta-sts"},
 	{"require_tls", set_bool, print_bool, DOM(require_tls), 0, 0, "expected yes or no"},
+	{"spf", set_spf, print_spf, DOM(spf), 0, 0, "expected off, tag or reject"},
+	{"dmarc", set_dmarc, print_dmarc, DOM(dmarc), 0, 0, "expected off, tag or enforce"},
 };
 
 const size_t cfg_nserver_keys = ARRAY_LEN(cfg_server_keys);

@@ -238,13 +238,19 @@ static void send_rcpt(struct smtp_out *c, uint32_t k)
 		say(c, "RCPT TO:<%s>%s", r->addr, notify);
 }
 
+/* What goes out after DATA: our Authentication-Results header (kept beside the body), then the body. */
+static uint64_t content_size(const struct spool_env *e)
+{
+	return e->body_size + (e->auth_header ? strlen(e->auth_header) : 0);
+}
+
 static void send_mail(struct smtp_out *c)
 {
 	const struct spool_env *e = &c->job->m->env;
 	char params[256] = "";
 	size_t n = 0;
 	if (c->caps.size)
-		n += (size_t)snprintf(params + n, sizeof(params) - n, " SIZE=%" PRIu64, e->body_size);
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " SIZE=%" PRIu64, content_size(e));
 	if (e->body == SMTP_BODY_8BITMIME && c->caps.eightbit)
 		n += (size_t)snprintf(params + n, sizeof(params) - n, " BODY=8BITMIME");
 	if (e->smtputf8 && c->caps.smtputf8)
@@ -263,7 +269,7 @@ static const char *unmet_requirement(const struct smtp_out *c, const struct spoo
 		return "554 5.6.7 The next hop does not support SMTPUTF8, which this message needs";
 	if (e->body == SMTP_BODY_8BITMIME && !c->caps.eightbit)
 		return "554 5.6.3 The next hop does not support 8BITMIME, which this message needs";
-	if (c->caps.size && c->caps.size_max && e->body_size > c->caps.size_max)
+	if (c->caps.size && c->caps.size_max && content_size(e) > c->caps.size_max)
 		return "552 5.3.4 Message too big for the next hop";
 	return NULL;
 }
@@ -555,6 +561,9 @@ static void on_reply_data(struct smtp_out *c, int code)
 	c->st = OUT_STREAM;
 	c->stream_off = 0;
 	smtp_stuff_init(&c->stuff);
+	const char *ar = c->job->m->env.auth_header;
+	if (ar) /* the first header line of the message, dot-stuffed like the rest */
+		smtp_stuff_feed(&c->stuff, ar, strlen(ar), emit_out, bufferevent_get_output(c->bev));
 	stream_more(c); /* no deadline while we write: the write timeout watches a stalled peer */
 }
 

@@ -81,6 +81,13 @@ static bool is_wsp(unsigned char c)
 /* The current field (with its continuation lines) is over. */
 static void end_field(struct msg_hdr *h)
 {
+	if (h->cur_is_from) {
+		char *v = h->from[h->nfrom - 1];
+		while (h->from_len > 0 && is_wsp((unsigned char)v[h->from_len - 1]))
+			h->from_len--;
+		v[h->from_len] = '\0';
+	}
+	h->cur_is_from = false;
 	if (h->cur_is_msgid) {
 		while (h->id_len > 0 && is_wsp((unsigned char)h->message_id[h->id_len - 1]))
 			h->id_len--;
@@ -98,24 +105,38 @@ static void start_value(struct msg_hdr *h)
 	h->cur_is_msgid = !h->have_msgid && h->name_len == 10 && memcmp(h->name, "message-id", 10) == 0;
 	if (h->cur_is_received)
 		h->received++;
+	if (h->name_len == 4 && memcmp(h->name, "from", 4) == 0) {
+		h->cur_is_from = h->nfrom < MSG_HDR_FROM_KEEP;
+		h->nfrom++;
+		h->from_len = 0;
+	}
 	h->state = MH_VALUE;
 }
 
 /*
- * A Message-ID value byte: leading WSP is skipped (unfolding keeps the WSP
- * of a continuation line, trimming drops it), CR/LF and other controls are
- * dropped so the value is one clean line for logs; the rest is capped.
+ * A value byte of a captured field (Message-ID, From): leading WSP is
+ * skipped (unfolding keeps the WSP of a continuation line, trimming drops
+ * it), CR/LF and other controls are dropped so the value is one clean line;
+ * the rest is capped at max.
  */
-static void capture_msgid(struct msg_hdr *h, unsigned char c)
+static void capture(char *v, size_t *len, size_t max, unsigned char c)
 {
 	if ((c < 0x20 && c != '\t') || c == 0x7f)
 		return;
-	if (h->id_len == 0 && is_wsp(c))
+	if (*len == 0 && is_wsp(c))
 		return;
-	if (h->id_len < MSG_HDR_MSGID_MAX) {
-		h->message_id[h->id_len++] = (char)c;
-		h->message_id[h->id_len] = '\0';
+	if (*len < max) {
+		v[(*len)++] = (char)c;
+		v[*len] = '\0';
 	}
+}
+
+static void capture_value(struct msg_hdr *h, unsigned char c)
+{
+	if (h->cur_is_msgid)
+		capture(h->message_id, &h->id_len, MSG_HDR_MSGID_MAX, c);
+	else if (h->cur_is_from)
+		capture(h->from[h->nfrom - 1], &h->from_len, MSG_HDR_FROM_MAX, c);
 }
 
 /* A line that is not a field: on the first line it means "no header section". */
@@ -149,8 +170,7 @@ static enum mh_first at_line_start(struct msg_hdr *h, unsigned char c)
 		if (h->first_line)
 			return MH_FIRST_NOT_FIELD;
 		h->state = MH_VALUE;
-		if (h->cur_is_msgid)
-			capture_msgid(h, c);
+		capture_value(h, c);
 		return MH_UNDECIDED;
 	}
 	end_field(h);
@@ -199,8 +219,8 @@ static enum mh_first header_byte(struct msg_hdr *h, unsigned char c)
 	case MH_VALUE:
 		if (c == '\n')
 			h->state = MH_LINE_START;
-		else if (h->cur_is_msgid)
-			capture_msgid(h, c);
+		else
+			capture_value(h, c);
 		return MH_UNDECIDED;
 	default: /* MH_SKIP */
 		if (c == '\n')

@@ -1,7 +1,9 @@
 /*
  * msg_hdr: a streaming scanner over the header section of a message as it
  * is received (after dot-unstuffing). It counts Received: fields (for the
- * hop limit, RFC 5321 6.3), captures the Message-ID, and hashes the whole
+ * hop limit, RFC 5321 6.3), captures the Message-ID and the From: values
+ * (for DMARC, RFC 7489 6.6.1: unfolded, trimmed, the first
+ * MSG_HDR_FROM_KEEP of them, with the count of all), and hashes the whole
  * content (for duplicate detection: a copy with altered headers is another
  * message), without buffering the message. Pure and
  * bounded: header lines of any length are handled, captured values are
@@ -25,11 +27,15 @@
 #include "base/util.h"
 
 #define MSG_HDR_MSGID_MAX 998
+#define MSG_HDR_FROM_MAX 998
+#define MSG_HDR_FROM_KEEP 2 /* DMARC needs exactly one: a second one is enough to say no */
 
 struct msg_hdr {
 	/* results */
 	uint32_t received;             /* Received: fields in the header section */
 	char message_id[MSG_HDR_MSGID_MAX + 1]; /* Message-ID value, trimmed, "" if none */
+	uint32_t nfrom;                /* From: fields in the header section */
+	char from[MSG_HDR_FROM_KEEP][MSG_HDR_FROM_MAX + 1]; /* the first ones' values, unfolded and trimmed */
 	bool in_body;                  /* the header section is over (empty line seen, or no header section) */
 	uint64_t header_len;           /* octets of the header section including the empty line;
 					  all octets fed when in_body is false */
@@ -41,6 +47,8 @@ struct msg_hdr {
 	bool cur_is_msgid;
 	bool cur_is_received;
 	size_t id_len;
+	bool cur_is_from;              /* capturing into from[nfrom - 1] */
+	size_t from_len;
 	bool first_line;               /* still deciding whether there is a header section */
 	bool have_msgid;               /* a Message-ID field was seen: later ones are ignored */
 	void *sha;                     /* EVP_MD_CTX */

@@ -38,6 +38,7 @@ void smtp_in_txn_reset(struct smtp_in *s)
 		spool_txn_abort(s->tx);
 	s->tx = NULL;
 	spool_env_free(&s->env);
+	auth_results_reset(&s->auth);
 	htab_free(&s->rcpt_seen);
 	s->rejected_rcpts = 0;
 	s->rcpt_refused = false;
@@ -268,6 +269,13 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	policy_rcpt(s->cfg, &to, smtp_in_is_encrypted(s), &pr, addr, sizeof(addr));
 	if (pr.code != 250) {
 		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
+		return;
+	}
+	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
+	char why[AUTHRES_MAX_TEXT + 64];
+	struct auth_reply ar;
+	if (auth_rcpt_refusal(cfg_find_domain(s->cfg, to.domain), &s->auth, why, sizeof(why), &ar)) {
+		refuse_rcpt(s, logged, ar.code, ar.enh, ar.text);
 		return;
 	}
 	add_rcpt(s, addr, &rp);

@@ -2,8 +2,10 @@
  * smtp_in_data: message content of a session, from DATA or BDAT to the
  * reply after the spool's commit. Content streams into a spool transaction
  * as it arrives (our Received: header first), through the DATA decoder
- * (dot-unstuffing, smuggling checks) and the header scanner (hop count,
- * Message-ID, content hash). At the end of data the message is refused, or
+ * (dot-unstuffing, smuggling checks), the header scanner (hop count,
+ * Message-ID, content hash; it sees the content as the client sent it)
+ * and the filter that removes Authentication-Results fields claiming our
+ * authserv-id (hdr_strip: what the spool gets). At the end of data the message is refused, or
  * recognised as a resend, or committed: the session then waits
  * (smtp_in_wait) and answers 250 only from the spool's durability callback.
  * Called by smtp_in.c (input) and smtp_in_cmd.c (DATA, BDAT).
@@ -61,6 +63,12 @@ static void write_received(struct smtp_in *s)
 	buf_free(&b);
 }
 
+static void stripped_out(void *arg, const char *p, size_t n)
+{
+	struct smtp_in *s = arg;
+	spool_txn_write(s->tx, p, n);
+}
+
 void smtp_in_txn_begin_content(struct smtp_in *s)
 {
 	if (s->tx)
@@ -69,6 +77,7 @@ void smtp_in_txn_begin_content(struct smtp_in *s)
 	memset(&s->dec, 0, sizeof(s->dec));
 	s->hdr = xmalloc(sizeof(*s->hdr));
 	msg_hdr_init(s->hdr);
+	hdr_strip_init(&s->strip, s->cfg->authserv_id, stripped_out, s);
 	write_received(s);
 }
 
@@ -79,6 +88,7 @@ void smtp_in_drop_content(struct smtp_in *s)
 		free(s->hdr);
 		s->hdr = NULL;
 	}
+	hdr_strip_free(&s->strip);
 	memset(&s->dec, 0, sizeof(s->dec));
 	buf_free(&s->dbuf);
 }
@@ -92,7 +102,7 @@ static void content_out(struct smtp_in *s, const void *p, size_t n)
 		return;
 	}
 	msg_hdr_feed(s->hdr, p, n);
-	spool_txn_write(s->tx, p, n);
+	hdr_strip_feed(&s->strip, p, n);
 }
 
 /* --- the commit ----------------------------------------------------------- */
@@ -180,6 +190,10 @@ static const struct canned *refusal(const struct smtp_in *s)
 static void end_of_message(struct smtp_in *s)
 {
 	msg_hdr_finish(s->hdr);
+	hdr_strip_finish(&s->strip); /* what it still holds goes to the spool (or is removed) */
+	if (s->strip.removed)
+		log_info("smtpd", "session=%" PRIu64 " client=%s removed=%" PRIu32
+			 " reason=\"Authentication-Results claiming our authserv-id\"", s->no, s->ip, s->strip.removed);
 	smtp_in_set_timeout(s, s->cfg->command_timeout);
 	const struct canned *why = refusal(s);
 	if (why) {
@@ -190,6 +204,17 @@ static void end_of_message(struct smtp_in *s)
 	}
 	if (is_duplicate(s))
 		return;
+	/* DMARC, when a recipient's domain enforces it: refused before the commit, so nothing is stored. */
+	struct auth_reply ar;
+	if (auth_dmarc_refusal(auth_dmarc_enforced(s->cfg, s->env.rcpts, s->env.nrcpt), &s->auth, &ar)) {
+		smtp_in_reply(s, ar.code, ar.enh, "%s", ar.text);
+		smtp_in_log_reject(s, "from", s->env.sender, ar.code, ar.enh, ar.text);
+		smtp_in_txn_end(s, false); /* aborts the spool transaction */
+		return;
+	}
+	/* Our verdict, sent on in front of the stored content (docs/spool.md). */
+	if (s->cfg->authserv_id)
+		s->env.auth_header = auth_header(&s->auth, s->cfg->authserv_id, s->env.sender, s->helo, s->ip);
 	s->env.arrival = clock_wall_s();
 	s->env.client_addr = xstrdup(s->ip);
 	s->env.client_helo = xstrdup(s->helo);

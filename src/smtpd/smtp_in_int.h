@@ -18,7 +18,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth_step.h"
 #include "base/tls.h"
+#include "hdr_strip.h"
 #include "msg_hdr.h"
 #include "smtp_in.h"
 #include "smtp_parse.h"
@@ -100,6 +102,8 @@ struct smtp_in {
 	struct spool_txn *tx;
 	struct smtp_data_dec dec;
 	struct msg_hdr *hdr;     /* Received: count, Message-ID, content hash */
+	struct hdr_strip strip;  /* removes forged Authentication-Results on the way to the spool */
+	struct auth_results auth;/* sender-authentication verdicts (iprev: the session's; the rest: this transaction's) */
 	struct buf dbuf;
 	bool too_big;
 	uint64_t bdat_left;

@@ -205,7 +205,7 @@ bool spool_seg_is_v1(const unsigned char *p, size_t n)
 
 enum {
 	ENV_SENDER = 1, ENV_ENVID, ENV_BODY, ENV_RET, ENV_SMTPUTF8, ENV_SIZE, ENV_CLIENT_ADDR,
-	ENV_HELO, ENV_PROTO, ENV_ARRIVAL, ENV_BODY_SIZE, ENV_FLAGS, ENV_DEDUP, ENV_RCPT = 20
+	ENV_HELO, ENV_PROTO, ENV_ARRIVAL, ENV_BODY_SIZE, ENV_FLAGS, ENV_DEDUP, ENV_AUTH_HEADER, ENV_RCPT = 20
 };
 enum { RC_ADDR = 1, RC_ORCPT, RC_NOTIFY, RC_STATE, RC_CODE, RC_REPLY };
 enum { UPD_INDEX = 1, UPD_STATE, UPD_CODE, UPD_REPLY };
@@ -320,7 +320,7 @@ static void rcpt_encode(const struct spool_rcpt *r, struct buf *out)
 	TLV_SIZE(TLV_SIZE(SMTP_PATH_MAX) + TLV_SIZE(SMTP_ORCPT_MAX) + 3 * UINT_FIELD + TLV_SIZE(SPOOL_REPLY_MAX))
 #define ENV_FIXED_MAX                                                                                            \
 	(TLV_SIZE(SMTP_PATH_MAX) + TLV_SIZE(SMTP_ENVID_MAX) + TLV_SIZE(INET6_ADDRSTRLEN) +                        \
-	 TLV_SIZE(SMTP_CMD_LINE_MAX) + TLV_SIZE(32u) + 7 * UINT_FIELD + TLV_SIZE(32u))
+	 TLV_SIZE(SMTP_CMD_LINE_MAX) + TLV_SIZE(32u) + 7 * UINT_FIELD + TLV_SIZE(32u) + TLV_SIZE(SPOOL_AUTH_HEADER_MAX))
 _Static_assert((uint64_t)CFG_MAX_RECIPIENTS * RCPT_MAX + ENV_FIXED_MAX <= SPOOL_REC_MAX_PAYLOAD,
 	       "an envelope with CFG_MAX_RECIPIENTS recipients must fit in one record");
 
@@ -340,6 +340,8 @@ void spool_env_encode(const struct spool_env *env, struct buf *out)
 	tlv_u64(out, ENV_FLAGS, env->flags);
 	if (env->has_dedup_key)
 		tlv(out, ENV_DEDUP, env->dedup_key, sizeof(env->dedup_key));
+	if (env->auth_header && strlen(env->auth_header) <= SPOOL_AUTH_HEADER_MAX)
+		tlv_str(out, ENV_AUTH_HEADER, env->auth_header);
 	struct buf r = {0};
 	for (uint32_t i = 0; i < env->nrcpt; i++) {
 		buf_reset(&r);
@@ -397,6 +399,10 @@ static int env_field(struct spool_env *env, uint8_t tag, const unsigned char *v,
 	case ENV_HELO: return take_str(v, len, &env->client_helo);
 	case ENV_PROTO: return take_str(v, len, &env->proto);
 	case ENV_RCPT: return env_add_rcpt(env, v, len);
+	case ENV_AUTH_HEADER:
+		if (len > SPOOL_AUTH_HEADER_MAX)
+			return -EBADMSG;
+		return take_str(v, len, &env->auth_header);
 	case ENV_DEDUP:
 		if (len != sizeof(env->dedup_key))
 			return -EBADMSG;
@@ -459,6 +465,7 @@ void spool_env_free(struct spool_env *env)
 	free(env->client_addr);
 	free(env->client_helo);
 	free(env->proto);
+	free(env->auth_header);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -475,6 +482,7 @@ void spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 	dst->client_addr = dup_or_null(src->client_addr);
 	dst->client_helo = dup_or_null(src->client_helo);
 	dst->proto = dup_or_null(src->proto);
+	dst->auth_header = dup_or_null(src->auth_header);
 	dst->rcpts = xcalloc(src->nrcpt, sizeof(*dst->rcpts));
 	for (uint32_t i = 0; i < src->nrcpt; i++) {
 		dst->rcpts[i] = src->rcpts[i];

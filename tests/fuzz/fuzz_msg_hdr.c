@@ -4,9 +4,10 @@
  * first two input bytes pick a chunk size for a second, split pass; the
  * rest is the message. Besides memory safety (ASan, UBSan, leaks) it checks
  * properties and aborts when one breaks: the split pass and a one-byte-at-
- * a-time pass agree with the whole-input pass, the Message-ID is bounded
- * and free of line breaks, header_len covers all input unless the header
- * section ended, and content_sha256 is the SHA-256 of every octet fed.
+ * a-time pass agree with the whole-input pass, the Message-ID and the
+ * From: values are bounded and free of line breaks, header_len covers all
+ * input unless the header section ended, and content_sha256 is the SHA-256
+ * of every octet fed.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ static void scan(const char *p, size_t n, size_t chunk, struct msg_hdr *h)
 
 static bool same_result(const struct msg_hdr *a, const struct msg_hdr *b)
 {
-	return a->received == b->received && strcmp(a->message_id, b->message_id) == 0 &&
+	return a->received == b->received && strcmp(a->message_id, b->message_id) == 0 && a->nfrom == b->nfrom &&
+	       strcmp(a->from[0], b->from[0]) == 0 && strcmp(a->from[1], b->from[1]) == 0 &&
 	       a->in_body == b->in_body && a->header_len == b->header_len &&
 	       memcmp(a->content_sha256, b->content_sha256, 32) == 0;
 }
@@ -44,6 +46,11 @@ static void check_alone(const struct msg_hdr *h, const char *p, size_t n)
 	CHECK(idlen <= MSG_HDR_MSGID_MAX);
 	CHECK(!memchr(h->message_id, '\r', idlen) && !memchr(h->message_id, '\n', idlen));
 	CHECK(idlen == 0 || (h->message_id[0] != ' ' && h->message_id[idlen - 1] != ' '));
+	for (size_t i = 0; i < MSG_HDR_FROM_KEEP; i++) {
+		size_t flen = strlen(h->from[i]);
+		CHECK(flen <= MSG_HDR_FROM_MAX && !memchr(h->from[i], '\r', flen) && !memchr(h->from[i], '\n', flen));
+		CHECK(i < h->nfrom || flen == 0);
+	}
 	CHECK(h->header_len <= n);
 	CHECK(h->in_body || h->header_len == n);
 	CHECK(h->received <= n / 9);

@@ -179,6 +179,7 @@ static const char full_conf[] =
 	"delivery_connect_timeout = 10s\n"
 	"delivery_reply_timeout = 2m\n"
 	"delivery_final_reply_timeout = 4m\n"
+	"authserv_id = Auth.Example.NET\n"
 	"\n"
 	"[domain Example.COM.]   ; case and trailing dot are normalised\n"
 	"recipients = r.txt\n"
@@ -186,6 +187,8 @@ static const char full_conf[] =
 	"retention = 7d\n"
 	"warn_after = 0\n"
 	"tls = verify\n"
+	"spf = reject\n"
+	"dmarc = enforce\n"
 	"\n"
 	"[domain example.org]\n"
 	"recipients = *\n";
@@ -193,6 +196,7 @@ static const char full_conf[] =
 static void assert_same_cfg(const struct cfg *a, const struct cfg *b)
 {
 	assert_string_equal(a->hostname, b->hostname);
+	assert_string_equal(a->authserv_id, b->authserv_id);
 	assert_int_equal(a->nlisten, b->nlisten);
 	for (size_t i = 0; i < a->nlisten; i++) {
 		assert_string_equal(a->listen[i].text, b->listen[i].text);
@@ -248,6 +252,8 @@ static void assert_same_domain(const struct cfg_domain *a, const struct cfg_doma
 	assert_int_equal(a->retention, b->retention);
 	assert_int_equal(a->warn_after, b->warn_after);
 	assert_int_equal(a->tls, b->tls);
+	assert_int_equal(a->spf, b->spf);
+	assert_int_equal(a->dmarc, b->dmarc);
 }
 
 /* Prints a, loads the output again from another directory (so relative
@@ -302,6 +308,9 @@ static void test_round_trip(void **state)
 	assert_int_equal(d->primary[2].port, 0);
 	assert_string_equal(d->primary[3].host, "2001:db8::2");
 	assert_int_equal(d->tls, TLS_VERIFY);
+	assert_string_equal(a->authserv_id, "auth.example.net");
+	assert_int_equal(d->spf, SPF_MODE_REJECT);
+	assert_int_equal(d->dmarc, DMARC_MODE_ENFORCE);
 
 	char *printed;
 	struct cfg *b = print_and_reload(a, &printed);
@@ -315,6 +324,9 @@ static void test_round_trip(void **state)
 	assert_non_null(strstr(printed, "\n# example.com: 2 recipients loaded\n"));
 	assert_non_null(strstr(printed, "\n# example.org: every recipient accepted\n"));
 	assert_non_null(strstr(printed, "\n[domain example.org]\nrecipients = *\n"));
+	assert_non_null(strstr(printed, "\nauthserv_id = auth.example.net\n"));
+	assert_non_null(strstr(printed, "\nspf = reject\ndmarc = enforce\n"));
+	assert_non_null(strstr(printed, "\nspf = tag\ndmarc = tag\n")); /* example.org: the defaults */
 	free(printed);
 	cfg_unref(a);
 	cfg_unref(b);
@@ -328,6 +340,9 @@ static void test_defaults(void **state)
 	ascii_lower(host, strlen(host));
 	struct cfg *c = load_ok("[server]\nspool = $T/spool\n[domain example.com]\nrecipients = *\n");
 	assert_string_equal(c->hostname, host);
+	assert_string_equal(c->authserv_id, host);
+	assert_int_equal(c->domains[0].spf, SPF_MODE_TAG);
+	assert_int_equal(c->domains[0].dmarc, DMARC_MODE_TAG);
 	assert_int_equal(c->nlisten, 1);
 	assert_string_equal(c->listen[0].text, "0.0.0.0:25");
 	assert_int_equal(c->listen[0].ss.ss_family, AF_INET);
@@ -890,6 +905,25 @@ static void test_tls_keys(void **state)
 		      "$T/m.conf:7: bad value for require_tls: 'sometimes' (expected yes or no)\n");
 }
 
+/* Sender authentication keys (issue 8): bad values, FILE:LINE of each. */
+static void test_auth_keys(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "authserv_id = not an id\n[domain example.com]\n" ANY "spf = fail\ndmarc = reject\n"
+		      "[domain example.org]\n" ANY "spf =\ndmarc = Tag\n",
+		      "$T/m.conf:4: bad value for authserv_id: 'not an id' (expected a domain name like mx.example.com)\n"
+		      "$T/m.conf:7: bad value for spf: 'fail' (expected off, tag or reject)\n"
+		      "$T/m.conf:8: bad value for dmarc: 'reject' (expected off, tag or enforce)\n"
+		      "$T/m.conf:11: bad value for spf: '' (expected off, tag or reject)\n"
+		      "$T/m.conf:12: bad value for dmarc: 'Tag' (expected off, tag or enforce)\n");
+	struct cfg *c = load_ok(SERVER "authserv_id = mx-auth.example.net\n[domain example.com]\n" ANY
+				"spf = off\ndmarc = off\n");
+	assert_string_equal(c->authserv_id, "mx-auth.example.net");
+	assert_int_equal(c->domains[0].spf, SPF_MODE_OFF);
+	assert_int_equal(c->domains[0].dmarc, DMARC_MODE_OFF);
+	cfg_unref(expect_printed(c, "\nspf = off\ndmarc = off\n"));
+}
+
 /* Unreadable, not PEM, or a key of another certificate: FILE:LINE of the key that names the file. */
 static void test_tls_bad_files(void **state)
 {
@@ -954,6 +988,7 @@ int main(void)
 		cmocka_unit_test(test_refcount),
 		cmocka_unit_test(test_tls_keys),
 		cmocka_unit_test(test_tls_bad_files),
+		cmocka_unit_test(test_auth_keys),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

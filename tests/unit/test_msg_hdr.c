@@ -197,6 +197,47 @@ static void test_long_values(void **state)
 	buf_free(&b);
 }
 
+/* From: values for DMARC: unfolded, trimmed, counted; the same in every split. */
+static const struct {
+	const char *in;
+	uint32_t nfrom;
+	const char *from0, *from1;
+} from_cases[] = {
+	{"From: Alice <a@example.com>\r\nTo: b\r\n\r\nFrom: body\r\n", 1, "Alice <a@example.com>", ""},
+	{"from:a@x\r\n\r\n", 1, "a@x", ""},
+	{"From:\r\n \"A, B\"\r\n\t<a@example.com>  \r\n\r\n", 1, "\"A, B\"\t<a@example.com>", ""},
+	{"From: a@x\r\nFROM : b@y\r\nFrom: c@z\r\n\r\n", 3, "a@x", "b@y"},
+	{"Reply-To: a@x\r\nFromage: b\r\nX-From: c\r\n\r\n", 0, "", ""},
+	{"From a@b Mon Jan 1\r\nFrom: x@y\r\n\r\n", 0, "", ""}, /* no header section */
+	{"From: a@x", 1, "a@x", ""},
+	{"Subject: s\r\nFrom: a\rb@x\r\n\r\n", 1, "ab@x", ""},
+};
+
+static void test_from(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(from_cases) / sizeof(from_cases[0]); i++) {
+		const char *in = from_cases[i].in;
+		size_t n = strlen(in);
+		for (size_t cut = 0; cut <= n; cut++) {
+			struct msg_hdr h;
+			scan(in, n, &cut, 1, &h);
+			if (h.nfrom != from_cases[i].nfrom || strcmp(h.from[0], from_cases[i].from0) != 0 ||
+			    strcmp(h.from[1], from_cases[i].from1) != 0)
+				fail_msg("case %zu cut %zu: %u '%s' '%s'", i, cut, h.nfrom, h.from[0], h.from[1]);
+		}
+	}
+	/* A long value is capped, still NUL-terminated. */
+	char big[3000];
+	int k = snprintf(big, sizeof(big), "From: ");
+	memset(big + k, 'a', sizeof(big) - (size_t)k - 5);
+	memcpy(big + sizeof(big) - 5, "\r\n\r\n", 5);
+	struct msg_hdr h;
+	scan(big, strlen(big), NULL, 0, &h);
+	assert_int_equal(h.nfrom, 1);
+	assert_int_equal(strlen(h.from[0]), MSG_HDR_FROM_MAX);
+}
+
 static void test_free_unfinished(void **state)
 {
 	(void)state;
@@ -216,6 +257,7 @@ int main(void)
 		cmocka_unit_test(test_known_hashes),
 		cmocka_unit_test(test_long_values),
 		cmocka_unit_test(test_free_unfinished),
+		cmocka_unit_test(test_from),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -187,6 +187,58 @@ static char *filled(size_t n, char c)
 	return s;
 }
 
+/*
+ * The Authentication-Results header kept beside the body (issue 8): an
+ * optional TLV field. Written and read back; an envelope without it (every
+ * one written before it existed, v1 and v2) reads as NULL; one over
+ * SPOOL_AUTH_HEADER_MAX is not written, and is refused when read.
+ */
+static void test_envelope_auth_header(void **state)
+{
+	(void)state;
+	struct spool_rcpt rcpt = {.addr = "bob@example.com"};
+	const char *hdr = "Authentication-Results: mx2.example.net;\r\n\tspf=pass smtp.mailfrom=s@x.org\r\n";
+	struct spool_env env = {.sender = "s@x.org", .nrcpt = 1, .rcpts = &rcpt, .auth_header = (char *)hdr};
+	struct buf b = {0};
+	struct spool_env out, copy;
+	spool_env_encode(&env, &b);
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), 0);
+	assert_string_equal(out.auth_header, hdr);
+	spool_env_copy(&copy, &out);
+	assert_string_equal(copy.auth_header, hdr);
+	assert_ptr_not_equal(copy.auth_header, out.auth_header);
+	spool_env_free(&copy);
+	spool_env_free(&out);
+
+	buf_reset(&b);
+	env.auth_header = NULL;
+	spool_env_encode(&env, &b);
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), 0);
+	assert_null(out.auth_header);
+	spool_env_free(&out);
+
+	char *big = filled(SPOOL_AUTH_HEADER_MAX + 1, 'A');
+	buf_reset(&b);
+	env.auth_header = big;
+	spool_env_encode(&env, &b);
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), 0);
+	assert_null(out.auth_header);
+	spool_env_free(&out);
+	/* Hand-made: tag 14 with a value one over the limit, after a valid envelope. */
+	buf_reset(&b);
+	env.auth_header = NULL;
+	spool_env_encode(&env, &b);
+	unsigned char th[5] = {14};
+	uint32_t n = SPOOL_AUTH_HEADER_MAX + 1;
+	for (int i = 0; i < 4; i++)
+		th[1 + i] = (unsigned char)(n >> (8 * i)); /* little-endian, as in docs/spool.md */
+	buf_append(&b, th, 5);
+	buf_append(&b, big, n);
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), -EBADMSG);
+	free(big);
+	buf_free(&b);
+}
+
 /* What the _Static_assert in spool_rec.c claims, checked against the encoder itself. */
 static void test_envelope_at_the_limits_fits(void **state)
 {
@@ -202,7 +254,7 @@ static void test_envelope_at_the_limits_fits(void **state)
 		.sender = addr, .envid = filled(SMTP_ENVID_MAX, 'e'), .client_addr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
 		.client_helo = helo, .proto = "UTF8SMTPSA", .arrival = INT64_MAX, .body_size = UINT64_MAX,
 		.size_param = UINT64_MAX, .flags = UINT32_MAX, .has_dedup_key = true, .nrcpt = CFG_MAX_RECIPIENTS,
-		.rcpts = r,
+		.rcpts = r, .auth_header = filled(SPOOL_AUTH_HEADER_MAX, 'A'),
 	};
 	struct buf b = {0};
 	spool_env_encode(&env, &b);
@@ -211,10 +263,12 @@ static void test_envelope_at_the_limits_fits(void **state)
 	assert_int_equal(spool_env_decode(b.data, b.len, &out), 0);
 	assert_int_equal(out.nrcpt, CFG_MAX_RECIPIENTS);
 	assert_int_equal(strlen(out.rcpts[CFG_MAX_RECIPIENTS - 1].reply), SPOOL_REPLY_MAX);
+	assert_int_equal(strlen(out.auth_header), SPOOL_AUTH_HEADER_MAX);
 	spool_env_free(&out);
 	buf_free(&b);
 	free(r);
 	free(env.envid);
+	free(env.auth_header);
 	free(addr), free(orcpt), free(long_reply), free(helo), free(reply);
 }
 
@@ -239,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_record_cases),
 		cmocka_unit_test(test_envelope_round_trip),
 		cmocka_unit_test(test_envelope_rejects),
+		cmocka_unit_test(test_envelope_auth_header),
 		cmocka_unit_test(test_updates_round_trip),
 		cmocka_unit_test(test_envelope_at_the_limits_fits),
 		cmocka_unit_test(test_reply_is_cut_at_a_character),
