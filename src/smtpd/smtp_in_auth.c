@@ -35,10 +35,15 @@ static bool spf_wanted(const struct cfg *c)
 	return false;
 }
 
-static bool dkim_wanted(const struct cfg *c)
+/*
+ * DKIM and iprev never refuse; they run for the header (and DMARC) unless
+ * every domain has spf = off and dmarc = off: then no check runs at all and
+ * the header says "none".
+ */
+static bool any_check(const struct cfg *c)
 {
 	for (size_t i = 0; i < c->ndomains; i++)
-		if (c->domains[i].dmarc != DMARC_MODE_OFF)
+		if (c->domains[i].spf != SPF_MODE_OFF || c->domains[i].dmarc != DMARC_MODE_OFF)
 			return true;
 	return false;
 }
@@ -65,7 +70,8 @@ static void on_iprev(void *arg, enum iprev_result r, const char *name)
 void smtp_in_auth_connect(struct smtp_in *s, const struct sockaddr *sa)
 {
 	memcpy(&s->peer, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	s->iprev = iprev_check_start(s->ctx->dns, sa, on_iprev, s);
+	if (any_check(s->cfg))
+		s->iprev = iprev_check_start(s->ctx->dns, sa, on_iprev, s);
 }
 
 /* --- SPF, from MAIL FROM ------------------------------------------------------- */
@@ -117,7 +123,7 @@ void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 
 void smtp_in_auth_content_start(struct smtp_in *s)
 {
-	if (dkim_wanted(s->cfg))
+	if (any_check(s->cfg))
 		s->dkim = dkim_verify_new(s->ctx->dns, clock_wall_s());
 }
 
