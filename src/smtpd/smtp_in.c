@@ -194,6 +194,7 @@ static void session_free(struct smtp_in *s)
 		spool_txn_abort(s->tx); /* never reached while a commit is pending: see smtp_in_wait */
 	s->tx = NULL;
 	smtp_in_drop_content(s);
+	smtp_in_auth_free(s);
 	spool_cancel_room(s->ctx->sp, &s->room);
 	log_info("smtpd", "session=%" PRIu64 " client=%s disconnect messages=%" PRIu32 " errors=%" PRIu32, s->no,
 		 s->ip, s->messages, s->errors);
@@ -660,5 +661,6 @@ struct smtp_in *smtp_in_new(const struct smtp_in_ctx *ctx, int fd, const struct 
 	}
 	smtp_in_reply(s, 220, "", "%s ESMTP mxvault", s->cfg->hostname);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	smtp_in_auth_connect(s, sa);
 	return s;
 }

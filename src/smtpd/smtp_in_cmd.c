@@ -38,6 +38,7 @@ void smtp_in_txn_reset(struct smtp_in *s)
 		spool_txn_abort(s->tx);
 	s->tx = NULL;
 	spool_env_free(&s->env);
+	smtp_in_auth_txn_reset(s);
 	auth_results_reset(&s->auth);
 	htab_free(&s->rcpt_seen);
 	s->rejected_rcpts = 0;
@@ -207,6 +208,17 @@ static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
 	s->env.size_param = mp.size;
 	s->state = SMTP_IN_MAIL;
 	smtp_in_reply(s, 250, "2.1.0", "Ok");
+	smtp_in_auth_mail(s, &from); /* SPF runs while the recipients come */
+}
+
+static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c);
+
+/* SPF answered for a RCPT that waited on it: the command runs again, with its verdict in. */
+static void rcpt_after_spf(struct smtp_in *s, int unused)
+{
+	(void)unused;
+	struct smtp_cmd c = {.verb = SMTP_VERB_RCPT, .args = s->rcpt_args, .args_len = s->rcpt_args_len};
+	cmd_rcpt(s, &c);
 }
 
 /* Adds addr unless the transaction has it already (any case): a hash, not a scan. */
@@ -272,9 +284,16 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 		return;
 	}
 	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
+	const struct cfg_domain *dom = cfg_find_domain(s->cfg, to.domain);
+	if (dom && dom->spf == SPF_MODE_REJECT && smtp_in_auth_spf_pending(s)) {
+		memcpy(s->rcpt_args, c->args, c->args_len);
+		s->rcpt_args_len = c->args_len;
+		smtp_in_auth_wait(s, rcpt_after_spf);
+		return;
+	}
 	char why[AUTHRES_MAX_TEXT + 64];
 	struct auth_reply ar;
-	if (auth_rcpt_refusal(cfg_find_domain(s->cfg, to.domain), &s->auth, why, sizeof(why), &ar)) {
+	if (auth_rcpt_refusal(dom, &s->auth, why, sizeof(why), &ar)) {
 		refuse_rcpt(s, logged, ar.code, ar.enh, ar.text);
 		return;
 	}

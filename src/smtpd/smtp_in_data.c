@@ -78,6 +78,7 @@ void smtp_in_txn_begin_content(struct smtp_in *s)
 	s->hdr = xmalloc(sizeof(*s->hdr));
 	msg_hdr_init(s->hdr);
 	hdr_strip_init(&s->strip, s->cfg->authserv_id, stripped_out, s);
+	smtp_in_auth_content_start(s);
 	write_received(s);
 }
 
@@ -102,6 +103,7 @@ static void content_out(struct smtp_in *s, const void *p, size_t n)
 		return;
 	}
 	msg_hdr_feed(s->hdr, p, n);
+	smtp_in_auth_feed(s, p, n); /* DKIM: the content as the client sent it, dot-unstuffed */
 	hdr_strip_feed(&s->strip, p, n);
 }
 
@@ -186,7 +188,9 @@ static const struct canned *refusal(const struct smtp_in *s)
 	return NULL;
 }
 
-/* End of DATA or BDAT LAST: refuse, or hand the message to the spool and wait. */
+static void commit_message(struct smtp_in *s, int unused);
+
+/* End of DATA or BDAT LAST: refuse, or run the checks, then hand the message to the spool and wait. */
 static void end_of_message(struct smtp_in *s)
 {
 	msg_hdr_finish(s->hdr);
@@ -204,6 +208,13 @@ static void end_of_message(struct smtp_in *s)
 	}
 	if (is_duplicate(s))
 		return;
+	smtp_in_auth_end_of_data(s, commit_message);
+}
+
+/* Every check is in: refuse for DMARC, or store the message with our header and wait for the disk. */
+static void commit_message(struct smtp_in *s, int unused)
+{
+	(void)unused;
 	/* DMARC, when a recipient's domain enforces it: refused before the commit, so nothing is stored. */
 	struct auth_reply ar;
 	if (auth_dmarc_refusal(auth_dmarc_enforced(s->cfg, s->env.rcpts, s->env.nrcpt), &s->auth, &ar)) {

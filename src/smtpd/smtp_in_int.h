@@ -29,6 +29,10 @@
 struct bufferevent;
 struct event;
 struct evbuffer;
+struct iprev_check;
+struct spf_check;
+struct dkim_verify;
+struct dmarc_check;
 
 enum smtp_in_state {
 	SMTP_IN_HELO,    /* greeted, waiting for HELO/EHLO */
@@ -104,6 +108,18 @@ struct smtp_in {
 	struct msg_hdr *hdr;     /* Received: count, Message-ID, content hash */
 	struct hdr_strip strip;  /* removes forged Authentication-Results on the way to the spool */
 	struct auth_results auth;/* sender-authentication verdicts (iprev: the session's; the rest: this transaction's) */
+	/* The checks under way (smtp_in_auth.c): non-NULL while their callback is owed. */
+	struct sockaddr_storage peer;
+	struct iprev_check *iprev;
+	struct spf_check *spf;
+	struct dkim_verify *dkim;  /* the whole transaction (freed when it ends) */
+	bool dkim_finishing;
+	struct dmarc_check *dmarc;
+	bool dmarc_started;
+	bool auth_waiting;         /* the wait state waits on the checks */
+	smtp_in_cont_fn *auth_then;
+	char rcpt_args[SMTP_PARAM_LINE_MAX + 1]; /* a RCPT waiting for SPF */
+	size_t rcpt_args_len;
 	struct buf dbuf;
 	bool too_big;
 	uint64_t bdat_left;
@@ -164,5 +180,18 @@ bool smtp_in_feed_bdat(struct smtp_in *s, struct evbuffer *in);
 void smtp_in_end_of_chunk(struct smtp_in *s);
 /* Releases what content the transaction holds (not yet committed). */
 void smtp_in_drop_content(struct smtp_in *s);
+
+/* smtp_in_auth.c: the sender-authentication checks (map: auth_step.h) */
+void smtp_in_auth_connect(struct smtp_in *s, const struct sockaddr *sa);
+void smtp_in_auth_mail(struct smtp_in *s, const struct mailaddr *from);
+bool smtp_in_auth_spf_pending(const struct smtp_in *s);
+/* Waits on the checks: k runs once one of them answers. */
+void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k);
+void smtp_in_auth_content_start(struct smtp_in *s);
+void smtp_in_auth_feed(struct smtp_in *s, const void *p, size_t n);
+/* Waits for every check of the message (DMARC started here), then runs then. */
+void smtp_in_auth_end_of_data(struct smtp_in *s, smtp_in_cont_fn *then);
+void smtp_in_auth_txn_reset(struct smtp_in *s);
+void smtp_in_auth_free(struct smtp_in *s);
 
 #endif

@@ -1,0 +1,228 @@
+/*
+ * smtp_in_auth: a session's calls into the sender-authentication engines
+ * of auth/ (the map is in auth_step.h): iprev at connect, SPF from MAIL
+ * FROM, DKIM over the content, DMARC at the end of data. The verdicts go
+ * into s->auth (auth_step.c), which decides refusals and writes the header.
+ * Called by smtp_in.c (connect, free), smtp_in_cmd.c (MAIL, RCPT, reset)
+ * and smtp_in_data.c (content, end of data).
+ *
+ * Invariants: each engine object is non-NULL exactly while its callback is
+ * owed to us (DKIM: until the transaction ends); every one is cancelled or
+ * freed when the transaction resets or the session is freed, so no engine
+ * calls back into a freed session. A callback resumes the session only
+ * when it waits on the checks (auth_waiting): SPF and iprev often finish
+ * while the session is busy with something else, and then only leave their
+ * result. Error policy: a check that cannot run is a temperror of its own
+ * (the engines say so); nothing here fails.
+ */
+#include "smtp_in_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "auth/dkim.h"
+#include "auth/dmarc.h"
+#include "auth/iprev.h"
+#include "auth/spf.h"
+#include "base/log.h"
+
+/* Does any backed-up domain want SPF checked? (decided before the recipients are known) */
+static bool spf_wanted(const struct cfg *c)
+{
+	for (size_t i = 0; i < c->ndomains; i++)
+		if (c->domains[i].spf != SPF_MODE_OFF)
+			return true;
+	return false;
+}
+
+/*
+ * DKIM and iprev never refuse; they run for the header (and DMARC) unless
+ * every domain has spf = off and dmarc = off: then no check runs at all and
+ * the header says "none".
+ */
+static bool any_check(const struct cfg *c)
+{
+	for (size_t i = 0; i < c->ndomains; i++)
+		if (c->domains[i].spf != SPF_MODE_OFF || c->domains[i].dmarc != DMARC_MODE_OFF)
+			return true;
+	return false;
+}
+
+/* A check answered: go on if the session waits on the checks. */
+static void check_answered(struct smtp_in *s)
+{
+	if (s->auth_waiting) {
+		s->auth_waiting = false;
+		smtp_in_resume(s, 0);
+	}
+}
+
+/* --- iprev, at connect ------------------------------------------------------ */
+
+static void on_iprev(void *arg, enum iprev_result r, const char *name)
+{
+	struct smtp_in *s = arg;
+	s->iprev = NULL;
+	auth_results_set_iprev(&s->auth, r, name);
+	check_answered(s);
+}
+
+void smtp_in_auth_connect(struct smtp_in *s, const struct sockaddr *sa)
+{
+	memcpy(&s->peer, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	if (any_check(s->cfg))
+		s->iprev = iprev_check_start(s->ctx->dns, sa, on_iprev, s);
+}
+
+/* --- SPF, from MAIL FROM ------------------------------------------------------- */
+
+static void on_spf(void *arg, enum spf_result r, const char *explanation)
+{
+	struct smtp_in *s = arg;
+	s->spf = NULL;
+	auth_results_set_spf(&s->auth, r, explanation);
+	check_answered(s);
+}
+
+void smtp_in_auth_mail(struct smtp_in *s, const struct mailaddr *from)
+{
+	if (!spf_wanted(s->cfg))
+		return;
+	char sender[SMTP_PATH_MAX + 16];
+	const char *domain = from->is_null ? s->helo : from->domain;
+	if (from->is_null ? fmt(sender, sizeof(sender), "postmaster@%s", s->helo) < 0
+			  : fmt(sender, sizeof(sender), "%s@%s", from->local, from->domain) < 0)
+		return; /* longer than any path we accept: cannot happen */
+	struct spf_request rq = {.domain = domain, .sender = sender, .helo = s->helo, .receiver = s->cfg->hostname};
+	memcpy(&rq.ip, &s->peer, sizeof(rq.ip));
+	s->spf = spf_check_start(s->ctx->dns, &rq, on_spf, s);
+}
+
+bool smtp_in_auth_spf_pending(const struct smtp_in *s)
+{
+	return s->spf != NULL;
+}
+
+/* Server teardown while the session waits on a check: withdraw every callback. */
+static void cancel_checks(struct smtp_in *s)
+{
+	s->auth_waiting = false;
+	smtp_in_auth_txn_reset(s);
+	if (s->iprev)
+		iprev_check_cancel(s->iprev);
+	s->iprev = NULL;
+}
+
+void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
+{
+	s->auth_waiting = true;
+	smtp_in_wait(s, k, cancel_checks);
+}
+
+/* --- DKIM, over the content --------------------------------------------------- */
+
+void smtp_in_auth_content_start(struct smtp_in *s)
+{
+	if (any_check(s->cfg))
+		s->dkim = dkim_verify_new(s->ctx->dns, clock_wall_s());
+}
+
+void smtp_in_auth_feed(struct smtp_in *s, const void *p, size_t n)
+{
+	if (s->dkim)
+		dkim_feed(s->dkim, p, n);
+}
+
+static void on_dkim(void *arg, const struct dkim_sig_result *r, size_t n)
+{
+	struct smtp_in *s = arg;
+	auth_results_set_dkim(&s->auth, r, n);
+	check_answered(s); /* s->dkim is freed when the transaction ends, not inside its own callback */
+}
+
+/* --- DMARC, at the end of data ------------------------------------------------- */
+
+static void on_dmarc(void *arg, const struct dmarc_outcome *o)
+{
+	struct smtp_in *s = arg;
+	s->dmarc = NULL;
+	auth_results_set_dmarc(&s->auth, o);
+	check_answered(s);
+}
+
+static void start_dmarc(struct smtp_in *s)
+{
+	const char *from_values[MSG_HDR_FROM_KEEP];
+	size_t nfrom = s->hdr->nfrom < MSG_HDR_FROM_KEEP ? s->hdr->nfrom : MSG_HDR_FROM_KEEP;
+	for (size_t i = 0; i < nfrom; i++)
+		from_values[i] = s->hdr->from[i];
+	const char *at = strrchr(s->env.sender, '@');
+	struct dmarc_input in = {
+		.from_values = from_values,
+		.nfrom = nfrom, /* more than one From: is a permerror whatever they say: two are enough to say so */
+		.mail_from_domain = at ? at + 1 : s->helo,
+		.spf = s->auth.spf_ran ? s->auth.spf : SPF_NONE,
+		.dkim = s->auth.dkim,
+		.ndkim = s->auth.ndkim,
+	};
+	s->dmarc_started = true;
+	s->dmarc = dmarc_check_start(s->ctx->dns, &in, on_dmarc, s);
+}
+
+/*
+ * The end of data: every check that still runs is waited for, in turn
+ * (SPF, DKIM, iprev, then DMARC, which needs the first two); then `then`
+ * runs, with every verdict in s->auth. Needs s->hdr (the From: values).
+ */
+static void next_check(struct smtp_in *s, int unused)
+{
+	(void)unused;
+	if (s->spf || s->iprev || s->dmarc) {
+		smtp_in_auth_wait(s, next_check);
+		return;
+	}
+	if (s->dkim && !s->auth.dkim_ran) {
+		if (!s->dkim_finishing) {
+			s->dkim_finishing = true;
+			dkim_finish(s->dkim, on_dkim, s);
+		}
+		smtp_in_auth_wait(s, next_check);
+		return;
+	}
+	if (!s->dmarc_started && auth_dmarc_wanted(s->cfg, s->env.rcpts, s->env.nrcpt)) {
+		start_dmarc(s);
+		smtp_in_auth_wait(s, next_check);
+		return;
+	}
+	smtp_in_cont_fn *then = s->auth_then;
+	s->auth_then = NULL;
+	then(s, 0);
+}
+
+void smtp_in_auth_end_of_data(struct smtp_in *s, smtp_in_cont_fn *then)
+{
+	s->auth_then = then;
+	next_check(s, 0);
+}
+
+/* --- the end of a transaction, of a session ----------------------------------------- */
+
+void smtp_in_auth_txn_reset(struct smtp_in *s)
+{
+	if (s->spf)
+		spf_check_cancel(s->spf);
+	s->spf = NULL;
+	if (s->dkim)
+		dkim_free(s->dkim);
+	s->dkim = NULL;
+	s->dkim_finishing = false;
+	if (s->dmarc)
+		dmarc_check_cancel(s->dmarc);
+	s->dmarc = NULL;
+	s->dmarc_started = false;
+}
+
+void smtp_in_auth_free(struct smtp_in *s)
+{
+	cancel_checks(s);
+}
