@@ -124,7 +124,7 @@ void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 void smtp_in_auth_content_start(struct smtp_in *s)
 {
 	if (any_check(s->cfg))
-		s->dkim = dkim_verify_new(s->ctx->dns, clock_wall_s());
+		s->dkim = dkim_verify_new(s->ctx->base, s->ctx->dns, clock_wall_s());
 }
 
 void smtp_in_auth_feed(struct smtp_in *s, const void *p, size_t n)
