@@ -38,6 +38,8 @@ API (kept stable: other test files use it):
       (5 minutes) and recipients stay "queued" for the whole test.
       hold=False writes the domains as given (no primary: MX lookups).
       A domain without a 'recipients' key gets recipients = * (accept any);
+      without a 'resolver' server key, domains get spf = off, dmarc = off
+      (no sender checks: the suite never asks the host's resolver);
       'recipients': None leaves the key out. $MXV_LEGACY_CONFIG set: no
       recipients = * either (a build from before it existed, to show that a
       regression test fails there).
@@ -287,6 +289,10 @@ class Daemon:
                 keys = dict(keys, primary='%s:%d' % (HOST, self.hold_port))
             if 'recipients' not in keys and not os.environ.get('MXV_LEGACY_CONFIG'):
                 keys = dict(keys, recipients='*')
+            if 'resolver' not in self.server and not os.environ.get('MXV_LEGACY_CONFIG'):
+                # No test DNS: the sender checks would ask the host's resolver, which the
+                # suite must not depend on. Daemons with a test resolver keep the defaults.
+                keys = dict({'spf': 'off', 'dmarc': 'off'}, **keys)
             for k, v in keys.items():
                 if k == 'recipients' and isinstance(v, (list, tuple)):
                     path = os.path.join(self.dir, 'rcpt-' + name)
