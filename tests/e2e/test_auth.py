@@ -130,6 +130,23 @@ class AuthBase(ForwardBase):
     def client(self, d, ip=PASS_IP):
         return smtplib.SMTP(mxv.HOST, d.port, local_hostname='client.test', timeout=30, source_address=(ip, 0))
 
+    def assertRefused(self, d, ip, sender, msg, code, enh, at='rcpt'):
+        """One transaction from ip refused with code and enhanced code at RCPT or at the end of data."""
+        s = self.client(d, ip)
+        try:
+            if at == 'rcpt':
+                with self.assertRaises(smtplib.SMTPRecipientsRefused) as cm:
+                    s.sendmail(sender, [RCPT], msg)
+                got, text = cm.exception.recipients[RCPT]
+            else:
+                with self.assertRaises(smtplib.SMTPDataError) as cm:
+                    s.sendmail(sender, [RCPT], msg)
+                got, text = cm.exception.smtp_code, cm.exception.smtp_error
+            self.assertEqual(got, code, text)
+            self.assertTrue(text.startswith(enh.encode() + b' '), text)
+        finally:
+            s.quit()
+
     def deliver(self, d, sender, msg, ip=PASS_IP):
         """Sends one message from ip; returns our header as the primary got it."""
         n = len(self.primary.deliveries())
@@ -157,13 +174,7 @@ class TestSpf(AuthBase):
 
     def test_reject_fail_at_rcpt(self):
         with self.auth_daemon(spf='reject') as d:
-            s = self.client(d, FAIL_IP)
-            with self.assertRaises(smtplib.SMTPRecipientsRefused) as cm:
-                s.sendmail('alice@spf.test', [RCPT], message('alice@spf.test'))
-            code, text = cm.exception.recipients[RCPT]
-            self.assertEqual(code, 550, text)
-            self.assertTrue(text.startswith(b'5.7.23 '), text)
-            s.quit()
+            self.assertRefused(d, FAIL_IP, 'alice@spf.test', message('alice@spf.test'), 550, '5.7.23')
             # the same sender from its own address passes and is delivered, tagged
             ar = self.deliver(d, 'alice@spf.test', message('alice@spf.test'), PASS_IP)
             self.assertIn('spf=pass smtp.mailfrom=alice@spf.test', ar)
@@ -174,13 +185,7 @@ class TestSpf(AuthBase):
 
     def test_reject_temperror_451(self):
         with self.auth_daemon(spf='reject') as d:
-            s = self.client(d, PASS_IP)
-            with self.assertRaises(smtplib.SMTPRecipientsRefused) as cm:
-                s.sendmail('alice@tempfail.test', [RCPT], message('alice@tempfail.test'))
-            code, text = cm.exception.recipients[RCPT]
-            self.assertEqual(code, 451, text)
-            self.assertTrue(text.startswith(b'4.7.24 '), text)
-            s.quit()
+            self.assertRefused(d, PASS_IP, 'alice@tempfail.test', message('alice@tempfail.test'), 451, '4.7.24')
 
     def test_temperror_tagged(self):
         with self.auth_daemon(spf='tag') as d:
@@ -223,12 +228,7 @@ class TestDmarc(AuthBase):
 
     def test_reject_enforced(self):
         with self.auth_daemon(dmarc='enforce') as d:
-            s = self.client(d, PASS_IP)
-            with self.assertRaises(smtplib.SMTPDataError) as cm:
-                s.sendmail('alice@rej.test', [RCPT], message('alice@rej.test'))
-            self.assertEqual(cm.exception.smtp_code, 550, cm.exception)
-            self.assertTrue(cm.exception.smtp_error.startswith(b'5.7.1 '), cm.exception)
-            s.quit()
+            self.assertRefused(d, PASS_IP, 'alice@rej.test', message('alice@rej.test'), 550, '5.7.1', at='data')
             self.assertEqual(d.queue(), [])
             # a message that passes (aligned DKIM, SPF none) goes through: only it reaches the primary
             ar = self.deliver(d, 'bounces@elsewhere.test', sign(message('alice@signed.test', 'aligned'), 'ed25519'))
@@ -254,21 +254,14 @@ class TestDmarc(AuthBase):
         with self.auth_daemon(spf='off', dmarc='enforce') as d:
             ar = self.deliver(d, 'alice@spf.test', message('alice@spf.test'), PASS_IP)
             self.assertRegex(ar, r'dmarc=pass\b[^;]*header\.from=spf\.test')
-            s = self.client(d, FAIL_IP)  # the same from an address SPF fails: p=reject enforced
-            with self.assertRaises(smtplib.SMTPDataError) as cm:
-                s.sendmail('alice@spf.test', [RCPT], message('alice@spf.test'))
-            self.assertEqual(cm.exception.smtp_code, 550, cm.exception)
-            s.quit()
+            # the same from an address SPF fails: p=reject enforced
+            self.assertRefused(d, FAIL_IP, 'alice@spf.test', message('alice@spf.test'), 550, '5.7.1', at='data')
 
     def test_tampered_aligned_signature_rejected(self):
         """signed.test says p=reject: its signature broken in transit and no SPF is a DMARC fail."""
         with self.auth_daemon(dmarc='enforce') as d:
             msg = sign(message('alice@signed.test', 'broken'), 'rsa').replace(b'world', b'WORLD')
-            s = self.client(d, PASS_IP)
-            with self.assertRaises(smtplib.SMTPDataError) as cm:
-                s.sendmail('bounces@elsewhere.test', [RCPT], msg)
-            self.assertEqual(cm.exception.smtp_code, 550, cm.exception)
-            s.quit()
+            self.assertRefused(d, PASS_IP, 'bounces@elsewhere.test', msg, 550, '5.7.1', at='data')
             self.assertEqual(d.queue(), [])
 
 
