@@ -45,7 +45,7 @@ TMP=$(mktemp -d "$OUT/run.XXXXXX") || die "mktemp failed"
 chmod 755 "$TMP" # the private Postfix's unprivileged daemons walk into it
 
 # --- cleanup: stop what we started (by pid), then remove the temp dir --------
-SRC_PID="" SINK_PID="" MXV_PID="" PERF_PID="" PFX_CONF="" PFX_MASTER="" PFX_KIDS=""
+SRC_PID="" SINK_PID="" MXV_PID="" PERF_PID="" UB_PID="" PFX_CONF="" PFX_MASTER="" PFX_KIDS=""
 wait_gone() { # pid seconds: waits until pid has exited or the deadline passed
 	n=$(($2 * 10))
 	while [ "$n" -gt 0 ] && kill -0 "$1" 2>/dev/null; do sleep 0.1; n=$((n - 1)); done
@@ -73,6 +73,7 @@ cleanup() {
 	stop_pid "$PERF_PID" 5 INT
 	stop_pid "$SINK_PID" 5
 	stop_pid "$MXV_PID" 15
+	stop_pid "$UB_PID" 5
 	pfx_stop
 	[ -f "$TMP/mxvault.log" ] && cp "$TMP/mxvault.log" "$OUT/mxvault.log"
 	[ -f "$TMP/postfix/maillog" ] && cp "$TMP/postfix/maillog" "$OUT/postfix.maillog"
@@ -427,6 +428,56 @@ SINK_PID=
 R sink_msgs_per_s "$SINK"
 R sink_cpu_ms_per_msg "$SINK_CPU"
 
+# --- DNS for the sender-authentication checks (issue 8) -------------------------
+# They are on by default (spf = tag, dmarc = tag), so every mxvault run gets
+# [server] resolver = a private unbound on loopback that answers them at once:
+# b.test's SPF record (a pass for 127.0.0.1) and _dmarc.b.test (p=none) from
+# local data, 127.0.0.1's PTR (localhost.) and localhost.'s A from its built-in
+# zones. Without it they would go to the system's resolver, and on a machine
+# without one each would wait for its timeout.
+auth_dns_start() { # sets UB_PORT, UB_PID; fails with AUTH_WHY
+	AUTH_WHY=
+	command -v unbound >/dev/null && command -v dig >/dev/null || { AUTH_WHY="needs unbound and dig"; return 1; }
+	UB_PORT=$(bpy freeport)
+	mkdir -p "$TMP/unbound"
+	{
+		echo 'server:'
+		echo '  interface: 127.0.0.1'
+		echo "  port: $UB_PORT"
+		echo '  do-daemonize: no'
+		echo '  username: ""'
+		echo '  chroot: ""'
+		echo "  directory: \"$TMP/unbound\""
+		echo '  pidfile: ""'
+		echo '  use-syslog: no'
+		echo '  verbosity: 0'
+		echo '  do-ip6: no'
+		echo '  access-control: 127.0.0.0/8 allow'
+		echo '  module-config: "iterator"'
+		echo '  local-zone: "test." static'
+		echo "  local-data: 'b.test. IN TXT \"v=spf1 ip4:127.0.0.1 -all\"'"
+		echo "  local-data: '_dmarc.b.test. IN TXT \"v=DMARC1; p=none\"'"
+		echo 'remote-control:'
+		echo '  control-enable: no'
+	} >"$TMP/unbound/unbound.conf"
+	unbound -d -c "$TMP/unbound/unbound.conf" >"$TMP/unbound/stderr" 2>&1 &
+	UB_PID=$!
+	k=100
+	until dig @127.0.0.1 -p "$UB_PORT" +time=1 +tries=1 +short b.test TXT 2>/dev/null | grep -q spf1; do
+		k=$((k - 1))
+		if [ "$k" -le 0 ] || ! kill -0 "$UB_PID" 2>/dev/null; then
+			AUTH_WHY="unbound did not answer"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+if ! auth_dns_start; then
+	echo "bench: $AUTH_WHY: the checks use the system's resolver" >&2
+	stop_pid "$UB_PID" 5
+	UB_PID= UB_PORT=
+fi
+
 # --- 3 and 5. mxvault: idle sessions, then durable accepts ----------------------
 # mxvault_run KEY BIN: a fresh spool and daemon; results as KEY_msgs_per_s etc.
 # The recipients file holds "*": every build, old or new, reads that the same way.
@@ -445,6 +496,7 @@ spool = $TMP/spool
 max_sessions = $((IDLE + 1000))
 max_sessions_per_ip = $((IDLE + 1000))
 min_free_space = 0
+${UB_PORT:+resolver = 127.0.0.1:$UB_PORT}
 [domain bench.test]
 recipients = $TMP/recipients
 primary = 127.0.0.1:$DOWN
@@ -512,6 +564,88 @@ EOF
 # same way in the same run, right before this one: what a change costs.
 [ -n "${MXVAULT_BASELINE_BIN:-}" ] && mxvault_run baseline "$MXVAULT_BASELINE_BIN"
 mxvault_run mxvault "$BIN" # last: MXV and MXV_CPU keep this build's figures
+
+# --- 6. sender authentication (issue 8): every check on against every check off ---
+# The same build, fresh daemons alternately (off, on, off, on: drift on a
+# shared machine hits both), each a warm-up and $MSGS messages from
+# smtp-source. "on" is the defaults (spf = tag, dmarc = tag): iprev at connect,
+# SPF on MAIL FROM a@b.test, DKIM over the content (unsigned: no key query),
+# DMARC on From: <a@b.test>; "off" is spf = off, dmarc = off (no check, the
+# header says none). Both use the private unbound above. The loss is
+# 1 - on/off of the mean accept rates.
+# auth_run KEY SPF DMARC: one fresh daemon of this build; sets RATE and CPU_MS (n/a when unknown).
+auth_run() {
+	key=$1
+	echo "bench: mxvault, sender authentication $key (spf = $2, dmarc = $3)..." >&2
+	rm -rf "$TMP/spool"
+	PORT=$(bpy freeport)
+	DOWN=$(bpy freeport)
+	printf '[server]\nhostname = mxvault.bench.test\nlisten = 127.0.0.1:%s\nspool = %s\nresolver = 127.0.0.1:%s\n%s\n%s\n%s\n' \
+		"$PORT" "$TMP/spool" "$UB_PORT" 'max_sessions = 1000' 'max_sessions_per_ip = 1000' 'min_free_space = 0' \
+		>"$TMP/mxvault.conf"
+	printf '[domain bench.test]\nrecipients = %s\nprimary = 127.0.0.1:%s\nspf = %s\ndmarc = %s\n' \
+		"$TMP/recipients" "$DOWN" "$2" "$3" >>"$TMP/mxvault.conf"
+	"$BIN" serve -c "$TMP/mxvault.conf" 2>"$TMP/mxvault.log" &
+	MXV_PID=$!
+	RATE=n/a CPU_MS=n/a
+	if bpy waitport "$PORT" 10; then
+		measure "auth-$key" "$PORT" "$MXV_PID"
+	else
+		echo "bench: mxvault did not start; see $OUT/auth-$key.log" >&2
+	fi
+	stop_pid "$MXV_PID" 15
+	MXV_PID=
+	q=$("$BIN" queue list -c "$TMP/mxvault.conf" 2>/dev/null | tail -1 | awk '{ print $2 }')
+	if [ "$q" != $((WARM + MSGS)) ]; then
+		echo "bench: auth $key: queue holds ${q:-?} messages, expected $((WARM + MSGS))" >&2
+		RATE=n/a
+	fi
+	# proof the checks ran (or did not): the SPF verdicts in the headers stored in
+	# the spool (not unbound's query log: logging every query slows it down)
+	AUTH_N=$(grep -rao 'spf=pass' "$TMP/spool" | wc -l)
+	R "auth_${key}_spf_pass_stored" "$AUTH_N"
+	want=$((WARM + MSGS)) # at least one verdict a message with the checks on, none off
+	[ "$2" = off ] && want=0
+	if { [ "$2" = off ] && [ "$AUTH_N" != 0 ]; } || [ "$AUTH_N" -lt "$want" ]; then
+		echo "bench: auth $key: $AUTH_N stored spf=pass verdicts for $((WARM + MSGS)) messages" >&2
+		RATE=n/a
+	fi
+	cp "$TMP/mxvault.log" "$OUT/auth-$key.log" 2>/dev/null
+}
+mean() { # DIGITS VALUES...: their mean, n/a if any is not a number
+	d=$1
+	shift
+	echo "$@" | awk -v d="$d" '{ for (i = 1; i <= NF; i++) { if ($i !~ /^[0-9.]+$/) { print "n/a"; exit } s += $i }
+		printf "%." d "f\n", s / NF }'
+}
+AUTH_ON=n/a AUTH_OFF=n/a AUTH_ON_CPU=n/a AUTH_OFF_CPU=n/a
+if [ -n "$UB_PORT" ]; then
+	r_off="" r_on="" c_off="" c_on=""
+	for round in 1 2; do
+		auth_run "off$round" off off
+		r_off="$r_off $RATE" c_off="$c_off $CPU_MS"
+		auth_run "on$round" tag tag
+		r_on="$r_on $RATE" c_on="$c_on $CPU_MS"
+	done
+	AUTH_OFF=$(mean 0 $r_off) AUTH_ON=$(mean 0 $r_on)
+	AUTH_OFF_CPU=$(mean 3 $c_off) AUTH_ON_CPU=$(mean 3 $c_on)
+	R auth_status ok
+	R auth_off_runs_msgs_per_s "$(echo $r_off)"
+	R auth_on_runs_msgs_per_s "$(echo $r_on)"
+else
+	echo "bench: sender authentication rows skipped: $AUTH_WHY" >&2
+	R auth_status "skipped: $AUTH_WHY"
+fi
+stop_pid "$UB_PID" 5
+UB_PID=
+R auth_off_msgs_per_s "$AUTH_OFF"
+R auth_on_msgs_per_s "$AUTH_ON"
+R auth_off_cpu_ms_per_msg "$AUTH_OFF_CPU"
+R auth_on_cpu_ms_per_msg "$AUTH_ON_CPU"
+case "$AUTH_ON$AUTH_OFF" in
+*n/a*) R auth_loss_pct n/a ;;
+*) R auth_loss_pct "$(calc %.1f "100 * (1 - $AUTH_ON / $AUTH_OFF)")" ;;
+esac
 
 # --- 4. a private Postfix instance --------------------------------------------
 PFX=$TMP/postfix
@@ -660,6 +794,9 @@ R ratio_mxvault_to_postfix_tls "$(div "$(get mxvault_tls_msgs_per_s)" "$(get pos
 			"$(get baseline_idle_kib_per_session) KiB per idle session;" \
 			"this build / baseline: $(div "$(get mxvault_msgs_per_s)" "$(get baseline_msgs_per_s)" %.2f)"
 	fi
+	echo "sender authentication (same build, 2 runs each, $MSGS messages): checks on $(get auth_on_msgs_per_s)" \
+		"msgs/s ($(get auth_on_cpu_ms_per_msg) ms CPU/msg), off $(get auth_off_msgs_per_s) msgs/s" \
+		"($(get auth_off_cpu_ms_per_msg) ms CPU/msg): loss $(get auth_loss_pct) % (target < 25 %) [$(get auth_status)]"
 	echo "(Postfix syncs are counted system-wide; results in ${RES#"$REPO"/})"
 }
 mv "$RES.tmp" "$RES"

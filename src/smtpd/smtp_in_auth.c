@@ -26,19 +26,12 @@
 #include "auth/spf.h"
 #include "base/log.h"
 
-/* Does any backed-up domain want SPF checked? (decided before the recipients are known) */
-static bool spf_wanted(const struct cfg *c)
-{
-	for (size_t i = 0; i < c->ndomains; i++)
-		if (c->domains[i].spf != SPF_MODE_OFF)
-			return true;
-	return false;
-}
-
 /*
- * DKIM and iprev never refuse; they run for the header (and DMARC) unless
- * every domain has spf = off and dmarc = off: then no check runs at all and
- * the header says "none".
+ * Every check runs (for the header and DMARC) unless every domain has
+ * spf = off and dmarc = off: then none runs and the header says "none".
+ * SPF runs for a domain with spf = off too when its dmarc is not off:
+ * DMARC needs the SPF result (an aligned SPF pass is a DMARC pass), and
+ * spf = off only means that SPF itself refuses nothing.
  */
 static bool any_check(const struct cfg *c)
 {
@@ -86,7 +79,7 @@ static void on_spf(void *arg, enum spf_result r, const char *explanation)
 
 void smtp_in_auth_mail(struct smtp_in *s, const struct mailaddr *from)
 {
-	if (!spf_wanted(s->cfg))
+	if (!any_check(s->cfg))
 		return;
 	char sender[SMTP_PATH_MAX + 16];
 	const char *domain = from->is_null ? s->helo : from->domain;

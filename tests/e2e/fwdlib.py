@@ -4,7 +4,8 @@
       unbound (/usr/sbin/unbound) as the authoritative server of the zone
       "test." (local-zone static) on 127.0.0.1:port (a free port unless
       given). records: local-data lines without quotes, e.g.
-      "primary.test. IN MX 10 mx1.test.". refuse: zones answered REFUSED
+      "primary.test. IN MX 10 mx1.test."; a TXT record's strings in double
+      quotes ('x.test. IN TXT "v=spf1 -all"'). refuse: zones answered REFUSED
       (records inside them are left out: unbound would answer those).
       redirect: zones of type redirect: every name under "h.test." answers
       with the records given for "h.test." itself (one large A set for
@@ -141,7 +142,9 @@ class Unbound:
         out += ['  local-zone: "%s" refuse' % z for z in self.refuse]
         out += ['  local-zone: "%s" redirect' % z for z in self.redirect]
         # (unbound answers local data even inside a "refuse" zone: leave it out)
-        out += ['  local-data: "%s"' % r for r in self.records if not self.refused(r.split()[0])]
+        # a record with quoted strings (TXT) goes in single quotes
+        out += [("  local-data: '%s'" if '"' in r else '  local-data: "%s"') % r
+                for r in self.records if not self.refused(r.split()[0])]
         for z in self.zones:
             out += ['stub-zone:', '  name: "%s"' % z.origin, '  stub-addr: %s@%d' % (mxv.HOST, z.port)]
         out += ['remote-control:', '  control-enable: no']
