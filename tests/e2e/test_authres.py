@@ -89,7 +89,7 @@ class TestOurAuthRes(ForwardBase):
 
     def test_default_authserv_id_is_hostname(self):
         p = self.server('127.0.0.2', 'mx1.test', start=True)
-        with self.daemon({'primary.test': {'spf': 'off', 'dmarc': 'off'}}) as d:
+        with self.daemon({'primary.test': {}}) as d:
             # a leading dot in the body, to see the stream is dot-stuffed as a whole
             send(d, SENDER, ['bob@primary.test'], data=mxv.message(SENDER, 'bob@primary.test', body='.dot\r\n'))
             got = p.wait_deliveries(1, 15)[0].data
@@ -101,7 +101,7 @@ class TestOurAuthRes(ForwardBase):
 
     def test_in_dsn(self):
         self.server('127.0.0.2', 'mx1.test', start=True, rcpt_reply=lambda a: '550 5.1.1 No such user here')
-        with self.daemon({'primary.test': {'spf': 'off', 'dmarc': 'off'}}, authserv_id=AUTHSERV_ID) as d:
+        with self.daemon({'primary.test': {}}, authserv_id=AUTHSERV_ID) as d:
             send(d, SENDER, ['bad@primary.test'])
             dsn = self.wait_dsns(1, 15)[0]
             rep = parse_dsn(dsn.data)
