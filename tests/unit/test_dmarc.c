@@ -267,27 +267,14 @@ static int group_teardown(void **state)
 	return unbound_stop(&srv);
 }
 
-struct fixture {
-	struct event_base *base;
-	struct dns *d;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	f->base = event_base_new();
-	*state = f;
-	return dns_open(f->base, srv.addr, 1000, &f->d);
+	return unbound_fixture_setup(state, &srv);
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	if (f->d)
-		dns_free(f->d);
-	event_base_free(f->base);
-	free(f);
-	return 0;
+	return unbound_fixture_teardown(state);
 }
 
 struct outcome {

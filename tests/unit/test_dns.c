@@ -32,11 +32,6 @@
 static struct unbound srv;
 static bool in_lookup;    /* set around dns_lookup_*: callbacks must not see it */
 
-struct fixture {
-	struct event_base *base;
-	struct dns *d;
-};
-
 struct result {
 	int calls;
 	bool reentrant;
@@ -213,19 +208,12 @@ static int group_teardown(void **state)
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	f->base = event_base_new();
-	*state = f;
-	return dns_open(f->base, srv.addr, 1000, &f->d);
+	return unbound_fixture_setup(state, &srv);
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	dns_free(f->d);
-	event_base_free(f->base);
-	free(f);
-	return 0;
+	return unbound_fixture_teardown(state);
 }
 
 /* ---- MX ---- */

@@ -186,4 +186,28 @@ static int unbound_stop(struct unbound *u)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Per test: a loop and a resolver asking u (dns_open's timeout 1 s). */
+struct fixture {
+	struct event_base *base;
+	struct dns *d;
+};
+
+static int unbound_fixture_setup(void **state, const struct unbound *u)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	f->base = event_base_new();
+	*state = f;
+	return dns_open(f->base, u->addr, 1000, &f->d);
+}
+
+/* A test that freed f->d itself sets it to NULL (dns_free(NULL) is a no-op). */
+static int unbound_fixture_teardown(void **state)
+{
+	struct fixture *f = *state;
+	dns_free(f->d);
+	event_base_free(f->base);
+	free(f);
+	return 0;
+}
+
 #endif
