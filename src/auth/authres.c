@@ -188,6 +188,14 @@ static void put_spf(struct writer *w, const struct authres *r)
 		put_prop(w, "smtp.helo", r->spf_helo, false);
 }
 
+/* The HELO identity's own result, beside the MAIL FROM one (for <> the MAIL FROM one is it). */
+static void put_spf_helo(struct writer *w, const struct authres *r)
+{
+	put_method(w, "spf", authres_spf_str(r->helo), r->helo_reason);
+	if (r->spf_helo && *r->spf_helo)
+		put_prop(w, "smtp.helo", r->spf_helo, false);
+}
+
 static void put_dkim(struct writer *w, const struct dkim_sig_result *d)
 {
 	put_method(w, "dkim", authres_dkim_str(d->result), d->result == DKIM_PASS ? NULL : d->why);
@@ -206,13 +214,15 @@ void authres_format(const struct authres *r, struct buf *out)
 	w.col = strlen("Authentication-Results:");
 	word_value(&w, r->authserv_id, false);
 	put_word(&w);
-	if (!r->spf_ran && !r->dkim_ran && !r->dmarc_ran && !r->iprev_ran) {
+	if (!r->spf_ran && !r->helo_ran && !r->dkim_ran && !r->dmarc_ran && !r->iprev_ran) {
 		put_semicolon(&w);
 		buf_append_str(&w.word, "none");
 		put_word(&w);
 	}
 	if (r->spf_ran)
 		put_spf(&w, r);
+	if (r->helo_ran)
+		put_spf_helo(&w, r);
 	if (r->dkim_ran && r->ndkim == 0)
 		put_method(&w, "dkim", "none", NULL);
 	for (size_t i = 0; r->dkim_ran && i < r->ndkim && i < DKIM_MAX_SIGNATURES; i++)

@@ -7,8 +7,8 @@
  * stored. Pure and bounded, fuzzed (tests/fuzz/fuzz_authres.c).
  *
  * The written field: "Authentication-Results: ID;" then one resinfo per
- * method that ran, in the order spf, dkim (one per signature), dmarc,
- * iprev, or " none" when none ran (RFC 8601 2.2). Lines are folded before
+ * method that ran, in the order spf (MAIL FROM, then HELO), dkim (one per
+ * signature), dmarc, iprev, or " none" when none ran (RFC 8601 2.2). Lines are folded before
  * 78 characters where a space may go (never inside a value); CRLF line
  * ends; a value that is not an RFC 2045 token (nor, for an address
  * property, local@domain) is a quoted-string; bytes from peers that could
@@ -31,9 +31,9 @@
 #define AUTHRES_MAX_TEXT 256
 /*
  * A bound on the field authres_format writes: the id, then SPF (reason,
- * address), 5 DKIM signatures (reason, d=, s=, b=: the last three bounded by
+ * address; the HELO's reason and name), 5 DKIM signatures (reason, d=, s=, b=: the last three bounded by
  * their arrays), DMARC (reason, header.from) and iprev (address, name):
- * 13 texts of AUTHRES_MAX_TEXT octets and 15 shorter ones, each at worst
+ * 14 texts of AUTHRES_MAX_TEXT octets and 16 shorter ones, each at worst
  * quoted with every octet escaped, with its property name and fold. The
  * worst case (test_longest) writes about 9.5 KB.
  */
@@ -47,6 +47,9 @@ struct authres {
 	const char *spf_mailfrom;   /* smtp.mailfrom: the MAIL FROM address, or NULL (null sender) */
 	const char *spf_helo;       /* smtp.helo: written when spf_mailfrom is NULL */
 	const char *spf_reason;     /* NULL, or e.g. the exp= text of a fail */
+	bool helo_ran;              /* the HELO identity's own check (RFC 7208 2.3): a second spf */
+	enum spf_result helo;       /* resinfo, with smtp.helo; not for <> (then spf is the HELO's) */
+	const char *helo_reason;
 
 	bool dkim_ran;              /* with ndkim == 0: dkim=none */
 	const struct dkim_sig_result *dkim;

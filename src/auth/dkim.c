@@ -34,6 +34,7 @@ struct dkim_one {
 	struct dkim_sig sig;
 	struct dkim_sig_result res;
 	bool decided; /* res.result is final without crypto */
+	bool key_in;  /* on_key ran (key_st says how) */
 	enum dns_status key_st;
 	struct dkim_key key;
 	const char *key_why;
@@ -275,6 +276,7 @@ static void on_key(void *arg, enum dns_status st, const char *const *txt, size_t
 {
 	struct dkim_one *o = arg;
 	struct dkim_verify *v = o->v;
+	o->key_in = true;
 	o->key_st = st;
 	if (st == DNS_OK) {
 		o->key_why = "no key record";
@@ -292,7 +294,7 @@ static void on_key(void *arg, enum dns_status st, const char *const *txt, size_t
 			destroy(v);
 		return;
 	}
-	if (v->finished && v->pending == 0)
+	if (v->finished && v->pending == 0 && !v->reported)
 		report(v);
 }
 
@@ -372,8 +374,11 @@ static void evaluate(struct dkim_one *o)
 	EVP_PKEY_free(k);
 }
 
+/* Calls the callback once: dkim_expire may have reported before the last key or the deferred event came. */
 static void report(struct dkim_verify *v)
 {
+	if (v->reported)
+		return;
 	struct dkim_sig_result r[DKIM_MAX_SIGNATURES];
 	for (size_t k = 0; k < v->n; k++) {
 		evaluate(v->sigs[k]);
@@ -416,6 +421,21 @@ void dkim_finish(struct dkim_verify *v, dkim_fn *fn, void *arg)
 		if (!v->defer || evtimer_add(v->defer, &now) != 0)
 			abort(); /* out of memory */
 	}
+}
+
+void dkim_expire(struct dkim_verify *v)
+{
+	for (size_t k = 0; k < v->n; k++) {
+		struct dkim_one *o = v->sigs[k];
+		if (!o->decided && !o->key_in)
+			decide(o, DKIM_TEMPERROR, "no answer for the key in time");
+	}
+	report(v);
+}
+
+size_t dkim_buffered(const struct dkim_verify *v)
+{
+	return v->hdr.cap;
 }
 
 static void destroy(struct dkim_verify *v)

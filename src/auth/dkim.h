@@ -59,6 +59,15 @@ struct dkim_verify *dkim_verify_new(struct event_base *base, struct dns *dns, in
 void dkim_feed(struct dkim_verify *v, const unsigned char *p, size_t n);
 void dkim_finish(struct dkim_verify *v, dkim_fn *fn, void *arg);
 void dkim_free(struct dkim_verify *v);
+/*
+ * After dkim_finish, before its callback: gives up on the keys still being
+ * fetched (their signatures are temperror) and calls the callback now, from
+ * inside this call; it is not called again. For a caller that cannot wait
+ * any longer (the session's auth_timeout).
+ */
+void dkim_expire(struct dkim_verify *v);
+/* Bytes the verifier holds for the header section (0 once the body starts). */
+size_t dkim_buffered(const struct dkim_verify *v);
 
 const char *dkim_result_str(enum dkim_result r);
 

@@ -74,6 +74,7 @@ struct cfg {
 	int refs;                    /* cfg_ref / cfg_unref; main thread only */
 	char *path;
 	char *hostname;
+	int64_t auth_timeout;          /* seconds, default 20s: the longest a reply waits for the sender checks */
 	char *authserv_id;           /* RFC 8601 authserv-id of our Authentication-Results; default hostname */
 	struct cfg_addr *listen;
 	size_t nlisten;

@@ -313,6 +313,11 @@ static int set_duration(struct cfg_loader *ld, void *obj, const struct cfg_key *
 			hint[0] = '\0';
 		return bad_value(ld, k, v, hint);
 	}
+	if (k->max && secs > (int64_t)k->max) {
+		if (fmt(hint, sizeof(hint), "must be at most %s", cfg_fmt_duration(min, sizeof(min), (int64_t)k->max)) < 0)
+			hint[0] = '\0';
+		return bad_value(ld, k, v, hint);
+	}
 	*FIELD(obj, k, int64_t) = secs;
 	return 0;
 }
@@ -770,6 +775,7 @@ const struct cfg_key cfg_server_keys[] = {
 	 "expected a PEM certificate file (the chain after it), or none"},
 	{"tls_key", set_tls_file, print_str, SRV(tls_key), 0, 0, "expected a PEM private key file"},
 	/* RFC 8601 2.5: the authserv-id should be a domain name under our control; the host name is one. */
+	{"auth_timeout", set_duration, print_duration, SRV(auth_timeout), 1, 3600, DURATION_HINT},
 	{"authserv_id", set_hostname, print_str, SRV(authserv_id), 0, 0, "expected a domain name like mx.example.com"},
 };
 

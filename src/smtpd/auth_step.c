@@ -24,14 +24,21 @@ static void copy_str(char *dst, size_t n, const char *src)
 
 void auth_results_reset(struct auth_results *r)
 {
-	bool iprev_ran = r->iprev_ran;
-	enum iprev_result iprev = r->iprev;
-	char name[sizeof(r->iprev_name)];
-	memcpy(name, r->iprev_name, sizeof(name));
+	struct auth_results keep = *r;
 	memset(r, 0, sizeof(*r));
-	r->iprev_ran = iprev_ran;
-	r->iprev = iprev;
-	memcpy(r->iprev_name, name, sizeof(name));
+	r->iprev_ran = keep.iprev_ran;
+	r->iprev = keep.iprev;
+	memcpy(r->iprev_name, keep.iprev_name, sizeof(r->iprev_name));
+	r->helo_ran = keep.helo_ran;
+	r->helo = keep.helo;
+	memcpy(r->helo_explanation, keep.helo_explanation, sizeof(r->helo_explanation));
+}
+
+void auth_results_forget_helo(struct auth_results *r)
+{
+	r->helo_ran = false;
+	r->helo = SPF_NONE;
+	r->helo_explanation[0] = '\0';
 }
 
 void auth_results_set_spf(struct auth_results *r, enum spf_result res, const char *explanation)
@@ -39,6 +46,21 @@ void auth_results_set_spf(struct auth_results *r, enum spf_result res, const cha
 	r->spf_ran = true;
 	r->spf = res;
 	copy_str(r->spf_explanation, sizeof(r->spf_explanation), explanation);
+}
+
+void auth_results_set_helo(struct auth_results *r, enum spf_result res, const char *explanation)
+{
+	r->helo_ran = true;
+	r->helo = res;
+	copy_str(r->helo_explanation, sizeof(r->helo_explanation), explanation);
+}
+
+enum spf_result auth_mailfrom_spf(const struct auth_results *r, bool *ran)
+{
+	*ran = r->null_sender ? r->helo_ran : r->spf_ran;
+	if (!*ran)
+		return SPF_NONE;
+	return r->null_sender ? r->helo : r->spf;
 }
 
 void auth_results_set_dkim(struct auth_results *r, const struct dkim_sig_result *sigs, size_t n)
@@ -62,26 +84,38 @@ void auth_results_set_iprev(struct auth_results *r, enum iprev_result res, const
 	copy_str(r->iprev_name, sizeof(r->iprev_name), name);
 }
 
-bool auth_rcpt_refusal(const struct cfg_domain *d, const struct auth_results *r, char *buf, size_t n,
-		       struct auth_reply *out)
+/* "SPF validation failed: EXPLANATION", the explanation made safe for one reply line. */
+static void fail_text(const char *explanation, char *buf, size_t n)
 {
-	if (!d || d->spf != SPF_MODE_REJECT || !r->spf_ran)
-		return false;
-	if (r->spf == SPF_TEMPERROR) {
-		*out = (struct auth_reply){451, "4.7.24", "SPF validation error (temporary DNS failure), try again later"};
-		return true;
-	}
-	if (r->spf != SPF_FAIL)
-		return false;
 	/* The explanation is the domain's own text (RFC 7208 6.2): on one reply line, and only printable ASCII. */
 	char expl[AUTHRES_MAX_TEXT + 1];
 	size_t k = 0;
-	for (const char *p = r->spf_explanation; *p && k < sizeof(expl) - 1; p++)
+	for (const char *p = explanation; *p && k < sizeof(expl) - 1; p++)
 		if (*p >= 0x20 && *p < 0x7f)
 			expl[k++] = *p;
 	expl[k] = '\0';
 	if (snprintf(buf, n, "SPF validation failed%s%s", k ? ": " : "", expl) < 0)
 		buf[0] = '\0';
+}
+
+bool auth_rcpt_refusal(const struct cfg_domain *d, const struct auth_results *r, char *buf, size_t n,
+		       struct auth_reply *out)
+{
+	if (!d || d->spf != SPF_MODE_REJECT)
+		return false;
+	bool ran;
+	enum spf_result mailfrom = auth_mailfrom_spf(r, &ran);
+	const char *why;
+	if (ran && mailfrom == SPF_FAIL)
+		why = r->null_sender ? r->helo_explanation : r->spf_explanation;
+	else if (r->helo_ran && r->helo == SPF_FAIL)
+		why = r->helo_explanation;
+	else if (ran && mailfrom == SPF_TEMPERROR) {
+		*out = (struct auth_reply){451, "4.7.24", "SPF validation error (temporary DNS failure), try again later"};
+		return true;
+	} else
+		return false;
+	fail_text(why, buf, n);
 	*out = (struct auth_reply){550, "5.7.23", buf};
 	return true;
 }
@@ -133,14 +167,25 @@ char *auth_header(const struct auth_results *r, const char *authserv_id, const c
 {
 	struct authres a = {
 		.authserv_id = authserv_id,
-		.spf_ran = r->spf_ran, .spf = r->spf, .spf_mailfrom = mail_from, .spf_helo = helo,
-		.spf_reason = r->spf_explanation[0] ? r->spf_explanation : NULL,
+		.spf_mailfrom = mail_from, .spf_helo = helo,
 		.dkim_ran = r->dkim_ran, .dkim = r->dkim, .ndkim = r->ndkim,
 		.dmarc_ran = r->dmarc_ran, .dmarc = r->dmarc.result, .dmarc_from = r->dmarc.header_from,
 		.dmarc_reason = r->dmarc.result == DMARC_PASS ? NULL : r->dmarc.why,
 		.iprev_ran = r->iprev_ran, .iprev = r->iprev, .iprev_ip = client_ip,
 		.iprev_name = r->iprev_name[0] ? r->iprev_name : NULL,
 	};
+	if (r->null_sender) { /* one verdict: the HELO's, written as the MAIL FROM identity's (smtp.helo) */
+		a.spf_ran = r->helo_ran;
+		a.spf = r->helo;
+		a.spf_reason = r->helo_explanation[0] ? r->helo_explanation : NULL;
+	} else {
+		a.spf_ran = r->spf_ran;
+		a.spf = r->spf;
+		a.spf_reason = r->spf_explanation[0] ? r->spf_explanation : NULL;
+		a.helo_ran = r->helo_ran;
+		a.helo = r->helo;
+		a.helo_reason = r->helo_explanation[0] ? r->helo_explanation : NULL;
+	}
 	struct buf b = {0};
 	authres_format(&a, &b);
 	char *s = xstrndup((const char *)b.data, b.len);

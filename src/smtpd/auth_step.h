@@ -13,8 +13,10 @@
  *   iprev  at connect (smtp_in_new): iprev_check_start on the client's
  *          address; the result is set with auth_results_set_iprev and kept
  *          for the whole session (auth_results_reset keeps it).
- *   SPF    after MAIL FROM is accepted (cmd_mail): spf_check_start for the
- *          MAIL FROM domain (the HELO name for <>), asynchronously; a RCPT
+ *   SPF    after HELO/EHLO (cmd_helo): spf_check_start for the HELO name
+ *          (kept for the session; none for an address literal); after MAIL
+ *          FROM is accepted (cmd_mail): for the MAIL FROM domain (for <>
+ *          the HELO check is the MAIL FROM one), asynchronously; a RCPT
  *          for a domain with spf = reject waits for it in the session's
  *          wait state (smtp_in_wait, resumed from the SPF callback) and is
  *          answered by auth_rcpt_refusal. The check is cancelled with the
@@ -40,9 +42,14 @@
 #include "spool/spool.h"
 
 struct auth_results {
-	bool spf_ran;
+	bool null_sender;            /* MAIL FROM:<>: the MAIL FROM identity is the HELO's (RFC 7208 2.4) */
+	bool spf_ran;                /* MAIL FROM identity (never for <>: see helo) */
 	enum spf_result spf;
 	char spf_explanation[AUTHRES_MAX_TEXT + 1]; /* exp= text of a fail, "" if none */
+
+	bool helo_ran;               /* HELO identity: per session, kept by auth_results_reset */
+	enum spf_result helo;
+	char helo_explanation[AUTHRES_MAX_TEXT + 1];
 
 	bool dkim_ran;
 	struct dkim_sig_result dkim[DKIM_MAX_SIGNATURES];
@@ -63,18 +70,28 @@ struct auth_reply {
 	const char *text;
 };
 
-/* A new transaction: forgets SPF, DKIM and DMARC, keeps iprev. */
+/* A new transaction: forgets SPF (MAIL FROM), DKIM and DMARC, keeps iprev and the HELO's SPF. */
 void auth_results_reset(struct auth_results *r);
+/* A new HELO/EHLO: forgets the HELO's SPF. */
+void auth_results_forget_helo(struct auth_results *r);
 void auth_results_set_spf(struct auth_results *r, enum spf_result res, const char *explanation);
+void auth_results_set_helo(struct auth_results *r, enum spf_result res, const char *explanation);
+/*
+ * The SPF verdict of the MAIL FROM identity, the one DMARC aligns with: for
+ * <> the HELO's (RFC 7208 2.4). ran false: no verdict (yet).
+ */
+enum spf_result auth_mailfrom_spf(const struct auth_results *r, bool *ran);
 void auth_results_set_dkim(struct auth_results *r, const struct dkim_sig_result *sigs, size_t n);
 void auth_results_set_dmarc(struct auth_results *r, const struct dmarc_outcome *o);
 void auth_results_set_iprev(struct auth_results *r, enum iprev_result res, const char *name);
 
 /*
  * What RCPT to a domain must answer for SPF (RFC 7372 codes): with
- * spf = reject, fail gives 550 5.7.23 (the explanation, when there is one,
- * in the text), temperror 451 4.7.24; anything else, or another mode, or
- * no result, false. text is written into buf (n bytes).
+ * spf = reject, a fail of the MAIL FROM identity or of the HELO identity
+ * (RFC 7208 2.3: a HELO fail is conclusive) gives 550 5.7.23 (the
+ * explanation, when there is one, in the text), a temperror of the MAIL
+ * FROM identity 451 4.7.24; anything else, or another mode, or no result,
+ * false. text is written into buf (n bytes).
  */
 bool auth_rcpt_refusal(const struct cfg_domain *d, const struct auth_results *r, char *buf, size_t n,
 		       struct auth_reply *out);

@@ -1,10 +1,16 @@
 /*
  * smtp_in_auth: a session's calls into the sender-authentication engines
  * of auth/ (the map is in auth_step.h): iprev at connect, SPF from MAIL
- * FROM, DKIM over the content, DMARC at the end of data. The verdicts go
+ * FROM and from HELO, DKIM over the content, DMARC at the end of data. The verdicts go
  * into s->auth (auth_step.c), which decides refusals and writes the header.
  * Called by smtp_in.c (connect, free), smtp_in_cmd.c (MAIL, RCPT, reset)
  * and smtp_in_data.c (content, end of data).
+ *
+ * Bounded waits: a reply (RCPT, the end of data) waits at most
+ * auth_timeout for the checks; then every check still running is given up
+ * as a temperror (auth_expired), so slow or dead DNS delays a reply by a
+ * known time, never by a chain of resolver timeouts. The DKIM verifier's
+ * copy of the header section is held against max_pending_bytes.
  *
  * Invariants: each engine object is non-NULL exactly while its callback is
  * owed to us (DKIM: until the transaction ends); every one is cancelled or
@@ -17,7 +23,9 @@
  */
 #include "smtp_in_int.h"
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "auth/dkim.h"
@@ -25,6 +33,8 @@
 #include "auth/iprev.h"
 #include "auth/spf.h"
 #include "base/log.h"
+
+#include <event2/event.h>
 
 /*
  * Every check runs (for the header and DMARC) unless every domain has
@@ -67,7 +77,45 @@ void smtp_in_auth_connect(struct smtp_in *s, const struct sockaddr *sa)
 		s->iprev = iprev_check_start(s->ctx->dns, sa, on_iprev, s);
 }
 
-/* --- SPF, from MAIL FROM ------------------------------------------------------- */
+/* --- SPF, from HELO and from MAIL FROM ------------------------------------------ */
+
+static struct spf_check *start_spf(struct smtp_in *s, const char *domain, const char *sender, spf_fn *fn)
+{
+	struct spf_request rq = {.domain = domain, .sender = sender, .helo = s->helo, .receiver = s->cfg->hostname};
+	memcpy(&rq.ip, &s->peer, sizeof(rq.ip));
+	return spf_check_start(s->ctx->dns, &rq, fn, s);
+}
+
+static void on_spf_helo(void *arg, enum spf_result r, const char *explanation)
+{
+	struct smtp_in *s = arg;
+	s->spf_helo = NULL;
+	auth_results_set_helo(&s->auth, r, explanation);
+	check_answered(s);
+}
+
+static void cancel_helo(struct smtp_in *s)
+{
+	if (s->spf_helo)
+		spf_check_cancel(s->spf_helo);
+	s->spf_helo = NULL;
+}
+
+void smtp_in_auth_helo(struct smtp_in *s)
+{
+	cancel_helo(s);
+	auth_results_forget_helo(&s->auth);
+	if (!any_check(s->cfg))
+		return;
+	if (s->helo[0] == '[') { /* an address literal is no domain: none, without a lookup (RFC 7208 2.3) */
+		auth_results_set_helo(&s->auth, SPF_NONE, NULL);
+		return;
+	}
+	char sender[SMTP_PATH_MAX + 16];
+	if (fmt(sender, sizeof(sender), "postmaster@%s", s->helo) < 0)
+		return; /* a HELO name is at most 255 octets: cannot happen */
+	s->spf_helo = start_spf(s, s->helo, sender, on_spf_helo);
+}
 
 static void on_spf(void *arg, enum spf_result r, const char *explanation)
 {
@@ -79,37 +127,108 @@ static void on_spf(void *arg, enum spf_result r, const char *explanation)
 
 void smtp_in_auth_mail(struct smtp_in *s, const struct mailaddr *from)
 {
-	if (!any_check(s->cfg))
+	s->auth.null_sender = from->is_null; /* then the HELO check is the MAIL FROM one (RFC 7208 2.4) */
+	if (!any_check(s->cfg) || from->is_null)
 		return;
 	char sender[SMTP_PATH_MAX + 16];
-	const char *domain = from->is_null ? s->helo : from->domain;
-	if (from->is_null ? fmt(sender, sizeof(sender), "postmaster@%s", s->helo) < 0
-			  : fmt(sender, sizeof(sender), "%s@%s", from->local, from->domain) < 0)
+	if (fmt(sender, sizeof(sender), "%s@%s", from->local, from->domain) < 0)
 		return; /* longer than any path we accept: cannot happen */
-	struct spf_request rq = {.domain = domain, .sender = sender, .helo = s->helo, .receiver = s->cfg->hostname};
-	memcpy(&rq.ip, &s->peer, sizeof(rq.ip));
-	s->spf = spf_check_start(s->ctx->dns, &rq, on_spf, s);
+	s->spf = start_spf(s, from->domain, sender, on_spf);
 }
 
 bool smtp_in_auth_spf_pending(const struct smtp_in *s)
 {
-	return s->spf != NULL;
+	return s->spf || s->spf_helo;
+}
+
+/* --- waiting on the checks, at most auth_timeout --------------------------------- */
+
+static void cancel_wait(struct smtp_in *s)
+{
+	s->auth_waiting = false;
+	if (s->auth_timer)
+		evtimer_del(s->auth_timer);
 }
 
 /* Server teardown while the session waits on a check: withdraw every callback. */
 static void cancel_checks(struct smtp_in *s)
 {
-	s->auth_waiting = false;
+	cancel_wait(s);
 	smtp_in_auth_txn_reset(s);
+	cancel_helo(s);
 	if (s->iprev)
 		iprev_check_cancel(s->iprev);
 	s->iprev = NULL;
 }
 
+static const char TOO_SLOW[] = "no answer within auth_timeout";
+
+/*
+ * auth_timeout has passed with the session still waiting: every check still
+ * running is a temperror, and a DMARC check not yet started is not started
+ * (its verdict is a temperror too). The session then goes on once.
+ */
+static void auth_expired(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_in *s = arg;
+	if (!s->auth_waiting)
+		return;
+	s->auth_waiting = false; /* the callbacks below only leave their result */
+	s->auth_expired = true;
+	log_info("smtpd", "session=%" PRIu64 " client=%s auth checks timed out:%s%s%s%s%s", s->no, s->ip,
+		 s->spf ? " spf" : "", s->spf_helo ? " spf-helo" : "", s->iprev ? " iprev" : "",
+		 s->dkim && s->dkim_finishing && !s->auth.dkim_ran ? " dkim" : "", s->dmarc ? " dmarc" : "");
+	if (s->spf) {
+		spf_check_cancel(s->spf);
+		s->spf = NULL;
+		auth_results_set_spf(&s->auth, SPF_TEMPERROR, NULL);
+	}
+	if (s->spf_helo) {
+		cancel_helo(s);
+		auth_results_set_helo(&s->auth, SPF_TEMPERROR, NULL);
+	}
+	if (s->iprev) {
+		iprev_check_cancel(s->iprev);
+		s->iprev = NULL;
+		auth_results_set_iprev(&s->auth, IPREV_TEMPERROR, NULL);
+	}
+	if (s->dkim && s->dkim_finishing && !s->auth.dkim_ran)
+		dkim_expire(s->dkim); /* calls on_dkim now */
+	if (s->dmarc) {
+		dmarc_check_cancel(s->dmarc);
+		s->dmarc = NULL;
+		struct dmarc_outcome o = {.result = DMARC_TEMPERROR, .why = TOO_SLOW};
+		auth_results_set_dmarc(&s->auth, &o);
+	}
+	smtp_in_resume(s, 0);
+}
+
+/*
+ * The clock of one wait (a RCPT, or the whole end of data) starts with its
+ * first call here and stops at smtp_in_auth_wait_over; the same wait
+ * resumed by one answer and waiting again keeps its deadline.
+ */
 void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 {
+	if (!s->auth_timer)
+		s->auth_timer = evtimer_new(s->ctx->base, auth_expired, s);
+	if (!s->auth_timer)
+		abort(); /* out of memory */
+	if (!evtimer_pending(s->auth_timer, NULL)) {
+		struct timeval tv = {.tv_sec = s->cfg->auth_timeout};
+		evtimer_add(s->auth_timer, &tv);
+		s->auth_expired = false;
+	}
 	s->auth_waiting = true;
 	smtp_in_wait(s, k, cancel_checks);
+}
+
+void smtp_in_auth_wait_over(struct smtp_in *s)
+{
+	if (s->auth_timer)
+		evtimer_del(s->auth_timer);
 }
 
 /* --- DKIM, over the content --------------------------------------------------- */
@@ -120,10 +239,23 @@ void smtp_in_auth_content_start(struct smtp_in *s)
 		s->dkim = dkim_verify_new(s->ctx->base, s->ctx->dns, clock_wall_s());
 }
 
+/* Keeps what the spool counts as held equal to what the verifier buffers. */
+static void sync_dkim_hold(struct smtp_in *s)
+{
+	size_t now = s->dkim ? dkim_buffered(s->dkim) : 0;
+	if (now > s->dkim_held)
+		spool_hold_bytes(s->ctx->sp, now - s->dkim_held);
+	else if (now < s->dkim_held)
+		spool_release_bytes(s->ctx->sp, s->dkim_held - now);
+	s->dkim_held = now;
+}
+
 void smtp_in_auth_feed(struct smtp_in *s, const void *p, size_t n)
 {
-	if (s->dkim)
-		dkim_feed(s->dkim, p, n);
+	if (!s->dkim)
+		return;
+	dkim_feed(s->dkim, p, n);
+	sync_dkim_hold(s);
 }
 
 static void on_dkim(void *arg, const struct dkim_sig_result *r, size_t n)
@@ -150,11 +282,12 @@ static void start_dmarc(struct smtp_in *s)
 	for (size_t i = 0; i < nfrom; i++)
 		from_values[i] = s->hdr->from[i];
 	const char *at = strrchr(s->env.sender, '@');
+	bool spf_ran;
 	struct dmarc_input in = {
 		.from_values = from_values,
 		.nfrom = nfrom, /* more than one From: is a permerror whatever they say: two are enough to say so */
 		.mail_from_domain = at ? at + 1 : s->helo,
-		.spf = s->auth.spf_ran ? s->auth.spf : SPF_NONE,
+		.spf = auth_mailfrom_spf(&s->auth, &spf_ran),
 		.dkim = s->auth.dkim,
 		.ndkim = s->auth.ndkim,
 	};
@@ -170,7 +303,7 @@ static void start_dmarc(struct smtp_in *s)
 static void next_check(struct smtp_in *s, int unused)
 {
 	(void)unused;
-	if (s->spf || s->iprev || s->dmarc) {
+	if (s->spf || s->spf_helo || s->iprev || s->dmarc) {
 		smtp_in_auth_wait(s, next_check);
 		return;
 	}
@@ -178,15 +311,24 @@ static void next_check(struct smtp_in *s, int unused)
 		if (!s->dkim_finishing) {
 			s->dkim_finishing = true;
 			dkim_finish(s->dkim, on_dkim, s);
+			sync_dkim_hold(s); /* the header copy is gone once the body is over */
 		}
 		smtp_in_auth_wait(s, next_check);
 		return;
 	}
 	if (!s->dmarc_started && auth_dmarc_wanted(s->cfg, s->env.rcpts, s->env.nrcpt)) {
-		start_dmarc(s);
-		smtp_in_auth_wait(s, next_check);
-		return;
+		if (s->auth_expired) {
+			/* the wait is over: DMARC gets no time of its own */
+			s->dmarc_started = true;
+			struct dmarc_outcome o = {.result = DMARC_TEMPERROR, .why = TOO_SLOW};
+			auth_results_set_dmarc(&s->auth, &o);
+		} else {
+			start_dmarc(s);
+			smtp_in_auth_wait(s, next_check);
+			return;
+		}
 	}
+	smtp_in_auth_wait_over(s);
 	smtp_in_cont_fn *then = s->auth_then;
 	s->auth_then = NULL;
 	then(s, 0);
@@ -195,6 +337,7 @@ static void next_check(struct smtp_in *s, int unused)
 void smtp_in_auth_end_of_data(struct smtp_in *s, smtp_in_cont_fn *then)
 {
 	s->auth_then = then;
+	s->auth_expired = false;
 	next_check(s, 0);
 }
 
@@ -208,6 +351,7 @@ void smtp_in_auth_txn_reset(struct smtp_in *s)
 	if (s->dkim)
 		dkim_free(s->dkim);
 	s->dkim = NULL;
+	sync_dkim_hold(s);
 	s->dkim_finishing = false;
 	if (s->dmarc)
 		dmarc_check_cancel(s->dmarc);
@@ -218,4 +362,7 @@ void smtp_in_auth_txn_reset(struct smtp_in *s)
 void smtp_in_auth_free(struct smtp_in *s)
 {
 	cancel_checks(s);
+	if (s->auth_timer)
+		event_free(s->auth_timer);
+	s->auth_timer = NULL;
 }

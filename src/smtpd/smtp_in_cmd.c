@@ -134,6 +134,7 @@ static void cmd_helo(struct smtp_in *s, const struct smtp_cmd *c, bool ehlo)
 	s->esmtp = ehlo;
 	s->state = SMTP_IN_READY;
 	smtp_in_txn_reset(s);
+	smtp_in_auth_helo(s);
 	if (!ehlo) {
 		smtp_in_reply(s, 250, "", "%s", s->cfg->hostname);
 		return;
@@ -219,6 +220,8 @@ static void rcpt_after_spf(struct smtp_in *s, int unused)
 	(void)unused;
 	struct smtp_cmd c = {.verb = SMTP_VERB_RCPT, .args = s->rcpt_args, .args_len = s->rcpt_args_len};
 	cmd_rcpt(s, &c);
+	if (!s->auth_waiting)
+		smtp_in_auth_wait_over(s); /* answered: the next wait has a clock of its own */
 }
 
 /* Adds addr unless the transaction has it already (any case): a hash, not a scan. */

@@ -112,11 +112,15 @@ struct smtp_in {
 	struct sockaddr_storage peer;
 	struct iprev_check *iprev;
 	struct spf_check *spf;
+	struct spf_check *spf_helo; /* the session's: from HELO/EHLO to the next one */
 	struct dkim_verify *dkim;  /* the whole transaction (freed when it ends) */
+	size_t dkim_held;          /* its header copy, held against max_pending_bytes */
 	bool dkim_finishing;
 	struct dmarc_check *dmarc;
 	bool dmarc_started;
 	bool auth_waiting;         /* the wait state waits on the checks */
+	struct event *auth_timer;  /* auth_timeout of the current wait */
+	bool auth_expired;         /* it ran out: what did not answer is temperror */
 	smtp_in_cont_fn *auth_then;
 	char rcpt_args[SMTP_PARAM_LINE_MAX + 1]; /* a RCPT waiting for SPF */
 	size_t rcpt_args_len;
@@ -183,10 +187,19 @@ void smtp_in_drop_content(struct smtp_in *s);
 
 /* smtp_in_auth.c: the sender-authentication checks (map: auth_step.h) */
 void smtp_in_auth_connect(struct smtp_in *s, const struct sockaddr *sa);
+/* HELO/EHLO accepted (s->helo set): the HELO identity's SPF check starts. */
+void smtp_in_auth_helo(struct smtp_in *s);
 void smtp_in_auth_mail(struct smtp_in *s, const struct mailaddr *from);
+/* Some SPF check (MAIL FROM or HELO) has not answered yet. */
 bool smtp_in_auth_spf_pending(const struct smtp_in *s);
-/* Waits on the checks: k runs once one of them answers. */
+/*
+ * Waits on the checks: k runs once one of them answers, or once the wait
+ * has lasted auth_timeout (then what did not answer is temperror). A wait
+ * that k resumes and enters again keeps its deadline until
+ * smtp_in_auth_wait_over.
+ */
 void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k);
+void smtp_in_auth_wait_over(struct smtp_in *s);
 void smtp_in_auth_content_start(struct smtp_in *s);
 void smtp_in_auth_feed(struct smtp_in *s, const void *p, size_t n);
 /* Waits for every check of the message (DMARC started here), then runs then. */

@@ -452,6 +452,17 @@ void spool_cancel_room(struct spool *sp, struct spool_room_wait *w)
 		room_unlink(sp, w);
 }
 
+void spool_hold_bytes(struct spool *sp, size_t n)
+{
+	sp->pending_bytes += n;
+}
+
+void spool_release_bytes(struct spool *sp, size_t n)
+{
+	sp->pending_bytes -= n;
+	kick_room_waiters(sp);
+}
+
 /* --- durability ---------------------------------------------------------- */
 
 static void batch_finished(struct spool *sp, struct batch *b)

@@ -121,6 +121,13 @@ bool spool_is_congested(const struct spool *sp);
 void spool_wait_room(struct spool *sp, struct spool_room_wait *w, spool_room_fn *fn, void *arg);
 /* Stops waiting (a no-op if w is not waiting). */
 void spool_cancel_room(struct spool *sp, struct spool_room_wait *w);
+/*
+ * Memory a receiver keeps for a message outside the spool (a DKIM
+ * verifier's copy of the header section) counts as pending too, so that
+ * max_pending_bytes bounds it: held when taken, released when freed.
+ */
+void spool_hold_bytes(struct spool *sp, size_t n);
+void spool_release_bytes(struct spool *sp, size_t n);
 
 /* --- receiving a message ---------------------------------------------- */
 struct spool_txn *spool_txn_begin(struct spool *sp);

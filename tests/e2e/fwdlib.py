@@ -1,12 +1,14 @@
 """fwdlib: real peers for the forward-side end-to-end tests (test_forward.py).
 
-  Unbound(records, refuse=(), port=None, redirect=(), zones=())
+  Unbound(records, refuse=(), port=None, redirect=(), zones=(), drop=())
       unbound (/usr/sbin/unbound) as the authoritative server of the zone
       "test." (local-zone static) on 127.0.0.1:port (a free port unless
       given). records: local-data lines without quotes, e.g.
       "primary.test. IN MX 10 mx1.test."; a TXT record's strings in double
       quotes ('x.test. IN TXT "v=spf1 -all"'). refuse: zones answered REFUSED
       (records inside them are left out: unbound would answer those).
+      drop: zones whose queries get no answer at all (local-zone deny: a
+      dead or unreachable name server; records inside are left out too).
       redirect: zones of type redirect: every name under "h.test." answers
       with the records given for "h.test." itself (one large A set for
       thousands of host names).
@@ -110,13 +112,14 @@ QUEUED_RX = re.compile(r'queued as ([0-9a-f]{16})\b')
 # --- DNS ------------------------------------------------------------------
 
 class Unbound:
-    def __init__(self, records=(), refuse=(), port=None, redirect=(), zones=()):
+    def __init__(self, records=(), refuse=(), port=None, redirect=(), zones=(), drop=()):
         self.zones = list(zones)
         self.dir = tempfile.mkdtemp(prefix='mxv-unbound-')
         self.port = port or mxv.free_port()
         self.resolver = '%s:%d' % (mxv.HOST, self.port)
         self.records = list(records)
         self.refuse = list(refuse)
+        self.drop = list(drop)
         self.redirect = list(redirect)
         self.proc = None
         self.conf = os.path.join(self.dir, 'unbound.conf')
@@ -140,6 +143,7 @@ class Unbound:
         if self.zones:
             out += ['  val-log-level: 2']
         out += ['  local-zone: "%s" refuse' % z for z in self.refuse]
+        out += ['  local-zone: "%s" deny' % z for z in self.drop]
         out += ['  local-zone: "%s" redirect' % z for z in self.redirect]
         # (unbound answers local data even inside a "refuse" zone: leave it out)
         # a record with quoted strings (TXT) goes in single quotes
@@ -152,7 +156,8 @@ class Unbound:
 
     def refused(self, name):
         name = name.rstrip('.').lower()
-        return any(name == z.rstrip('.').lower() or name.endswith('.' + z.rstrip('.').lower()) for z in self.refuse)
+        return any(name == z.rstrip('.').lower() or name.endswith('.' + z.rstrip('.').lower())
+                   for z in self.refuse + self.drop)
 
     def answers(self):
         p = subprocess.run(['dig', '@127.0.0.1', '-p', str(self.port), '+time=1', '+tries=1', '+short',

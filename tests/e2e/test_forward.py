@@ -75,13 +75,14 @@ def have_tools():
 class ForwardBase(unittest.TestCase):
     zone = []        # records added to BASE_ZONE
     refuse = []
+    drop = []        # zones whose queries are never answered
     redirect = []    # zones where every name answers like the zone's own name
 
     def setUp(self):
         self.reports = []
         self.addCleanup(self.check_sanitizer_reports)
         self.mx_port = mxv.free_port()
-        self.dns = Unbound(BASE_ZONE + self.zone, refuse=self.refuse, redirect=self.redirect)
+        self.dns = Unbound(BASE_ZONE + self.zone, refuse=self.refuse, redirect=self.redirect, drop=self.drop)
         self.addCleanup(self.dns.cleanup)
         self.dns.start()
         self.sender_mx = self.server('127.0.0.9', 'mxs.test', start=True)

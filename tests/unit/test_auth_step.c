@@ -149,12 +149,70 @@ static void test_header(void **state)
 			       "\t(mail.b.example)\r\n");
 	free(h);
 
-	/* Null sender: SPF's identity is the HELO name. */
-	auth_results_set_spf(&r, SPF_NEUTRAL, NULL);
+	/* Null sender: SPF's identity is the HELO name, and its verdict the HELO check's. */
+	r.null_sender = true;
+	auth_results_set_helo(&r, SPF_NEUTRAL, NULL);
 	r.iprev_ran = false;
 	h = auth_header(&r, "mx2.example.net", "", "client.example", "192.0.2.1");
 	assert_string_equal(h, "Authentication-Results: mx2.example.net; spf=neutral smtp.helo=client.example\r\n");
 	free(h);
+
+	/* A sender: both identities, MAIL FROM first; the HELO verdict outlives the transaction. */
+	auth_results_reset(&r);
+	r.null_sender = false;
+	auth_results_set_spf(&r, SPF_PASS, NULL);
+	h = auth_header(&r, "mx2.example.net", "a@b.example", "client.example", "192.0.2.1");
+	assert_string_equal(h, "Authentication-Results: mx2.example.net; spf=pass smtp.mailfrom=a@b.example;\r\n"
+			       "\tspf=neutral smtp.helo=client.example\r\n");
+	free(h);
+	auth_results_forget_helo(&r);
+	h = auth_header(&r, "mx2.example.net", "a@b.example", "client.example", "192.0.2.1");
+	assert_string_equal(h, "Authentication-Results: mx2.example.net; spf=pass smtp.mailfrom=a@b.example\r\n");
+	free(h);
+}
+
+/*
+ * The HELO identity (RFC 7208 2.3): its fail refuses under spf = reject
+ * whatever MAIL FROM says; its temperror only for <> (then it is the MAIL
+ * FROM identity, 2.4); and DMARC aligns with it only for <>.
+ */
+static void test_helo_identity(void **state)
+{
+	(void)state;
+	struct cfg_domain d = {.name = "example.com", .spf = SPF_MODE_REJECT};
+	char buf[512];
+	struct auth_reply out;
+	struct auth_results r = {0};
+	auth_results_set_helo(&r, SPF_FAIL, "helo not allowed");
+	assert_true(auth_rcpt_refusal(&d, &r, buf, sizeof(buf), &out));
+	assert_int_equal(out.code, 550);
+	assert_string_equal(out.enh, "5.7.23");
+	assert_string_equal(out.text, "SPF validation failed: helo not allowed");
+	auth_results_set_spf(&r, SPF_PASS, NULL);
+	assert_true(auth_rcpt_refusal(&d, &r, buf, sizeof(buf), &out)); /* a HELO fail is conclusive */
+	d.spf = SPF_MODE_TAG;
+	assert_false(auth_rcpt_refusal(&d, &r, buf, sizeof(buf), &out));
+	d.spf = SPF_MODE_REJECT;
+
+	memset(&r, 0, sizeof(r));
+	auth_results_set_helo(&r, SPF_TEMPERROR, NULL);
+	assert_false(auth_rcpt_refusal(&d, &r, buf, sizeof(buf), &out)); /* the MAIL FROM identity decides */
+	r.null_sender = true;
+	assert_true(auth_rcpt_refusal(&d, &r, buf, sizeof(buf), &out));
+	assert_int_equal(out.code, 451);
+	assert_string_equal(out.enh, "4.7.24");
+
+	bool ran;
+	memset(&r, 0, sizeof(r));
+	auth_results_set_helo(&r, SPF_PASS, NULL);
+	assert_int_equal(auth_mailfrom_spf(&r, &ran), SPF_NONE);
+	assert_false(ran);
+	auth_results_set_spf(&r, SPF_SOFTFAIL, NULL);
+	assert_int_equal(auth_mailfrom_spf(&r, &ran), SPF_SOFTFAIL);
+	assert_true(ran);
+	r.null_sender = true;
+	assert_int_equal(auth_mailfrom_spf(&r, &ran), SPF_PASS);
+	assert_true(ran);
 }
 
 int main(void)
@@ -165,6 +223,7 @@ int main(void)
 		cmocka_unit_test(test_dmarc_refusals),
 		cmocka_unit_test(test_dmarc_enforced),
 		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_helo_identity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -357,6 +357,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->max_sessions_per_ip, 50);
 	assert_int_equal(c->max_errors, 10);
 	assert_int_equal(c->command_timeout, 300);
+	assert_int_equal(c->auth_timeout, 20);
 	assert_int_equal(c->data_timeout, 600);
 	assert_true(c->reject_bare_lf);
 	assert_int_equal(c->min_free_space, 100 << 20);
@@ -623,6 +624,16 @@ static void test_bad_values(void **state)
 		      "$T/m.conf:20: bad value for primary: 'mx.example.com:0' "
 		      "(expected HOST or HOST:PORT, like mx1.example.com:25 or [2001:db8::1]:25)\n"
 		      "$T/m.conf:21: bad value for warn_after: '' (expected a duration like 30s, 15m, 4h or 5d)\n");
+}
+
+/* A duration with an upper bound says so; auth_timeout defaults to 20s. */
+static void test_auth_timeout(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "auth_timeout = 2h\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: bad value for auth_timeout: '2h' (must be at most 1h)\n");
+	expect_errors(SERVER "auth_timeout = 0\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: bad value for auth_timeout: '0' (must be at least 1s)\n");
 }
 
 static void test_min_size(void **state)
@@ -970,6 +981,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_section),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_min_size),
+		cmocka_unit_test(test_auth_timeout),
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_line_too_long),
 		cmocka_unit_test(test_missing_recipients_file),

@@ -243,6 +243,7 @@ struct responder {
 	struct event *ev;
 	char addr[32];
 	int queries;
+	bool silent; /* counts the queries, answers none */
 };
 
 static const char *key_for(const char *name)
@@ -285,6 +286,8 @@ static void on_query(evutil_socket_t fd, short what, void *arg)
 	if (!end)
 		return;
 	rs->queries++;
+	if (rs->silent)
+		return;
 	memcpy(r, q, end);
 	r[2] = (unsigned char)(0x84 | (q[2] & 1)); /* QR, AA, RD as asked */
 	r[3] = 0x80;
@@ -499,6 +502,61 @@ static void test_verify_cancelled(void **state)
 	assert_int_equal(o.calls, 0);
 }
 
+/* Keys that never come: dkim_expire reports at once, temperror, once; the lookups end with dns_free. */
+static void test_verify_expired(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	struct responder rs = { .silent = true };
+	responder_start(base, &rs);
+	struct dns *d;
+	assert_int_equal(dns_open(base, rs.addr, 1000, &d), 0);
+	struct buf m = { 0 };
+	for (const char *p = rfc8463_msg; *p; p++)
+		buf_append(&m, *p == '\n' ? "\r\n" : p, *p == '\n' ? 2 : 1);
+	struct outcome o = { 0 };
+	struct dkim_verify *v = dkim_verify_new(base, d, NOW);
+	dkim_feed(v, m.data, m.len);
+	assert_int_equal(dkim_buffered(v), 0); /* the body has started: the header copy is gone */
+	dkim_finish(v, on_result, &o);
+	bool expired = false;
+	struct timeval tv = { 5, 0 };
+	struct event *t = evtimer_new(base, on_deadline, &expired);
+	evtimer_add(t, &tv);
+	while (rs.queries < 2 && !expired)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(rs.queries, 2);
+	assert_int_equal(o.calls, 0);
+	dkim_expire(v);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.n, 2);
+	for (size_t k = 0; k < 2; k++) {
+		assert_int_equal(o.r[k].result, DKIM_TEMPERROR);
+		assert_string_equal(o.r[k].why, "no answer for the key in time");
+	}
+	dkim_free(v);
+	dns_free(d); /* the lookups end cancelled: the verifier is freed then, without a second report */
+	assert_int_equal(o.calls, 1);
+	event_free(t);
+	event_free(rs.ev);
+	close(rs.fd);
+	event_base_free(base);
+	buf_free(&m);
+}
+
+/* What the verifier buffers is the header section, until its end. */
+static void test_buffered(void **state)
+{
+	(void)state;
+	struct dkim_verify *v = dkim_verify_new(NULL, NULL, NOW);
+	assert_int_equal(dkim_buffered(v), 0);
+	dkim_feed(v, (const unsigned char *)"Subject: x\r\n", 12);
+	assert_true(dkim_buffered(v) >= 12);
+	dkim_feed(v, (const unsigned char *)"\r\nbody\r\n", 8);
+	assert_int_equal(dkim_buffered(v), 0);
+	dkim_free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -513,6 +571,8 @@ int main(void)
 		cmocka_unit_test(test_verify_unsigned_and_oversized),
 		cmocka_unit_test(test_verify_at_most_five),
 		cmocka_unit_test(test_verify_cancelled),
+		cmocka_unit_test(test_verify_expired),
+		cmocka_unit_test(test_buffered),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -646,6 +646,28 @@ static void test_staged_bytes_are_pending(void **state)
 	assert_false(spool_is_congested(f->sp));
 }
 
+static void on_room(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* Bytes a receiver holds outside the spool (a DKIM header copy) count toward max_pending_bytes. */
+static void test_held_bytes_are_pending(void **state)
+{
+	struct fixture *f = *state;
+	spool_set_pending_limit(f->sp, 1 << 20);
+	spool_hold_bytes(f->sp, (1 << 20) + 1);
+	assert_true(spool_is_congested(f->sp));
+	int woken = 0;
+	struct spool_room_wait w = {0};
+	spool_wait_room(f->sp, &w, on_room, &woken);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(woken, 0);
+	spool_release_bytes(f->sp, (1 << 20) + 1); /* released: whoever waits for room is woken */
+	assert_int_equal(spool_pending_bytes(f->sp), 0);
+	run_until(f, &woken, 1);
+}
+
 static int open_fds(void)
 {
 	int n = 0;
@@ -698,6 +720,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_key_is_created_0600, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_missing_refuses_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v1_spool_is_read_after_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_bytes_are_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_staged_bytes_are_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_fds_are_bounded, setup, teardown),
 	};
