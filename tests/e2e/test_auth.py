@@ -3,9 +3,13 @@
 The real daemon, DNS answers from a real Unbound on loopback (fwdlib), and
 the Authentication-Results header as the aiosmtpd Primary receives it.
 Messages are signed by Debian's python3-dkim (rsa-sha256 with a 2048-bit
-openssl key, ed25519-sha256 with a PyNaCl key; relaxed and simple), never
-by code of ours. The client's address is varied by binding the client
-socket to 127.0.0.x (SPF pass from 127.0.0.1, fail from 127.0.0.5).
+openssl key, ed25519-sha256 with a PyNaCl key; relaxed and simple; l=,
+oversigned h=, and rsa-sha1 with the same RSA key), never by code of ours.
+The client's address is varied by binding the client socket to 127.0.0.x
+(SPF pass from 127.0.0.1, fail from 127.0.0.5).
+A lookup fails by the resolver's answer: REFUSED (Unbound's refuse zones:
+the SPF record of tempfail.test, the DMARC record of dtemp.test) or
+SERVFAIL (a DNSSEC signature broken on purpose: fwdlib.SignedZone bogus=).
 
 Not here: the forged-header tests (test_authres.py).
 """
@@ -21,8 +25,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxv  # noqa: E402
-from fwdlib import send  # noqa: E402
-from test_forward import ForwardBase  # noqa: E402
+from fwdlib import SignedZone, Unbound, fwd_daemon, send  # noqa: E402
+from test_forward import BASE_ZONE, ForwardBase  # noqa: E402
 
 try:
     import dkim
@@ -67,6 +71,12 @@ def zone():
         txt('soft.test.', 'v=spf1 ip4:127.0.0.1 ~all'),
         txt('_dmarc.spf.test.', 'v=DMARC1; p=reject'),
         txt('fail.test.', 'v=spf1 ip4:192.0.2.1 -all'),
+        # SPF permerror (RFC 7208 4.5, 4.6): two records; an unknown mechanism after the matching one
+        txt('twospf.test.', 'v=spf1 ip4:127.0.0.1 -all'),
+        txt('twospf.test.', 'v=spf1 ip4:192.0.2.1 -all'),
+        txt('badspf.test.', 'v=spf1 ip4:127.0.0.1 foo:bar -all'),
+        # DMARC temperror: SPF passes from 127.0.0.1, the _dmarc lookup is refused (AuthBase.refuse)
+        txt('dtemp.test.', 'v=spf1 ip4:127.0.0.1 -all'),
         # DKIM keys of signed.test, whose DMARC policy is reject
         txt('rsa._domainkey.signed.test.', 'v=DKIM1; k=rsa; p=' + KEYS[1]),
         txt('ed._domainkey.signed.test.', 'v=DKIM1; k=ed25519; p=' + KEYS[3]),
@@ -97,13 +107,18 @@ def message(frm, subject='auth test', body='hello\r\nworld\r\n'):
                                                            body)).encode()
 
 
-def sign(msg, alg='rsa', canon=(b'relaxed', b'simple')):
-    if alg == 'rsa':
-        sel, key, sa = b'rsa', KEYS[0], b'rsa-sha256'
+SIGNED_HEADERS = [b'from', b'to', b'subject', b'date', b'message-id']
+
+
+def sign(msg, alg='rsa', canon=(b'relaxed', b'simple'), headers=SIGNED_HEADERS, length=False):
+    """alg: 'rsa' (rsa-sha256), 'rsa-sha1' (the same key) or 'ed25519'; headers: h= (a name twice
+    oversigns it); length: an l= tag."""
+    if alg in ('rsa', 'rsa-sha1'):
+        sel, key, sa = b'rsa', KEYS[0], b'rsa-sha1' if alg == 'rsa-sha1' else b'rsa-sha256'
     else:
         sel, key, sa = b'ed', KEYS[2], b'ed25519-sha256'
     sig = dkim.sign(msg, sel, b'signed.test', key, canonicalize=canon, signature_algorithm=sa,
-                    include_headers=[b'from', b'to', b'subject', b'date', b'message-id'])
+                    include_headers=headers, length=length)
     return sig + msg
 
 
@@ -118,7 +133,8 @@ def auth_results(got):
 @unittest.skipUnless(dkim is not None, 'needs python3-dkim and python3-nacl (run with /usr/bin/python3)')
 class AuthBase(ForwardBase):
     zone = zone()
-    refuse = ['tempfail.test']  # REFUSED for every name: the SPF lookup is a temperror
+    # REFUSED for every name: the SPF lookup (tempfail.test) or the DMARC one (dtemp.test) is a temperror
+    refuse = ['tempfail.test', '_dmarc.dtemp.test']
 
     def setUp(self):
         super().setUp()
@@ -192,9 +208,20 @@ class TestSpf(AuthBase):
             ar = self.deliver(d, 'alice@tempfail.test', message('alice@tempfail.test'), PASS_IP)
             self.assertIn('spf=temperror smtp.mailfrom=alice@tempfail.test', ar)
 
+    def test_reject_permerror_tagged_only(self):
+        """spf = reject refuses fail and temperror only: a broken record (two of them; an unknown
+        mechanism after the one that matches, RFC 7208 4.6) is accepted and tagged permerror."""
+        with self.auth_daemon(spf='reject') as d:
+            for domain in ('twospf.test', 'badspf.test'):
+                with self.subTest(domain=domain):
+                    sender = 'alice@' + domain
+                    ar = self.deliver(d, sender, message(sender), PASS_IP)
+                    self.assertIn('spf=permerror smtp.mailfrom=' + sender, ar)
+
 
 class TestDkim(AuthBase):
-    """Signatures by python3-dkim: pass for rsa and ed25519, relaxed and simple; fail when tampered."""
+    """Signatures by python3-dkim: pass for rsa and ed25519, relaxed and simple, l=; fail when tampered or
+    a From: is added under an oversigned h=; rsa-sha1 is permerror."""
 
     def test_signers_pass(self):
         with self.auth_daemon() as d:
@@ -222,9 +249,79 @@ class TestDkim(AuthBase):
                     self.assertRegex(ar, r'dkim=fail [^;]*header\.d=signed\.test')
                     self.assertNotIn('dkim=pass', ar)
 
+    def assertDkim(self, ar, result):
+        self.assertRegex(ar, r'dkim=%s [^;]*header\.d=signed\.test' % result)
+        if result != 'pass':
+            self.assertNotIn('dkim=pass', ar)
+
+    def test_canonicalization_tolerance(self):
+        """simple/relaxed passes too; relaxed header canonicalization absorbs a signed header's name
+        case and whitespace, relaxed body trailing whitespace; simple absorbs neither (RFC 6376 3.4)."""
+        header_ws = (b'Subject: ', b'SUBJECT:  \t ')
+        body_ws = (b'hello\r\n', b'hello \t \r\n')
+        cases = [  # (canonicalization, change in transit, result)
+            ((b'simple', b'relaxed'), None, 'pass'),
+            ((b'relaxed', b'simple'), header_ws, 'pass'),
+            ((b'simple', b'relaxed'), header_ws, 'fail'),
+            ((b'simple', b'relaxed'), body_ws, 'pass'),
+            ((b'relaxed', b'simple'), body_ws, 'fail'),
+        ]
+        with self.auth_daemon() as d:
+            for alg in ('rsa', 'ed25519'):
+                for i, (canon, change, result) in enumerate(cases):
+                    with self.subTest(alg=alg, canon=canon, change=change):
+                        msg = sign(message('alice@signed.test', 'canon %s %d' % (alg, i)), alg, canon)
+                        if change:
+                            self.assertIn(change[0], msg)
+                            msg = msg.replace(*change)
+                        self.assertDkim(self.deliver(d, 'alice@signed.test', msg), result)
+
+    def test_length_tag(self):
+        """l= (RFC 6376 3.5): only that many body octets are signed. docs/dkim-suites.md: text appended
+        after the signed length still passes; a change inside it fails."""
+        with self.auth_daemon() as d:
+            for alg in ('rsa', 'ed25519'):
+                for what, change, result in (('as signed', None, 'pass'),
+                                             ('appended', lambda m: m + b'appended after l=\r\n', 'pass'),
+                                             ('changed inside', lambda m: m.replace(b'world', b'WORLD'), 'fail')):
+                    with self.subTest(alg=alg, what=what):
+                        msg = sign(message('alice@signed.test', 'l= %s %s' % (alg, what)), alg,
+                                   (b'relaxed', b'simple'), length=True)
+                        self.assertRegex(msg.partition(b'\r\n\r\n')[0], rb';\s*l=\d+')
+                        self.assertDkim(self.deliver(d, 'alice@signed.test', change(msg) if change else msg), result)
+
+    def test_oversigned_from(self):
+        """h= naming From twice signs its absence too (RFC 6376 5.4.2, 8.15): a second From: added
+        above it breaks the signature. Signed once, the same addition leaves the signature intact (the
+        verifier takes the last From:), which is why signers oversign."""
+        added = b'From: <mallory@elsewhere.test>\r\n'
+        with self.auth_daemon() as d:
+            for alg in ('rsa', 'ed25519'):
+                for what, headers, change, result in (
+                        ('oversigned', [b'from'] + SIGNED_HEADERS, False, 'pass'),
+                        ('oversigned, From added', [b'from'] + SIGNED_HEADERS, True, 'fail'),
+                        ('signed once, From added', SIGNED_HEADERS, True, 'pass')):
+                    with self.subTest(alg=alg, what=what):
+                        msg = sign(message('alice@signed.test', 'oversign %s %s' % (alg, what)), alg,
+                                   (b'relaxed', b'relaxed'), headers=headers)
+                        h = re.search(rb'\bh=([^;]*);', msg.partition(b'\r\n\r\n')[0]).group(1)
+                        self.assertEqual([n.strip() for n in h.split(b':')], headers)
+                        self.assertDkim(self.deliver(d, 'alice@signed.test', added + msg if change else msg), result)
+
+    def test_rsa_sha1_permerror(self):
+        """rsa-sha1 is never a pass (RFC 8301 3.1; src/auth/dkim.h: permerror), so signed.test's
+        p=reject finds no aligned pass."""
+        with self.auth_daemon() as d:
+            msg = sign(message('alice@signed.test', 'sha1'), 'rsa-sha1')
+            self.assertIn(b'a=rsa-sha1;', msg)
+            ar = self.deliver(d, 'alice@signed.test', msg)
+            self.assertDkim(ar, 'permerror')
+            self.assertRegex(ar, r'dmarc=fail\b[^;]*header\.from=signed\.test')
+
 
 class TestDmarc(AuthBase):
-    """DMARC: reject enforced at end of data (nothing stored), tagged otherwise."""
+    """DMARC: reject enforced at end of data (nothing stored), tagged otherwise; a failed policy lookup
+    (REFUSED, SERVFAIL) is 451 4.7.1 under enforce (nothing stored), dmarc=temperror under tag."""
 
     def test_reject_enforced(self):
         with self.auth_daemon(dmarc='enforce') as d:
@@ -263,6 +360,54 @@ class TestDmarc(AuthBase):
             msg = sign(message('alice@signed.test', 'broken'), 'rsa').replace(b'world', b'WORLD')
             self.assertRefused(d, PASS_IP, 'bounces@elsewhere.test', msg, 550, '5.7.1', at='data')
             self.assertEqual(d.queue(), [])
+
+    def assertDeferredNotStored(self, d, sender):
+        """sender's message is answered 451 4.7.1 at the end of data and not kept: the queue is empty,
+        and of it and a message that passes after it only the latter reaches the primary."""
+        self.assertRefused(d, PASS_IP, sender, message(sender, 'deferred'), 451, '4.7.1', at='data')
+        self.assertEqual(d.queue(), [])
+        ar = self.deliver(d, 'bounces@elsewhere.test', sign(message('alice@signed.test', 'aligned'), 'ed25519'))
+        self.assertIn('dmarc=pass', ar)
+        self.assertEqual([(dl.data.count(b'Subject: aligned'), dl.data.count(b'Subject: deferred'))
+                          for dl in self.primary.deliveries()], [(1, 0)])
+
+    def assertTaggedTemperror(self, d, domain):
+        """A message from alice@domain (SPF pass) is delivered, its header saying dmarc=temperror."""
+        sender = 'alice@' + domain
+        ar = self.deliver(d, sender, message(sender))
+        self.assertRegex(ar, r'dmarc=temperror\b[^;]*header\.from=%s\b' % re.escape(domain))
+        self.assertIn('spf=pass smtp.mailfrom=' + sender, ar)
+
+    def test_temperror_enforced_451(self):
+        """The _dmarc lookup REFUSED (SPF itself passes): under enforce, try again later."""
+        with self.auth_daemon(dmarc='enforce') as d:
+            self.assertDeferredNotStored(d, 'alice@dtemp.test')
+
+    def test_temperror_tagged(self):
+        with self.auth_daemon(dmarc='tag') as d:
+            self.assertTaggedTemperror(d, 'dtemp.test')
+
+    def test_servfail_temperror(self):
+        """The _dmarc answer SERVFAIL (its signature broken, the resolver validating): 451 4.7.1 under
+        enforce, tagged temperror under tag."""
+        z = SignedZone('sf.test', [txt('sf.test.', 'v=spf1 ip4:127.0.0.1 -all'),
+                                   txt('_dmarc.sf.test.', 'v=DMARC1; p=none')], bogus=[('_dmarc.sf.test.', 'TXT')])
+        self.addCleanup(z.cleanup)
+        z.start()
+        dns = Unbound(BASE_ZONE + self.zone, refuse=self.refuse, zones=[z])
+        self.addCleanup(dns.cleanup)
+        dns.start()
+        dig = subprocess.run(['dig', '@' + mxv.HOST, '-p', str(dns.port), '+time=5', '+tries=1', '_dmarc.sf.test.',
+                              'TXT'], capture_output=True, text=True, timeout=15).stdout
+        self.assertIn('status: SERVFAIL', dig)  # the precondition: what mxvault will be answered
+        for mode in ('enforce', 'tag'):
+            with self.subTest(dmarc=mode), \
+                    self.watch(fwd_daemon(dns, self.mx_port, {'primary.test': {'dmarc': mode}},
+                                          authserv_id=AUTHSERV_ID)) as d:
+                if mode == 'enforce':
+                    self.assertDeferredNotStored(d, 'alice@sf.test')
+                else:
+                    self.assertTaggedTemperror(d, 'sf.test')
 
 
 class TestIprev(AuthBase):
