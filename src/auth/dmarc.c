@@ -194,6 +194,8 @@ static const char *author_domain(const struct dmarc_input *in, char *out, size_t
 		return "no From: header";
 	if (in->nfrom > 1)
 		return "more than one From: header";
+	if (in->from_cut)
+		return "From: header too long";
 	if (dmarc_from_domain(in->from_values[0], out, n, &why) < 0)
 		return why;
 	return NULL;
@@ -218,6 +220,7 @@ struct dmarc_check *dmarc_check_start(struct dns *dns, const struct dmarc_input 
 	const char *why = author_domain(in, c->out.header_from, sizeof(c->out.header_from));
 	if (why) {
 		c->out.header_from[0] = '\0';
+		c->out.bad_author = true;
 		defer(c, DMARC_PERMERROR, why);
 		return c;
 	}

@@ -27,6 +27,7 @@ enum dmarc_policy { DMARC_P_NONE = 0, DMARC_P_QUARANTINE, DMARC_P_REJECT };
 struct dmarc_input {
 	const char *const *from_values; /* every From: header's value, unfolded, as received */
 	size_t nfrom;
+	bool from_cut;                  /* a From: value was too long to keep whole: a permerror */
 	const char *mail_from_domain;   /* the RFC5321.MailFrom domain (HELO name for a null sender) */
 	enum spf_result spf;            /* its SPF result */
 	const struct dkim_sig_result *dkim;
@@ -37,6 +38,8 @@ struct dmarc_outcome {
 	enum dmarc_result result;
 	enum dmarc_policy policy;   /* what the domain asks for a failure (after sp= and pct=) */
 	char header_from[256];      /* the author domain, for header.from */
+	bool bad_author;            /* permerror because From: has not exactly one author domain (none, several,
+				       unparseable, too long): RFC 7489 6.6.1 lets a receiver refuse it */
 	const char *why;            /* static text */
 };
 

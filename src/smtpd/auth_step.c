@@ -159,6 +159,11 @@ bool auth_dmarc_refusal(bool enforced, const struct auth_results *r, struct auth
 		*out = (struct auth_reply){550, "5.7.1", "Rejected by the DMARC policy of the author domain"};
 		return true;
 	}
+	if (r->dmarc.result == DMARC_PERMERROR && r->dmarc.bad_author) {
+		/* No policy can be found for an author we cannot name: enforcing means refusing (RFC 7489 6.6.1). */
+		*out = (struct auth_reply){550, "5.7.1", "Message must have one From: header with one address"};
+		return true;
+	}
 	return false;
 }
 

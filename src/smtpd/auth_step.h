@@ -104,8 +104,11 @@ bool auth_dmarc_enforced(const struct cfg *c, const struct spool_rcpt *rcpts, si
 bool auth_dmarc_wanted(const struct cfg *c, const struct spool_rcpt *rcpts, size_t n);
 /*
  * What the end of data must answer for DMARC when it is enforced: a fail
- * whose policy is reject gives 550 5.7.1, a temperror 451 4.7.1; otherwise
- * (quarantine is accepted and tagged) false.
+ * whose policy is reject gives 550 5.7.1, and so does a message without
+ * exactly one author domain in From: (none, several, unparseable, too
+ * long: a permerror with bad_author, RFC 7489 6.6.1), since no policy could
+ * ever be applied to it; a temperror 451 4.7.1; otherwise (quarantine is
+ * accepted and tagged, a broken DMARC record is tagged) false.
  */
 bool auth_dmarc_refusal(bool enforced, const struct auth_results *r, struct auth_reply *out);
 

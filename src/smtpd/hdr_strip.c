@@ -46,7 +46,6 @@ void hdr_strip_init(struct hdr_strip *f, const char *authserv_id, hdr_strip_out_
 	f->out = out;
 	f->arg = arg;
 	f->state = HS_LINE_START;
-	f->first_line = true;
 }
 
 static bool is_wsp(unsigned char c)
@@ -111,13 +110,10 @@ static void end_field(struct hdr_strip *f)
 	f->cur_dropped = false;
 }
 
-/* A line that is not a field: on the first line, there is no header section. */
+/* A line that is not a field: kept in the header section, ignored (as msg_hdr does). */
 static void not_a_field(struct hdr_strip *f, unsigned char c)
 {
-	if (f->first_line)
-		f->state = HS_BODY;
-	else
-		f->state = c == '\n' ? HS_LINE_START : HS_PASS;
+	f->state = c == '\n' ? HS_LINE_START : HS_PASS;
 }
 
 static void at_line_start(struct hdr_strip *f, struct feed *in, unsigned char c)
@@ -133,7 +129,7 @@ static void at_line_start(struct hdr_strip *f, struct feed *in, unsigned char c)
 	} else if (c == '\r') {
 		f->state = HS_LINE_CR;
 	} else if (is_wsp(c)) {
-		f->state = f->first_line ? HS_BODY : HS_PASS;
+		f->state = HS_PASS; /* continues a field we keep (first of all, our Received:) */
 	} else if (!is_ftext(c)) {
 		not_a_field(f, c);
 	} else {
@@ -148,7 +144,6 @@ static void at_name(struct hdr_strip *f, struct feed *in, unsigned char c)
 {
 	bool held = f->hold.len > 0;
 	if (c == ':') {
-		f->first_line = false;
 		if (held && f->name_len == AR_NAME_LEN) {
 			take(f, in, true);
 			f->cur_held = true;

@@ -5,9 +5,12 @@
  * with its folded continuation lines, and passes every other byte on
  * unchanged and in order. Results do not depend on how the input is split.
  *
- * The header section is found the way msg_hdr finds it (same rules: the
- * first empty line ends it; a first line that is not a field means there
- * is none, and nothing is removed). Only a field named
+ * The header section is found the way msg_hdr finds it (same rules: it
+ * runs to the first empty line, and since the stored message starts with
+ * our Received: field, a leading WSP line continues that field and a line
+ * that is not a field is kept in the section and ignored: so a client
+ * cannot make the fields that follow such a line escape the filter while
+ * the primary still reads them as header fields). Only a field named
  * Authentication-Results is held back, until its last continuation line
  * shows whether it is ours (authres_is_ours); everything else streams
  * through at once. A held field longer than HDR_STRIP_HOLD_MAX is removed
@@ -35,7 +38,6 @@ struct hdr_strip {
 	hdr_strip_out_fn *out;
 	void *arg;
 	int state;
-	bool first_line;         /* still deciding whether there is a header section */
 	bool cur_held;           /* the current field is an Authentication-Results field, in hold */
 	bool cur_dropped;        /* the current field is being removed */
 	size_t name_len;

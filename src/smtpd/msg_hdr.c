@@ -30,9 +30,6 @@ enum {
 	MH_BODY            /* past the header section */
 };
 
-/* What one header byte decided about the first line. */
-enum mh_first { MH_UNDECIDED, MH_FIRST_FIELD, MH_FIRST_NOT_FIELD };
-
 static void sha_init(struct msg_hdr *h)
 {
 	if (EVP_DigestInit_ex(h->sha, EVP_sha256(), NULL) != 1) {
@@ -53,7 +50,6 @@ void msg_hdr_init(struct msg_hdr *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->state = MH_LINE_START;
-	h->first_line = true;
 	h->sha = EVP_MD_CTX_new();
 	if (!h->sha) {
 		fprintf(stderr, "msg_hdr: out of memory\n");
@@ -119,136 +115,124 @@ static void start_value(struct msg_hdr *h)
  * it), CR/LF and other controls are dropped so the value is one clean line;
  * the rest is capped at max.
  */
-static void capture(char *v, size_t *len, size_t max, unsigned char c)
+static bool capture(char *v, size_t *len, size_t max, unsigned char c)
 {
 	if ((c < 0x20 && c != '\t') || c == 0x7f)
-		return;
+		return true;
 	if (*len == 0 && is_wsp(c))
-		return;
-	if (*len < max) {
-		v[(*len)++] = (char)c;
-		v[*len] = '\0';
-	}
+		return true;
+	if (*len >= max)
+		return false;
+	v[(*len)++] = (char)c;
+	v[*len] = '\0';
+	return true;
 }
 
 static void capture_value(struct msg_hdr *h, unsigned char c)
 {
 	if (h->cur_is_msgid)
 		capture(h->message_id, &h->id_len, MSG_HDR_MSGID_MAX, c);
-	else if (h->cur_is_from)
-		capture(h->from[h->nfrom - 1], &h->from_len, MSG_HDR_FROM_MAX, c);
+	else if (h->cur_is_from && !capture(h->from[h->nfrom - 1], &h->from_len, MSG_HDR_FROM_MAX, c))
+		h->from_cut = true; /* a cut author list could name other authors than the whole (DMARC must not guess) */
 }
 
-/* A line that is not a field: on the first line it means "no header section". */
-static enum mh_first not_a_field(struct msg_hdr *h, unsigned char c)
+/* A line that is not a field: kept in the header section, ignored. */
+static void not_a_field(struct msg_hdr *h, unsigned char c)
 {
-	if (h->first_line)
-		return MH_FIRST_NOT_FIELD;
 	end_field(h);
 	h->state = c == '\n' ? MH_LINE_START : MH_SKIP;
-	return MH_UNDECIDED;
 }
 
-static enum mh_first empty_line(struct msg_hdr *h)
+static void empty_line(struct msg_hdr *h)
 {
 	end_field(h);
 	h->state = MH_BODY;
 	h->in_body = true;
-	return h->first_line ? MH_FIRST_FIELD : MH_UNDECIDED;
 }
 
-static enum mh_first at_line_start(struct msg_hdr *h, unsigned char c)
+static void at_line_start(struct msg_hdr *h, unsigned char c)
 {
-	if (c == '\n')
-		return empty_line(h);
+	if (c == '\n') {
+		empty_line(h);
+		return;
+	}
 	if (c == '\r') {
 		h->state = MH_LINE_CR;
-		return MH_UNDECIDED;
+		return;
 	}
 	if (is_wsp(c)) {
-		/* A continuation line: unfold into the current field. */
-		if (h->first_line)
-			return MH_FIRST_NOT_FIELD;
+		/* A continuation line: unfold into the current field (first of all, our Received:). */
 		h->state = MH_VALUE;
 		capture_value(h, c);
-		return MH_UNDECIDED;
+		return;
 	}
 	end_field(h);
-	if (!is_ftext(c))
-		return not_a_field(h, c);
+	if (!is_ftext(c)) {
+		not_a_field(h, c);
+		return;
+	}
 	h->name_len = 0;
 	h->state = MH_NAME;
 	h->name[h->name_len++] = lower(c);
-	return MH_UNDECIDED;
 }
 
-static enum mh_first at_name(struct msg_hdr *h, unsigned char c)
+static void at_name(struct msg_hdr *h, unsigned char c)
 {
 	if (c == ':') {
 		start_value(h);
-		return h->first_line ? MH_FIRST_FIELD : MH_UNDECIDED;
+		return;
 	}
 	if (is_wsp(c)) {
 		h->state = MH_NAME_WSP;
-		return MH_UNDECIDED;
+		return;
 	}
 	if (h->state == MH_NAME && is_ftext(c)) {
 		/* Only short names matter; longer ones are counted, not kept. */
 		if (h->name_len < sizeof(h->name))
 			h->name[h->name_len] = lower(c);
 		h->name_len++;
-		return MH_UNDECIDED;
+		return;
 	}
-	return not_a_field(h, c);
+	not_a_field(h, c);
 }
 
 /* One octet of the header section. */
-static enum mh_first header_byte(struct msg_hdr *h, unsigned char c)
+static void header_byte(struct msg_hdr *h, unsigned char c)
 {
 	switch (h->state) {
 	case MH_LINE_START:
-		return at_line_start(h, c);
+		at_line_start(h, c);
+		break;
 	case MH_LINE_CR:
-		if (c == '\n')
-			return empty_line(h);
+		if (c == '\n') {
+			empty_line(h);
+			break;
+		}
 		end_field(h);
-		return not_a_field(h, c);
+		not_a_field(h, c);
+		break;
 	case MH_NAME:
 	case MH_NAME_WSP:
-		return at_name(h, c);
+		at_name(h, c);
+		break;
 	case MH_VALUE:
 		if (c == '\n')
 			h->state = MH_LINE_START;
 		else
 			capture_value(h, c);
-		return MH_UNDECIDED;
+		break;
 	default: /* MH_SKIP */
 		if (c == '\n')
 			h->state = MH_LINE_START;
-		return MH_UNDECIDED;
+		break;
 	}
-}
-
-/* The first line is not a field: there is no header section. */
-static void no_header_section(struct msg_hdr *h)
-{
-	h->first_line = false;
-	h->header_len = 0;
-	h->state = MH_BODY;
-	h->in_body = true;
 }
 
 void msg_hdr_feed(struct msg_hdr *h, const char *p, size_t n)
 {
 	sha_update(h, p, n);
 	for (size_t i = 0; i < n && h->state != MH_BODY; i++) {
-		enum mh_first r = header_byte(h, (unsigned char)p[i]);
-		if (r == MH_FIRST_NOT_FIELD) {
-			no_header_section(h); /* the first line was body after all */
-			return;
-		}
-		if (r == MH_FIRST_FIELD)
-			h->first_line = false;
+		header_byte(h, (unsigned char)p[i]);
 		h->header_len++;
 	}
 }
@@ -263,12 +247,8 @@ void msg_hdr_finish(struct msg_hdr *h)
 {
 	unsigned int len = 0;
 
-	if (h->first_line) {
-		/* The input ended inside a first line that never became a field. */
-		no_header_section(h);
-	} else if (h->state != MH_BODY) {
+	if (h->state != MH_BODY)
 		end_field(h); /* no empty line: everything was header */
-	}
 	if (!h->sha)
 		return;
 	if (EVP_DigestFinal_ex(h->sha, h->content_sha256, &len) != 1 || len != sizeof(h->content_sha256)) {

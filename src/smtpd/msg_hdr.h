@@ -10,11 +10,13 @@
  * capped, so it can be fuzzed.
  *
  * The header section runs from the start to the first empty line (CRLF
- * CRLF; a bare LF also ends a line). If the first line is not a header
- * field (1*ftext, optional WSP, ':'; RFC 5322 2.2 and 4.5.3), the message
- * has no header section: header_len is 0, in_body is true and every byte
- * is body. A later line that is neither a field nor a continuation is
- * kept in the header section but ignored. Results do not depend on how the
+ * CRLF; a bare LF also ends a line). The content is scanned as it is
+ * stored, after our Received: field: a leading WSP line continues that
+ * field, and a line that is neither a field (1*ftext, optional WSP, ':';
+ * RFC 5322 2.2 and 4.5.3) nor a continuation is kept in the header section
+ * but ignored, wherever it is (so no leading line can hide the From: or
+ * Authentication-Results fields after it from us and not from the
+ * primary). Results do not depend on how the
  * input is split across msg_hdr_feed calls.
  */
 #ifndef MXV_MSG_HDR_H
@@ -36,7 +38,8 @@ struct msg_hdr {
 	char message_id[MSG_HDR_MSGID_MAX + 1]; /* Message-ID value, trimmed, "" if none */
 	uint32_t nfrom;                /* From: fields in the header section */
 	char from[MSG_HDR_FROM_KEEP][MSG_HDR_FROM_MAX + 1]; /* the first ones' values, unfolded and trimmed */
-	bool in_body;                  /* the header section is over (empty line seen, or no header section) */
+	bool from_cut;                 /* a kept From: value was longer than MSG_HDR_FROM_MAX: what is kept is not it */
+	bool in_body;                  /* the header section is over (empty line seen) */
 	uint64_t header_len;           /* octets of the header section including the empty line;
 					  all octets fed when in_body is false */
 	unsigned char content_sha256[32]; /* of every octet fed; valid after msg_hdr_finish */
@@ -49,7 +52,6 @@ struct msg_hdr {
 	size_t id_len;
 	bool cur_is_from;              /* capturing into from[nfrom - 1] */
 	size_t from_len;
-	bool first_line;               /* still deciding whether there is a header section */
 	bool have_msgid;               /* a Message-ID field was seen: later ones are ignored */
 	void *sha;                     /* EVP_MD_CTX */
 };

@@ -106,9 +106,10 @@ void smtp_in_reply_error(struct smtp_in *s, int code, const char *enh, const cha
 void smtp_in_log_reject(struct smtp_in *s, const char *what, const char *value, int code, const char *enh,
 			const char *text)
 {
-	char safe[320];
+	char safe[320], safe_text[600]; /* the text may carry a domain's own words (an SPF exp=): escaped too */
 	log_info("smtpd", "session=%" PRIu64 " client=%s %s=%s reject=\"%d %s %s\"", s->no, s->ip, what,
-		 log_safe(safe, sizeof(safe), value, strlen(value)), code, enh, text);
+		 log_safe(safe, sizeof(safe), value, strlen(value)), code, enh,
+		 log_safe(safe_text, sizeof(safe_text), text, strlen(text)));
 }
 
 void smtp_in_set_timeout(struct smtp_in *s, int64_t seconds)
@@ -122,7 +123,8 @@ void smtp_in_set_timeout(struct smtp_in *s, int64_t seconds)
 /* Receiving a message's content: DATA, or a BDAT message between its first chunk and LAST. */
 static bool in_content(const struct smtp_in *s)
 {
-	return s->state == SMTP_IN_DATA ||
+	/* DATA waiting (on the checks, on the commit) has all its content: the rate no longer applies. */
+	return (s->state == SMTP_IN_DATA && !s->wait_k) ||
 	       (s->bdat_used && (s->state == SMTP_IN_BDAT || s->state == SMTP_IN_MAIL) && !s->wait_k);
 }
 
@@ -271,6 +273,8 @@ void smtp_in_resume(struct smtp_in *s, int result)
 	s->wait_k = NULL;
 	s->wait_cancel = NULL;
 	k(s, result);
+	if (s->wait_k)
+		return; /* k waits again (the commit after the checks): the doom waits for that wait's end */
 	if (s->doomed == SMTP_IN_DOOM_GONE) {
 		session_free(s);
 		return;
@@ -279,7 +283,7 @@ void smtp_in_resume(struct smtp_in *s, int result)
 		s->doomed = SMTP_IN_DOOM_NONE;
 		smtp_in_end_421(s, "4.4.2", s->doom_text);
 	}
-	if (s->state == SMTP_IN_CLOSING || s->wait_k)
+	if (s->state == SMTP_IN_CLOSING)
 		return;
 	if (!s->out_full)
 		bufferevent_enable(s->bev, EV_READ);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/dkim.h"
 #include "auth/dmarc.h"
@@ -101,12 +102,29 @@ static void cancel_helo(struct smtp_in *s)
 	s->spf_helo = NULL;
 }
 
+static bool same_helo(const struct smtp_in *s, const char *name)
+{
+	return (s->spf_helo || s->auth.helo_ran) && strcasecmp(s->spf_helo_name, name) == 0;
+}
+
+bool smtp_in_auth_would_abandon(const struct smtp_in *s, const char *helo_name)
+{
+	if (s->spf)
+		return true;
+	return helo_name && s->spf_helo && !same_helo(s, helo_name);
+}
+
 void smtp_in_auth_helo(struct smtp_in *s)
 {
+	if (same_helo(s, s->helo))
+		return; /* the same name again (after STARTTLS): its check stands */
 	cancel_helo(s);
 	auth_results_forget_helo(&s->auth);
+	s->spf_helo_name[0] = '\0';
 	if (!any_check(s->cfg))
 		return;
+	if (fmt(s->spf_helo_name, sizeof(s->spf_helo_name), "%s", s->helo) < 0)
+		s->spf_helo_name[0] = '\0'; /* longer than a domain: cannot happen (smtp_parse_helo) */
 	if (s->helo[0] == '[') { /* an address literal is no domain: none, without a lookup (RFC 7208 2.3) */
 		auth_results_set_helo(&s->auth, SPF_NONE, NULL);
 		return;
@@ -286,6 +304,7 @@ static void start_dmarc(struct smtp_in *s)
 	struct dmarc_input in = {
 		.from_values = from_values,
 		.nfrom = nfrom, /* more than one From: is a permerror whatever they say: two are enough to say so */
+		.from_cut = s->hdr->from_cut,
 		.mail_from_domain = at ? at + 1 : s->helo,
 		.spf = auth_mailfrom_spf(&s->auth, &spf_ran),
 		.dkim = s->auth.dkim,

@@ -120,11 +120,30 @@ static bool offers_starttls(const struct smtp_in *s)
 	return s->ctx->tls && !smtp_in_is_encrypted(s);
 }
 
+static void rerun_held(struct smtp_in *s, int unused);
+
+/*
+ * The command waits on the checks, then runs again with their verdicts in:
+ * a RCPT that needs SPF's verdict; a RSET or HELO/EHLO that would abandon
+ * a check still running (smtp_in_auth_would_abandon).
+ */
+static void hold_for_checks(struct smtp_in *s, const struct smtp_cmd *c)
+{
+	s->held_verb = c->verb;
+	memcpy(s->held_args, c->args, c->args_len); /* at most SMTP_PARAM_LINE_MAX: the line limit */
+	s->held_args_len = c->args_len;
+	smtp_in_auth_wait(s, rerun_held);
+}
+
 static void cmd_helo(struct smtp_in *s, const struct smtp_cmd *c, bool ehlo)
 {
 	char name[256];
 	if (smtp_parse_helo(c->args, c->args_len, name, sizeof(name)) < 0) {
 		smtp_in_reply_error(s, 501, "5.5.4", ehlo ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+		return;
+	}
+	if (smtp_in_auth_would_abandon(s, name)) {
+		hold_for_checks(s, c);
 		return;
 	}
 	if (s->state == SMTP_IN_MAIL && smtp_in_txn_end(s, false))
@@ -212,17 +231,6 @@ static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
 	smtp_in_auth_mail(s, &from); /* SPF runs while the recipients come */
 }
 
-static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c);
-
-/* SPF answered for a RCPT that waited on it: the command runs again, with its verdict in. */
-static void rcpt_after_spf(struct smtp_in *s, int unused)
-{
-	(void)unused;
-	struct smtp_cmd c = {.verb = SMTP_VERB_RCPT, .args = s->rcpt_args, .args_len = s->rcpt_args_len};
-	cmd_rcpt(s, &c);
-	if (!s->auth_waiting)
-		smtp_in_auth_wait_over(s); /* answered: the next wait has a clock of its own */
-}
 
 /* Adds addr unless the transaction has it already (any case): a hash, not a scan. */
 static void add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp)
@@ -289,9 +297,7 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
 	const struct cfg_domain *dom = cfg_find_domain(s->cfg, to.domain);
 	if (dom && dom->spf == SPF_MODE_REJECT && smtp_in_auth_spf_pending(s)) {
-		memcpy(s->rcpt_args, c->args, c->args_len);
-		s->rcpt_args_len = c->args_len;
-		smtp_in_auth_wait(s, rcpt_after_spf);
+		hold_for_checks(s, c);
 		return;
 	}
 	char why[AUTHRES_MAX_TEXT + 64];
@@ -369,7 +375,10 @@ static void cmd_bdat(struct smtp_in *s, const struct smtp_cmd *c)
 
 static void cmd_rset(struct smtp_in *s, const struct smtp_cmd *c)
 {
-	(void)c;
+	if (smtp_in_auth_would_abandon(s, NULL)) {
+		hold_for_checks(s, c);
+		return;
+	}
 	if (smtp_in_txn_end(s, false))
 		return;
 	smtp_in_reply(s, 250, "2.0.0", "Ok");
@@ -457,6 +466,16 @@ static smtp_cmd_fn *const handlers[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_STARTTLS] = cmd_starttls,
 	[SMTP_VERB_AUTH] = cmd_not_offered,
 };
+
+/* The checks a held command waited on answered (or ran out of time): it runs again. */
+static void rerun_held(struct smtp_in *s, int unused)
+{
+	(void)unused;
+	struct smtp_cmd c = {.verb = s->held_verb, .args = s->held_args, .args_len = s->held_args_len};
+	handlers[c.verb](s, &c);
+	if (!s->auth_waiting)
+		smtp_in_auth_wait_over(s); /* answered: the next wait has a clock of its own */
+}
 
 void smtp_in_command(struct smtp_in *s, const char *line, size_t n)
 {

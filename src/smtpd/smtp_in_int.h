@@ -122,8 +122,10 @@ struct smtp_in {
 	struct event *auth_timer;  /* auth_timeout of the current wait */
 	bool auth_expired;         /* it ran out: what did not answer is temperror */
 	smtp_in_cont_fn *auth_then;
-	char rcpt_args[SMTP_PARAM_LINE_MAX + 1]; /* a RCPT waiting for SPF */
-	size_t rcpt_args_len;
+	int held_verb;             /* a command waiting on the checks, run again when they answer */
+	char held_args[SMTP_PARAM_LINE_MAX + 1];
+	size_t held_args_len;
+	char spf_helo_name[SMTP_DOMAIN_MAX + 1]; /* the HELO name spf_helo / auth.helo is about */
 	struct buf dbuf;
 	bool too_big;
 	uint64_t bdat_left;
@@ -187,8 +189,14 @@ void smtp_in_drop_content(struct smtp_in *s);
 
 /* smtp_in_auth.c: the sender-authentication checks (map: auth_step.h) */
 void smtp_in_auth_connect(struct smtp_in *s, const struct sockaddr *sa);
-/* HELO/EHLO accepted (s->helo set): the HELO identity's SPF check starts. */
+/* HELO/EHLO accepted (s->helo set): the HELO identity's SPF check starts (unless the name is the same). */
 void smtp_in_auth_helo(struct smtp_in *s);
+/*
+ * A check would be abandoned while still running by RSET (MAIL FROM's) or
+ * by a HELO/EHLO naming name (both). A cancelled check lives on until its
+ * DNS answer, so such a command first waits for the checks.
+ */
+bool smtp_in_auth_would_abandon(const struct smtp_in *s, const char *helo_name);
 void smtp_in_auth_mail(struct smtp_in *s, const struct mailaddr *from);
 /* Some SPF check (MAIL FROM or HELO) has not answered yet. */
 bool smtp_in_auth_spf_pending(const struct smtp_in *s);

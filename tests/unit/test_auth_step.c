@@ -96,7 +96,14 @@ static void test_dmarc_refusals(void **state)
 	assert_string_equal(out.enh, "4.7.1");
 	o = (struct dmarc_outcome){.result = DMARC_PERMERROR, .policy = DMARC_P_REJECT};
 	auth_results_set_dmarc(&r, &o);
-	assert_false(auth_dmarc_refusal(true, &r, &out));
+	assert_false(auth_dmarc_refusal(true, &r, &out)); /* the domain's broken record: tagged */
+	/* Regression: a From: the parser cannot name an author in bypassed enforce (RFC 7489 6.6.1). */
+	o = (struct dmarc_outcome){.result = DMARC_PERMERROR, .bad_author = true};
+	auth_results_set_dmarc(&r, &o);
+	assert_true(auth_dmarc_refusal(true, &r, &out));
+	assert_int_equal(out.code, 550);
+	assert_string_equal(out.enh, "5.7.1");
+	assert_false(auth_dmarc_refusal(false, &r, &out)); /* tag */
 }
 
 static void test_dmarc_enforced(void **state)

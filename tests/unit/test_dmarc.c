@@ -420,6 +420,17 @@ static void test_check_two_from_headers(void **state)
 	assert_int_equal(r.calls, 0);
 	assert_true(run_until(f->base, &r.calls, 1000));
 	assert_int_equal(r.o.result, DMARC_PERMERROR);
+	assert_true(r.o.bad_author);
+
+	/* A From: value cut by the scanner: permerror, never the first author's verdict. */
+	in.nfrom = 1;
+	in.from_cut = true;
+	r = (struct outcome){0};
+	dmarc_check_start(f->d, &in, on_dmarc, &r);
+	assert_true(run_until(f->base, &r.calls, 1000));
+	assert_int_equal(r.o.result, DMARC_PERMERROR);
+	assert_true(r.o.bad_author);
+	assert_string_equal(r.o.why, "From: header too long");
 }
 
 static void test_check_pct(void **state)

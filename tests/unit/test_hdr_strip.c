@@ -42,8 +42,10 @@ static const struct strip_case cases[] = {
 	 "X: y\r\n\r\n", 1},
 	{"quoted id", "Authentication-Results: \"mx2.example.net\"; none\r\n\r\n", "\r\n", 1},
 	{"in the body: kept", "From: a\r\n\r\n" OURS, "From: a\r\n\r\n" OURS, 0},
-	{"no header section: kept", "just text\r\n" OURS "\r\n", "just text\r\n" OURS "\r\n", 0},
-	{"first line continuation: no header section", " x\r\n" OURS, " x\r\n" OURS, 0},
+	/* What comes first follows our Received: field in the spool: a leading line hides nothing. */
+	{"a leading line that is not a field", "just text\r\n" OURS "\r\n", "just text\r\n\r\n", 1},
+	{"a leading continuation line (of our Received:)", " x\r\n" OURS "From: a\r\n\r\nb\r\n",
+	 " x\r\nFrom: a\r\n\r\nb\r\n", 1},
 	{"empty first line", "\r\n" OURS, "\r\n" OURS, 0},
 	{"similar names kept",
 	 "Authentication-Result: mx2.example.net; x\r\nAuthentication-Results2: mx2.example.net; x\r\n"

@@ -41,12 +41,13 @@ static const struct hdr_case cases[] = {
 	{"Message-ID missing", "Subject: hi\r\n\r\nMessage-ID: <body@x>\r\n", 0, "", true, 15},
 	{"duplicate Message-ID: first wins", "Message-ID: <1@x>\r\nMessage-ID: <2@x>\r\n\r\n", 0, "<1@x>", true, 40},
 	{"Message-ID with controls", "Message-ID: <a\rb\x01" "c@x>\r\n\r\n", 0, "<abc@x>", true, 25},
-	{"no header: body first", "Hello there\r\nReceived: x\r\n\r\n", 0, "", true, 0},
-	{"no header: leading space", " Received: x\r\n\r\n", 0, "", true, 0},
-	{"no header: colon after space", "Dear Sir: hello\r\n\r\n", 0, "", true, 0},
-	{"no header: mbox From line", "From a@b Mon Jan 1\r\nReceived: x\r\n\r\n", 0, "", true, 0},
-	{"no header: line starts with CR", "\rReceived: x\r\n\r\n", 0, "", true, 0},
-	{"no header: unterminated word", "justbody", 0, "", true, 0},
+	/* What comes first follows our Received: field: never "no header section" (a forged field could hide). */
+	{"leading line not a field", "Hello there\r\nReceived: x\r\n\r\n", 1, "", true, 28},
+	{"leading space continues our Received:", " Received: x\r\n\r\n", 0, "", true, 16},
+	{"leading colon after space", "Dear Sir: hello\r\nMessage-ID: <m@x>\r\n\r\n", 0, "<m@x>", true, 38},
+	{"leading mbox From line", "From a@b Mon Jan 1\r\nReceived: x\r\n\r\n", 1, "", true, 35},
+	{"leading line starts with CR", "\rReceived: x\r\nReceived: y\r\n\r\n", 1, "", true, 29},
+	{"unterminated word", "justbody", 0, "", false, 8},
 	{"empty header section", "\r\nReceived: x\r\n", 0, "", true, 2},
 	{"empty header section, LF", "\nbody", 0, "", true, 1},
 	{"no blank line: all header", "Received: a\r\nMessage-ID: <q@r>\r\n", 1, "<q@r>", false, 32},
@@ -56,7 +57,7 @@ static const struct hdr_case cases[] = {
 	 true, 53},
 	{"garbage line ends the Message-ID", "Message-ID: <a@b>\r\n?? bad\r\n <more>\r\n\r\n", 0, "<a@b>", true, 38},
 	{"bare CR line inside the header", "Received: a\r\n\rX: y\r\n\r\n", 1, "", true, 22},
-	{"empty input", "", 0, "", true, 0},
+	{"empty input", "", 0, "", false, 0},
 };
 
 static void sha256_of(const void *p, size_t n, unsigned char out[32])
@@ -183,7 +184,7 @@ static void test_long_values(void **state)
 	assert_true(h.in_body);
 	assert_int_equal(h.header_len, b.len - 4);
 
-	/* A 100 KB first line without a colon is body. */
+	/* A 100 KB first line without a colon is a line that is not a field, in the header section. */
 	buf_reset(&b);
 	for (int i = 0; i < 100000; i++)
 		buf_append_str(&b, "x");
@@ -192,7 +193,7 @@ static void test_long_values(void **state)
 	scan((const char *)b.data, b.len, cuts, ARRAY_LEN(cuts), &h);
 	unsigned char want[32];
 	sha256_of(b.data, b.len, want);
-	assert_int_equal(h.header_len, 0);
+	assert_int_equal(h.header_len, b.len);
 	assert_memory_equal(h.content_sha256, want, 32);
 	buf_free(&b);
 }
@@ -208,7 +209,8 @@ static const struct {
 	{"From:\r\n \"A, B\"\r\n\t<a@example.com>  \r\n\r\n", 1, "\"A, B\"\t<a@example.com>", ""},
 	{"From: a@x\r\nFROM : b@y\r\nFrom: c@z\r\n\r\n", 3, "a@x", "b@y"},
 	{"Reply-To: a@x\r\nFromage: b\r\nX-From: c\r\n\r\n", 0, "", ""},
-	{"From a@b Mon Jan 1\r\nFrom: x@y\r\n\r\n", 0, "", ""}, /* no header section */
+	{"From a@b Mon Jan 1\r\nFrom: x@y\r\n\r\n", 1, "x@y", ""}, /* a leading line hides nothing */
+	{" x\r\nFrom: <s@paypal.example>\r\n\r\n", 1, "<s@paypal.example>", ""},
 	{"From: a@x", 1, "a@x", ""},
 	{"Subject: s\r\nFrom: a\rb@x\r\n\r\n", 1, "ab@x", ""},
 };
@@ -236,6 +238,19 @@ static void test_from(void **state)
 	scan(big, strlen(big), NULL, 0, &h);
 	assert_int_equal(h.nfrom, 1);
 	assert_int_equal(strlen(h.from[0]), MSG_HDR_FROM_MAX);
+	assert_true(h.from_cut);
+
+	/* Regression: a cut list must not pass for its first author ("<a@x>," then 1000 spaces, then another). */
+	struct buf b = {0};
+	buf_append_str(&b, "From: <a@attacker.example>,");
+	for (int i = 0; i < 20; i++)
+		buf_append_str(&b, "\r\n                                                  ");
+	buf_append_str(&b, "<service@paypal.example>\r\n\r\n");
+	scan((const char *)b.data, b.len, NULL, 0, &h);
+	assert_true(h.from_cut);
+	buf_free(&b);
+	scan("From: <a@x.example>\r\n\r\n", 24, NULL, 0, &h);
+	assert_false(h.from_cut);
 }
 
 static void test_free_unfinished(void **state)
