@@ -331,7 +331,7 @@ perf_stop() { # sets FDS and FSS: fdatasync and fsync calls counted, or n/a
 source_run() {
 	t0=$(now)
 	# In the background so that a signal to this script is handled at once (wait returns).
-	timeout 150 smtp-source -s "$SESS" -m "$3" -l "$SIZE" -f a@b.test -t x@bench.test "127.0.0.1:$2" \
+	timeout 150 smtp-source -s "$SESS" -m "$3" -l "$SIZE" -M client.b.test -f a@b.test -t x@bench.test "127.0.0.1:$2" \
 		>"$TMP/source-$1.log" 2>&1 &
 	SRC_PID=$!
 	wait "$SRC_PID"
@@ -431,8 +431,8 @@ R sink_cpu_ms_per_msg "$SINK_CPU"
 # --- DNS for the sender-authentication checks (issue 8) -------------------------
 # They are on by default (spf = tag, dmarc = tag), so every mxvault run gets
 # [server] resolver = a private unbound on loopback that answers them at once:
-# b.test's SPF record (a pass for 127.0.0.1) and _dmarc.b.test (p=none) from
-# local data, 127.0.0.1's PTR (localhost.) and localhost.'s A from its built-in
+# b.test's SPF record (a pass for 127.0.0.1), the HELO name client.b.test's
+# (smtp-source -M) and _dmarc.b.test (p=none) from local data, 127.0.0.1's PTR (localhost.) and localhost.'s A from its built-in
 # zones. Without it they would go to the system's resolver, and on a machine
 # without one each would wait for its timeout.
 auth_dns_start() { # sets UB_PORT, UB_PID; fails with AUTH_WHY
@@ -457,6 +457,7 @@ auth_dns_start() { # sets UB_PORT, UB_PID; fails with AUTH_WHY
 		echo '  local-zone: "test." static'
 		echo "  local-data: 'b.test. IN TXT \"v=spf1 ip4:127.0.0.1 -all\"'"
 		echo "  local-data: '_dmarc.b.test. IN TXT \"v=DMARC1; p=none\"'"
+		echo "  local-data: 'client.b.test. IN TXT \"v=spf1 ip4:127.0.0.1 -all\"'"
 		echo 'remote-control:'
 		echo '  control-enable: no'
 	} >"$TMP/unbound/unbound.conf"
