@@ -5,15 +5,20 @@
  * once it is in) and the key lookups. Called by smtpd/ as the message
  * arrives; calls dkim_parse, dkim_canon, OpenSSL EVP and base/dns.
  * Invariants: the header hash of each signature is computed once, when the
- * header section is complete, and the header buffer is freed then; every
- * lookup in flight holds the verifier alive (dkim_free only marks it when
- * lookups are pending; the last answer frees it), so no callback ever
- * touches freed memory. Peer input never aborts: it yields a result.
+ * header section is complete (every signature parsed first, so that one
+ * index of the fields serves all their h= names), and the header buffer is
+ * freed then; every lookup in flight holds the verifier alive (dkim_free
+ * only marks it when lookups are pending; the last answer frees it), so no
+ * callback ever touches freed memory. Peer input never aborts: it yields a
+ * result.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -113,25 +118,135 @@ static bool field_is(const unsigned char *h, const struct field *f, const char *
 	return ascii_ieq((const char *)h + f->off, f->namelen, name, strlen(name));
 }
 
-/* The header hash (RFC 6376 3.7): the h= fields, bottom-up per name, then this signature without b=. */
-static void header_hash(struct dkim_one *o, const unsigned char *h, const struct field *f, size_t nf, size_t self)
+/*
+ * Names ordered so that equal is what ascii_ieq says (ASCII letters folded:
+ * the daemon never leaves the C locale), byte by byte, then by length.
+ */
+static int name_cmp(const char *a, size_t an, const char *b, size_t bn)
 {
-	bool *used = xcalloc(nf ? nf : 1, sizeof(*used));
+	for (size_t i = 0; i < an && i < bn; i++) {
+		int ca = (unsigned char)a[i], cb = (unsigned char)b[i];
+		ca += ca >= 'A' && ca <= 'Z' ? 'a' - 'A' : 0;
+		cb += cb >= 'A' && cb <= 'Z' ? 'a' - 'A' : 0;
+		if (ca != cb)
+			return ca - cb;
+	}
+	return (an > bn) - (an < bn);
+}
+
+static int name_sort_cmp(const void *a, const void *b)
+{
+	const char *na = *(const char *const *)a, *nb = *(const char *const *)b;
+	return name_cmp(na, strlen(na), nb, strlen(nb));
+}
+
+/*
+ * Where the h= names of a header section's signatures are, so that looking
+ * one up is a binary search, not a scan of every field (a 256 KiB header
+ * holds some 65,000 fields, and 5 signatures may name 64 each). Built once
+ * per header section, after every signature is parsed, in one pass over the
+ * fields; shared by all the signatures.
+ */
+struct field_index {
+	const unsigned char *h;
+	const struct field *f;
+	size_t nf;
+	const char *names[DKIM_MAX_SIGNATURES * DKIM_MAX_H]; /* distinct, sorted; they point into the signatures */
+	size_t nlen[DKIM_MAX_SIGNATURES * DKIM_MAX_H];
+	size_t nnames;
+	size_t start[DKIM_MAX_SIGNATURES * DKIM_MAX_H + 1]; /* the instances of names[w]: pos[start[w]..start[w+1]) */
+	uint32_t *pos;                                         /* field numbers, bottom-up */
+};
+
+/* The index of name in ix->names, or SIZE_MAX. */
+static size_t index_find(const struct field_index *ix, const char *name, size_t nl)
+{
+	size_t lo = 0, hi = ix->nnames;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = name_cmp(ix->names[mid], ix->nlen[mid], name, nl);
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return SIZE_MAX;
+}
+
+#define NO_NAME UINT16_MAX
+_Static_assert(ARRAY_LEN(((struct field_index *)0)->names) < NO_NAME, "a name's number fits in 16 bits");
+
+static void index_build(struct field_index *ix, struct dkim_one *const *sigs, size_t n)
+{
+	for (size_t s = 0; s < n; s++)
+		for (size_t k = 0; !sigs[s]->decided && k < sigs[s]->sig.nh; k++)
+			ix->names[ix->nnames++] = sigs[s]->sig.h[k];
+	qsort(ix->names, ix->nnames, sizeof(ix->names[0]), name_sort_cmp);
+	size_t d = 0;
+	for (size_t k = 0; k < ix->nnames; k++)
+		if (d == 0 || name_sort_cmp(&ix->names[d - 1], &ix->names[k]) != 0)
+			ix->names[d++] = ix->names[k];
+	ix->nnames = d;
+	if (d == 0)
+		return; /* no signature to hash for */
+	for (size_t w = 0; w < d; w++)
+		ix->nlen[w] = strlen(ix->names[w]);
+	/* One search per field; then a counting sort of the fields found, bottom-up within each name. */
+	uint16_t *which = xcalloc(ix->nf ? ix->nf : 1, sizeof(*which));
+	size_t at[ARRAY_LEN(ix->start)] = { 0 };
+	for (size_t j = 0; j < ix->nf; j++) {
+		size_t w = index_find(ix, (const char *)ix->h + ix->f[j].off, ix->f[j].namelen);
+		which[j] = w == SIZE_MAX ? NO_NAME : (uint16_t)w;
+		at[w == SIZE_MAX ? d : w]++;
+	}
+	for (size_t w = 0; w < d; w++)
+		ix->start[w + 1] = ix->start[w] + at[w];
+	memcpy(at, ix->start, sizeof(at));
+	ix->pos = xcalloc(ix->start[d] ? ix->start[d] : 1, sizeof(*ix->pos));
+	for (size_t j = ix->nf; j-- > 0;)
+		if (which[j] != NO_NAME)
+			ix->pos[at[which[j]]++] = (uint32_t)j; /* j < DKIM_HEADER_MAX */
+	free(which);
+}
+
+/*
+ * The field that h= entry k names (RFC 6376 5.4.2): the j-th occurrence of
+ * a name in h= takes its j-th instance from the bottom; SIZE_MAX when none
+ * is left (oversigning: the null string).
+ */
+static size_t index_pick(const struct field_index *ix, const struct dkim_sig *sig, size_t k)
+{
+	size_t j = 0, nl = strlen(sig->h[k]);
+	for (size_t i = 0; i < k; i++)
+		j += name_cmp(sig->h[i], strlen(sig->h[i]), sig->h[k], nl) == 0;
+	size_t w = index_find(ix, sig->h[k], nl);
+	return w != SIZE_MAX && j < ix->start[w + 1] - ix->start[w] ? ix->pos[ix->start[w] + j] : SIZE_MAX;
+}
+
+/* Where the value of field f starts (just past its colon). */
+static size_t value_off(const unsigned char *h, const struct field *f)
+{
+	size_t voff = f->namelen;
+	while (h[f->off + voff] != ':')
+		voff++;
+	return voff + 1;
+}
+
+/* The header hash (RFC 6376 3.7): the h= fields, bottom-up per name, then this signature without b=. */
+static void header_hash(struct dkim_one *o, const struct field_index *ix, size_t self)
+{
+	const unsigned char *h = ix->h;
+	const struct field *f = ix->f;
 	struct buf c = { 0 };
 	for (size_t k = 0; k < o->sig.nh; k++) {
-		for (size_t j = nf; j-- > 0;) {
-			if (!used[j] && field_is(h, &f[j], o->sig.h[k])) {
-				used[j] = true;
-				dkim_canon_header(o->sig.hcanon, (const char *)h + f[j].off, f[j].len, true, &c);
-				break;
-			}
-		} /* a name with no instance left is the null string (oversigning) */
+		size_t j = index_pick(ix, &o->sig, k);
+		if (j != SIZE_MAX)
+			dkim_canon_header(o->sig.hcanon, (const char *)h + f[j].off, f[j].len, true, &c);
 	}
 	const char *raw = (const char *)h + f[self].off;
-	size_t voff = f[self].namelen, bs, be;
-	while (raw[voff] != ':')
-		voff++;
-	voff++;
+	size_t voff = value_off(h, &f[self]), bs, be;
 	if (dkim_find_b_value(raw + voff, f[self].len - voff, &bs, &be)) {
 		decide(o, DKIM_PERMERROR, "no b= tag");
 	} else {
@@ -145,7 +260,6 @@ static void header_hash(struct dkim_one *o, const unsigned char *h, const struct
 			decide(o, DKIM_TEMPERROR, "hash failure");
 	}
 	buf_free(&c);
-	free(used);
 }
 
 static void copy_ids(struct dkim_one *o)
@@ -174,24 +288,15 @@ static void check_sig(struct dkim_one *o, const char *value, size_t n, int64_t n
 
 static void on_key(void *arg, enum dns_status st, const char *const *txt, size_t n);
 
-static void start_sig(struct dkim_verify *v, const unsigned char *h, const struct field *f, size_t nf, size_t self)
+/* A signature that parsed: its hashes start and its key is asked for. */
+static void start_sig(struct dkim_one *o, const struct field_index *ix, size_t self)
 {
-	struct dkim_one *o = xcalloc(1, sizeof(*o));
-	o->v = v;
-	v->sigs[v->n++] = o;
-	const char *raw = (const char *)h + f[self].off;
-	size_t voff = f[self].namelen;
-	while (raw[voff] != ':')
-		voff++;
-	voff++;
-	check_sig(o, raw + voff, f[self].len - voff, v->now);
-	if (o->decided)
-		return;
+	struct dkim_verify *v = o->v;
 	o->md = EVP_MD_CTX_new();
 	if (!o->md || EVP_DigestInit_ex(o->md, EVP_sha256(), NULL) != 1)
 		return decide(o, DKIM_TEMPERROR, "hash failure");
 	dkim_body_init(&o->body, o->sig.bcanon, body_out, o);
-	header_hash(o, h, f, nf, self);
+	header_hash(o, ix, self);
 	if (o->decided)
 		return;
 	char name[256 + 64 + 16];
@@ -201,23 +306,37 @@ static void start_sig(struct dkim_verify *v, const unsigned char *h, const struc
 	dns_lookup_txt(v->dns, name, on_key, o);
 }
 
-/* The header section h[0..n) is complete (or cut at the bound: too_long). */
+/*
+ * The header section h[0..n) is complete (or cut at the bound: too_long).
+ * Every signature is parsed first, so that the index holds the h= names of
+ * all of them.
+ */
 static void header_done(struct dkim_verify *v, const unsigned char *h, size_t n, bool too_long)
 {
-	size_t nf;
+	size_t nf, self[DKIM_MAX_SIGNATURES] = { 0 };
 	struct field *f = split_fields(h, n, &nf);
 	for (size_t k = 0; k < nf && v->n < DKIM_MAX_SIGNATURES; k++) {
 		if (!field_is(h, &f[k], "DKIM-Signature"))
 			continue;
+		struct dkim_one *o = xcalloc(1, sizeof(*o));
+		o->v = v;
+		self[v->n] = k;
+		v->sigs[v->n++] = o;
 		if (too_long) {
-			struct dkim_one *o = xcalloc(1, sizeof(*o));
-			o->v = v;
-			v->sigs[v->n++] = o;
 			decide(o, DKIM_PERMERROR, "header section too long");
 			continue;
 		}
-		start_sig(v, h, f, nf, k);
+		size_t voff = value_off(h, &f[k]);
+		check_sig(o, (const char *)h + f[k].off + voff, f[k].len - voff, v->now);
 	}
+	struct field_index *ix = xcalloc(1, sizeof(*ix));
+	*ix = (struct field_index){ .h = h, .f = f, .nf = nf };
+	index_build(ix, v->sigs, v->n);
+	for (size_t s = 0; s < v->n; s++)
+		if (!v->sigs[s]->decided)
+			start_sig(v->sigs[s], ix, self[s]);
+	free(ix->pos);
+	free(ix);
 	free(f);
 	v->in_body = true;
 }
@@ -355,6 +474,29 @@ static bool key_usable(struct dkim_one *o)
 	return true;
 }
 
+/*
+ * RFC 8301 3.2: verifiers must take RSA keys of 1024 to 4096 bits; we take
+ * no others, and no public exponent over 32 bits (keys use 65537). A key
+ * record is the signer's to write: an 8192-bit modulus, or a 3071-bit
+ * exponent on a 3072-bit one (OpenSSL caps e only above 3072 bits), makes
+ * one verify cost milliseconds of the loop. So this runs before any verify.
+ * NULL when the key is acceptable, else why not.
+ */
+static const char *rsa_key_refused(const EVP_PKEY *k)
+{
+	int bits = EVP_PKEY_get_bits(k);
+	if (bits < 1024)
+		return "RSA key under 1024 bits (RFC 8301 3.2)";
+	if (bits > 4096)
+		return "RSA key over 4096 bits (RFC 8301 3.2)";
+	BIGNUM *e = NULL;
+	if (EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &e) != 1)
+		return "unusable key data";
+	int ebits = BN_num_bits(e);
+	BN_free(e);
+	return ebits > 32 ? "RSA public exponent over 32 bits" : NULL;
+}
+
 static void evaluate(struct dkim_one *o)
 {
 	if (o->decided || !key_usable(o))
@@ -363,8 +505,9 @@ static void evaluate(struct dkim_one *o)
 	EVP_PKEY *k = load_key(o);
 	if (!k)
 		return decide(o, DKIM_PERMERROR, "unusable key data");
-	if (o->key.type == DKIM_KEY_RSA && EVP_PKEY_get_bits(k) < 1024)
-		decide(o, DKIM_PERMERROR, "RSA key under 1024 bits (RFC 8301 3.2)");
+	const char *refused = o->key.type == DKIM_KEY_RSA ? rsa_key_refused(k) : NULL;
+	if (refused)
+		decide(o, DKIM_PERMERROR, refused);
 	else if (o->sig.bhlen != sizeof(o->bhash) || memcmp(o->sig.bh, o->bhash, sizeof(o->bhash)) != 0)
 		decide(o, DKIM_FAIL, "body hash did not verify");
 	else if (o->key.type == DKIM_KEY_RSA ? verify_rsa(k, o) : verify_ed25519(k, o))

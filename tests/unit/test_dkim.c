@@ -22,6 +22,11 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
 
 #include "auth/dkim.h"
 #include "auth/dkim_canon.h"
@@ -239,18 +244,73 @@ static const char rfc8463_msg[] =
 #define NOW 1667843664
 
 struct responder {
-	int fd;
-	struct event *ev;
+	struct event_base *base;
+	int fd, tfd; /* UDP, TCP */
+	struct event *ev, *tev;
 	char addr[32];
 	int queries;
 	bool silent; /* counts the queries, answers none */
 };
 
+/*
+ * RSA keys made here, n = 2^nbits - 1 and e = 2^ebits - 1: no key pair, but
+ * the verifier's limits on n and e come before any verify, and a key within
+ * them gives "signature did not verify".
+ */
+static const struct made_key {
+	const char *name;
+	int nbits, ebits;
+} made_keys[] = {
+	{ "rsa4096._domainkey.football.example.com", 4096, 17 },
+	{ "rsa8192._domainkey.football.example.com", 8192, 17 },
+	{ "e32._domainkey.football.example.com", 3072, 32 },
+	{ "e33._domainkey.football.example.com", 3072, 33 },
+	{ "e3071._domainkey.football.example.com", 3072, 3071 },
+};
+
+static BIGNUM *all_ones(int bits)
+{
+	BIGNUM *b = BN_new();
+	assert_true(b && BN_set_bit(b, bits) == 1 && BN_sub_word(b, 1) == 1);
+	return b;
+}
+
+/* "v=DKIM1; p=" and the SubjectPublicKeyInfo of mk, in out. */
+static const char *made_record(const struct made_key *mk, char *out, size_t cap)
+{
+	BIGNUM *n = all_ones(mk->nbits), *e = all_ones(mk->ebits);
+	OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+	assert_true(b && OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, n) == 1 &&
+		    OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, e) == 1);
+	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(b);
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	EVP_PKEY *k = NULL;
+	assert_true(params && c && EVP_PKEY_fromdata_init(c) == 1 &&
+		    EVP_PKEY_fromdata(c, &k, EVP_PKEY_PUBLIC_KEY, params) == 1);
+	unsigned char *der = NULL;
+	int dl = i2d_PUBKEY(k, &der);
+	assert_true(dl > 0 && 11 + (size_t)(dl + 2) / 3 * 4 < cap);
+	memcpy(out, "v=DKIM1; p=", 11);
+	EVP_EncodeBlock((unsigned char *)out + 11, der, dl);
+	OPENSSL_free(der);
+	EVP_PKEY_free(k);
+	EVP_PKEY_CTX_free(c);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(b);
+	BN_free(n);
+	BN_free(e);
+	return out;
+}
+
 static const char *key_for(const char *name)
 {
+	static char made[2048];
 	for (size_t k = 0; k < ARRAY_LEN(keys); k++)
 		if (strcasecmp(name, keys[k][0]) == 0)
 			return keys[k][1];
+	for (size_t k = 0; k < ARRAY_LEN(made_keys); k++)
+		if (strcasecmp(name, made_keys[k].name) == 0)
+			return made_record(&made_keys[k], made, sizeof(made));
 	return NULL;
 }
 
@@ -272,53 +332,111 @@ static size_t question(const unsigned char *q, size_t n, char *name, size_t cap)
 	return p + 5 <= n ? p + 5 : 0;
 }
 
-/* One TXT answer (character-strings of up to 255 octets) or NXDOMAIN. */
-static void on_query(evutil_socket_t fd, short what, void *arg)
+/*
+ * The answer to query q in r: one TXT record (character-strings of up to 255
+ * octets) or NXDOMAIN; its length, or 0 for none. *end: where its question ends.
+ */
+static size_t answer(struct responder *rs, const unsigned char *q, size_t got, unsigned char *r, size_t cap, size_t *end)
 {
-	(void)what;
-	struct responder *rs = arg;
-	unsigned char q[512], r[1024];
-	struct sockaddr_storage from;
-	socklen_t fl = sizeof(from);
-	ssize_t got = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&from, &fl);
 	char name[256];
-	size_t end = got >= 12 ? question(q, (size_t)got, name, sizeof(name)) : 0;
-	if (!end)
-		return;
+	*end = got >= 12 ? question(q, got, name, sizeof(name)) : 0;
+	if (!*end)
+		return 0;
 	rs->queries++;
 	if (rs->silent)
-		return;
-	memcpy(r, q, end);
+		return 0;
+	memcpy(r, q, *end);
 	r[2] = (unsigned char)(0x84 | (q[2] & 1)); /* QR, AA, RD as asked */
 	r[3] = 0x80;
 	memset(r + 4, 0, 8);
 	r[5] = 1;
 	const char *txt = key_for(name);
-	size_t len = end;
+	size_t len = *end;
 	if (!txt) {
 		r[3] |= 3; /* NXDOMAIN */
-	} else {
-		size_t tl = strlen(txt), rdlen = tl + (tl + 254) / 255;
-		r[7] = 1;
-		const unsigned char rr[] = { 0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 60, (unsigned char)(rdlen >> 8),
-					     (unsigned char)rdlen };
-		memcpy(r + len, rr, sizeof(rr));
-		len += sizeof(rr);
-		for (size_t off = 0; off < tl; off += 255) {
-			size_t piece = tl - off < 255 ? tl - off : 255;
-			r[len++] = (unsigned char)piece;
-			memcpy(r + len, txt + off, piece);
-			len += piece;
-		}
+		return len;
 	}
-	if (sendto(fd, r, len, 0, (struct sockaddr *)&from, fl) < 0)
+	size_t tl = strlen(txt), rdlen = tl + (tl + 254) / 255;
+	assert_true(len + 12 + rdlen <= cap);
+	r[7] = 1;
+	const unsigned char rr[] = { 0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 60, (unsigned char)(rdlen >> 8), (unsigned char)rdlen };
+	memcpy(r + len, rr, sizeof(rr));
+	len += sizeof(rr);
+	for (size_t off = 0; off < tl; off += 255) {
+		size_t piece = tl - off < 255 ? tl - off : 255;
+		r[len++] = (unsigned char)piece;
+		memcpy(r + len, txt + off, piece);
+		len += piece;
+	}
+	return len;
+}
+
+/* UDP: an answer over 512 octets goes truncated (TC), which sends the resolver to TCP. */
+static void on_query(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	unsigned char q[512], r[2048];
+	struct sockaddr_storage from;
+	socklen_t fl = sizeof(from);
+	ssize_t got = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&from, &fl);
+	size_t end, len = got > 0 ? answer(arg, q, (size_t)got, r, sizeof(r), &end) : 0;
+	if (len > 512) {
+		r[2] |= 2;           /* TC */
+		r[6] = r[7] = 0;     /* no answer */
+		len = end;
+	}
+	if (len && sendto(fd, r, len, 0, (struct sockaddr *)&from, fl) < 0)
 		fail_msg("responder: sendto: %s", strerror(errno));
 }
 
+/* TCP (RFC 1035 4.2.2): one length-prefixed query per connection, answered, then closed. */
+struct tcp_conn {
+	struct responder *rs;
+	struct event *ev;
+	struct buf in;
+};
+
+static void on_tcp_data(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	struct tcp_conn *c = arg;
+	unsigned char tmp[512], r[2 + 2048];
+	ssize_t got = read(fd, tmp, sizeof(tmp));
+	if (got > 0)
+		buf_append(&c->in, tmp, (size_t)got);
+	size_t want = c->in.len >= 2 ? 2 + ((size_t)c->in.data[0] << 8 | c->in.data[1]) : SIZE_MAX;
+	if (got > 0 && c->in.len < want)
+		return;
+	size_t end, len = got > 0 ? answer(c->rs, c->in.data + 2, want - 2, r + 2, sizeof(r) - 2, &end) : 0;
+	r[0] = (unsigned char)(len >> 8);
+	r[1] = (unsigned char)len;
+	if (len && write(fd, r, len + 2) != (ssize_t)(len + 2))
+		fail_msg("responder: write: %s", strerror(errno));
+	event_free(c->ev);
+	close(fd);
+	buf_free(&c->in);
+	free(c);
+}
+
+static void on_tcp_accept(evutil_socket_t fd, short what, void *arg)
+{
+	(void)what;
+	struct responder *rs = arg;
+	int cfd = accept(fd, NULL, NULL);
+	if (cfd < 0)
+		return;
+	struct tcp_conn *c = xcalloc(1, sizeof(*c));
+	c->rs = rs;
+	c->ev = event_new(rs->base, cfd, EV_READ | EV_PERSIST, on_tcp_data, c);
+	event_add(c->ev, NULL);
+}
+
+/* UDP and TCP on the same loopback port. */
 static void responder_start(struct event_base *base, struct responder *rs)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
+	rs->base = base;
 	rs->fd = socket(AF_INET, SOCK_DGRAM, 0);
 	assert_true(rs->fd >= 0);
 	assert_int_equal(bind(rs->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -326,6 +444,20 @@ static void responder_start(struct event_base *base, struct responder *rs)
 	assert_int_equal(fmt(rs->addr, sizeof(rs->addr), "127.0.0.1:%u", ntohs(sa.sin_port)), 0);
 	rs->ev = event_new(base, rs->fd, EV_READ | EV_PERSIST, on_query, rs);
 	event_add(rs->ev, NULL);
+	rs->tfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(rs->tfd >= 0);
+	assert_int_equal(bind(rs->tfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(rs->tfd, 8), 0);
+	rs->tev = event_new(base, rs->tfd, EV_READ | EV_PERSIST, on_tcp_accept, rs);
+	event_add(rs->tev, NULL);
+}
+
+static void responder_stop(struct responder *rs)
+{
+	event_free(rs->ev);
+	close(rs->fd);
+	event_free(rs->tev);
+	close(rs->tfd);
 }
 
 struct outcome {
@@ -378,8 +510,7 @@ static struct outcome verify(const char *msg, size_t step, bool cancel)
 	if (!cancel)
 		dkim_free(v);
 	dns_free(d);
-	event_free(rs.ev);
-	close(rs.fd);
+	responder_stop(&rs);
 	event_base_free(base);
 	buf_free(&m);
 	return o;
@@ -456,6 +587,191 @@ static void test_verify_no_key_and_rsa_sha1(void **state)
 	assert_string_equal(o.r[1].why, "rsa-sha1 is not accepted (RFC 8301 3.1)");
 	free(nokey);
 	free(sha1);
+}
+
+struct rsa_case {
+	const char *selector;
+	enum dkim_result want;
+	const char *why;
+};
+
+/* The RFC 8463 A.3 message with its rsa-sha256 signature's key at the selector of each case. */
+static void check_rsa_cases(const struct rsa_case *cases, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		char *m = replaced(rfc8463_msg, "s=test", cases[k].selector);
+		struct outcome o = verify(m, 0, false);
+		assert_int_equal(o.calls, 1);
+		assert_int_equal(o.n, 2);
+		assert_int_equal(o.r[0].result, DKIM_PASS);
+		if (o.r[1].result != cases[k].want || strcmp(o.r[1].why ? o.r[1].why : "-", cases[k].why) != 0)
+			fail_msg("%s: %s (%s)", cases[k].selector, dkim_result_str(o.r[1].result),
+				 o.r[1].why ? o.r[1].why : "-");
+		free(m);
+	}
+}
+
+/* RFC 8301 3.2: keys of 1024 to 4096 bits; the size is checked before any verify (a bigger key costs more). */
+static void test_verify_rsa_key_over_4096_bits(void **state)
+{
+	(void)state;
+	static const struct rsa_case cases[] = {
+		{ "s=rsa4096", DKIM_FAIL, "signature did not verify" }, /* in bounds: verified */
+		{ "s=rsa8192", DKIM_PERMERROR, "RSA key over 4096 bits (RFC 8301 3.2)" },
+	};
+	check_rsa_cases(cases, ARRAY_LEN(cases));
+}
+
+/* A public exponent of 33 bits or more is refused before any verify (3071 bits: some 100 times the cost). */
+static void test_verify_rsa_exponent_too_large(void **state)
+{
+	(void)state;
+	static const struct rsa_case cases[] = {
+		{ "s=e32", DKIM_FAIL, "signature did not verify" }, /* 2^32 - 1: in bounds, verified */
+		{ "s=e33", DKIM_PERMERROR, "RSA public exponent over 32 bits" },
+		{ "s=e3071", DKIM_PERMERROR, "RSA public exponent over 32 bits" },
+	};
+	check_rsa_cases(cases, ARRAY_LEN(cases));
+}
+
+/* ---- h= on a header of many fields: signed here with the RFC 8463 A.2 key ---- */
+
+static const char ed25519_secret[] = "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+
+/*
+ * The header fields of f (CRLF lines, no continuations) named by h, chosen
+ * as RFC 6376 5.4.2 says, by the plain reading: per name, from the bottom,
+ * skipping instances already taken; none left is the null string.
+ */
+static void reference_fields(const char *f, const char *h, struct buf *out)
+{
+	const char *line[1024];
+	size_t nl = 0;
+	bool used[1024] = { false };
+	for (const char *p = f; *p; p = strstr(p, "\r\n") + 2)
+		line[nl++] = p;
+	assert_true(nl < ARRAY_LEN(line));
+	for (const char *n = h; *n;) {
+		size_t len = strcspn(n, ":");
+		for (size_t j = nl; j-- > 0;) {
+			size_t ln = strcspn(line[j], ":");
+			while (ln && line[j][ln - 1] == ' ')
+				ln--;
+			if (!used[j] && ascii_ieq(line[j], ln, n, len)) {
+				used[j] = true;
+				dkim_canon_header(DKIM_CANON_RELAXED, line[j], (size_t)(strstr(line[j], "\r\n") + 2 - line[j]),
+						  true, out);
+				break;
+			}
+		}
+		n += len + (n[len] == ':');
+	}
+}
+
+/* A DKIM-Signature field (with CRLF) over fields f and body "Hi.\r\n", naming h. */
+static void sign(const char *f, const char *h, struct buf *out)
+{
+	unsigned char sk[32], md[32], sig[64];
+	char b64[100];
+	size_t skl, sl = sizeof(sig);
+	assert_int_equal(dkim_base64_decode(ed25519_secret, strlen(ed25519_secret), sk, sizeof(sk), &skl), 0);
+	assert_int_equal(EVP_Digest("Hi.\r\n", 5, md, NULL, EVP_sha256(), NULL), 1);
+	EVP_EncodeBlock((unsigned char *)b64, md, sizeof(md));
+	struct buf field = { 0 }, c = { 0 };
+	buf_printf(&field, "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=football.example.com;\r\n"
+		   " s=brisbane; h=%s;\r\n bh=%s; b=", h, b64);
+	reference_fields(f, h, &c);
+	dkim_canon_header(DKIM_CANON_RELAXED, (const char *)field.data, field.len, false, &c);
+	assert_int_equal(EVP_Digest(c.data, c.len, md, NULL, EVP_sha256(), NULL), 1);
+	EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, sk, skl);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	assert_true(k && ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) == 1 &&
+		    EVP_DigestSign(ctx, sig, &sl, md, sizeof(md)) == 1);
+	EVP_EncodeBlock((unsigned char *)b64, sig, (int)sl);
+	buf_printf(out, "%s%s\r\n", buf_cstr(&field), b64);
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(k);
+	buf_free(&field);
+	buf_free(&c);
+}
+
+/* The results of 3 signatures naming h[0..2] over fields f (and `extra` added at the bottom after signing). */
+static struct outcome sign_and_verify(const char *f, const char *const h[3], const char *extra)
+{
+	struct buf m = { 0 };
+	for (size_t k = 0; k < 3; k++)
+		sign(f, h[k], &m);
+	buf_printf(&m, "%s%s\r\nHi.\r\n", f, extra);
+	size_t n = 0;
+	for (size_t k = 0; k < m.len; k++)
+		if (m.data[k] != '\r')
+			m.data[n++] = m.data[k]; /* verify() turns LF back into CRLF */
+	m.len = n;
+	struct outcome o = verify(buf_cstr(&m), 1000, false);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.n, 3);
+	buf_free(&m);
+	return o;
+}
+
+/*
+ * Some 670 fields (40 Received, 30 X-A spelt two ways, 200 x-filler, 400
+ * other names) and 3 signatures naming up to 63 each: names many times,
+ * more often than they have instances (oversigning), in other cases, absent.
+ * Each passes; a field added at the bottom makes exactly the signatures
+ * that name it fail (it takes the slot of the bottom instance, or an
+ * oversigned null one).
+ */
+static void test_verify_many_fields_and_names(void **state)
+{
+	(void)state;
+	struct buf f = { 0 }, h0 = { 0 }, h1 = { 0 };
+	for (int k = 0; k < 40; k++)
+		buf_printf(&f, "Received: hop %d\r\n", k);
+	buf_append_str(&f, "From: Joe <joe@football.example.com>\r\n");
+	for (int k = 0; k < 600; k++) {
+		if (k % 3)
+			buf_printf(&f, "X-Filler-%d: %d\r\n", k, k);
+		else
+			buf_printf(&f, "x-filler: %d\r\n", k);
+		if (k % 20 == 0)
+			buf_append_str(&f, k % 40 ? "X-A: a\r\n" : "x-a : b\r\n");
+	}
+	buf_append_str(&f, "Subject: Is dinner ready?\r\n");
+	buf_append_str(&h0, "from:from:subject");
+	for (int k = 0; k < 33; k++)
+		buf_append_str(&h0, k % 2 ? ":x-A" : ":X-a");
+	buf_append_str(&h0, ":x-missing:x-missing:received:received:RECEIVED");
+	for (int k = 0; k < 41; k++)
+		buf_append_str(&h1, k ? ":received" : "from");
+	for (int k = 0; k < 22; k++)
+		buf_printf(&h1, ":x-absent-%d", k);
+	const char *h[3] = { buf_cstr(&h0), buf_cstr(&h1), "subject:from:x-filler:X-FILLER:x-a" };
+
+	struct outcome o = sign_and_verify(buf_cstr(&f), h, "");
+	for (size_t k = 0; k < 3; k++)
+		if (o.r[k].result != DKIM_PASS)
+			fail_msg("signature %zu: %s (%s)", k, dkim_result_str(o.r[k].result), o.r[k].why ? o.r[k].why : "-");
+	static const struct {
+		const char *extra;
+		enum dkim_result want[3];
+	} added[] = {
+		{ "X-Other: z\r\n", { DKIM_PASS, DKIM_PASS, DKIM_PASS } },
+		{ "From: Mallory <m@example.net>\r\n", { DKIM_FAIL, DKIM_FAIL, DKIM_FAIL } },
+		{ "Received: hop 41\r\n", { DKIM_FAIL, DKIM_FAIL, DKIM_PASS } },
+		{ "x-filler: 600\r\n", { DKIM_PASS, DKIM_PASS, DKIM_FAIL } },
+		{ "X-A: c\r\n", { DKIM_FAIL, DKIM_PASS, DKIM_FAIL } },
+	};
+	for (size_t a = 0; a < ARRAY_LEN(added); a++) {
+		o = sign_and_verify(buf_cstr(&f), h, added[a].extra);
+		for (size_t k = 0; k < 3; k++)
+			if (o.r[k].result != added[a].want[k])
+				fail_msg("%s: signature %zu: %s (%s)", added[a].extra, k, dkim_result_str(o.r[k].result),
+					 o.r[k].why ? o.r[k].why : "-");
+	}
+	buf_free(&f);
+	buf_free(&h0);
+	buf_free(&h1);
 }
 
 static void test_verify_unsigned_and_oversized(void **state)
@@ -538,8 +854,7 @@ static void test_verify_expired(void **state)
 	dns_free(d); /* the lookups end cancelled: the verifier is freed then, without a second report */
 	assert_int_equal(o.calls, 1);
 	event_free(t);
-	event_free(rs.ev);
-	close(rs.fd);
+	responder_stop(&rs);
 	event_base_free(base);
 	buf_free(&m);
 }
@@ -568,6 +883,9 @@ int main(void)
 		cmocka_unit_test(test_verify_rfc8463_whole_and_bytewise),
 		cmocka_unit_test(test_verify_tampered),
 		cmocka_unit_test(test_verify_no_key_and_rsa_sha1),
+		cmocka_unit_test(test_verify_rsa_key_over_4096_bits),
+		cmocka_unit_test(test_verify_rsa_exponent_too_large),
+		cmocka_unit_test(test_verify_many_fields_and_names),
 		cmocka_unit_test(test_verify_unsigned_and_oversized),
 		cmocka_unit_test(test_verify_at_most_five),
 		cmocka_unit_test(test_verify_cancelled),
