@@ -42,6 +42,8 @@ enum tls_mode { TLS_MAY = 0, TLS_ENCRYPT, TLS_VERIFY, TLS_DANE, TLS_MTA_STS, TLS
  */
 enum spf_mode { SPF_MODE_OFF = 0, SPF_MODE_TAG, SPF_MODE_REJECT };
 enum dmarc_mode { DMARC_MODE_OFF = 0, DMARC_MODE_TAG, DMARC_MODE_ENFORCE };
+/* Standby mode (issue 9): take the domain's mail always, or only while its primary does not answer. */
+enum accept_mode { ACCEPT_ALWAYS = 0, ACCEPT_WHEN_PRIMARY_DOWN };
 
 struct cfg_addr {
 	char *text;                    /* as written: "127.0.0.1:2525", "[::1]:25" */
@@ -68,6 +70,7 @@ struct cfg_domain {
 	bool require_tls;      /* inbound: RCPT without STARTTLS gets 530 (postmaster excepted); default no */
 	enum spf_mode spf;     /* default tag */
 	enum dmarc_mode dmarc; /* default tag */
+	enum accept_mode accept; /* default always */
 };
 
 struct cfg {

@@ -340,6 +340,10 @@ static const char *const dmarc_mode_names[] = {
 	[DMARC_MODE_OFF] = "off", [DMARC_MODE_TAG] = "tag", [DMARC_MODE_ENFORCE] = "enforce",
 };
 
+static const char *const accept_mode_names[] = {
+	[ACCEPT_ALWAYS] = "always", [ACCEPT_WHEN_PRIMARY_DOWN] = "when-primary-down",
+};
+
 /* The index of v in names[0..n), or -1 (the caller reports it). */
 static int find_choice(const char *const *names, size_t n, const char *v)
 {
@@ -663,6 +667,20 @@ static void print_bool(FILE *out, const void *obj, const struct cfg_key *k)
 	fprintf(out, "%s = %s\n", k->name, *CFIELD(obj, k, bool) ? "yes" : "no");
 }
 
+static int set_accept(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	int i = find_choice(accept_mode_names, ARRAY_LEN(accept_mode_names), v);
+	if (i < 0)
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, enum accept_mode) = (enum accept_mode)i;
+	return 0;
+}
+
+static void print_accept(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %s\n", k->name, accept_mode_names[*CFIELD(obj, k, enum accept_mode)]);
+}
+
 static void print_tls(FILE *out, const void *obj, const struct cfg_key *k)
 {
 	fprintf(out, "%s = %s\n", k->name, tls_mode_names[*CFIELD(obj, k, enum tls_mode)]);
@@ -789,6 +807,7 @@ const struct cfg_key cfg_domain_keys[] = {
 	{"require_tls", set_bool, print_bool, DOM(require_tls), 0, 0, "expected yes or no"},
 	{"spf", set_spf, print_spf, DOM(spf), 0, 0, "expected off, tag or reject"},
 	{"dmarc", set_dmarc, print_dmarc, DOM(dmarc), 0, 0, "expected off, tag or enforce"},
+	{"accept", set_accept, print_accept, DOM(accept), 0, 0, "expected always or when-primary-down"},
 };
 
 const size_t cfg_nserver_keys = ARRAY_LEN(cfg_server_keys);

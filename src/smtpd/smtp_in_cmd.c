@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/standby.h"
 #include "policy.h"
 
 static const struct canned NEED_HELO = {503, "5.5.1", "Error: send HELO/EHLO first"};
@@ -294,8 +295,13 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
 		return;
 	}
-	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
 	const struct cfg_domain *dom = cfg_find_domain(s->cfg, to.domain);
+	/* Standby mode: while the primary answers, its mail goes there (base/standby.h). */
+	if (dom && dom->accept == ACCEPT_WHEN_PRIMARY_DOWN && standby_primary_up(s->ctx->standby, dom->name)) {
+		refuse_rcpt(s, logged, 451, "4.7.0", "Primary is up, deliver there");
+		return;
+	}
+	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
 	if (dom && dom->spf == SPF_MODE_REJECT && smtp_in_auth_spf_pending(s)) {
 		hold_for_checks(s, c);
 		return;
