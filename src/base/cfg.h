@@ -71,12 +71,14 @@ struct cfg_domain {
 	enum spf_mode spf;     /* default tag */
 	enum dmarc_mode dmarc; /* default tag */
 	enum accept_mode accept; /* default always */
+	bool greylist;         /* issue 9: greylist first attempts (default no) */
 };
 
 struct cfg {
 	int refs;                    /* cfg_ref / cfg_unref; main thread only */
 	char *path;
 	char *hostname;
+	int64_t greylist_delay;        /* seconds, default 5m: the earliest a greylisted retry passes */
 	int64_t auth_timeout;          /* seconds, default 20s: the longest a reply waits for the sender checks */
 	char *authserv_id;           /* RFC 8601 authserv-id of our Authentication-Results; default hostname */
 	struct cfg_addr *listen;

@@ -793,6 +793,7 @@ const struct cfg_key cfg_server_keys[] = {
 	 "expected a PEM certificate file (the chain after it), or none"},
 	{"tls_key", set_tls_file, print_str, SRV(tls_key), 0, 0, "expected a PEM private key file"},
 	/* RFC 8601 2.5: the authserv-id should be a domain name under our control; the host name is one. */
+	{"greylist_delay", set_duration, print_duration, SRV(greylist_delay), 1, 43200, DURATION_HINT},
 	{"auth_timeout", set_duration, print_duration, SRV(auth_timeout), 1, 3600, DURATION_HINT},
 	{"authserv_id", set_hostname, print_str, SRV(authserv_id), 0, 0, "expected a domain name like mx.example.com"},
 };
@@ -808,6 +809,7 @@ const struct cfg_key cfg_domain_keys[] = {
 	{"spf", set_spf, print_spf, DOM(spf), 0, 0, "expected off, tag or reject"},
 	{"dmarc", set_dmarc, print_dmarc, DOM(dmarc), 0, 0, "expected off, tag or enforce"},
 	{"accept", set_accept, print_accept, DOM(accept), 0, 0, "expected always or when-primary-down"},
+	{"greylist", set_bool, print_bool, DOM(greylist), 0, 0, "expected on or off"},
 };
 
 const size_t cfg_nserver_keys = ARRAY_LEN(cfg_server_keys);
