@@ -231,7 +231,8 @@ static void auth_expired(evutil_socket_t fd, short what, void *arg)
 /*
  * The clock of one wait (a RCPT, or the whole end of data) starts with its
  * first call here and stops at smtp_in_auth_wait_over; the same wait
- * resumed by one answer and waiting again keeps its deadline.
+ * resumed by one answer and waiting again keeps its deadline, and once it
+ * has run out (auth_expired) nothing in that wait waits again.
  */
 void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 {
@@ -239,9 +240,10 @@ void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 		s->auth_timer = evtimer_new(s->ctx->base, auth_expired, s);
 	if (!s->auth_timer)
 		abort(); /* out of memory */
-	if (!evtimer_pending(s->auth_timer, NULL)) {
+	if (!s->auth_episode) {
 		struct timeval tv = {.tv_sec = s->cfg->auth_timeout};
 		evtimer_add(s->auth_timer, &tv);
+		s->auth_episode = true;
 		s->auth_expired = false;
 	}
 	s->auth_waiting = true;
@@ -250,6 +252,7 @@ void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 
 void smtp_in_auth_wait_over(struct smtp_in *s)
 {
+	s->auth_episode = false;
 	if (s->auth_timer)
 		evtimer_del(s->auth_timer);
 }
@@ -337,8 +340,11 @@ static void next_check(struct smtp_in *s, int unused)
 			dkim_finish(s->dkim, on_dkim, s);
 			sync_dkim_hold(s); /* the header copy is gone once the body is over */
 		}
-		smtp_in_auth_wait(s, next_check);
-		return;
+		if (!s->auth_expired) {
+			smtp_in_auth_wait(s, next_check);
+			return;
+		}
+		dkim_expire(s->dkim); /* the wait ran out on SPF: no new wait for the keys (calls on_dkim now) */
 	}
 	if (!s->dmarc_started && auth_dmarc_wanted(s->cfg, s->env.rcpts, s->env.nrcpt)) {
 		if (s->auth_expired) {
@@ -361,6 +367,7 @@ static void next_check(struct smtp_in *s, int unused)
 void smtp_in_auth_end_of_data(struct smtp_in *s, smtp_in_cont_fn *then)
 {
 	s->auth_then = then;
+	smtp_in_auth_wait_over(s); /* a wait of its own */
 	s->auth_expired = false;
 	next_check(s, 0);
 }

@@ -125,6 +125,7 @@ struct smtp_in {
 	enum sender_policy sender_policy;
 	bool auth_waiting;         /* the wait state waits on the checks */
 	struct event *auth_timer;  /* auth_timeout of the current wait */
+	bool auth_episode;         /* a wait (RCPT, end of data) is under way: its clock runs */
 	bool auth_expired;         /* it ran out: what did not answer is temperror */
 	smtp_in_cont_fn *auth_then;
 	int held_verb;             /* a command waiting on the checks, run again when they answer */
