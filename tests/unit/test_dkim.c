@@ -431,22 +431,33 @@ static void on_tcp_accept(evutil_socket_t fd, short what, void *arg)
 	event_add(c->ev, NULL);
 }
 
-/* UDP and TCP on the same loopback port. */
+/*
+ * UDP and TCP on the same loopback port: a free UDP port may be taken for
+ * TCP (another test, a TIME_WAIT), so a clash picks another pair (bounded).
+ */
 static void responder_start(struct event_base *base, struct responder *rs)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof(sa);
+	struct sockaddr_in sa;
 	rs->base = base;
-	rs->fd = socket(AF_INET, SOCK_DGRAM, 0);
-	assert_true(rs->fd >= 0);
-	assert_int_equal(bind(rs->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(rs->fd, (struct sockaddr *)&sa, &sl), 0);
+	for (int tries = 0;; tries++) {
+		assert_true(tries < 50);
+		sa = (struct sockaddr_in){ .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t sl = sizeof(sa);
+		rs->fd = socket(AF_INET, SOCK_DGRAM, 0);
+		assert_true(rs->fd >= 0);
+		assert_int_equal(bind(rs->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(getsockname(rs->fd, (struct sockaddr *)&sa, &sl), 0);
+		rs->tfd = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(rs->tfd >= 0);
+		if (bind(rs->tfd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			break;
+		assert_int_equal(errno, EADDRINUSE);
+		close(rs->tfd);
+		close(rs->fd);
+	}
 	assert_int_equal(fmt(rs->addr, sizeof(rs->addr), "127.0.0.1:%u", ntohs(sa.sin_port)), 0);
 	rs->ev = event_new(base, rs->fd, EV_READ | EV_PERSIST, on_query, rs);
 	event_add(rs->ev, NULL);
-	rs->tfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(rs->tfd >= 0);
-	assert_int_equal(bind(rs->tfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(listen(rs->tfd, 8), 0);
 	rs->tev = event_new(base, rs->tfd, EV_READ | EV_PERSIST, on_tcp_accept, rs);
 	event_add(rs->tev, NULL);
