@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "base/log.h"
@@ -50,6 +51,10 @@ struct verify_req {
 	struct verify_req *next;  /* in the destination's queue */
 	verify_done_fn *done;     /* NULL once cancelled */
 	void *arg;
+	/* Requests for the same address while this one is asked share its answer. */
+	struct verify_req *leader;       /* a follower's: the request it waits on */
+	struct verify_req *followers;    /* a leader's: who waits on it */
+	struct verify_req *next_follower;
 	struct event *deadline;
 	char addr[LEARNED_KEY_MAX + 1];
 };
@@ -101,14 +106,31 @@ static void req_free(struct verify_req *q)
 	free(q);
 }
 
-/* Answers q (already unlinked from queue and connection) and frees it. */
+/* Answers q (already unlinked from queue and connection) and its followers, and frees them. */
 static void answer(struct verify_req *q, enum verify_result r, const char *reply)
 {
 	verify_done_fn *done = q->done;
 	void *arg = q->arg;
+	struct verify_req *f = q->followers;
 	req_free(q);
 	if (done)
 		done(arg, r, reply);
+	while (f) {
+		struct verify_req *next = f->next_follower;
+		f->leader = NULL;
+		answer(f, r, reply);
+		f = next;
+	}
+}
+
+static void unfollow(struct verify_req *f)
+{
+	for (struct verify_req **pp = &f->leader->followers; *pp; pp = &(*pp)->next_follower)
+		if (*pp == f) {
+			*pp = f->next_follower;
+			break;
+		}
+	f->leader = NULL;
 }
 
 static struct verify_req *dequeue(struct co_dest *d)
@@ -543,6 +565,11 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	struct co_dest *d = q->dest;
 	log_info("callout", "to=<%s> dest=%s timeout after %" PRId64 "s", q->addr, d->domain,
 		 d->co->cfg->callout_timeout);
+	if (q->leader) {
+		unfollow(q);
+		answer(q, VERIFY_TIMEOUT, "");
+		return;
+	}
 	struct co_conn *c = q->conn;
 	if (c) {
 		/* The primary stalls on it: that connection is of no further use. */
@@ -569,6 +596,18 @@ static struct co_dest *dest_get(struct callout *co, const struct cfg_domain *cd)
 	return d;
 }
 
+/* A request for addr (any case) queued or being asked at d, or NULL. */
+static struct verify_req *find_leader(struct co_dest *d, const char *addr)
+{
+	for (struct verify_req *q = d->qhead; q; q = q->next)
+		if (strcasecmp(q->addr, addr) == 0)
+			return q;
+	for (struct co_conn *c = d->conns; c; c = c->next)
+		if (c->req && strcasecmp(c->req->addr, addr) == 0)
+			return c->req;
+	return NULL;
+}
+
 struct verify_req *callout_start(void *impl, const struct cfg_domain *cd, const char *addr, verify_done_fn *done,
 				 void *arg, enum verify_result *now)
 {
@@ -590,6 +629,14 @@ struct verify_req *callout_start(void *impl, const struct cfg_domain *cd, const 
 	q->deadline = evtimer_new(co->base, on_deadline, q);
 	struct timeval tv = {(time_t)co->cfg->callout_timeout, 0};
 	evtimer_add(q->deadline, &tv);
+	struct verify_req *leader = find_leader(d, addr);
+	if (leader) {
+		/* Already being asked (many sessions, one address): one callout answers all. */
+		q->leader = leader;
+		q->next_follower = leader->followers;
+		leader->followers = q;
+		return q;
+	}
 	if (d->qtail)
 		d->qtail->next = q;
 	else
@@ -603,10 +650,17 @@ struct verify_req *callout_start(void *impl, const struct cfg_domain *cd, const 
 void callout_cancel(void *impl, struct verify_req *q)
 {
 	(void)impl;
-	if (q->conn) {
-		/* The primary is being asked: let it answer (the answer is still learned), tell nobody. */
+	if (q->leader) {
+		unfollow(q);
+		req_free(q);
+		return;
+	}
+	if (q->conn || q->followers) {
+		/*
+		 * Being asked, or others wait on it: it goes on (the answer is
+		 * still learned and handed to the followers), telling nobody here.
+		 */
 		q->done = NULL;
-		evtimer_del(q->deadline);
 		return;
 	}
 	unqueue(q->dest, q);

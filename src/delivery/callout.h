@@ -17,6 +17,9 @@
  *   timed out, a greeting other than 220, no route), every waiting request
  *   gets VERIFY_UNREACHABLE, and for probe_interval new requests get it at
  *   once (no connection storm against a primary that is down);
+ * - a request for an address already queued or being asked (any case)
+ *   waits on that one and gets its answer: one callout however many
+ *   sessions ask at once (its own deadline still holds);
  * - every answer of the primary to RCPT is recorded in the learned store
  *   (2xx good, 5xx bad), also for a request cancelled meanwhile.
  * Callouts go in clear (no STARTTLS): they carry one address, no content.

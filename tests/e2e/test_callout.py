@@ -14,7 +14,8 @@ callouts; the file of `callout, FILE` needs no callout); the cache across a
 restart with the primary down; the outage answers for each
 unknown_during_outage; callouts in flight bounded by
 max_connections_per_destination; a primary that stalls the callout (451
-4.4.3 after callout_timeout); a delivery refused 5.1.1 teaching the store.
+4.4.3 after callout_timeout); sessions asking about one address at once
+sharing one callout; a delivery refused 5.1.1 teaching the store.
 Every wait has a deadline. Run with /usr/bin/python3 (python3-aiosmtpd).
 """
 import concurrent.futures
@@ -243,6 +244,18 @@ class TestCallout(CalloutBase):
         self.assertLessEqual(cp.max_in_rcpt, 3)
         self.assertLessEqual(cp.max_conns, 3)
         self.assertGreaterEqual(cp.max_in_rcpt, 2)  # they do run in parallel, up to the bound
+
+    def test_one_callout_for_many_sessions(self):
+        """Sessions asking about the same address at once share one callout."""
+        cp = CountingPrimary(delay=0.5)
+        self.addCleanup(cp.stop)
+        d = self.daemon({'primary': '127.0.0.3:%d' % cp.port})
+        d.start()
+        n = 10
+        with concurrent.futures.ThreadPoolExecutor(n) as ex:
+            codes = list(ex.map(lambda i: self.rcpt(d, ('Same@' if i % 2 else 'same@') + DOMAIN)[0], range(n)))
+        self.assertEqual(codes, [250] * n)
+        self.assertEqual(len(cp.rcpts), 1, cp.rcpts)
 
     def test_stalled_primary(self):
         cp = CountingPrimary()
