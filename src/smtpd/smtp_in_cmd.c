@@ -302,7 +302,7 @@ static bool rcpt_by_primary(struct smtp_in *s, const struct smtp_cmd *c, const s
 			s->verify = vf->start(vf->impl, dom, addr, verify_answered, s, &r);
 			if (s->verify) {
 				s->held_verb = c->verb;
-				memcpy(s->held_args, c->args, c->args_len);
+				memmove(s->held_args, c->args, c->args_len); /* c may be the command held for the checks */
 				s->held_args_len = c->args_len;
 				smtp_in_wait(s, verify_cont, verify_cancel);
 				return true;
