@@ -35,6 +35,7 @@
 
 #include "base/dns.h"
 #include "base/log.h"
+#include "base/standby.h"
 #include "base/tls.h"
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
@@ -59,6 +60,7 @@ struct daemon {
 	struct learned *learned;  /* NULL unless a domain has recipients = callout */
 	struct callout *callout;
 	struct verifier verifier; /* the callout module's, lent to the SMTP server */
+	struct standby *standby; /* written by the queue manager, read by the SMTP server */
 	struct event *sigterm, *sigint, *drain_ev;
 	int64_t deadline_ms;
 };
@@ -224,12 +226,14 @@ static int start_services(struct daemon *d)
 	rc = start_callout(d);
 	if (rc != EX_OK)
 		return rc;
+	d->standby = standby_new();
 	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_server,
-				.verifier = d->callout ? &d->verifier : NULL, .learned = d->learned};
+				.verifier = d->callout ? &d->verifier : NULL, .learned = d->learned,
+				.standby = d->standby};
 	if (smtp_server_start(d->srv, &sd) < 0)
 		return EX_OSERR;
 	struct qmgr_deps qd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_client,
-			       .learned = d->learned};
+			       .learned = d->learned, .standby = d->standby};
 	rc = qmgr_start(&qd, &d->qmgr);
 	if (rc < 0) {
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
@@ -259,6 +263,7 @@ static void stop_all(struct daemon *d)
 	qmgr_free(d->qmgr);
 	callout_free(d->callout);
 	learned_close(d->learned); /* after the queue manager, which writes to it */
+	standby_free(d->standby);
 	spool_close(d->sp);
 	if (d->spool_dirfd >= 0)
 		close(d->spool_dirfd);

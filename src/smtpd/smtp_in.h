@@ -27,6 +27,8 @@ struct smtp_in_ctx {
 	struct dedup *dedup;       /* NULL when dedup_window is 0 */
 	struct dns *dns;
 	SSL_CTX *tls;              /* STARTTLS is offered when not NULL */
+	const struct standby *standby; /* standby mode: whose primaries answer (base/standby.h) */
+	struct greylist *greylist; /* NULL: no domain greylists */
 	struct smtpd_stats *stats;
 	const struct verifier *verifier; /* callouts to the primary; NULL: none (unknown addresses get 451) */
 	struct learned *learned;   /* recipients learned from the primary; NULL: none */

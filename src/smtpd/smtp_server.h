@@ -31,6 +31,7 @@ struct smtpd_deps {
 	SSL_CTX *tls;            /* the server context for STARTTLS; NULL: not offered */
 	const struct verifier *verifier; /* recipients = callout: asks the primary (base/verify.h) */
 	struct learned *learned; /* recipients learned from the primary (store/learned.h) */
+	const struct standby *standby; /* whose primaries answer (accept = when-primary-down); NULL: none */
 };
 
 /* Counters, for the log and (later) metrics. */
