@@ -37,10 +37,12 @@
 #include "base/log.h"
 #include "base/standby.h"
 #include "base/tls.h"
+#include "delivery/callout.h"
 #include "delivery/qmgr.h"
 #include "privs.h"
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
+#include "store/learned.h"
 
 #define DRAIN_MS 10000
 #define DNS_TIMEOUT_MS 2000
@@ -55,6 +57,9 @@ struct daemon {
 	SSL_CTX *tls_server;     /* NULL: inbound TLS is off (tls_cert = none) */
 	struct dns *dns;
 	struct qmgr *qmgr;
+	struct learned *learned;  /* NULL unless a domain has recipients = callout */
+	struct callout *callout;
+	struct verifier verifier; /* the callout module's, lent to the SMTP server */
 	struct standby *standby; /* written by the queue manager, read by the SMTP server */
 	struct event *sigterm, *sigint, *drain_ev;
 	int64_t deadline_ms;
@@ -172,6 +177,36 @@ static int start_privileged(struct daemon *d)
 	return EX_OK;
 }
 
+/*
+ * Recipients learned from the primary (issue 9), only when some domain has
+ * recipients = callout: the store in SPOOL/learned/, opened after the
+ * privilege drop so that the unprivileged user creates and owns it, and
+ * the callout module, lent to the SMTP server through a verifier.
+ */
+static int start_callout(struct daemon *d)
+{
+	const struct cfg *cfg = d->cfg;
+	bool any = false;
+	for (size_t i = 0; i < cfg->ndomains; i++)
+		any |= cfg->domains[i].callout;
+	if (!any)
+		return EX_OK;
+	char dir[PATH_MAX];
+	if (fmt(dir, sizeof(dir), "%s/learned", cfg->spool) < 0)
+		return EX_CONFIG;
+	int fd = spool_open_subdir(d->sp, "learned");
+	if (fd < 0) {
+		log_err("mxvault", "cannot open %s: %s", dir, strerror(-fd));
+		return EX_IOERR;
+	}
+	if (learned_open(fd, dir, cfg->callout_cache, 0, &d->learned) < 0)
+		return EX_IOERR;
+	struct callout_deps cd = {.cfg = cfg, .base = d->base, .dns = d->dns, .learned = d->learned};
+	d->callout = callout_new(&cd);
+	d->verifier = (struct verifier){.start = callout_start, .cancel = callout_cancel, .impl = d->callout};
+	return EX_OK;
+}
+
 /* Steps 6 and 7. */
 static int start_services(struct daemon *d)
 {
@@ -188,13 +223,17 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot start the resolver: %s", strerror(-rc));
 		return EX_OSERR;
 	}
+	rc = start_callout(d);
+	if (rc != EX_OK)
+		return rc;
 	d->standby = standby_new();
 	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_server,
+				.verifier = d->callout ? &d->verifier : NULL, .learned = d->learned,
 				.standby = d->standby};
 	if (smtp_server_start(d->srv, &sd) < 0)
 		return EX_OSERR;
 	struct qmgr_deps qd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_client,
-			       .standby = d->standby};
+			       .learned = d->learned, .standby = d->standby};
 	rc = qmgr_start(&qd, &d->qmgr);
 	if (rc < 0) {
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
@@ -218,8 +257,12 @@ static void stop_all(struct daemon *d)
 	if (d->qmgr)
 		qmgr_stop(d->qmgr);
 	smtp_server_free(d->srv); /* sessions still open are closed with the base */
-	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr */
+	if (d->callout)
+		callout_stop(d->callout); /* every session is gone: no request is left */
+	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr and callout */
 	qmgr_free(d->qmgr);
+	callout_free(d->callout);
+	learned_close(d->learned); /* after the queue manager, which writes to it */
 	standby_free(d->standby);
 	spool_close(d->sp);
 	if (d->spool_dirfd >= 0)

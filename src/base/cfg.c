@@ -84,6 +84,8 @@ static void set_defaults(struct cfg *c)
 	c->delivery_connect_timeout = 30;
 	c->delivery_reply_timeout = 5 * 60;
 	c->delivery_final_reply_timeout = 10 * 60;
+	c->callout_timeout = 10;
+	c->callout_cache = 30 * 86400;
 }
 
 static void add_domain(struct cfg_loader *ld, const char *name, size_t n)
@@ -373,6 +375,9 @@ static void check_recipients(struct cfg_loader *ld)
 		int line = domain_key_line(ld, i, "recipients");
 		if (line == 0)
 			cfg_err(ld, d->line, "[domain %s] needs recipients = FILE or recipients = *", d->name);
+		int outage = domain_key_line(ld, i, "unknown_during_outage");
+		if (outage > 0 && !d->callout)
+			cfg_err(ld, outage, "[domain %s] unknown_during_outage needs recipients = callout", d->name);
 		else if (line > 0 && d->any_recipient)
 			cfg_warn(ld, line,
 				 "[domain %s] accepts every address (recipients = *): mail for unknown recipients "
@@ -620,7 +625,8 @@ void cfg_print(const struct cfg *c, FILE *out)
 	for (size_t i = 0; i < c->ndomains; i++) {
 		const struct cfg_domain *d = &c->domains[i];
 		if (!d->recipients_path)
-			fprintf(out, "# %s: every recipient accepted\n", d->name);
+			fprintf(out, d->callout ? "# %s: recipients checked with the primary\n"
+						: "# %s: every recipient accepted\n", d->name);
 		else
 			fprintf(out, "# %s: %zu recipients loaded%s\n", d->name, d->recipients.count,
 				d->any_recipient ? " (and *: every recipient accepted)" : "");

@@ -45,6 +45,13 @@ enum dmarc_mode { DMARC_MODE_OFF = 0, DMARC_MODE_TAG, DMARC_MODE_ENFORCE };
 /* Standby mode (issue 9): take the domain's mail always, or only while its primary does not answer. */
 enum accept_mode { ACCEPT_ALWAYS = 0, ACCEPT_WHEN_PRIMARY_DOWN };
 
+/*
+ * Recipients learned from the primary (issue 9, key "recipients = callout"):
+ * what a never-seen address gets while the primary cannot be reached (key
+ * "unknown_during_outage"): 451 4.3.0 (default), 250, or 550 5.1.1.
+ */
+enum outage_mode { OUTAGE_TEMPFAIL = 0, OUTAGE_ACCEPT, OUTAGE_REJECT };
+
 struct cfg_addr {
 	char *text;                    /* as written: "127.0.0.1:2525", "[::1]:25" */
 	struct sockaddr_storage ss;
@@ -59,7 +66,9 @@ struct cfg_host {
 struct cfg_domain {
 	char *name;            /* lower-case, no trailing dot */
 	int line;              /* line of its [domain NAME] header */
-	char *recipients_path; /* the recipients file, or NULL for "recipients = *" */
+	char *recipients_path; /* the recipients file, or NULL for "recipients = *" or "= callout" */
+	bool callout;          /* "recipients = callout[, FILE]": unknown addresses are asked of the primary */
+	enum outage_mode unknown_during_outage; /* callout: a never-seen address while the primary is down */
 	bool any_recipient;    /* "recipients = *", or the file contains "*" */
 	struct htab recipients;/* lower-cased "local" and "local@domain" entries */
 	struct cfg_host *primary;
@@ -122,6 +131,8 @@ struct cfg {
 	int64_t delivery_connect_timeout;  /* default 30s */
 	int64_t delivery_reply_timeout;    /* each reply of a next hop, at most; default 5m (RFC 5321 4.5.3.2) */
 	int64_t delivery_final_reply_timeout; /* the reply to the final dot; default 10m */
+	int64_t callout_timeout;  /* a recipient check with the primary, at most; default 10s */
+	int64_t callout_cache;    /* how long a learned recipient is trusted; default 30d */
 
 	/* Encryption (issue 7). */
 	char *tls_ca_file;        /* outbound trust store (SMTP verify, MTA-STS over HTTPS); NULL: the system's */

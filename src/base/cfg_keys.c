@@ -340,6 +340,10 @@ static const char *const dmarc_mode_names[] = {
 	[DMARC_MODE_OFF] = "off", [DMARC_MODE_TAG] = "tag", [DMARC_MODE_ENFORCE] = "enforce",
 };
 
+static const char *const outage_mode_names[] = {
+	[OUTAGE_TEMPFAIL] = "tempfail", [OUTAGE_ACCEPT] = "accept", [OUTAGE_REJECT] = "reject",
+};
+
 static const char *const accept_mode_names[] = {
 	[ACCEPT_ALWAYS] = "always", [ACCEPT_WHEN_PRIMARY_DOWN] = "when-primary-down",
 };
@@ -377,6 +381,15 @@ static int set_dmarc(struct cfg_loader *ld, void *obj, const struct cfg_key *k, 
 	if (i < 0)
 		return bad_value(ld, k, v, NULL);
 	*FIELD(obj, k, enum dmarc_mode) = (enum dmarc_mode)i;
+	return 0;
+}
+
+static int set_outage(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	int i = find_choice(outage_mode_names, ARRAY_LEN(outage_mode_names), v);
+	if (i < 0)
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, enum outage_mode) = (enum outage_mode)i;
 	return 0;
 }
 
@@ -538,6 +551,19 @@ static int set_recipients(struct cfg_loader *ld, void *obj, const struct cfg_key
 		d->any_recipient = true; /* cfg.c warns about it */
 		return 0;
 	}
+	/* "callout" alone, or "callout, FILE": the file's addresses are known-good without asking. */
+	if (strncmp(v, "callout", 7) == 0 && (v[7] == '\0' || v[7] == ',' || v[7] == ' ' || v[7] == '\t')) {
+		const char *rest = cfg_skip_space(v + 7);
+		if (*rest && *rest != ',')
+			return bad_value(ld, k, v, NULL);
+		d->callout = true;
+		d->any_recipient = false;
+		if (!*rest)
+			return 0;
+		v = cfg_skip_space(rest + 1);
+		if (!*v || strcmp(v, "*") == 0 || strchr(v, ','))
+			return bad_value(ld, k, v, "expected callout, FILE: one recipients file, not *");
+	}
 	d->recipients_path = config_relative_path(ld, v, &shown);
 	d->any_recipient = false;
 	int errors = cfg_rcpt_load(ld->err, ld->c->path, ld->lineno, d, buf_cstr(&shown));
@@ -632,7 +658,11 @@ static void print_tls_cert(FILE *out, const void *obj, const struct cfg_key *k)
 static void print_recipients(FILE *out, const void *obj, const struct cfg_key *k)
 {
 	const struct cfg_domain *d = obj;
-	fprintf(out, "%s = %s\n", k->name, d->recipients_path ? d->recipients_path : "*");
+	if (d->callout)
+		fprintf(out, "%s = callout%s%s\n", k->name, d->recipients_path ? ", " : "",
+			d->recipients_path ? d->recipients_path : "");
+	else
+		fprintf(out, "%s = %s\n", k->name, d->recipients_path ? d->recipients_path : "*");
 }
 
 static void print_u32(FILE *out, const void *obj, const struct cfg_key *k)
@@ -694,6 +724,15 @@ static void print_spf(FILE *out, const void *obj, const struct cfg_key *k)
 static void print_dmarc(FILE *out, const void *obj, const struct cfg_key *k)
 {
 	fprintf(out, "%s = %s\n", k->name, dmarc_mode_names[*CFIELD(obj, k, enum dmarc_mode)]);
+}
+
+static void print_outage(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	if (!((const struct cfg_domain *)obj)->callout) {
+		fprintf(out, "# %s: only with recipients = callout\n", k->name);
+		return;
+	}
+	fprintf(out, "%s = %s\n", k->name, outage_mode_names[*CFIELD(obj, k, enum outage_mode)]);
 }
 
 /* Lists are printed with bare commas: the output must fit the same 199
@@ -796,10 +835,12 @@ const struct cfg_key cfg_server_keys[] = {
 	{"greylist_delay", set_duration, print_duration, SRV(greylist_delay), 1, 43200, DURATION_HINT},
 	{"auth_timeout", set_duration, print_duration, SRV(auth_timeout), 1, 3600, DURATION_HINT},
 	{"authserv_id", set_hostname, print_str, SRV(authserv_id), 0, 0, "expected a domain name like mx.example.com"},
+	{"callout_timeout", set_duration, print_duration, SRV(callout_timeout), 1, 600, DURATION_HINT},
+	{"callout_cache", set_duration, print_duration, SRV(callout_cache), 60, 0, DURATION_HINT},
 };
 
 const struct cfg_key cfg_domain_keys[] = {
-	{"recipients", set_recipients, print_recipients, 0, 0, 0, "expected a file name or *"},
+	{"recipients", set_recipients, print_recipients, 0, 0, 0, "expected a file name, callout, callout, FILE or *"},
 	{"primary", set_primary, print_primary, 0, 0, 0,
 	 "expected HOST or HOST:PORT, like mx1.example.com:25 or [2001:db8::1]:25"},
 	{"retention", set_duration, print_duration, DOM(retention), 60, 0, DURATION_HINT},
@@ -808,6 +849,8 @@ const struct cfg_key cfg_domain_keys[] = {
 	{"require_tls", set_bool, print_bool, DOM(require_tls), 0, 0, "expected yes or no"},
 	{"spf", set_spf, print_spf, DOM(spf), 0, 0, "expected off, tag or reject"},
 	{"dmarc", set_dmarc, print_dmarc, DOM(dmarc), 0, 0, "expected off, tag or enforce"},
+	{"unknown_during_outage", set_outage, print_outage, DOM(unknown_during_outage), 0, 0,
+	 "expected tempfail, accept or reject"},
 	{"accept", set_accept, print_accept, DOM(accept), 0, 0, "expected always or when-primary-down"},
 	{"greylist", set_bool, print_bool, DOM(greylist), 0, 0, "expected on or off"},
 };

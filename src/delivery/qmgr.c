@@ -666,6 +666,7 @@ int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out)
 	s->sp = deps->sp;
 	s->dns = deps->dns;
 	s->ssl = deps->tls;
+	s->learned = deps->learned;
 	s->route = route_new(s->cfg, s->dns);
 	int cache = spool_open_subdir(s->sp, "mta-sts");
 	if (cache < 0)

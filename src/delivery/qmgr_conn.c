@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "store/learned.h"
 
 struct conn {
 	struct qmgr *s;
@@ -116,6 +117,25 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 	return &j->out;
 }
 
+/*
+ * A delivery to a callout domain's primary teaches the learned store: a
+ * recipient it takes is known-good; one it refuses with 5.1.x (no such
+ * user, bad mailbox, ...) known-bad. Other refusals say nothing about
+ * the address.
+ */
+static void learn(struct qmgr *s, const struct dest *d, const char *addr, int code, const char *reply)
+{
+	if (!s->learned || !d->cd || !d->cd->callout)
+		return;
+	if (code >= 200 && code < 300) {
+		learned_put(s->learned, addr, true, clock_wall_s());
+		return;
+	}
+	const char *enh = code >= 500 && code < 600 && strlen(reply) > 4 ? reply + 4 : "";
+	if (strncmp(enh, "5.1.", 4) == 0)
+		learned_put(s->learned, addr, false, clock_wall_s());
+}
+
 static void conn_rcpt_done(void *arg, struct smtp_out_job *oj, uint32_t k, int code, const char *reply)
 {
 	struct conn *cn = arg;
@@ -123,6 +143,7 @@ static void conn_rcpt_done(void *arg, struct smtp_out_job *oj, uint32_t k, int c
 	struct job *j = (struct job *)oj;
 	struct dest *d = j->d;
 	uint32_t idx = oj->rcpts[k];
+	learn(s, d, oj->m->env.rcpts[idx].addr, code, reply);
 	enum dest_verdict v = qmgr_dest_judge(d, code);
 	if (v == DEST_SENT) {
 		j->res[k].outcome = OUT_SENT;

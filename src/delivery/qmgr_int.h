@@ -88,6 +88,7 @@ struct qmgr {
 	struct dns *dns;
 	struct route_ctx *route;
 	SSL_CTX *ssl;
+	struct learned *learned;  /* NULL: nothing learned from deliveries */
 	struct mta_sts *mta_sts;
 	struct tls_policy *tls_policy;
 	struct htab dests;

@@ -6,6 +6,7 @@
  */
 #include "policy.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -61,9 +62,13 @@ void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to_in, bool encry
 		set(r, 530, "5.7.0", "Must issue a STARTTLS command first");
 		return;
 	}
+	bool ask = false;
 	if (!to_in->no_domain && !postmaster && !cfg_domain_has_recipient(d, to.local)) {
-		set(r, 550, "5.1.1", "Recipient address rejected: User unknown");
-		return;
+		if (!d->callout) {
+			set(r, 550, "5.1.1", "Recipient address rejected: User unknown");
+			return;
+		}
+		ask = true; /* the file (if any) does not list it: the primary or what we learned from it decides */
 	}
 	char path[SMTP_PATH_MAX + 8];
 	size_t n;
@@ -73,5 +78,64 @@ void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to_in, bool encry
 	}
 	memcpy(addr, path + 1, n - 2); /* without the angle brackets */
 	addr[n - 2] = '\0';
-	set(r, 250, "2.1.5", "Ok");
+	if (ask)
+		set(r, POLICY_ASK_PRIMARY, "", "");
+	else
+		set(r, 250, "2.1.5", "Ok");
+}
+
+void policy_sanitise_reply(const char *reply, char *out, size_t n)
+{
+	const char *p = reply;
+	size_t k = 0;
+	if (n == 0)
+		return;
+	/* "550-" or "550 ", then an optional enhanced code "5.1.1 ". */
+	if (strlen(p) >= 3 && p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' &&
+	    (p[3] == ' ' || p[3] == '-' || p[3] == '\0'))
+		p += p[3] ? 4 : 3;
+	if (p[0] >= '2' && p[0] <= '5' && p[1] == '.') {
+		size_t span = strspn(p, "0123456789.");
+		if (p[span] == ' ' || p[span] == '\0')
+			p += span + (p[span] == ' ');
+	}
+	for (; *p && k + 1 < n && k < POLICY_PRIMARY_TEXT_MAX; p++)
+		if ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f)
+			out[k++] = *p;
+	while (k && out[k - 1] == ' ')
+		k--;
+	out[k] = '\0';
+}
+
+void policy_callout_reply(enum verify_result v, const char *primary_reply, enum outage_mode outage,
+			  struct policy_reply *r, char *buf, size_t bufsz)
+{
+	static const char *const outage_text = "Recipient address not verifiable now (primary unreachable), try again later";
+	switch (v) {
+	case VERIFY_ACCEPTED:
+		set(r, 250, "2.1.5", "Ok");
+		return;
+	case VERIFY_REFUSED: {
+		char clean[POLICY_PRIMARY_TEXT_MAX + 1];
+		policy_sanitise_reply(primary_reply ? primary_reply : "", clean, sizeof(clean));
+		if (fmt(buf, bufsz, "Recipient address rejected by the primary: %s", clean[0] ? clean : "User unknown") < 0)
+			snprintf(buf, bufsz, "Recipient address rejected by the primary");
+		set(r, 550, "5.1.1", buf);
+		return;
+	}
+	case VERIFY_TEMPFAIL:
+		set(r, 451, "4.3.0", "Recipient address not verifiable now, try again later");
+		return;
+	case VERIFY_TIMEOUT:
+		set(r, 451, "4.4.3", "Recipient address verification timed out, try again later");
+		return;
+	case VERIFY_UNREACHABLE:
+		break;
+	}
+	if (outage == OUTAGE_ACCEPT)
+		set(r, 250, "2.1.5", "Ok");
+	else if (outage == OUTAGE_REJECT)
+		set(r, 550, "5.1.1", "Recipient address rejected: User unknown");
+	else
+		set(r, 451, "4.3.0", outage_text);
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "base/cfg.h"
+#include "base/verify.h"
 #include "smtp_parse.h"
 
 struct policy_reply {
@@ -17,6 +18,9 @@ struct policy_reply {
 	const char *enh;   /* RFC 3463 code, "2.1.5" */
 	const char *text;
 };
+
+/* policy_rcpt's code for "a callout domain, an address it does not list: ask the primary". */
+#define POLICY_ASK_PRIMARY 0
 
 /*
  * Decides on one recipient. encrypted: the session runs over TLS (a domain
@@ -27,6 +31,20 @@ struct policy_reply {
  */
 void policy_rcpt(const struct cfg *cfg, const struct mailaddr *to, bool encrypted, struct policy_reply *r,
 		 char *addr, size_t addrsz);
+
+/*
+ * The reply to RCPT once the primary was asked about an address not yet
+ * learned (pure): accepted 250; refused 550 5.1.1 with the primary's text,
+ * sanitised (its codes dropped, printable ASCII only, at most
+ * POLICY_PRIMARY_TEXT_MAX bytes) into buf; 4xx 451 4.3.0; timeout 451
+ * 4.4.3; unreachable: what unknown_during_outage says (451 4.3.0, 250,
+ * 550 5.1.1).
+ */
+#define POLICY_PRIMARY_TEXT_MAX 200
+void policy_callout_reply(enum verify_result v, const char *primary_reply, enum outage_mode outage,
+			  struct policy_reply *r, char *buf, size_t bufsz);
+/* Copies the text of an SMTP reply ("550 5.1.1 No such user") without its codes and controls. */
+void policy_sanitise_reply(const char *reply, char *out, size_t n);
 
 /* True if the local part asks for sender-specified routing (user%host, host!user, "u@h"). */
 bool policy_is_routing_local_part(const char *local);

@@ -30,6 +30,8 @@ struct smtp_in_ctx {
 	const struct standby *standby; /* standby mode: whose primaries answer (base/standby.h) */
 	struct greylist *greylist; /* NULL: no domain greylists */
 	struct smtpd_stats *stats;
+	const struct verifier *verifier; /* callouts to the primary; NULL: none (unknown addresses get 451) */
+	struct learned *learned;   /* recipients learned from the primary; NULL: none */
 	/* The session is being freed: release its slot (client_key: smtp_server_client_key). */
 	void (*ended)(void *owner, uint64_t session_no, const char *client_key);
 	void *owner;

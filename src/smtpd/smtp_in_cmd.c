@@ -24,6 +24,7 @@
 #include "base/standby.h"
 #include "greylist.h"
 #include "policy.h"
+#include "store/learned.h"
 
 static const struct canned NEED_HELO = {503, "5.5.1", "Error: send HELO/EHLO first"};
 static const struct canned NEED_MAIL = {503, "5.5.1", "Error: need MAIL command"};
@@ -264,6 +265,61 @@ static void refuse_rcpt(struct smtp_in *s, const char *logged, int code, const c
 	}
 }
 
+static void verify_answered(void *arg, enum verify_result r, const char *reply);
+static void verify_cont(struct smtp_in *s, int unused);
+
+static void verify_cancel(struct smtp_in *s)
+{
+	if (s->verify)
+		s->ctx->verifier->cancel(s->ctx->verifier->impl, s->verify);
+	s->verify = NULL;
+}
+
+/*
+ * recipients = callout, for an address the file does not list: what was
+ * learned from the primary answers at once; otherwise the primary is asked
+ * and the command waits, then runs again with the answer (s->verify_have).
+ * False: accepted, go on. True: refused, or waiting.
+ */
+static bool rcpt_by_primary(struct smtp_in *s, const struct smtp_cmd *c, const struct cfg_domain *dom,
+			    const char *addr, const char *logged)
+{
+	enum verify_result r;
+	if (s->verify_have) {
+		s->verify_have = false;
+		r = s->verify_result;
+	} else {
+		enum learned_verdict v = s->ctx->learned ? learned_get(s->ctx->learned, addr, clock_wall_s(), NULL)
+							: LEARNED_UNKNOWN;
+		if (v == LEARNED_GOOD)
+			return false;
+		if (v == LEARNED_BAD) {
+			refuse_rcpt(s, logged, 550, "5.1.1", "Recipient address rejected: User unknown");
+			return true;
+		}
+		r = VERIFY_TEMPFAIL;
+		s->verify_reply[0] = '\0';
+		if (s->ctx->verifier) {
+			const struct verifier *vf = s->ctx->verifier;
+			s->verify = vf->start(vf->impl, dom, addr, verify_answered, s, &r);
+			if (s->verify) {
+				s->held_verb = c->verb;
+				memmove(s->held_args, c->args, c->args_len); /* c may be the command held for the checks */
+				s->held_args_len = c->args_len;
+				smtp_in_wait(s, verify_cont, verify_cancel);
+				return true;
+			}
+		}
+	}
+	struct policy_reply pr;
+	char text[POLICY_PRIMARY_TEXT_MAX + 64];
+	policy_callout_reply(r, s->verify_reply, dom->unknown_during_outage, &pr, text, sizeof(text));
+	if (pr.code == 250)
+		return false;
+	refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
+	return true;
+}
+
 /*
  * Greylisting (issue 9, smtpd/greylist.h): the first attempt of a (client
  * network, sender, recipient) triplet is deferred, unless the sender passes
@@ -328,7 +384,8 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	struct policy_reply pr;
 	char addr[SMTP_PATH_MAX + 1];
 	policy_rcpt(s->cfg, &to, smtp_in_is_encrypted(s), &pr, addr, sizeof(addr));
-	if (pr.code != 250) {
+	bool ask_primary = pr.code == POLICY_ASK_PRIMARY;
+	if (pr.code != 250 && !ask_primary) {
 		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
 		return;
 	}
@@ -350,6 +407,8 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 		return;
 	}
 	if (greylist_step(s, c, dom, addr, logged) != 0)
+		return;
+	if (ask_primary && rcpt_by_primary(s, c, dom, addr, logged))
 		return;
 	add_rcpt(s, addr, &rp);
 	smtp_in_reply(s, 250, "2.1.5", "Ok");
@@ -520,6 +579,26 @@ static void rerun_held(struct smtp_in *s, int unused)
 	handlers[c.verb](s, &c);
 	if (!s->auth_waiting)
 		smtp_in_auth_wait_over(s); /* answered: the next wait has a clock of its own */
+}
+
+/* The primary answered (the verifier's callback; the session is alive: it waits on it). */
+static void verify_answered(void *arg, enum verify_result r, const char *reply)
+{
+	struct smtp_in *s = arg;
+	s->verify = NULL;
+	s->verify_have = true;
+	s->verify_result = r;
+	policy_sanitise_reply(reply ? reply : "", s->verify_reply, sizeof(s->verify_reply));
+	smtp_in_resume(s, 0);
+}
+
+/* The RCPT that waited on the primary runs again, with the answer in s->verify_result. */
+static void verify_cont(struct smtp_in *s, int unused)
+{
+	(void)unused;
+	struct smtp_cmd c = {.verb = s->held_verb, .args = s->held_args, .args_len = s->held_args_len};
+	handlers[c.verb](s, &c);
+	s->verify_have = false;
 }
 
 void smtp_in_command(struct smtp_in *s, const char *line, size_t n)

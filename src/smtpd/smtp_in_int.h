@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "auth_step.h"
+#include "base/verify.h"
 #include "base/tls.h"
 #include "hdr_strip.h"
 #include "msg_hdr.h"
@@ -132,6 +133,11 @@ struct smtp_in {
 	char held_args[SMTP_PARAM_LINE_MAX + 1];
 	size_t held_args_len;
 	char spf_helo_name[SMTP_DOMAIN_MAX + 1]; /* the HELO name spf_helo / auth.helo is about */
+	/* A RCPT waiting on a callout to the primary (smtp_in_cmd.c), then run again with its answer. */
+	struct verify_req *verify;
+	bool verify_have;
+	enum verify_result verify_result;
+	char verify_reply[256];     /* the primary's text, sanitised (policy_sanitise_reply) */
 	struct buf dbuf;
 	bool too_big;
 	uint64_t bdat_left;

@@ -231,6 +231,7 @@ int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps)
 	srv->base = deps->base;
 	srv->ctx = (struct smtp_in_ctx){
 		.cfg = cfg, .base = deps->base, .sp = deps->sp, .dns = deps->dns, .tls = deps->tls, .stats = &srv->stats,
+		.verifier = deps->verifier, .learned = deps->learned,
 		.standby = deps->standby,
 		.ended = session_ended, .owner = srv,
 	};

@@ -29,6 +29,8 @@ struct smtpd_deps {
 	struct spool *sp;
 	struct dns *dns;         /* the shared resolver, for policy steps */
 	SSL_CTX *tls;            /* the server context for STARTTLS; NULL: not offered */
+	const struct verifier *verifier; /* recipients = callout: asks the primary (base/verify.h) */
+	struct learned *learned; /* recipients learned from the primary (store/learned.h) */
 	const struct standby *standby; /* whose primaries answer (accept = when-primary-down); NULL: none */
 };
 

@@ -14,7 +14,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-30}
 CC=${FUZZ_CC:-clang}
 # UBSan must abort, not just print, or libFuzzer never sees the bug.
 CFLAGS="-std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -iquote src"
-PKGS="libevent libevent_pthreads libevent_openssl libcares inih openssl zlib libcurl libpsl"
+PKGS="libevent libevent_pthreads libevent_openssl libcares inih openssl zlib libcurl libpsl lmdb"
 OUT=build/fuzz
 mkdir -p "$OUT"
 

@@ -944,6 +944,35 @@ static void test_auth_keys(void **state)
 	cfg_unref(expect_printed(c, "\nspf = off\ndmarc = off\n"));
 }
 
+/* recipients = callout[, FILE], unknown_during_outage, callout_timeout, callout_cache (issue 9). */
+static void test_callout_keys(void **state)
+{
+	(void)state;
+	write_file("known", "listed\n");
+	expect_errors(SERVER "callout_timeout = 0s\ncallout_cache = 30s\n[domain example.com]\nrecipients = callout, *\n"
+		      "[domain example.org]\nrecipients = callouts\n[domain example.net]\n" ANY
+		      "unknown_during_outage = accept\n[domain example.info]\nrecipients = callout\n"
+		      "unknown_during_outage = maybe\n",
+		      "$T/m.conf:4: bad value for callout_timeout: '0s' (must be at least 1s)\n"
+		      "$T/m.conf:5: bad value for callout_cache: '30s' (must be at least 1m)\n"
+		      "$T/m.conf:7: bad value for recipients: '*' (expected callout, FILE: one recipients file, not *)\n"
+		      "$T/m.conf:9: recipients file '$T/callouts': No such file or directory\n"
+		      "$T/m.conf:15: bad value for unknown_during_outage: 'maybe' (expected tempfail, accept or reject)\n"
+		      "$T/m.conf:12: [domain example.net] unknown_during_outage needs recipients = callout\n");
+	struct cfg *c = load_ok(SERVER "callout_timeout = 2s\n[domain example.com]\nrecipients = callout, known\n"
+				"unknown_during_outage = reject\n[domain example.org]\nrecipients = callout\n");
+	assert_int_equal(c->callout_timeout, 2);
+	assert_int_equal(c->callout_cache, 30 * 86400);
+	assert_true(c->domains[0].callout);
+	assert_int_equal(c->domains[0].unknown_during_outage, OUTAGE_REJECT);
+	assert_true(cfg_domain_has_recipient(&c->domains[0], "Listed"));
+	assert_false(cfg_domain_has_recipient(&c->domains[0], "other"));
+	assert_true(c->domains[1].callout);
+	assert_int_equal(c->domains[1].unknown_during_outage, OUTAGE_TEMPFAIL);
+	assert_false(cfg_domain_has_recipient(&c->domains[1], "anyone"));
+	cfg_unref(expect_printed(c, "\nrecipients = callout\n"));
+}
+
 /* Unreadable, not PEM, or a key of another certificate: FILE:LINE of the key that names the file. */
 static void test_tls_bad_files(void **state)
 {
@@ -1011,6 +1040,7 @@ int main(void)
 		cmocka_unit_test(test_tls_keys),
 		cmocka_unit_test(test_tls_bad_files),
 		cmocka_unit_test(test_auth_keys),
+		cmocka_unit_test(test_callout_keys),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
