@@ -39,6 +39,7 @@ void smtp_in_txn_reset(struct smtp_in *s)
 	s->tx = NULL;
 	spool_env_free(&s->env);
 	smtp_in_auth_txn_reset(s);
+	smtp_in_milter_txn_reset(s);
 	auth_results_reset(&s->auth);
 	htab_free(&s->rcpt_seen);
 	s->rejected_rcpts = 0;
@@ -227,13 +228,14 @@ static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
 	s->env.smtputf8 = mp.smtputf8;
 	s->env.size_param = mp.size;
 	s->state = SMTP_IN_MAIL;
-	smtp_in_reply(s, 250, "2.1.0", "Ok");
 	smtp_in_auth_mail(s, &from); /* SPF runs while the recipients come */
+	if (!smtp_in_milter_mail(s)) /* else the milters answer */
+		smtp_in_reply(s, 250, "2.1.0", "Ok");
 }
 
 
 /* Adds addr unless the transaction has it already (any case): a hash, not a scan. */
-static void add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp)
+void smtp_in_add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp)
 {
 	char key[SMTP_PATH_MAX + 1];
 	size_t n = strlen(addr);
@@ -251,7 +253,7 @@ static void add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt
 }
 
 /* A recipient refused by policy: counted when the transaction ends (see the file comment). */
-static void refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text)
+void smtp_in_refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text)
 {
 	s->rcpt_refused = true;
 	smtp_in_log_reject(s, "to", logged, code, enh, text);
@@ -291,7 +293,7 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	char addr[SMTP_PATH_MAX + 1];
 	policy_rcpt(s->cfg, &to, smtp_in_is_encrypted(s), &pr, addr, sizeof(addr));
 	if (pr.code != 250) {
-		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
+		smtp_in_refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
 		return;
 	}
 	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
@@ -303,10 +305,12 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	char why[AUTHRES_MAX_TEXT + 64];
 	struct auth_reply ar;
 	if (auth_rcpt_refusal(dom, &s->auth, why, sizeof(why), &ar)) {
-		refuse_rcpt(s, logged, ar.code, ar.enh, ar.text);
+		smtp_in_refuse_rcpt(s, logged, ar.code, ar.enh, ar.text);
 		return;
 	}
-	add_rcpt(s, addr, &rp);
+	if (smtp_in_milter_rcpt(s, addr, &rp))
+		return; /* the milters answer */
+	smtp_in_add_rcpt(s, addr, &rp);
 	smtp_in_reply(s, 250, "2.1.5", "Ok");
 }
 
