@@ -216,6 +216,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
+static void on_written(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	milter_conn_pump(arg);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
@@ -243,7 +249,8 @@ static void mc_start(struct mconn *mc)
 	mc->bev = bufferevent_socket_new(mc->ms->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!mc->bev)
 		abort();
-	bufferevent_setcb(mc->bev, on_read, NULL, on_event, mc);
+	bufferevent_setcb(mc->bev, on_read, on_written, on_event, mc);
+	bufferevent_setwatermark(mc->bev, EV_WRITE, MILTER_OUT_MAX / 2, 0);
 	bufferevent_setwatermark(mc->bev, EV_READ, 0, MILTER_REPLY_MAX + 4);
 	bufferevent_enable(mc->bev, EV_READ);
 	if (spec_addr(mc->spec, &ss, &len) < 0 || bufferevent_socket_connect(mc->bev, (struct sockaddr *)&ss, (int)len) < 0)
@@ -315,7 +322,10 @@ void milter_conn_pump(struct mconn *mc)
 {
 	if (mc->st != MC_READY)
 		return;
-	while (!mc->owed && mc->q_off < mc->q.len) {
+	struct evbuffer *out = bufferevent_get_output(mc->bev);
+	size_t before = mc->q.len - mc->q_off;
+	/* the socket's buffer stays small (replies not owed, SMFIP_NR_*, would otherwise all go there): on_written resumes */
+	while (!mc->owed && mc->q_off < mc->q.len && evbuffer_get_length(out) < MILTER_OUT_MAX) {
 		const unsigned char *p = (const unsigned char *)mc->q.data + mc->q_off;
 		uint32_t len = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 		char cmd = (char)p[4];
@@ -331,9 +341,12 @@ void milter_conn_pump(struct mconn *mc)
 			arm(mc, timeout_for(mc, cmd));
 		}
 	}
+	bool sent = mc->q.len - mc->q_off < before;
 	if (mc->q_off == mc->q.len)
 		milter_conn_drop(mc);
 	struct milter_sess *ms = mc->ms;
+	if (sent && ms->p.held_changed)
+		ms->p.held_changed(ms->p.held_arg);
 	if (!mc->owed && mc->q.len == 0 && ms->stage != STAGE_NONE && &ms->mc[ms->cur] == mc)
 		milter_stage_next(ms);
 }

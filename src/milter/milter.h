@@ -43,6 +43,9 @@ struct milter_params {
 	int64_t command_timeout_s;   /* each reply to connect, helo, mail, rcpt, header, eoh */
 	int64_t content_timeout_s;   /* each reply to body, end of message */
 	uint64_t max_message_size;   /* bounds a replaced body */
+	/* Called (from the event loop or inside a milter_sess_* call) when milter_sess_held went down; may be NULL. */
+	void (*held_changed)(void *arg);
+	void *held_arg;
 };
 
 enum milter_action {

@@ -50,6 +50,9 @@ struct milter_sess {
 	struct milter_changes ch;
 };
 
+/* Bytes handed to a milter's socket at most; the rest waits in its queue. */
+#define MILTER_OUT_MAX (256u << 10)
+
 /* milter.c */
 void milter_default_verdict(const struct mconn *mc, struct milter_verdict *v);
 void milter_conn_close(struct mconn *mc);

@@ -43,6 +43,11 @@ static void sync_hold(struct smtp_in *s)
 	s->milter_held = now;
 }
 
+static void held_changed(void *arg)
+{
+	sync_hold(arg);
+}
+
 static void conn_info(const struct smtp_in *s, struct milter_conn_info *ci, char *qid, char *name, size_t namelen)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&s->peer;
@@ -123,6 +128,8 @@ bool smtp_in_milter_mail(struct smtp_in *s)
 			.command_timeout_s = s->cfg->milter_command_timeout,
 			.content_timeout_s = s->cfg->milter_content_timeout,
 			.max_message_size = s->cfg->max_message_size,
+			.held_changed = held_changed,
+			.held_arg = s,
 		};
 		s->milter = milter_sess_new(s->ctx->base, &p);
 	}

@@ -132,6 +132,19 @@ class MilterTest(ForwardBase):
             qid = r[-1][2].split()[-1]
             self.assertEqual(m.stages('eom')[0]['queue_id'], qid)
 
+    def test_large_body_in_chunks(self):
+        m = self.milter('accept')
+        body = ''.join('line %06d of a long message, long enough to need several chunks\r\n' % i for i in range(8000))
+        with self.mxv(m.spec) as d:
+            r = self.transaction(d, data=message(body=body))
+            self.assertEqual(r[-1][1], 250, r)
+            dl = self.delivered()[0]
+            self.assertTrue(dl.data.endswith(body.encode()), 'the primary got the body intact')
+            sizes = [e['size'] for e in m.stages('body')]
+            self.assertGreater(len(sizes), 1, sizes)
+            self.assertLessEqual(max(sizes), 65535)
+            self.assertEqual(sum(sizes), len(body))
+
     def test_reject_at_rcpt_only_that_recipient(self):
         m = self.milter('reject_rcpt')
         with self.mxv(m.spec) as d:
