@@ -47,6 +47,7 @@ now() { date +%s.%N; }
 
 MPORT=$(freeport)
 /usr/bin/python3 tests/e2e/milters/bench_accept.py "inet:$MPORT@127.0.0.1" >"$TMP/milter.log" 2>&1 &
+MILTER_PID=$!
 PIDS="$PIDS $!"
 waitport "$MPORT" 10 || { echo "milter_bench: the milter did not start" >&2; exit 1; }
 
@@ -69,13 +70,15 @@ spf = off
 dmarc = off
 CONF
 	"$BIN" serve -c "$TMP/$1/mxvault.conf" 2>"$TMP/$1/log" &
+	DPID=$!
 	PIDS="$PIDS $!"
 	waitport "$PORT" 10 || { echo "milter_bench: mxvault ($1) did not start" >&2; cat "$TMP/$1/log" >&2; exit 1; }
 }
 start_daemon off ""
-OFF_PORT=$PORT
+OFF_PORT=$PORT OFF_PID=$DPID
 start_daemon on "milter = inet:127.0.0.1:$MPORT"
-ON_PORT=$PORT
+ON_PORT=$PORT ON_PID=$DPID
+cpu() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat"; } # user+system seconds (USER_HZ 100)
 
 run() { # port -> prints msgs/s
 	t0=$(now)
@@ -99,5 +102,6 @@ echo "load: smtp-source -s $SESS -m $MSGS -l $SIZE, $ROUNDS rounds each (after a
 echo "milter off msgs/s:$OFF (median $MOFF)"
 echo "milter on  msgs/s:$ON (median $MON)"
 echo "$MON $MOFF" | awk '{ printf "on/off: %.2f\n", $1 / $2 }'
+echo "cpu seconds, whole run: mxvault off $(cpu "$OFF_PID"), mxvault on $(cpu "$ON_PID"), the milter $(cpu "$MILTER_PID")"
 grep -c "result=queued" "$TMP/on/log" | awk '{ print "milter on: " $1 " messages queued (warm-up included)" }'
 grep -c "milter.*failed" "$TMP/on/log" | awk '{ print "milter on: " $1 " milter failures logged" }'
