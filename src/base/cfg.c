@@ -67,6 +67,7 @@ static void set_defaults(struct cfg *c)
 	c->milter_connect_timeout = 30;
 	c->milter_command_timeout = 30;
 	c->milter_content_timeout = 300;
+	c->greylist_delay = 5 * 60;
 	c->data_timeout = 10 * 60;
 	c->reject_bare_lf = true;
 	c->min_free_space = 100u << 20;

@@ -27,6 +27,8 @@ struct smtp_in_ctx {
 	struct dedup *dedup;       /* NULL when dedup_window is 0 */
 	struct dns *dns;
 	SSL_CTX *tls;              /* STARTTLS is offered when not NULL */
+	const struct standby *standby; /* standby mode: whose primaries answer (base/standby.h) */
+	struct greylist *greylist; /* NULL: no domain greylists */
 	struct smtpd_stats *stats;
 	/* The session is being freed: release its slot (client_key: smtp_server_client_key). */
 	void (*ended)(void *owner, uint64_t session_no, const char *client_key);

@@ -21,6 +21,8 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/standby.h"
+#include "greylist.h"
 #include "policy.h"
 
 static const struct canned NEED_HELO = {503, "5.5.1", "Error: send HELO/EHLO first"};
@@ -235,7 +237,7 @@ static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
 
 
 /* Adds addr unless the transaction has it already (any case): a hash, not a scan. */
-void smtp_in_add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp)
+static void add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp)
 {
 	char key[SMTP_PATH_MAX + 1];
 	size_t n = strlen(addr);
@@ -253,7 +255,7 @@ void smtp_in_add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcp
 }
 
 /* A recipient refused by policy: counted when the transaction ends (see the file comment). */
-void smtp_in_refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text)
+static void refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text)
 {
 	s->rcpt_refused = true;
 	smtp_in_log_reject(s, "to", logged, code, enh, text);
@@ -262,6 +264,53 @@ void smtp_in_refuse_rcpt(struct smtp_in *s, const char *logged, int code, const 
 		log_info("smtpd", "session=%" PRIu64 " client=%s too many refused recipients", s->no, s->ip);
 		smtp_in_end_421(s, "4.7.0", "Error: too many refused recipients");
 	}
+}
+
+/*
+ * Greylisting (issue 9, smtpd/greylist.h): the first attempt of a (client
+ * network, sender, recipient) triplet is deferred, unless the sender passes
+ * SPF for a domain that publishes a DMARC policy (it has a name at stake:
+ * waiting on it gains nothing). Returns -1 when the RCPT waits (held: it
+ * runs again), 0 to go on, 1 when refused (the reply is sent).
+ */
+static int greylist_step(struct smtp_in *s, const struct smtp_cmd *c, const struct cfg_domain *dom, const char *addr,
+			 const char *logged)
+{
+	if (!dom || !dom->greylist || !s->ctx->greylist)
+		return 0;
+	if (s->spf) { /* the exemption needs MAIL FROM's SPF verdict */
+		hold_for_checks(s, c);
+		return -1;
+	}
+	bool ran;
+	if (!s->auth.null_sender && auth_mailfrom_spf(&s->auth, &ran) == SPF_PASS && ran) {
+		enum sender_policy p = smtp_in_auth_sender_policy(s);
+		if (p == SENDER_POLICY_PENDING) {
+			hold_for_checks(s, c);
+			return -1;
+		}
+		if (p == SENDER_POLICY_YES)
+			return 0;
+	}
+	int64_t retry_in = 0;
+	if (greylist_check(s->ctx->greylist, (const struct sockaddr *)&s->peer, s->env.sender, addr, clock_wall_s(),
+			   &retry_in))
+		return 0;
+	char text[80];
+	snprintf(text, sizeof(text), "Greylisted, try again in %" PRId64 " seconds", retry_in);
+	refuse_rcpt(s, logged, 451, "4.7.1", text);
+	return 1;
+}
+
+/* For smtp_in_milter.c: a recipient the milters let through, or refused. */
+void smtp_in_add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp)
+{
+	add_rcpt(s, addr, rp);
+}
+
+void smtp_in_refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text)
+{
+	refuse_rcpt(s, logged, code, enh, text);
 }
 
 static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
@@ -293,11 +342,16 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	char addr[SMTP_PATH_MAX + 1];
 	policy_rcpt(s->cfg, &to, smtp_in_is_encrypted(s), &pr, addr, sizeof(addr));
 	if (pr.code != 250) {
-		smtp_in_refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
+		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
+		return;
+	}
+	const struct cfg_domain *dom = cfg_find_domain(s->cfg, to.domain);
+	/* Standby mode: while the primary answers, its mail goes there (base/standby.h). */
+	if (dom && dom->accept == ACCEPT_WHEN_PRIMARY_DOWN && standby_primary_up(s->ctx->standby, dom->name)) {
+		refuse_rcpt(s, logged, 451, "4.7.0", "Primary is up, deliver there");
 		return;
 	}
 	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
-	const struct cfg_domain *dom = cfg_find_domain(s->cfg, to.domain);
 	if (dom && dom->spf == SPF_MODE_REJECT && smtp_in_auth_spf_pending(s)) {
 		hold_for_checks(s, c);
 		return;
@@ -305,12 +359,14 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	char why[AUTHRES_MAX_TEXT + 64];
 	struct auth_reply ar;
 	if (auth_rcpt_refusal(dom, &s->auth, why, sizeof(why), &ar)) {
-		smtp_in_refuse_rcpt(s, logged, ar.code, ar.enh, ar.text);
+		refuse_rcpt(s, logged, ar.code, ar.enh, ar.text);
 		return;
 	}
+	if (greylist_step(s, c, dom, addr, logged) != 0)
+		return;
 	if (smtp_in_milter_rcpt(s, addr, &rp))
 		return; /* the milters answer */
-	smtp_in_add_rcpt(s, addr, &rp);
+	add_rcpt(s, addr, &rp);
 	smtp_in_reply(s, 250, "2.1.5", "Ok");
 }
 
