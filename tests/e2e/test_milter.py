@@ -8,8 +8,11 @@ Every wait has a deadline (mxv.wait_until, Daemon.wait_log)."""
 import json
 import os
 import smtplib
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -275,6 +278,53 @@ class MilterTest(ForwardBase):
             r = self.transaction(d)
             self.assertEqual(r[-1][1], 250, r)
             self.assertEqual(len(self.delivered()), 1)
+
+    def fake_milter(self, replies):
+        """A milter that answers the option negotiation and then sends the given raw packets: not pymilter,
+        because pymilter cannot send a malformed reply. Returns its spec."""
+        srv = socket.socket()
+        srv.bind(('127.0.0.1', 0))
+        srv.listen(4)
+        srv.settimeout(30)
+        self.addCleanup(srv.close)
+
+        def serve():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(30)
+                n = struct.unpack('>I', c.recv(4, socket.MSG_WAITALL))[0]
+                c.recv(n, socket.MSG_WAITALL)  # our options
+                c.sendall(struct.pack('>IcIII', 13, b'O', 6, 0, 0))
+                n = struct.unpack('>I', c.recv(4, socket.MSG_WAITALL))[0]
+                c.recv(n, socket.MSG_WAITALL)  # the first command (a macro, or connect)
+                for r in replies:
+                    c.sendall(r)
+                try:
+                    c.recv(65536)  # until we close it
+                except OSError:
+                    pass
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 10)
+        return 'inet:127.0.0.1:%d' % srv.getsockname()[1]
+
+    def test_malformed_replies_are_protocol_errors(self):
+        cases = {
+            'length over the limit': struct.pack('>I', 65537) + b'c',
+            'reply code 2xx': struct.pack('>I', 8) + b'y250 ok\0',
+            'unknown reply': struct.pack('>I', 1) + b'Z',
+            'header change at connect': struct.pack('>I', 5) + b'hX\0v\0',
+        }
+        for what, packet in cases.items():
+            with self.subTest(what):
+                with self.mxv(self.fake_milter([packet])) as d:
+                    r = self.transaction(d)
+                    self.assertEqual(r[0][1], 451, r)
+                    d.wait_log(r'milter: .*failed: (reply longer|malformed reply|unexpected reply)')
+                    self.assertEqual(d.queue(), [])
 
     def test_two_milters_in_order(self):
         a = self.milter('accept')
