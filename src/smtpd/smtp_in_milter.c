@@ -287,6 +287,28 @@ static void write_new_body(struct smtp_in *s, const struct buf *body)
 	buf_free(&b);
 }
 
+/*
+ * A new transaction has a new queue id: our Received: header (the first
+ * field we kept, unless a milter changed it) says the new one. Both ids are
+ * 16 hex digits, so the field keeps its length.
+ */
+static void renew_received_id(struct smtp_in *s, struct buf *head, const char *old_id)
+{
+	size_t off = 0;
+	struct milter_field ours;
+	if (!milter_next_field((const char *)s->mhead.data, s->mhead.len, &off, &ours))
+		return;
+	unsigned char *at = memmem(head->data, head->len, ours.start, ours.len);
+	char pat[24], new_id[17];
+	if (!at || fmt(pat, sizeof(pat), " id %s", old_id) < 0)
+		return;
+	unsigned char *idp = memmem(at, ours.len, pat, strlen(pat));
+	if (!idp)
+		return;
+	spool_id_str(spool_txn_id(s->tx), new_id);
+	memcpy(idp + 4, new_id, 16);
+}
+
 /* Header changes and a new body become part of what is stored. */
 static void apply_changes(struct smtp_in *s, const struct milter_changes *ch)
 {
@@ -299,8 +321,10 @@ static void apply_changes(struct smtp_in *s, const struct milter_changes *ch)
 		/* a new transaction: the header section (changed or not), the blank line, the new body */
 		spool_txn_abort(s->tx);
 		s->tx = spool_txn_begin(s->ctx->sp);
-		const struct buf *h = ch->nedits ? &head : &s->mhead;
-		spool_txn_write(s->tx, h->data, h->len);
+		if (!ch->nedits)
+			buf_append(&head, s->mhead.data, s->mhead.len);
+		renew_received_id(s, &head, id);
+		spool_txn_write(s->tx, head.data, head.len);
 		spool_txn_write(s->tx, "\r\n", 2);
 		write_new_body(s, &ch->body);
 	} else if (ch->nedits) {

@@ -231,6 +231,9 @@ class MilterTest(ForwardBase):
             self.assertNotIn(b'original body', body)
             self.assertIn(b'Subject: s\r\n', body)
             self.assertTrue(body.endswith(b'\r\n\r\nthe body was replaced\r\nsecond line\r\n'), body[-120:])
+            # stored again under a new queue id: the one the client was told, and the one our Received: says
+            qid = r[-1][2].split()[-1]
+            self.assertIn(('(mxvault) with ESMTP id %s' % qid).encode(), body)
 
     def test_quarantine_holds_the_message(self):
         m = self.milter('quarantine')
