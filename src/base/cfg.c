@@ -64,6 +64,9 @@ static void set_defaults(struct cfg *c)
 	c->max_errors = 10;
 	c->command_timeout = 5 * 60;
 	c->auth_timeout = 20;
+	c->milter_connect_timeout = 30;
+	c->milter_command_timeout = 30;
+	c->milter_content_timeout = 300;
 	c->greylist_delay = 5 * 60;
 	c->data_timeout = 10 * 60;
 	c->reject_bare_lf = true;
@@ -593,6 +596,9 @@ void cfg_unref(const struct cfg *cc)
 	htab_free(&c->domain_index);
 	free(c->domains);
 	free(c->also_known_as);
+	for (size_t i = 0; i < c->nmilters; i++)
+		free(c->milters[i]);
+	free(c->milters);
 	free(c->listen);
 	free(c->path);
 	free(c->hostname);

@@ -90,6 +90,13 @@ struct cfg {
 	int64_t greylist_delay;        /* seconds, default 5m: the earliest a greylisted retry passes */
 	int64_t auth_timeout;          /* seconds, default 20s: the longest a reply waits for the sender checks */
 	char *authserv_id;           /* RFC 8601 authserv-id of our Authentication-Results; default hostname */
+	/* Milters (issue 9): "inet:IP:PORT" / "unix:/PATH", asked in this order. */
+	char **milters;
+	size_t nmilters;
+	bool milter_default_accept;    /* milter_default_action: accept (true) or tempfail (default) */
+	int64_t milter_connect_timeout; /* seconds, default 30s */
+	int64_t milter_command_timeout; /* default 30s */
+	int64_t milter_content_timeout; /* default 300s */
 	struct cfg_addr *listen;
 	size_t nlisten;
 	char *spool;

@@ -505,6 +505,56 @@ static int set_aka(struct cfg_loader *ld, void *obj, const struct cfg_key *k, co
 	return 0;
 }
 
+/* "unix:/absolute/path" or "inet:IP:PORT" (IPv6 in brackets, or inet6:): a milter's address, no DNS. */
+static bool is_milter_spec(const char *s)
+{
+	if (strncmp(s, "unix:/", 6) == 0)
+		return strlen(s + 5) < 108; /* sun_path */
+	const char *h = strncmp(s, "inet:", 5) == 0 ? s + 5 : strncmp(s, "inet6:", 6) == 0 ? s + 6 : NULL;
+	const char *colon = h ? strrchr(h, ':') : NULL;
+	uint64_t port;
+	char host[INET6_ADDRSTRLEN + 2];
+	if (!colon || (size_t)(colon - h) >= sizeof(host) || parse_uint(colon + 1, 1, 65535, &port) < 0)
+		return false;
+	size_t n = (size_t)(colon - h);
+	if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+		h++;
+		n -= 2;
+	}
+	memcpy(host, h, n);
+	host[n] = '\0';
+	unsigned char a[16];
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+static int set_milters(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	char **items;
+	size_t n = split_list(v, &items);
+	int rc = n ? 0 : bad_value(ld, k, v, NULL);
+	for (size_t i = 0; i < n; i++)
+		if (!is_milter_spec(items[i]))
+			rc = bad_value(ld, k, items[i], NULL);
+	if (rc < 0) {
+		free_list(items, n);
+		return rc;
+	}
+	c->milters = items;
+	c->nmilters = n;
+	return 0;
+}
+
+static int set_milter_default(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	bool *accept = (bool *)((char *)obj + k->off);
+	if (strcmp(v, "tempfail") == 0 || strcmp(v, "accept") == 0) {
+		*accept = v[0] == 'a';
+		return 0;
+	}
+	return bad_value(ld, k, v, NULL);
+}
+
 static int set_primary(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
 	struct cfg_domain *d = obj;
@@ -759,6 +809,24 @@ static void print_aka(FILE *out, const void *obj, const struct cfg_key *k)
 	fputc('\n', out);
 }
 
+static void print_milters(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg *c = obj;
+	if (!c->nmilters) {
+		print_unset(out, k);
+		return;
+	}
+	fprintf(out, "%s = ", k->name);
+	for (size_t i = 0; i < c->nmilters; i++)
+		fprintf(out, "%s%s", i ? "," : "", c->milters[i]);
+	fputc('\n', out);
+}
+
+static void print_milter_default(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %s\n", k->name, *(const bool *)((const char *)obj + k->off) ? "accept" : "tempfail");
+}
+
 static void print_primary(FILE *out, const void *obj, const struct cfg_key *k)
 {
 	const struct cfg_domain *d = obj;
@@ -837,6 +905,12 @@ const struct cfg_key cfg_server_keys[] = {
 	{"authserv_id", set_hostname, print_str, SRV(authserv_id), 0, 0, "expected a domain name like mx.example.com"},
 	{"callout_timeout", set_duration, print_duration, SRV(callout_timeout), 1, 600, DURATION_HINT},
 	{"callout_cache", set_duration, print_duration, SRV(callout_cache), 60, 0, DURATION_HINT},
+	{"milter", set_milters, print_milters, 0, 0, 0, "expected inet:IP:PORT or unix:/PATH, separated by commas"},
+	{"milter_default_action", set_milter_default, print_milter_default, SRV(milter_default_accept), 0, 0,
+	 "expected tempfail or accept"},
+	{"milter_connect_timeout", set_duration, print_duration, SRV(milter_connect_timeout), 1, 3600, DURATION_HINT},
+	{"milter_command_timeout", set_duration, print_duration, SRV(milter_command_timeout), 1, 3600, DURATION_HINT},
+	{"milter_content_timeout", set_duration, print_duration, SRV(milter_content_timeout), 1, 3600, DURATION_HINT},
 };
 
 const struct cfg_key cfg_domain_keys[] = {

@@ -23,6 +23,14 @@ const char *queue_rcpt_state_name(const struct spool_rcpt *r)
 	}
 }
 
+/* A pending recipient of a quarantined message is held, not queued. */
+static const char *state_of(const struct spool_msg *m, const struct spool_rcpt *r)
+{
+	if (m->env.quarantine && r->state == SPOOL_RCPT_PENDING)
+		return "quarantined";
+	return queue_rcpt_state_name(r);
+}
+
 /*
  * Text from peers (addresses, replies) reaches an administrator's terminal:
  * every control, C1 control (U+0080..U+009F) and byte that is not UTF-8 is
@@ -75,13 +83,17 @@ static void print_json(struct list_ctx *c, const struct spool_msg *m)
 	json_str(c->out, m->env.sender);
 	fprintf(c->out, ", \"client\": ");
 	json_str(c->out, m->env.client_addr);
+	if (m->env.quarantine) {
+		fprintf(c->out, ", \"quarantine\": ");
+		json_str(c->out, m->env.quarantine);
+	}
 	fprintf(c->out, ", \"attempts\": %" PRIu32 ", \"next_attempt\": %" PRId64 ", \"recipients\": [", m->meta.attempts,
 		m->meta.next_attempt);
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
 		fprintf(c->out, "%s{\"address\": ", i ? ", " : "");
 		json_str(c->out, r->addr);
-		fprintf(c->out, ", \"state\": \"%s\"", queue_rcpt_state_name(r));
+		fprintf(c->out, ", \"state\": \"%s\"", state_of(m, r));
 		if (r->reply) {
 			fprintf(c->out, ", \"reply\": ");
 			json_str(c->out, r->reply);
@@ -104,9 +116,14 @@ static void print_text(struct list_ctx *c, const struct spool_msg *m)
 	fprintf(c->out, "%-16s  %-20s  %10" PRIu64 "  <", id, when, m->env.body_size);
 	put_escaped(c->out, m->env.sender, false);
 	fputs(">\n", c->out);
+	if (m->env.quarantine) {
+		fprintf(c->out, "%18squarantined by a milter: ", "");
+		put_escaped(c->out, m->env.quarantine, false);
+		fputc('\n', c->out);
+	}
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
-		fprintf(c->out, "%18s%-9s <", "", queue_rcpt_state_name(r));
+		fprintf(c->out, "%18s%-9s <", "", state_of(m, r));
 		put_escaped(c->out, r->addr, false);
 		fputc('>', c->out);
 		if (r->reply) {

@@ -555,6 +555,14 @@ static void add_msg(void *arg, struct spool_msg *m)
 		s->st.possible_dups++;
 		log_warn("delivery", "id=%016" PRIx64 " was being delivered at a crash: retrying, possible-duplicate", m->id);
 	}
+	if (m->env.quarantine) {
+		/* held by a milter: never delivered, never expired; it stays until an administrator acts */
+		log_warn("delivery", "id=%016" PRIx64 " quarantined=\"%s\": held, not delivered", m->id, m->env.quarantine);
+		free(idx);
+		free(taken);
+		msg_maybe_done(s, qm); /* no job: frees qm, keeps the message */
+		return;
+	}
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		if (taken[i] || m->env.rcpts[i].state != SPOOL_RCPT_PENDING)
 			continue;

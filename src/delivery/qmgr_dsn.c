@@ -42,20 +42,15 @@ static void on_dsn_queued(void *arg, int err)
 		log_err("delivery", "could not queue a DSN: %s", strerror(-err));
 }
 
-/* The original as it was sent on: our Authentication-Results header (if any), then the stored body. */
+/* The original as it was sent on (spool_msg_read_out: our header, milters' changes, the body). */
 static void read_original(struct qmgr *s, const struct spool_msg *m, struct buf *b)
 {
 	uint64_t want = m->env.ret == SMTP_RET_FULL ? DSN_MAX_FULL : DSN_MAX_HEADERS;
-	const char *ar = m->env.auth_header;
-	size_t arlen = ar ? strlen(ar) : 0;
-	_Static_assert(SPOOL_AUTH_HEADER_MAX < DSN_MAX_HEADERS, "the stored header always fits in what a DSN returns");
-	if (arlen)
-		buf_append(b, ar, arlen);
-	want -= arlen;
-	if (want > m->env.body_size)
-		want = m->env.body_size;
+	uint64_t size = spool_msg_out_size(m);
+	if (want > size)
+		want = size;
 	buf_reserve(b, (size_t)want + 1);
-	long r = spool_msg_read(s->sp, m, 0, b->data + b->len, (size_t)want);
+	long r = spool_msg_read_out(s->sp, m, 0, b->data + b->len, (size_t)want);
 	b->len += r > 0 ? (size_t)r : 0;
 }
 

@@ -238,10 +238,10 @@ static void send_rcpt(struct smtp_out *c, uint32_t k)
 		say(c, "RCPT TO:<%s>%s", r->addr, notify);
 }
 
-/* What goes out after DATA: our Authentication-Results header (kept beside the body), then the body. */
-static uint64_t content_size(const struct spool_env *e)
+/* What goes out after DATA: the message as spool_msg_read_out gives it (our header, milters' changes, the body). */
+static uint64_t content_size(const struct spool_msg *m)
 {
-	return e->body_size + (e->auth_header ? strlen(e->auth_header) : 0);
+	return spool_msg_out_size(m);
 }
 
 static void send_mail(struct smtp_out *c)
@@ -250,7 +250,7 @@ static void send_mail(struct smtp_out *c)
 	char params[256] = "";
 	size_t n = 0;
 	if (c->caps.size)
-		n += (size_t)snprintf(params + n, sizeof(params) - n, " SIZE=%" PRIu64, content_size(e));
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " SIZE=%" PRIu64, content_size(c->job->m));
 	if (e->body == SMTP_BODY_8BITMIME && c->caps.eightbit)
 		n += (size_t)snprintf(params + n, sizeof(params) - n, " BODY=8BITMIME");
 	if (e->smtputf8 && c->caps.smtputf8)
@@ -269,7 +269,7 @@ static const char *unmet_requirement(const struct smtp_out *c, const struct spoo
 		return "554 5.6.7 The next hop does not support SMTPUTF8, which this message needs";
 	if (e->body == SMTP_BODY_8BITMIME && !c->caps.eightbit)
 		return "554 5.6.3 The next hop does not support 8BITMIME, which this message needs";
-	if (c->caps.size && c->caps.size_max && content_size(e) > c->caps.size_max)
+	if (c->caps.size && c->caps.size_max && content_size(c->job->m) > c->caps.size_max)
 		return "552 5.3.4 Message too big for the next hop";
 	return NULL;
 }
@@ -356,8 +356,9 @@ static void stream_more(struct smtp_out *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	if (!c->chunk)
 		c->chunk = xmalloc(STREAM_CHUNK);
-	while (c->stream_off < m->env.body_size && evbuffer_get_length(out) < 4 * STREAM_CHUNK) {
-		long r = spool_msg_read(c->p.sp, m, c->stream_off, c->chunk, STREAM_CHUNK);
+	uint64_t size = spool_msg_out_size(m);
+	while (c->stream_off < size && evbuffer_get_length(out) < 4 * STREAM_CHUNK) {
+		long r = spool_msg_read_out(c->p.sp, m, c->stream_off, c->chunk, STREAM_CHUNK);
 		if (r <= 0) {
 			char id[17];
 			spool_id_str(m->id, id);
@@ -368,7 +369,7 @@ static void stream_more(struct smtp_out *c)
 		smtp_stuff_feed(&c->stuff, c->chunk, (size_t)r, emit_out, out);
 		c->stream_off += (uint64_t)r;
 	}
-	if (c->stream_off < m->env.body_size)
+	if (c->stream_off < size)
 		return;
 	smtp_stuff_end(&c->stuff, emit_out, out);
 	if (c->cb->dot_ready && !c->cb->dot_ready(c->arg, c->job)) {
@@ -561,9 +562,6 @@ static void on_reply_data(struct smtp_out *c, int code)
 	c->st = OUT_STREAM;
 	c->stream_off = 0;
 	smtp_stuff_init(&c->stuff);
-	const char *ar = c->job->m->env.auth_header;
-	if (ar) /* the first header line of the message, dot-stuffed like the rest */
-		smtp_stuff_feed(&c->stuff, ar, strlen(ar), emit_out, bufferevent_get_output(c->bev));
 	stream_more(c); /* no deadline while we write: the write timeout watches a stalled peer */
 }
 

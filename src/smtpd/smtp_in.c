@@ -197,6 +197,7 @@ static void session_free(struct smtp_in *s)
 	s->tx = NULL;
 	smtp_in_drop_content(s);
 	smtp_in_auth_free(s);
+	smtp_in_milter_free(s);
 	spool_cancel_room(s->ctx->sp, &s->room);
 	log_info("smtpd", "session=%" PRIu64 " client=%s disconnect messages=%" PRIu32 " errors=%" PRIu32, s->no,
 		 s->ip, s->messages, s->errors);

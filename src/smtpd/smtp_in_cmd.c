@@ -42,6 +42,7 @@ void smtp_in_txn_reset(struct smtp_in *s)
 	s->tx = NULL;
 	spool_env_free(&s->env);
 	smtp_in_auth_txn_reset(s);
+	smtp_in_milter_txn_reset(s);
 	auth_results_reset(&s->auth);
 	htab_free(&s->rcpt_seen);
 	s->rejected_rcpts = 0;
@@ -230,8 +231,9 @@ static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
 	s->env.smtputf8 = mp.smtputf8;
 	s->env.size_param = mp.size;
 	s->state = SMTP_IN_MAIL;
-	smtp_in_reply(s, 250, "2.1.0", "Ok");
 	smtp_in_auth_mail(s, &from); /* SPF runs while the recipients come */
+	if (!smtp_in_milter_mail(s)) /* else the milters answer */
+		smtp_in_reply(s, 250, "2.1.0", "Ok");
 }
 
 
@@ -356,6 +358,17 @@ static int greylist_step(struct smtp_in *s, const struct smtp_cmd *c, const stru
 	return 1;
 }
 
+/* For smtp_in_milter.c: a recipient the milters let through, or refused. */
+void smtp_in_add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp)
+{
+	add_rcpt(s, addr, rp);
+}
+
+void smtp_in_refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text)
+{
+	refuse_rcpt(s, logged, code, enh, text);
+}
+
 static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 {
 	if (needs_helo(s))
@@ -410,6 +423,8 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 		return;
 	if (ask_primary && rcpt_by_primary(s, c, dom, addr, logged))
 		return;
+	if (smtp_in_milter_rcpt(s, addr, &rp))
+		return; /* the milters answer */
 	add_rcpt(s, addr, &rp);
 	smtp_in_reply(s, 250, "2.1.5", "Ok");
 }

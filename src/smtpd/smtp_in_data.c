@@ -60,6 +60,7 @@ static void write_received(struct smtp_in *s)
 	buf_printf(&b, "Received: from %s ([%s])\r\n\tby %s (mxvault) with %s id %s%s%s;\r\n\t%s\r\n", s->helo, s->ip,
 		   s->cfg->hostname, proto_keyword(s), id, tls, rcpt, date);
 	spool_txn_write(s->tx, b.data, b.len);
+	smtp_in_milter_content(s, b.data, b.len);
 	buf_free(&b);
 }
 
@@ -67,6 +68,7 @@ static void stripped_out(void *arg, const char *p, size_t n)
 {
 	struct smtp_in *s = arg;
 	spool_txn_write(s->tx, p, n);
+	smtp_in_milter_content(s, p, n);
 }
 
 void smtp_in_txn_begin_content(struct smtp_in *s)
@@ -79,6 +81,7 @@ void smtp_in_txn_begin_content(struct smtp_in *s)
 	msg_hdr_init(s->hdr);
 	hdr_strip_init(&s->strip, s->cfg->authserv_id, stripped_out, s);
 	smtp_in_auth_content_start(s);
+	smtp_in_milter_content_start(s);
 	write_received(s);
 }
 
@@ -189,6 +192,7 @@ static const struct canned *refusal(const struct smtp_in *s)
 }
 
 static void commit_message(struct smtp_in *s, int unused);
+static void store_message(struct smtp_in *s, int unused);
 
 /* End of DATA or BDAT LAST: refuse, or run the checks, then hand the message to the spool and wait. */
 static void end_of_message(struct smtp_in *s)
@@ -223,6 +227,14 @@ static void commit_message(struct smtp_in *s, int unused)
 		smtp_in_txn_end(s, false); /* aborts the spool transaction */
 		return;
 	}
+	if (!smtp_in_milter_eom(s, store_message))
+		store_message(s, 0);
+}
+
+/* The message is accepted: store it with our header and wait for the disk. */
+static void store_message(struct smtp_in *s, int unused)
+{
+	(void)unused;
 	/* Our verdict, sent on in front of the stored content (docs/spool.md). */
 	if (s->cfg->authserv_id)
 		s->env.auth_header = auth_header(&s->auth, s->cfg->authserv_id, s->env.sender, s->helo, s->ip);

@@ -22,6 +22,7 @@
 #include "base/verify.h"
 #include "base/tls.h"
 #include "hdr_strip.h"
+#include "milter/milter.h"
 #include "msg_hdr.h"
 #include "smtp_in.h"
 #include "smtp_parse.h"
@@ -145,6 +146,18 @@ struct smtp_in {
 	const struct canned *bdat_error; /* the reply owed when the chunk is consumed */
 	enum smtp_in_state before_bdat;
 	bool bdat_used;
+	/* Milters (smtp_in_milter.c): NULL until the first MAIL of a session with milters. */
+	struct milter_sess *milter;
+	struct milter_verdict mverdict; /* the last stage's verdict */
+	struct buf mhead;          /* the header section as stored (our Received: first), until its blank line */
+	size_t mhead_scan;
+	bool mhead_done;           /* its fields went to the milters; the body streams */
+	bool mhead_over;           /* longer than MILTER_HEAD_MAX: not kept, the default action decides */
+	bool milter_discard;       /* discarded at MAIL or RCPT */
+	size_t milter_held;        /* held with spool_hold_bytes */
+	char mrcpt_addr[SMTP_PATH_MAX + 1]; /* the RCPT waiting on the milters */
+	struct smtp_rcpt_params mrcpt_params;
+	smtp_in_cont_fn *milter_then;
 	/* min_data_rate: measured over one content phase (DATA, or one BDAT chunk). */
 	int64_t content_start_ms;
 	int64_t content_paused_ms;
@@ -188,6 +201,9 @@ void smtp_in_command(struct smtp_in *s, const char *line, size_t n);
 /* Ends the transaction; refusals count as errors unless a message was stored. True if closing. */
 bool smtp_in_txn_end(struct smtp_in *s, bool stored);
 void smtp_in_txn_reset(struct smtp_in *s);
+/* A recipient accepted (once, whatever its case) / refused by policy (counted when the transaction ends). */
+void smtp_in_add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp);
+void smtp_in_refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text);
 
 /* smtp_in_data.c */
 void smtp_in_txn_begin_content(struct smtp_in *s);
@@ -233,5 +249,16 @@ void smtp_in_auth_feed(struct smtp_in *s, const void *p, size_t n);
 void smtp_in_auth_end_of_data(struct smtp_in *s, smtp_in_cont_fn *then);
 void smtp_in_auth_txn_reset(struct smtp_in *s);
 void smtp_in_auth_free(struct smtp_in *s);
+
+/* smtp_in_milter.c: true when the milters answer (the session waits; the reply comes from there). */
+bool smtp_in_milter_mail(struct smtp_in *s);
+bool smtp_in_milter_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcpt_params *rp);
+void smtp_in_milter_content_start(struct smtp_in *s);
+/* Bytes on their way to the spool (our Received: included). */
+void smtp_in_milter_content(struct smtp_in *s, const void *p, size_t n);
+/* The end of the message: waits for the milters' verdict and applies their changes, then runs then. */
+bool smtp_in_milter_eom(struct smtp_in *s, smtp_in_cont_fn *then);
+void smtp_in_milter_txn_reset(struct smtp_in *s);
+void smtp_in_milter_free(struct smtp_in *s);
 
 #endif

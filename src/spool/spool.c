@@ -762,6 +762,44 @@ long spool_msg_read(struct spool *sp, const struct spool_msg *m, uint64_t off, v
 	return (long)got;
 }
 
+uint64_t spool_msg_out_size(const struct spool_msg *m)
+{
+	const struct spool_env *e = &m->env;
+	uint64_t n = e->auth_header ? strlen(e->auth_header) : 0;
+	if (e->head)
+		return n + strlen(e->head) + e->body_size - e->head_skip;
+	return n + e->body_size;
+}
+
+/* Copies from a string part of the sent message; advances off (relative to the part) and the output. */
+static void copy_part(const char *s, uint64_t *off, char **p, size_t *n, size_t *got)
+{
+	size_t len = s ? strlen(s) : 0;
+	if (*off >= len) {
+		*off -= len;
+		return;
+	}
+	size_t k = len - *off < *n ? len - (size_t)*off : *n;
+	memcpy(*p, s + *off, k);
+	*p += k;
+	*n -= k;
+	*got += k;
+	*off = 0;
+}
+
+long spool_msg_read_out(struct spool *sp, const struct spool_msg *m, uint64_t off, void *buf, size_t n)
+{
+	const struct spool_env *e = &m->env;
+	char *p = buf;
+	size_t got = 0;
+	copy_part(e->auth_header, &off, &p, &n, &got);
+	copy_part(e->head, &off, &p, &n, &got);
+	if (n == 0)
+		return (long)got;
+	long r = spool_msg_read(sp, m, off + (e->head ? e->head_skip : 0), p, n);
+	return r < 0 ? r : (long)got + r;
+}
+
 void spool_msg_set_rcpt(struct spool *sp, struct spool_msg *m, uint32_t idx, uint8_t state, uint16_t code,
 			const char *reply, spool_done_fn *done, void *arg)
 {

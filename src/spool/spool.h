@@ -153,6 +153,15 @@ struct spool_msg *spool_msg_find(const struct spool *sp, uint64_t id);
 void spool_each_msg(const struct spool *sp, spool_msg_fn *fn, void *arg);
 /* Reads body bytes [off, off+n): bytes read (short only at the end) or -errno. */
 long spool_msg_read(struct spool *sp, const struct spool_msg *m, uint64_t off, void *p, size_t n) MUST_CHECK;
+/*
+ * The message as it is sent on: our Authentication-Results header (if
+ * any), the header section milters changed (env.head, in place of the
+ * first env.head_skip stored octets) or the stored one, then the rest of
+ * the stored body. Its size, and bytes [off, off+n) of it (short only at
+ * the end, or -errno).
+ */
+uint64_t spool_msg_out_size(const struct spool_msg *m);
+long spool_msg_read_out(struct spool *sp, const struct spool_msg *m, uint64_t off, void *p, size_t n) MUST_CHECK;
 /* Durable state changes; done may be NULL. The in-memory state changes at once. */
 void spool_msg_set_rcpt(struct spool *sp, struct spool_msg *m, uint32_t idx, uint8_t state, uint16_t code,
 			const char *reply, spool_done_fn *done, void *arg);

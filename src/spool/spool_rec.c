@@ -205,7 +205,8 @@ bool spool_seg_is_v1(const unsigned char *p, size_t n)
 
 enum {
 	ENV_SENDER = 1, ENV_ENVID, ENV_BODY, ENV_RET, ENV_SMTPUTF8, ENV_SIZE, ENV_CLIENT_ADDR,
-	ENV_HELO, ENV_PROTO, ENV_ARRIVAL, ENV_BODY_SIZE, ENV_FLAGS, ENV_DEDUP, ENV_AUTH_HEADER, ENV_RCPT = 20
+	ENV_HELO, ENV_PROTO, ENV_ARRIVAL, ENV_BODY_SIZE, ENV_FLAGS, ENV_DEDUP, ENV_AUTH_HEADER, ENV_HEAD, ENV_HEAD_SKIP,
+	ENV_QUARANTINE, ENV_RCPT = 20
 };
 enum { RC_ADDR = 1, RC_ORCPT, RC_NOTIFY, RC_STATE, RC_CODE, RC_REPLY };
 enum { UPD_INDEX = 1, UPD_STATE, UPD_CODE, UPD_REPLY };
@@ -320,7 +321,8 @@ static void rcpt_encode(const struct spool_rcpt *r, struct buf *out)
 	TLV_SIZE(TLV_SIZE(SMTP_PATH_MAX) + TLV_SIZE(SMTP_ORCPT_MAX) + 3 * UINT_FIELD + TLV_SIZE(SPOOL_REPLY_MAX))
 #define ENV_FIXED_MAX                                                                                            \
 	(TLV_SIZE(SMTP_PATH_MAX) + TLV_SIZE(SMTP_ENVID_MAX) + TLV_SIZE(INET6_ADDRSTRLEN) +                        \
-	 TLV_SIZE(SMTP_CMD_LINE_MAX) + TLV_SIZE(32u) + 7 * UINT_FIELD + TLV_SIZE(32u) + TLV_SIZE(SPOOL_AUTH_HEADER_MAX))
+	 TLV_SIZE(SMTP_CMD_LINE_MAX) + TLV_SIZE(32u) + 8 * UINT_FIELD + TLV_SIZE(32u) + TLV_SIZE(SPOOL_AUTH_HEADER_MAX) + \
+	 TLV_SIZE(SPOOL_HEAD_MAX) + TLV_SIZE(SPOOL_REPLY_MAX))
 _Static_assert((uint64_t)CFG_MAX_RECIPIENTS * RCPT_MAX + ENV_FIXED_MAX <= SPOOL_REC_MAX_PAYLOAD,
 	       "an envelope with CFG_MAX_RECIPIENTS recipients must fit in one record");
 
@@ -342,6 +344,12 @@ void spool_env_encode(const struct spool_env *env, struct buf *out)
 		tlv(out, ENV_DEDUP, env->dedup_key, sizeof(env->dedup_key));
 	if (env->auth_header && strlen(env->auth_header) <= SPOOL_AUTH_HEADER_MAX)
 		tlv_str(out, ENV_AUTH_HEADER, env->auth_header);
+	if (env->head && strlen(env->head) <= SPOOL_HEAD_MAX) {
+		tlv_str(out, ENV_HEAD, env->head);
+		tlv_u64(out, ENV_HEAD_SKIP, env->head_skip);
+	}
+	if (env->quarantine)
+		tlv_str(out, ENV_QUARANTINE, env->quarantine);
 	struct buf r = {0};
 	for (uint32_t i = 0; i < env->nrcpt; i++) {
 		buf_reset(&r);
@@ -403,6 +411,12 @@ static int env_field(struct spool_env *env, uint8_t tag, const unsigned char *v,
 		if (len > SPOOL_AUTH_HEADER_MAX)
 			return -EBADMSG;
 		return take_str(v, len, &env->auth_header);
+	case ENV_HEAD:
+		if (len > SPOOL_HEAD_MAX)
+			return -EBADMSG;
+		return take_str(v, len, &env->head);
+	case ENV_QUARANTINE:
+		return take_reply(v, len, &env->quarantine);
 	case ENV_DEDUP:
 		if (len != sizeof(env->dedup_key))
 			return -EBADMSG;
@@ -416,6 +430,7 @@ static int env_field(struct spool_env *env, uint8_t tag, const unsigned char *v,
 	case ENV_ARRIVAL:
 	case ENV_BODY_SIZE:
 	case ENV_FLAGS:
+	case ENV_HEAD_SKIP:
 		break;
 	default:
 		return 0;
@@ -430,6 +445,7 @@ static int env_field(struct spool_env *env, uint8_t tag, const unsigned char *v,
 	case ENV_ARRIVAL: env->arrival = (int64_t)x; break;
 	case ENV_BODY_SIZE: env->body_size = x; break;
 	case ENV_FLAGS: env->flags = (uint32_t)x; break;
+	case ENV_HEAD_SKIP: env->head_skip = x; break;
 	}
 	return 0;
 }
@@ -445,7 +461,7 @@ int spool_env_decode(const unsigned char *p, size_t n, struct spool_env *env)
 	while ((rc = tlv_next(&rd, &tag, &v, &len)) > 0)
 		if ((rc = env_field(env, tag, v, len)) < 0)
 			break;
-	if (rc < 0 || !env->sender || env->nrcpt == 0) {
+	if (rc < 0 || !env->sender || env->nrcpt == 0 || (env->head && env->head_skip > env->body_size)) {
 		spool_env_free(env);
 		return -EBADMSG;
 	}
@@ -466,6 +482,8 @@ void spool_env_free(struct spool_env *env)
 	free(env->client_helo);
 	free(env->proto);
 	free(env->auth_header);
+	free(env->head);
+	free(env->quarantine);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -483,6 +501,8 @@ void spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 	dst->client_helo = dup_or_null(src->client_helo);
 	dst->proto = dup_or_null(src->proto);
 	dst->auth_header = dup_or_null(src->auth_header);
+	dst->head = dup_or_null(src->head);
+	dst->quarantine = dup_or_null(src->quarantine);
 	dst->rcpts = xcalloc(src->nrcpt, sizeof(*dst->rcpts));
 	for (uint32_t i = 0; i < src->nrcpt; i++) {
 		dst->rcpts[i] = src->rcpts[i];

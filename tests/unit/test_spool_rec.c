@@ -188,6 +188,47 @@ static char *filled(size_t n, char c)
 }
 
 /*
+ * Milters' changes kept in the envelope (issue 9): the edited header section
+ * with how many stored octets it replaces, and the quarantine reason. Read
+ * back and copied; absent reads as NULL; a head_skip past the body is refused.
+ */
+static void test_envelope_milter_fields(void **state)
+{
+	(void)state;
+	struct spool_rcpt rcpt = {.addr = "bob@example.com"};
+	struct spool_env env = {.sender = "s@x.org", .nrcpt = 1, .rcpts = &rcpt, .body_size = 100,
+				.head = "X-Top: 1\r\nReceived: from x\r\n", .head_skip = 40, .quarantine = "virus"};
+	struct buf b = {0};
+	struct spool_env out, copy;
+	spool_env_encode(&env, &b);
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), 0);
+	assert_string_equal(out.head, env.head);
+	assert_int_equal(out.head_skip, 40);
+	assert_string_equal(out.quarantine, "virus");
+	spool_env_copy(&copy, &out);
+	assert_string_equal(copy.head, env.head);
+	assert_ptr_not_equal(copy.head, out.head);
+	assert_string_equal(copy.quarantine, "virus");
+	spool_env_free(&copy);
+	spool_env_free(&out);
+
+	buf_reset(&b);
+	env.head_skip = 101; /* more than the stored body */
+	spool_env_encode(&env, &b);
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), -EBADMSG);
+
+	buf_reset(&b);
+	env.head = NULL;
+	env.quarantine = NULL;
+	spool_env_encode(&env, &b);
+	assert_int_equal(spool_env_decode(b.data, b.len, &out), 0);
+	assert_null(out.head);
+	assert_null(out.quarantine);
+	spool_env_free(&out);
+	buf_free(&b);
+}
+
+/*
  * The Authentication-Results header kept beside the body (issue 8): an
  * optional TLV field. Written and read back; an envelope without it (every
  * one written before it existed, v1 and v2) reads as NULL; one over
@@ -294,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_envelope_round_trip),
 		cmocka_unit_test(test_envelope_rejects),
 		cmocka_unit_test(test_envelope_auth_header),
+		cmocka_unit_test(test_envelope_milter_fields),
 		cmocka_unit_test(test_updates_round_trip),
 		cmocka_unit_test(test_envelope_at_the_limits_fits),
 		cmocka_unit_test(test_reply_is_cut_at_a_character),
