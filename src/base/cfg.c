@@ -78,6 +78,15 @@ static void set_defaults(struct cfg *c)
 	c->user = xstrdup("mxvault");
 	c->max_session_time = 30 * 60;
 	c->min_data_rate = 500;
+	c->dnsbl_threshold = 1;
+	c->max_connection_rate = (struct connspec_rate){60, 60};
+	c->max_message_rate = (struct connspec_rate){600, 3600};
+	/* Like Postfix's smtpd_client_event_limit_exceptions = $mynetworks: the host itself is not limited. */
+	c->nrate_limit_exceptions = 2;
+	c->rate_limit_exceptions = xcalloc(2, sizeof(*c->rate_limit_exceptions));
+	if (connspec_parse_cidr("127.0.0.0/8", &c->rate_limit_exceptions[0]) < 0 ||
+	    connspec_parse_cidr("::1", &c->rate_limit_exceptions[1]) < 0)
+		abort(); /* constants */
 	c->max_pending_bytes = 64u << 20;
 	c->max_outbound_connections = 100;
 	c->delivery_connect_timeout = 30;
@@ -598,6 +607,9 @@ void cfg_unref(const struct cfg *cc)
 	free(c->tls_ca_file);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->dnsbl);
+	free(c->dnswl);
+	free(c->rate_limit_exceptions);
 	free(c);
 }
 
