@@ -197,6 +197,7 @@ static void session_free(struct smtp_in *s)
 	s->tx = NULL;
 	smtp_in_drop_content(s);
 	smtp_in_auth_free(s);
+	smtp_in_connect_free(s);
 	spool_cancel_room(s->ctx->sp, &s->room);
 	log_info("smtpd", "session=%" PRIu64 " client=%s disconnect messages=%" PRIu32 " errors=%" PRIu32, s->no,
 		 s->ip, s->messages, s->errors);
@@ -364,7 +365,7 @@ static bool input_step(struct smtp_in *s, struct evbuffer *in)
 static void process_input(struct smtp_in *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	if (s->state == SMTP_IN_TLS_HANDSHAKE)
+	if (s->state == SMTP_IN_TLS_HANDSHAKE || smtp_in_early_talker(s))
 		return;
 	/* STARTTLS ends the loop: in is the old, clear-text input buffer. */
 	while (s->state != SMTP_IN_CLOSING && s->state != SMTP_IN_TLS_HANDSHAKE && !s->wait_k && !s->paused) {
@@ -663,8 +664,8 @@ struct smtp_in *smtp_in_new(const struct smtp_in_ctx *ctx, int fd, const struct 
 		smtp_in_close_after_reply(s);
 		return s;
 	}
-	smtp_in_reply(s, 220, "", "%s ESMTP mxvault", s->cfg->hostname);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	smtp_in_auth_connect(s, sa);
+	smtp_in_connect_start(s, sa);
 	return s;
 }

@@ -18,6 +18,7 @@ struct spool;
 struct dedup;
 struct dns;
 struct smtp_in;
+struct ratelimit;
 
 /* Shared by every session of a server; owned by the server. */
 struct smtp_in_ctx {
@@ -28,6 +29,8 @@ struct smtp_in_ctx {
 	struct dns *dns;
 	SSL_CTX *tls;              /* STARTTLS is offered when not NULL */
 	struct smtpd_stats *stats;
+	struct ratelimit *msg_rate; /* MAIL commands per client key (max_message_rate) */
+	struct ratelimit *greeted;  /* addresses that waited for the whole greeting (greet_pause) */
 	/* The session is being freed: release its slot (client_key: smtp_server_client_key). */
 	void (*ended)(void *owner, uint64_t session_no, const char *client_key);
 	void *owner;

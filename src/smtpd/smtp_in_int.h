@@ -33,6 +33,7 @@ struct iprev_check;
 struct spf_check;
 struct dkim_verify;
 struct dmarc_check;
+struct dnsbl_check;
 
 enum smtp_in_state {
 	SMTP_IN_HELO,    /* greeted, waiting for HELO/EHLO */
@@ -126,6 +127,11 @@ struct smtp_in {
 	char held_args[SMTP_PARAM_LINE_MAX + 1];
 	size_t held_args_len;
 	char spf_helo_name[SMTP_DOMAIN_MAX + 1]; /* the HELO name spf_helo / auth.helo is about */
+	/* The abuse defences at connect (smtp_in_connect.c). */
+	struct dnsbl_check *dnsbl; /* non-NULL while its callback is owed */
+	bool dnsbl_blocked;        /* refused at the first RCPT */
+	char dnsbl_zone[254];      /* the zone named in that refusal */
+	struct event *greet_timer; /* non-NULL while greet_pause runs */
 	struct buf dbuf;
 	bool too_big;
 	uint64_t bdat_left;
@@ -214,5 +220,22 @@ void smtp_in_auth_feed(struct smtp_in *s, const void *p, size_t n);
 void smtp_in_auth_end_of_data(struct smtp_in *s, smtp_in_cont_fn *then);
 void smtp_in_auth_txn_reset(struct smtp_in *s);
 void smtp_in_auth_free(struct smtp_in *s);
+/* A check answered: a session waiting on the checks goes on (for checks run elsewhere, like smtp_in_connect.c). */
+void smtp_in_auth_answered(struct smtp_in *s);
+
+/* smtp_in_connect.c: the abuse defences at connect (issue 9) */
+/* At connect: the DNS list check starts; the greeting (or its first line, under greet_pause) is queued. */
+void smtp_in_connect_start(struct smtp_in *s, const struct sockaddr *sa);
+void smtp_in_greet(struct smtp_in *s);
+/* Input before the greeting was complete: 554 5.5.0 and closing. True if so. */
+bool smtp_in_early_talker(struct smtp_in *s);
+bool smtp_in_dnsbl_pending(const struct smtp_in *s);
+/* A wait on the checks ran out: the DNS list verdict is taken from what answered. */
+void smtp_in_dnsbl_expire(struct smtp_in *s);
+/* At a RCPT (rcpt: as logged): a client the DNS lists block gets 554 5.7.1 and is closed. True if so. */
+bool smtp_in_dnsbl_refuse(struct smtp_in *s, const char *rcpt);
+/* At MAIL: past max_message_rate, 421 4.7.0 and closing. True if so. */
+bool smtp_in_message_rate_exceeded(struct smtp_in *s);
+void smtp_in_connect_free(struct smtp_in *s);
 
 #endif
