@@ -148,6 +148,20 @@ class TestDnsListTimeout(DnsListBase):
             self.assertEqual(code, 250, text)
             d.wait_log(r'client=127\.0\.0\.2 dnsbl score=1 listed=bl1\.test .*no-answer=slow\.test verdict=pass')
 
+    def test_client_gone_while_lookups_run(self):
+        """Sessions end while their lookups run: nothing calls back into them (ASan checks at stop)."""
+        with self.daemon(dnsbl='slow.test', auth_timeout='2s') as d:
+            with Client(d.port, '127.0.0.40') as c:  # gone while its RCPT waits on the lists
+                c.expect(220)
+                c.send('EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<%s>\r\n' % RCPT)
+                c.read_reply()
+                c.read_reply()
+            with Client(d.port, '127.0.0.41') as c:  # gone before saying anything
+                c.expect(220)
+            d.wait_log(r'client=127\.0\.0\.40 disconnect')
+            d.wait_log(r'client=127\.0\.0\.41 disconnect')
+            self.assertEqual(rcpt_reply(d, '127.0.0.3')[0], 250)
+        # the lookups still owed are cancelled by the resolver's teardown at stop: the daemon exits clean
 
 class TestGreetPause(unittest.TestCase):
     PAUSE = 2
