@@ -245,6 +245,26 @@ class TestRateLimits(unittest.TestCase):
                     self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
                     c.cmd('QUIT')
 
+    def test_message_rate_ipv6_per_64(self):
+        """An IPv6 client is counted by its /64 (the log names the network)."""
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(('::1', 0))
+            port6 = s.getsockname()[1]
+        with mxv.Daemon(max_message_rate='1/h', rate_limit_exceptions='127.0.0.0/8') as d:
+            d.server['listen'] += ', [::1]:%d' % port6
+            d.stop()
+            d.write_config()
+            d.start()
+            c = mxv.Raw(port6, host='::1')
+            with c:
+                c.ehlo()
+                self.assertEqual(c.cmd('MAIL FROM:<a@client.test>')[0], 250)
+                self.assertEqual(c.cmd('RSET')[0], 250)
+                code, text = c.cmd('MAIL FROM:<a@client.test>')
+                self.assertEqual(code, 421, text)
+                c.wait_closed()
+            d.wait_log(r'client=::1 network=::/64 message rate limit exceeded \(max_message_rate 1/h\)')
+
 
 if __name__ == '__main__':
     unittest.main()
