@@ -615,7 +615,8 @@ void smtp_in_shutdown(struct smtp_in *s)
 	if (s->state == SMTP_IN_DATA || s->state == SMTP_IN_BDAT || s->state == SMTP_IN_CLOSING ||
 	    s->state == SMTP_IN_TLS_HANDSHAKE || s->wait_k)
 		return;
-	smtp_in_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
+	if (!smtp_in_greet_abandon(s)) /* a 421 cannot end a 220- reply (RFC 5321 4.2.1): then only close */
+		smtp_in_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
 	smtp_in_close_after_reply(s);
 }
 

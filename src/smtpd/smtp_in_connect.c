@@ -114,6 +114,15 @@ void smtp_in_greet(struct smtp_in *s)
 	evtimer_add(s->greet_timer, &tv);
 }
 
+bool smtp_in_greet_abandon(struct smtp_in *s)
+{
+	if (!s->greet_timer)
+		return false;
+	event_free(s->greet_timer);
+	s->greet_timer = NULL;
+	return true;
+}
+
 bool smtp_in_early_talker(struct smtp_in *s)
 {
 	if (!s->greet_timer)

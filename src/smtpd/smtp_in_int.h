@@ -227,6 +227,8 @@ void smtp_in_auth_answered(struct smtp_in *s);
 /* At connect: the DNS list check starts; the greeting (or its first line, under greet_pause) is queued. */
 void smtp_in_connect_start(struct smtp_in *s, const struct sockaddr *sa);
 void smtp_in_greet(struct smtp_in *s);
+/* The greeting is still incomplete: it never will be (the session is closing). True if so. */
+bool smtp_in_greet_abandon(struct smtp_in *s);
 /* Input before the greeting was complete: 554 5.5.0 and closing. True if so. */
 bool smtp_in_early_talker(struct smtp_in *s);
 bool smtp_in_dnsbl_pending(const struct smtp_in *s);

@@ -12,6 +12,7 @@ the greet_pause memory), apart from the harness's start-up probe, which
 connects from 127.0.0.1.
 """
 import os
+import signal
 import socket
 import sys
 import time
@@ -203,6 +204,19 @@ class TestGreetPause(unittest.TestCase):
             with Client(d.port, '127.0.0.22') as c:  # remembered per address
                 c.read_until(b'\r\n')
                 self.assertTrue(c.buf.startswith(b'220-'), c.buf)
+
+    def test_shutdown_during_the_pause(self):
+        """A stopping server closes a half-greeted session without a 421 (it cannot end a 220- reply)."""
+        d = mxv.Daemon(greet_pause='4s')  # the harness's probe waits 5 s for a greeting
+        with d:
+            with Client(d.port, '127.0.0.23') as c:
+                c.read_until(b'220-')
+                d.proc.send_signal(signal.SIGTERM)
+                got = c.wait_closed()  # what was read so far, and the rest
+                self.assertTrue(got.startswith(b'220-'), got)
+                self.assertNotIn(b'421', got)
+            d.proc.wait(10)
+            self.assertEqual(d.proc.returncode, 0, d.log_text())
 
 
 class TestRateLimits(unittest.TestCase):
