@@ -348,6 +348,22 @@ static void check_retry(struct cfg_loader *ld)
 		cfg_fmt_duration(a, sizeof(a), c->retry_max), cfg_fmt_duration(b, sizeof(b), c->retry_min));
 }
 
+/*
+ * The greeting must be complete before a silent client times out: a 421
+ * cannot end a reply that began 220- (RFC 5321 4.2.1), and every client
+ * would be dropped before it was greeted.
+ */
+static void check_greet_pause(struct cfg_loader *ld)
+{
+	const struct cfg *c = ld->c;
+	int pause_line = server_key_line(ld, "greet_pause"), timeout_line = server_key_line(ld, "command_timeout");
+	char a[32], b[32];
+	if (pause_line < 0 || timeout_line < 0 || c->greet_pause < c->command_timeout)
+		return;
+	cfg_err(ld, first_line(pause_line, timeout_line), "greet_pause (%s) is not shorter than command_timeout (%s)",
+		cfg_fmt_duration(a, sizeof(a), c->greet_pause), cfg_fmt_duration(b, sizeof(b), c->command_timeout));
+}
+
 static void cfg_warn(struct cfg_loader *ld, int line, const char *f, ...) PRINTF_LIKE(3, 4);
 static void cfg_warn(struct cfg_loader *ld, int line, const char *f, ...)
 {
@@ -504,6 +520,7 @@ static void finish(struct cfg_loader *ld)
 	for (size_t i = 0; i < c->ndomains; i++)
 		htab_put_str(&c->domain_index, c->domains[i].name, strlen(c->domains[i].name), &c->domains[i]);
 	check_retry(ld);
+	check_greet_pause(ld);
 	check_recipients(ld);
 	check_tls(ld);
 	if (!(ld->flags & CFG_LOAD_NO_SYSTEM)) {

@@ -663,6 +663,11 @@ static void test_connect_defences(void **state)
 		      "$T/m.conf:10: bad value for rate_limit_exceptions: '10.0.0.0/33' "
 		      "(expected addresses or CIDR blocks, like 127.0.0.0/8, ::1)\n");
 
+	expect_errors(SERVER "greet_pause = 30s\ncommand_timeout = 30s\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: greet_pause (30s) is not shorter than command_timeout (30s)\n");
+	expect_errors(SERVER "command_timeout = 5s\ngreet_pause = 6s\n[domain example.com]\n" ANY,
+		      "$T/m.conf:5: greet_pause (6s) is not shorter than command_timeout (5s)\n");
+
 	struct cfg *c = load_ok("[server]\nspool = $T/spool\n[domain example.com]\nrecipients = *\n");
 	assert_int_equal(c->ndnsbl, 0);
 	assert_int_equal(c->ndnswl, 0);
