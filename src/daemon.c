@@ -35,6 +35,7 @@
 
 #include "base/dns.h"
 #include "base/log.h"
+#include "base/standby.h"
 #include "base/tls.h"
 #include "delivery/qmgr.h"
 #include "privs.h"
@@ -54,6 +55,7 @@ struct daemon {
 	SSL_CTX *tls_server;     /* NULL: inbound TLS is off (tls_cert = none) */
 	struct dns *dns;
 	struct qmgr *qmgr;
+	struct standby *standby; /* written by the queue manager, read by the SMTP server */
 	struct event *sigterm, *sigint, *drain_ev;
 	int64_t deadline_ms;
 };
@@ -186,10 +188,13 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot start the resolver: %s", strerror(-rc));
 		return EX_OSERR;
 	}
-	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_server};
+	d->standby = standby_new();
+	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_server,
+				.standby = d->standby};
 	if (smtp_server_start(d->srv, &sd) < 0)
 		return EX_OSERR;
-	struct qmgr_deps qd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_client};
+	struct qmgr_deps qd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_client,
+			       .standby = d->standby};
 	rc = qmgr_start(&qd, &d->qmgr);
 	if (rc < 0) {
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
@@ -215,6 +220,7 @@ static void stop_all(struct daemon *d)
 	smtp_server_free(d->srv); /* sessions still open are closed with the base */
 	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr */
 	qmgr_free(d->qmgr);
+	standby_free(d->standby);
 	spool_close(d->sp);
 	if (d->spool_dirfd >= 0)
 		close(d->spool_dirfd);

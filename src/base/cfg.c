@@ -64,6 +64,7 @@ static void set_defaults(struct cfg *c)
 	c->max_errors = 10;
 	c->command_timeout = 5 * 60;
 	c->auth_timeout = 20;
+	c->greylist_delay = 5 * 60;
 	c->data_timeout = 10 * 60;
 	c->reject_bare_lf = true;
 	c->min_free_space = 100u << 20;

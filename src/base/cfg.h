@@ -43,6 +43,8 @@ enum tls_mode { TLS_MAY = 0, TLS_ENCRYPT, TLS_VERIFY, TLS_DANE, TLS_MTA_STS, TLS
  */
 enum spf_mode { SPF_MODE_OFF = 0, SPF_MODE_TAG, SPF_MODE_REJECT };
 enum dmarc_mode { DMARC_MODE_OFF = 0, DMARC_MODE_TAG, DMARC_MODE_ENFORCE };
+/* Standby mode (issue 9): take the domain's mail always, or only while its primary does not answer. */
+enum accept_mode { ACCEPT_ALWAYS = 0, ACCEPT_WHEN_PRIMARY_DOWN };
 
 struct cfg_addr {
 	char *text;                    /* as written: "127.0.0.1:2525", "[::1]:25" */
@@ -69,12 +71,15 @@ struct cfg_domain {
 	bool require_tls;      /* inbound: RCPT without STARTTLS gets 530 (postmaster excepted); default no */
 	enum spf_mode spf;     /* default tag */
 	enum dmarc_mode dmarc; /* default tag */
+	enum accept_mode accept; /* default always */
+	bool greylist;         /* issue 9: greylist first attempts (default no) */
 };
 
 struct cfg {
 	int refs;                    /* cfg_ref / cfg_unref; main thread only */
 	char *path;
 	char *hostname;
+	int64_t greylist_delay;        /* seconds, default 5m: the earliest a greylisted retry passes */
 	int64_t auth_timeout;          /* seconds, default 20s: the longest a reply waits for the sender checks */
 	char *authserv_id;           /* RFC 8601 authserv-id of our Authentication-Results; default hostname */
 	struct cfg_addr *listen;

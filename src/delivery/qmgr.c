@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/standby.h"
 #include "mta_sts.h"
 
 #define DSN_RETENTION (5 * 86400)
@@ -302,6 +303,8 @@ void qmgr_dest_failed(struct dest *d, const char *why, bool probe)
 
 void qmgr_dest_up(struct dest *d)
 {
+	if (d->standby)
+		standby_set(d->s->standby, d->domain, true, NULL);
 	if (!dest_session_up(&d->pol))
 		return;
 	event_del(d->probe_ev);
@@ -344,6 +347,8 @@ void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const c
 	s->nconn--;
 	if (s->stopping)
 		return;
+	if (failed_early && d->standby)
+		standby_set(s->standby, d->domain, false, why);
 	if (failed_early)
 		qmgr_dest_failed(d, why, true); /* every failure before a session backs off */
 	if (dest_window_idle(&d->pol, d->ready.head || d->nconn))
@@ -355,14 +360,16 @@ void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const c
 /* Nothing queued, nothing connected, nothing to remember: the state can go. */
 static bool dest_is_idle(const struct dest *d)
 {
-	return !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing && !d->slot_queued &&
-	       dest_is_settled(&d->pol);
+	return !d->standby && !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing &&
+	       !d->slot_queued && dest_is_settled(&d->pol);
 }
 
 static void dest_free(struct qmgr *s, struct dest *d)
 {
 	htab_del_str(&s->dests, d->domain, strlen(d->domain));
 	event_free(d->probe_ev);
+	if (d->standby_ev)
+		event_free(d->standby_ev);
 	free(d->domain);
 	free(d);
 }
@@ -620,6 +627,35 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* --- standby mode ------------------------------------------------------ */
+
+/*
+ * accept = when-primary-down: the primary is probed every probe_interval
+ * whether anything is queued or not, so the SMTP server knows when to send
+ * mail there (451 4.7.0) and when to take it. A connection already open or
+ * starting will tell as well as a probe: none is added beside it.
+ */
+static void on_standby_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct dest *d = arg;
+	if (d->s->stopping || d->probing || d->nconn)
+		return;
+	start_probe(d);
+}
+
+static void start_standby(struct qmgr *s, const struct cfg_domain *cd)
+{
+	struct dest *d = get_dest(s, cd->name);
+	d->standby = true;
+	d->standby_ev = event_new(s->base, -1, EV_PERSIST, on_standby_timer, d);
+	event_add(d->standby_ev, &(struct timeval){(time_t)s->cfg->probe_interval, 0});
+	event_active(d->standby_ev, EV_TIMEOUT, 0); /* the first probe at once */
+	log_info("standby", "domain=%s accept=when-primary-down: probing its primary every %" PRId64 "s", cd->name,
+		 s->cfg->probe_interval);
+}
+
 /* --- lifetime ---------------------------------------------------------- */
 
 int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out)
@@ -643,6 +679,10 @@ int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out)
 	event_add(s->tick, &(struct timeval){1, 0});
 	spool_each_msg(s->sp, add_msg, s);
 	spool_set_msg_hook(s->sp, add_msg, s);
+	s->standby = deps->standby;
+	for (size_t i = 0; i < s->cfg->ndomains; i++)
+		if (s->cfg->domains[i].accept == ACCEPT_WHEN_PRIMARY_DOWN)
+			start_standby(s, &s->cfg->domains[i]);
 	*out = s;
 	return 0;
 }
@@ -651,6 +691,9 @@ void qmgr_stop(struct qmgr *s)
 {
 	s->stopping = true;
 	spool_set_msg_hook(s->sp, NULL, NULL);
+	for (struct dest *d = s->dest_list; d; d = d->next_dest)
+		if (d->standby_ev)
+			event_del(d->standby_ev);
 	while (s->slot_head)
 		slot_pop(s);
 	qmgr_conn_stop_all(s);

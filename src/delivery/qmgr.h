@@ -31,6 +31,7 @@ struct qmgr_deps {
 	struct spool *sp;
 	struct dns *dns;         /* the shared resolver */
 	SSL_CTX *tls;            /* the client TLS context, or NULL: never STARTTLS */
+	struct standby *standby; /* where probes and deliveries say whose primary answers; NULL: nowhere */
 };
 
 struct qmgr_stats {

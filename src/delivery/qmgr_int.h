@@ -71,6 +71,8 @@ struct dest {
 	uint32_t nconn, nstarting;
 	struct event *probe_ev;
 	bool probing;
+	bool standby;             /* accept = when-primary-down: probed every probe_interval, queue or not */
+	struct event *standby_ev;
 	bool want_probe;          /* a probe is due but no connection slot was free */
 	bool slot_queued;         /* on the qmgr's slot queue */
 	struct dest *next_dest;
@@ -97,6 +99,7 @@ struct qmgr {
 	struct conn *conns;
 	uint64_t dsn_seq;
 	struct qmgr_stats st;
+	struct standby *standby;  /* told whose primary answers (base/standby.h), or NULL */
 };
 
 /* --- qmgr.c: scheduling ------------------------------------------------- */

@@ -28,6 +28,8 @@ struct smtp_in_ctx {
 	struct dedup *dedup;       /* NULL when dedup_window is 0 */
 	struct dns *dns;
 	SSL_CTX *tls;              /* STARTTLS is offered when not NULL */
+	const struct standby *standby; /* standby mode: whose primaries answer (base/standby.h) */
+	struct greylist *greylist; /* NULL: no domain greylists */
 	struct smtpd_stats *stats;
 	struct ratelimit *msg_rate; /* MAIL commands per client key (max_message_rate) */
 	struct ratelimit *greeted;  /* addresses that waited for the whole greeting (greet_pause) */

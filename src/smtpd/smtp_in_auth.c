@@ -61,6 +61,8 @@ void smtp_in_auth_answered(struct smtp_in *s)
 	}
 }
 
+static void cancel_sender_policy(struct smtp_in *s, enum sender_policy then);
+
 /* --- iprev, at connect ------------------------------------------------------ */
 
 static void on_iprev(void *arg, enum iprev_result r, const char *name)
@@ -197,8 +199,8 @@ static void auth_expired(evutil_socket_t fd, short what, void *arg)
 	s->auth_expired = true;
 	log_info("smtpd", "session=%" PRIu64 " client=%s auth checks timed out:%s%s%s%s%s%s", s->no, s->ip,
 		 s->spf ? " spf" : "", s->spf_helo ? " spf-helo" : "", s->iprev ? " iprev" : "",
-		 s->dkim && s->dkim_finishing && !s->auth.dkim_ran ? " dkim" : "", s->dmarc ? " dmarc" : "",
-		 s->dnsbl ? " dnsbl" : "");
+		 s->dkim && s->dkim_finishing && !s->auth.dkim_ran ? " dkim" : "",
+		 s->dmarc || s->sender_policy_check ? " dmarc" : "", s->dnsbl ? " dnsbl" : "");
 	smtp_in_dnsbl_expire(s);
 	if (s->spf) {
 		spf_check_cancel(s->spf);
@@ -222,13 +224,16 @@ static void auth_expired(evutil_socket_t fd, short what, void *arg)
 		struct dmarc_outcome o = {.result = DMARC_TEMPERROR, .why = TOO_SLOW};
 		auth_results_set_dmarc(&s->auth, &o);
 	}
+	if (s->sender_policy_check)
+		cancel_sender_policy(s, SENDER_POLICY_NO); /* no exemption on a guess */
 	smtp_in_resume(s, 0);
 }
 
 /*
  * The clock of one wait (a RCPT, or the whole end of data) starts with its
  * first call here and stops at smtp_in_auth_wait_over; the same wait
- * resumed by one answer and waiting again keeps its deadline.
+ * resumed by one answer and waiting again keeps its deadline, and once it
+ * has run out (auth_expired) nothing in that wait waits again.
  */
 void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 {
@@ -236,9 +241,10 @@ void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 		s->auth_timer = evtimer_new(s->ctx->base, auth_expired, s);
 	if (!s->auth_timer)
 		abort(); /* out of memory */
-	if (!evtimer_pending(s->auth_timer, NULL)) {
+	if (!s->auth_episode) {
 		struct timeval tv = {.tv_sec = s->cfg->auth_timeout};
 		evtimer_add(s->auth_timer, &tv);
+		s->auth_episode = true;
 		s->auth_expired = false;
 	}
 	s->auth_waiting = true;
@@ -247,6 +253,7 @@ void smtp_in_auth_wait(struct smtp_in *s, smtp_in_cont_fn *k)
 
 void smtp_in_auth_wait_over(struct smtp_in *s)
 {
+	s->auth_episode = false;
 	if (s->auth_timer)
 		evtimer_del(s->auth_timer);
 }
@@ -334,8 +341,11 @@ static void next_check(struct smtp_in *s, int unused)
 			dkim_finish(s->dkim, on_dkim, s);
 			sync_dkim_hold(s); /* the header copy is gone once the body is over */
 		}
-		smtp_in_auth_wait(s, next_check);
-		return;
+		if (!s->auth_expired) {
+			smtp_in_auth_wait(s, next_check);
+			return;
+		}
+		dkim_expire(s->dkim); /* the wait ran out on SPF: no new wait for the keys (calls on_dkim now) */
 	}
 	if (!s->dmarc_started && auth_dmarc_wanted(s->cfg, s->env.rcpts, s->env.nrcpt)) {
 		if (s->auth_expired) {
@@ -358,8 +368,44 @@ static void next_check(struct smtp_in *s, int unused)
 void smtp_in_auth_end_of_data(struct smtp_in *s, smtp_in_cont_fn *then)
 {
 	s->auth_then = then;
+	smtp_in_auth_wait_over(s); /* a wait of its own */
 	s->auth_expired = false;
 	next_check(s, 0);
+}
+
+/* --- does the sender's domain publish DMARC (greylisting's exemption) ------------------ */
+
+static void on_sender_policy(void *arg, const struct dmarc_outcome *o)
+{
+	struct smtp_in *s = arg;
+	s->sender_policy_check = NULL;
+	/* A record that parses gives pass or fail; none, or an error, is no published policy. */
+	s->sender_policy = o->result == DMARC_PASS || o->result == DMARC_FAIL ? SENDER_POLICY_YES : SENDER_POLICY_NO;
+	smtp_in_auth_answered(s);
+}
+
+enum sender_policy smtp_in_auth_sender_policy(struct smtp_in *s)
+{
+	if (s->sender_policy != SENDER_POLICY_UNKNOWN)
+		return s->sender_policy;
+	const char *at = s->env.sender ? strrchr(s->env.sender, '@') : NULL;
+	char from[SMTP_PATH_MAX + 8];
+	if (!at || fmt(from, sizeof(from), "<%s>", s->env.sender) < 0)
+		return s->sender_policy = SENDER_POLICY_NO;
+	/* The DMARC engine's tree walk on a From: of the sender itself: a record found is a policy. */
+	const char *values[1] = {from};
+	struct dmarc_input in = {.from_values = values, .nfrom = 1, .mail_from_domain = at + 1, .spf = SPF_PASS};
+	s->sender_policy = SENDER_POLICY_PENDING;
+	s->sender_policy_check = dmarc_check_start(s->ctx->dns, &in, on_sender_policy, s);
+	return SENDER_POLICY_PENDING;
+}
+
+static void cancel_sender_policy(struct smtp_in *s, enum sender_policy then)
+{
+	if (s->sender_policy_check)
+		dmarc_check_cancel(s->sender_policy_check);
+	s->sender_policy_check = NULL;
+	s->sender_policy = then;
 }
 
 /* --- the end of a transaction, of a session ----------------------------------------- */
@@ -378,6 +424,7 @@ void smtp_in_auth_txn_reset(struct smtp_in *s)
 		dmarc_check_cancel(s->dmarc);
 	s->dmarc = NULL;
 	s->dmarc_started = false;
+	cancel_sender_policy(s, SENDER_POLICY_UNKNOWN);
 }
 
 void smtp_in_auth_free(struct smtp_in *s)

@@ -21,6 +21,8 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/standby.h"
+#include "greylist.h"
 #include "policy.h"
 
 static const struct canned NEED_HELO = {503, "5.5.1", "Error: send HELO/EHLO first"};
@@ -264,6 +266,42 @@ static void refuse_rcpt(struct smtp_in *s, const char *logged, int code, const c
 	}
 }
 
+/*
+ * Greylisting (issue 9, smtpd/greylist.h): the first attempt of a (client
+ * network, sender, recipient) triplet is deferred, unless the sender passes
+ * SPF for a domain that publishes a DMARC policy (it has a name at stake:
+ * waiting on it gains nothing). Returns -1 when the RCPT waits (held: it
+ * runs again), 0 to go on, 1 when refused (the reply is sent).
+ */
+static int greylist_step(struct smtp_in *s, const struct smtp_cmd *c, const struct cfg_domain *dom, const char *addr,
+			 const char *logged)
+{
+	if (!dom || !dom->greylist || !s->ctx->greylist)
+		return 0;
+	if (s->spf) { /* the exemption needs MAIL FROM's SPF verdict */
+		hold_for_checks(s, c);
+		return -1;
+	}
+	bool ran;
+	if (!s->auth.null_sender && auth_mailfrom_spf(&s->auth, &ran) == SPF_PASS && ran) {
+		enum sender_policy p = smtp_in_auth_sender_policy(s);
+		if (p == SENDER_POLICY_PENDING) {
+			hold_for_checks(s, c);
+			return -1;
+		}
+		if (p == SENDER_POLICY_YES)
+			return 0;
+	}
+	int64_t retry_in = 0;
+	if (greylist_check(s->ctx->greylist, (const struct sockaddr *)&s->peer, s->env.sender, addr, clock_wall_s(),
+			   &retry_in))
+		return 0;
+	char text[80];
+	snprintf(text, sizeof(text), "Greylisted, try again in %" PRId64 " seconds", retry_in);
+	refuse_rcpt(s, logged, 451, "4.7.1", text);
+	return 1;
+}
+
 static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 {
 	if (needs_helo(s))
@@ -303,8 +341,13 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
 		return;
 	}
-	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
 	const struct cfg_domain *dom = cfg_find_domain(s->cfg, to.domain);
+	/* Standby mode: while the primary answers, its mail goes there (base/standby.h). */
+	if (dom && dom->accept == ACCEPT_WHEN_PRIMARY_DOWN && standby_primary_up(s->ctx->standby, dom->name)) {
+		refuse_rcpt(s, logged, 451, "4.7.0", "Primary is up, deliver there");
+		return;
+	}
+	/* SPF, for a domain that asked for reject (auth_step.h: the check runs from MAIL FROM). */
 	if (dom && dom->spf == SPF_MODE_REJECT && smtp_in_auth_spf_pending(s)) {
 		hold_for_checks(s, c);
 		return;
@@ -315,6 +358,8 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 		refuse_rcpt(s, logged, ar.code, ar.enh, ar.text);
 		return;
 	}
+	if (greylist_step(s, c, dom, addr, logged) != 0)
+		return;
 	add_rcpt(s, addr, &rp);
 	smtp_in_reply(s, 250, "2.1.5", "Ok");
 }

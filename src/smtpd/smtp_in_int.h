@@ -45,6 +45,9 @@ enum smtp_in_state {
 	SMTP_IN_TLS_HANDSHAKE, /* after 220 to STARTTLS: OpenSSL reads, no command is read */
 };
 
+/* Whether the sender's domain publishes a DMARC policy (smtp_in_auth_sender_policy). */
+enum sender_policy { SENDER_POLICY_UNKNOWN = 0, SENDER_POLICY_PENDING, SENDER_POLICY_YES, SENDER_POLICY_NO };
+
 /* Why a session must end once its wait is over. */
 enum smtp_in_doom {
 	SMTP_IN_DOOM_NONE = 0,
@@ -119,8 +122,11 @@ struct smtp_in {
 	bool dkim_finishing;
 	struct dmarc_check *dmarc;
 	bool dmarc_started;
+	struct dmarc_check *sender_policy_check; /* greylisting's exemption: does the sender's domain publish DMARC */
+	enum sender_policy sender_policy;
 	bool auth_waiting;         /* the wait state waits on the checks */
 	struct event *auth_timer;  /* auth_timeout of the current wait */
+	bool auth_episode;         /* a wait (RCPT, end of data) is under way: its clock runs */
 	bool auth_expired;         /* it ran out: what did not answer is temperror */
 	smtp_in_cont_fn *auth_then;
 	int held_verb;             /* a command waiting on the checks, run again when they answer */
@@ -194,6 +200,13 @@ void smtp_in_end_of_chunk(struct smtp_in *s);
 void smtp_in_drop_content(struct smtp_in *s);
 
 /* smtp_in_auth.c: the sender-authentication checks (map: auth_step.h) */
+/*
+ * Whether the MAIL FROM domain publishes a DMARC policy (greylisting
+ * exempts a sender that passes SPF for one): looked up on first call;
+ * PENDING until it answers (wait with smtp_in_auth_wait); forgotten with
+ * the transaction. A null sender has none.
+ */
+enum sender_policy smtp_in_auth_sender_policy(struct smtp_in *s);
 void smtp_in_auth_connect(struct smtp_in *s, const struct sockaddr *sa);
 /* HELO/EHLO accepted (s->helo set): the HELO identity's SPF check starts (unless the name is the same). */
 void smtp_in_auth_helo(struct smtp_in *s);

@@ -24,6 +24,8 @@
 #include "base/log.h"
 #include "dedup.h"
 #include "ratelimit.h"
+#include "greylist.h"
+#include "store/kv.h"
 #include "smtp_in.h"
 #include "spool/spool.h"
 
@@ -46,6 +48,8 @@ struct smtp_server {
 	struct event *resume_ev;     /* re-enables accepting after EMFILE */
 	struct ratelimit *conn_rate; /* connections per client key (max_connection_rate) */
 	int64_t last_accept_log_ms;
+	struct kv *grey_store;       /* greylisting's memory (SPOOL/greylist), when a domain greylists */
+	struct event *grey_sweep_ev;
 };
 
 void smtp_server_client_key(const struct sockaddr *sa, char *out, size_t n)
@@ -197,12 +201,53 @@ int smtp_server_bind(const struct cfg *cfg, struct smtp_server **out)
 	return 0;
 }
 
+/* What greylisting remembers: plenty for millions of triplets, bounded all the same. */
+#define GREY_STORE_BYTES (256ULL << 20)
+#define GREY_SYNC_S 5
+#define GREY_SWEEP_S 60
+
+static void grey_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_server *srv = arg;
+	greylist_sweep(srv->ctx.greylist, clock_wall_s());
+}
+
+/*
+ * Greylisting's store, in SPOOL/greylist, when some domain greylists. A
+ * store that cannot be opened turns greylisting off (logged): it is a
+ * filter, and mail must not wait on it.
+ */
+static void start_greylist(struct smtp_server *srv, struct spool *sp)
+{
+	const struct cfg *cfg = srv->cfg;
+	bool wanted = false;
+	for (size_t i = 0; i < cfg->ndomains; i++)
+		wanted |= cfg->domains[i].greylist;
+	if (!wanted)
+		return;
+	int dirfd = spool_open_subdir(sp, "greylist");
+	int rc = dirfd < 0 ? dirfd : kv_open(dirfd, GREY_STORE_BYTES, GREY_SYNC_S, &srv->grey_store);
+	if (dirfd >= 0)
+		close(dirfd); /* the store has opened its files */
+	if (rc < 0) {
+		log_err("smtpd", "cannot open SPOOL/greylist (%s): greylisting is off", strerror(-rc));
+		return;
+	}
+	srv->ctx.greylist = greylist_new(srv->grey_store, cfg->greylist_delay);
+	srv->grey_sweep_ev = event_new(srv->base, -1, EV_PERSIST, grey_sweep, srv);
+	event_add(srv->grey_sweep_ev, &(struct timeval){GREY_SWEEP_S, 0});
+	log_info("smtpd", "greylisting: delay=%" PRId64 "s entries=%zu", cfg->greylist_delay, kv_count(srv->grey_store));
+}
+
 int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps)
 {
 	const struct cfg *cfg = srv->cfg;
 	srv->base = deps->base;
 	srv->ctx = (struct smtp_in_ctx){
 		.cfg = cfg, .base = deps->base, .sp = deps->sp, .dns = deps->dns, .tls = deps->tls, .stats = &srv->stats,
+		.standby = deps->standby,
 		.ended = session_ended, .owner = srv,
 	};
 	srv->conn_rate = ratelimit_new(RATE_TABLE_MAX);
@@ -212,6 +257,7 @@ int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps)
 		srv->ctx.dedup = dedup_new(cfg->dedup_window);
 		spool_each_msg(deps->sp, remember_queued, srv->ctx.dedup);
 	}
+	start_greylist(srv, deps->sp);
 	srv->resume_ev = event_new(deps->base, -1, 0, resume_accepting, srv);
 	for (size_t i = 0; i < cfg->nlisten; i++) {
 		struct evconnlistener *l =
@@ -274,6 +320,10 @@ void smtp_server_free(struct smtp_server *srv)
 	ratelimit_free(srv->conn_rate);
 	ratelimit_free(srv->ctx.msg_rate);
 	ratelimit_free(srv->ctx.greeted);
+	if (srv->grey_sweep_ev)
+		event_free(srv->grey_sweep_ev);
+	greylist_free(srv->ctx.greylist);
+	kv_close(srv->grey_store);
 	cfg_unref(srv->cfg);
 	free(srv);
 }

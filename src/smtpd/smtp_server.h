@@ -29,6 +29,7 @@ struct smtpd_deps {
 	struct spool *sp;
 	struct dns *dns;         /* the shared resolver, for policy steps */
 	SSL_CTX *tls;            /* the server context for STARTTLS; NULL: not offered */
+	const struct standby *standby; /* whose primaries answer (accept = when-primary-down); NULL: none */
 };
 
 /* Counters, for the log and (later) metrics. */

@@ -126,6 +126,28 @@ class TestAuthTimeout(BoundsBase):
             self.assertIn('dmarc=temperror', ar)
             self.assertTrue(self.timed_out(d, 'dkim'), d.log_text()[-2000:])
 
+    def test_one_wait_runs_out_once(self):
+        """Regression: a wait that ran out on SPF waited again, a fresh auth_timeout, for the keys."""
+        msg = sign_as(message('alice@slow.test'), 'slow.test')
+        with self.daemon({'primary.test': {'spf': 'tag', 'dmarc': 'tag'}}, authserv_id=AUTHSERV_ID,
+                         auth_timeout='2s') as d:
+            n = len(self.primary.deliveries())
+            s = self.client_as(d, 'client.test')
+            try:
+                s.ehlo()
+                s.mail('alice@slow.test')  # its SPF lookup is never answered
+                s.rcpt(RCPT)
+                code, text = s.data(msg)
+            finally:
+                s.quit()
+            self.assertEqual(code, 250, text)
+            ar = auth_results(self.primary.wait_deliveries(n + 1, 30)[n].data)
+            for verdict in ('spf=temperror smtp.mailfrom=alice@slow.test', 'dkim=temperror', 'dmarc=temperror'):
+                self.assertIn(verdict, ar)
+            lines = [ln for ln in d.log_text().splitlines() if 'auth checks timed out' in ln]
+            self.assertEqual(len(lines), 1, lines)
+            self.assertIn(' spf', lines[0])
+
     def test_enforce_defers_when_dmarc_cannot_answer(self):
         with self.daemon({'primary.test': {'dmarc': 'enforce'}}, authserv_id=AUTHSERV_ID, auth_timeout='2s') as d:
             s = self.client_as(d, 'client.test')

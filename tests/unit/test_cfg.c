@@ -342,6 +342,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c->hostname, host);
 	assert_string_equal(c->authserv_id, host);
 	assert_int_equal(c->domains[0].spf, SPF_MODE_TAG);
+	assert_int_equal(c->domains[0].accept, ACCEPT_ALWAYS);
 	assert_int_equal(c->domains[0].dmarc, DMARC_MODE_TAG);
 	assert_int_equal(c->nlisten, 1);
 	assert_string_equal(c->listen[0].text, "0.0.0.0:25");
@@ -624,6 +625,14 @@ static void test_bad_values(void **state)
 		      "$T/m.conf:20: bad value for primary: 'mx.example.com:0' "
 		      "(expected HOST or HOST:PORT, like mx1.example.com:25 or [2001:db8::1]:25)\n"
 		      "$T/m.conf:21: bad value for warn_after: '' (expected a duration like 30s, 15m, 4h or 5d)\n");
+}
+
+/* Standby mode: accept = always (default) | when-primary-down. */
+static void test_accept_mode(void **state)
+{
+	(void)state;
+	expect_errors(SERVER "[domain example.com]\naccept = sometimes\n" ANY,
+		      "$T/m.conf:5: bad value for accept: 'sometimes' (expected always or when-primary-down)\n");
 }
 
 /* A duration with an upper bound says so; auth_timeout defaults to 20s. */
@@ -1064,6 +1073,7 @@ int main(void)
 		cmocka_unit_test(test_min_size),
 		cmocka_unit_test(test_auth_timeout),
 		cmocka_unit_test(test_connect_defences),
+		cmocka_unit_test(test_accept_mode),
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_line_too_long),
 		cmocka_unit_test(test_missing_recipients_file),
