@@ -35,7 +35,7 @@ struct dnsbl_check {
 
 bool dnsbl_wanted(const struct cfg *cfg)
 {
-	return cfg->ndnsbl > 0;
+	return cfg->ndnsbl > 0 || cfg->ndnswl > 0; /* dnswl alone: for greylisting's exemption */
 }
 
 static void check_free(struct dnsbl_check *c)

@@ -42,7 +42,8 @@ struct dnsbl_verdict {
 /* v: valid during the call. */
 typedef void dnsbl_fn(void *arg, const struct dnsbl_verdict *v);
 
-/* Whether the configuration names any zone (otherwise no check is started). */
+/* Whether the configuration names any zone (otherwise no check is started). With dnswl
+ * zones only, nobody is blocked: the verdict tells who is listed (greylisting exempts them). */
 bool dnsbl_wanted(const struct cfg *cfg);
 struct dnsbl_check *dnsbl_check_start(struct dns *dns, const struct cfg *cfg, const struct sockaddr *client,
 				      dnsbl_fn *fn, void *arg);

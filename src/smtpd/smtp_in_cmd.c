@@ -278,6 +278,8 @@ static int greylist_step(struct smtp_in *s, const struct smtp_cmd *c, const stru
 {
 	if (!dom || !dom->greylist || !s->ctx->greylist)
 		return 0;
+	if (smtp_in_dnswl_listed(s)) /* known: cmd_rcpt waited for the DNS lists */
+		return 0;
 	if (s->spf) { /* the exemption needs MAIL FROM's SPF verdict */
 		hold_for_checks(s, c);
 		return -1;

@@ -37,6 +37,7 @@ static void note_verdict(struct smtp_in *s, const struct dnsbl_verdict *v, bool 
 {
 	if (v->blocked)
 		s->dnsbl_blocked = fmt(s->dnsbl_zone, sizeof(s->dnsbl_zone), "%s", v->zone) == 0;
+	s->dnswl_listed = v->allowed[0] != '\0';
 	if (!v->listed[0] && !v->allowed[0] && !v->failed[0])
 		return;
 	log_info("smtpd", "session=%" PRIu64 " client=%s dnsbl score=%d listed=%s allowed=%s %s=%s verdict=%s", s->no,
@@ -55,6 +56,11 @@ static void on_dnsbl(void *arg, const struct dnsbl_verdict *v)
 bool smtp_in_dnsbl_pending(const struct smtp_in *s)
 {
 	return s->dnsbl != NULL;
+}
+
+bool smtp_in_dnswl_listed(const struct smtp_in *s)
+{
+	return s->dnswl_listed;
 }
 
 void smtp_in_dnsbl_expire(struct smtp_in *s)

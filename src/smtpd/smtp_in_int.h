@@ -136,6 +136,7 @@ struct smtp_in {
 	/* The abuse defences at connect (smtp_in_connect.c). */
 	struct dnsbl_check *dnsbl; /* non-NULL while its callback is owed */
 	bool dnsbl_blocked;        /* refused at the first RCPT */
+	bool dnswl_listed;         /* some dnswl zone lists the client (greylisting exempts it) */
 	char dnsbl_zone[254];      /* the zone named in that refusal */
 	struct event *greet_timer; /* non-NULL while greet_pause runs */
 	struct buf dbuf;
@@ -245,6 +246,8 @@ bool smtp_in_greet_abandon(struct smtp_in *s);
 /* Input before the greeting was complete: 554 5.5.0 and closing. True if so. */
 bool smtp_in_early_talker(struct smtp_in *s);
 bool smtp_in_dnsbl_pending(const struct smtp_in *s);
+/* Some dnswl zone listed the client (known once smtp_in_dnsbl_pending is false). */
+bool smtp_in_dnswl_listed(const struct smtp_in *s);
 /* A wait on the checks ran out: the DNS list verdict is taken from what answered. */
 void smtp_in_dnsbl_expire(struct smtp_in *s);
 /* At a RCPT (rcpt: as logged): a client the DNS lists block gets 554 5.7.1 and is closed. True if so. */

@@ -129,6 +129,18 @@ class TestDnsLists(DnsListBase):
             self.assertBlocked(d, '127.0.0.5', 'w1.test')
             self.assertPasses(d, '127.0.0.3')
 
+    def test_dnswl_exempts_from_greylisting(self):
+        """Issue 9 section 3: a client on a dnswl zone is not greylisted (dnswl alone blocks nobody)."""
+        domains = {'example.com': {'recipients': ['alice'], 'spf': 'off', 'dmarc': 'off', 'greylist': 'on'}}
+        with mxv.Daemon(domains=domains, resolver=self.dns.resolver, dnswl='wl.test') as d:
+            code, text = rcpt_reply(d, '127.0.0.7')
+            self.assertEqual(code, 250, text)
+            code, text = rcpt_reply(d, '127.0.0.3')
+            self.assertEqual(code, 451, text)
+            self.assertTrue(text.startswith('4.7.1 Greylisted'), text)
+            code, text = rcpt_reply(d, '127.0.0.2')  # listed on bl1.test, which is no dnsbl here
+            self.assertEqual(code, 451, text)
+
 
 class TestDnsListTimeout(DnsListBase):
     """A zone whose queries are never answered: the RCPT waits at most auth_timeout, and is not refused."""
