@@ -82,6 +82,15 @@ static void set_defaults(struct cfg *c)
 	c->user = xstrdup("mxvault");
 	c->max_session_time = 30 * 60;
 	c->min_data_rate = 500;
+	c->dnsbl_threshold = 1;
+	c->max_connection_rate = (struct connspec_rate){60, 60};
+	c->max_message_rate = (struct connspec_rate){600, 3600};
+	/* Like Postfix's smtpd_client_event_limit_exceptions = $mynetworks: the host itself is not limited. */
+	c->nrate_limit_exceptions = 2;
+	c->rate_limit_exceptions = xcalloc(2, sizeof(*c->rate_limit_exceptions));
+	if (connspec_parse_cidr("127.0.0.0/8", &c->rate_limit_exceptions[0]) < 0 ||
+	    connspec_parse_cidr("::1", &c->rate_limit_exceptions[1]) < 0)
+		abort(); /* constants */
 	c->max_pending_bytes = 64u << 20;
 	c->max_outbound_connections = 100;
 	c->delivery_connect_timeout = 30;
@@ -345,6 +354,22 @@ static void check_retry(struct cfg_loader *ld)
 		cfg_fmt_duration(a, sizeof(a), c->retry_max), cfg_fmt_duration(b, sizeof(b), c->retry_min));
 }
 
+/*
+ * The greeting must be complete before a silent client times out: a 421
+ * cannot end a reply that began 220- (RFC 5321 4.2.1), and every client
+ * would be dropped before it was greeted.
+ */
+static void check_greet_pause(struct cfg_loader *ld)
+{
+	const struct cfg *c = ld->c;
+	int pause_line = server_key_line(ld, "greet_pause"), timeout_line = server_key_line(ld, "command_timeout");
+	char a[32], b[32];
+	if (pause_line < 0 || timeout_line < 0 || c->greet_pause < c->command_timeout)
+		return;
+	cfg_err(ld, first_line(pause_line, timeout_line), "greet_pause (%s) is not shorter than command_timeout (%s)",
+		cfg_fmt_duration(a, sizeof(a), c->greet_pause), cfg_fmt_duration(b, sizeof(b), c->command_timeout));
+}
+
 static void cfg_warn(struct cfg_loader *ld, int line, const char *f, ...) PRINTF_LIKE(3, 4);
 static void cfg_warn(struct cfg_loader *ld, int line, const char *f, ...)
 {
@@ -504,6 +529,7 @@ static void finish(struct cfg_loader *ld)
 	for (size_t i = 0; i < c->ndomains; i++)
 		htab_put_str(&c->domain_index, c->domains[i].name, strlen(c->domains[i].name), &c->domains[i]);
 	check_retry(ld);
+	check_greet_pause(ld);
 	check_recipients(ld);
 	check_tls(ld);
 	if (!(ld->flags & CFG_LOAD_NO_SYSTEM)) {
@@ -610,6 +636,9 @@ void cfg_unref(const struct cfg *cc)
 	free(c->tls_ca_file);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->dnsbl);
+	free(c->dnswl);
+	free(c->rate_limit_exceptions);
 	free(c);
 }
 

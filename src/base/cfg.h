@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "connspec.h"
 #include "util.h"
 
 /*
@@ -146,6 +147,18 @@ struct cfg {
 	char *tls_cert;           /* inbound STARTTLS: PEM certificate, chain after it; NULL: self-signed in the spool */
 	char *tls_key;            /* its PEM private key; set with tls_cert, and only then */
 	bool tls_inbound_off;     /* tls_cert = none: STARTTLS is not offered */
+
+	/* Abuse defences at connect (issue 9; docs/operations.md). */
+	struct connspec_dnsbl *dnsbl;  /* queried at connect; NULL when none */
+	size_t ndnsbl;
+	char (*dnswl)[254];            /* a client listed here is never blocked by dnsbl */
+	size_t ndnswl;
+	int32_t dnsbl_threshold;       /* the summed weight that blocks, default 1 */
+	int64_t greet_pause;           /* seconds between "220-" and "220 ", default 0 = off */
+	struct connspec_rate max_connection_rate; /* per client (IPv6: per /64), default 60/m */
+	struct connspec_rate max_message_rate;    /* MAIL commands per client, default 600/h */
+	struct connspec_cidr *rate_limit_exceptions; /* default 127.0.0.0/8, ::1 */
+	size_t nrate_limit_exceptions;
 
 	struct cfg_domain *domains;
 	size_t ndomains;

@@ -678,6 +678,87 @@ static int set_user(struct cfg_loader *ld, void *obj, const struct cfg_key *k, c
 	return 0;
 }
 
+/* --- the abuse defences at connect (connspec.h) -------------------------- */
+
+static int parse_dnsbl_item(const char *s, void *item)
+{
+	return connspec_parse_dnsbl(s, item);
+}
+
+static int parse_zone_item(const char *s, void *item)
+{
+	return connspec_parse_zone(s, item);
+}
+
+static int parse_cidr_item(const char *s, void *item)
+{
+	return connspec_parse_cidr(s, item);
+}
+
+static void free_plain_item(void *item)
+{
+	(void)item; /* the items own nothing */
+}
+
+/* An empty value is an empty list: "dnsbl =" turns the lookups off, "rate_limit_exceptions =" limits everyone. */
+static bool is_empty_list(const char *v)
+{
+	return *cfg_skip_space(v) == '\0';
+}
+
+static int set_dnsbl(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	if (is_empty_list(v))
+		return 0;
+	return parse_items(ld, k, v, sizeof(struct connspec_dnsbl), parse_dnsbl_item, free_plain_item,
+			   (void **)&c->dnsbl, &c->ndnsbl);
+}
+
+static int set_dnswl(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	if (is_empty_list(v))
+		return 0;
+	return parse_items(ld, k, v, sizeof(*c->dnswl), parse_zone_item, free_plain_item, (void **)&c->dnswl,
+			   &c->ndnswl);
+}
+
+static int set_cidrs(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	struct connspec_cidr *list = NULL;
+	size_t n = 0;
+	if (!is_empty_list(v) && parse_items(ld, k, v, sizeof(*list), parse_cidr_item, free_plain_item,
+					     (void **)&list, &n) < 0)
+		return -EINVAL;
+	free(c->rate_limit_exceptions); /* the default */
+	c->rate_limit_exceptions = list;
+	c->nrate_limit_exceptions = n;
+	return 0;
+}
+
+static int set_rate(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	return connspec_parse_rate(v, FIELD(obj, k, struct connspec_rate)) == 0 ? 0 : bad_value(ld, k, v, NULL);
+}
+
+static int set_i32(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	char hint[80];
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (*v && !*end && errno == 0 && n >= k->min && n <= k->max) {
+		*FIELD(obj, k, int32_t) = (int32_t)n;
+		return 0;
+	}
+	if (fmt(hint, sizeof(hint), "expected a whole number from %lld to %lld", (long long)k->min,
+		(long long)k->max) < 0)
+		hint[0] = '\0';
+	return bad_value(ld, k, v, hint);
+}
+
 /* --- printers, the inverse of the setters ------------------------------ */
 
 static void print_unset(FILE *out, const struct cfg_key *k)
@@ -847,6 +928,48 @@ static void print_primary(FILE *out, const void *obj, const struct cfg_key *k)
 	fputc('\n', out);
 }
 
+/* A list of strings held in an array (the n strings start stride bytes apart). */
+static void print_texts(FILE *out, const struct cfg_key *k, const char *first, size_t n, size_t stride)
+{
+	fprintf(out, "%s = ", k->name);
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "%s%s", i ? "," : "", first + i * stride);
+	fputc('\n', out);
+}
+
+static void print_dnsbl(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg *c = obj;
+	print_texts(out, k, c->ndnsbl ? c->dnsbl[0].text : "", c->ndnsbl, sizeof(*c->dnsbl));
+}
+
+static void print_dnswl(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg *c = obj;
+	print_texts(out, k, c->ndnswl ? c->dnswl[0] : "", c->ndnswl, sizeof(*c->dnswl));
+}
+
+static void print_cidrs(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg *c = obj;
+	char buf[INET6_ADDRSTRLEN + 8];
+	fprintf(out, "%s = ", k->name);
+	for (size_t i = 0; i < c->nrate_limit_exceptions; i++)
+		fprintf(out, "%s%s", i ? "," : "", connspec_fmt_cidr(buf, sizeof(buf), &c->rate_limit_exceptions[i]));
+	fputc('\n', out);
+}
+
+static void print_rate(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	char buf[32];
+	fprintf(out, "%s = %s\n", k->name, connspec_fmt_rate(buf, sizeof(buf), CFIELD(obj, k, struct connspec_rate)));
+}
+
+static void print_i32(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	fprintf(out, "%s = %d\n", k->name, (int)*CFIELD(obj, k, int32_t));
+}
+
 /* --- key tables: the single list of what may be configured ------------- */
 
 #define SRV(f) offsetof(struct cfg, f)
@@ -911,6 +1034,18 @@ const struct cfg_key cfg_server_keys[] = {
 	{"milter_connect_timeout", set_duration, print_duration, SRV(milter_connect_timeout), 1, 3600, DURATION_HINT},
 	{"milter_command_timeout", set_duration, print_duration, SRV(milter_command_timeout), 1, 3600, DURATION_HINT},
 	{"milter_content_timeout", set_duration, print_duration, SRV(milter_content_timeout), 1, 3600, DURATION_HINT},
+	/* Abuse defences at connect (issue 9). */
+	{"dnsbl", set_dnsbl, print_dnsbl, 0, 0, 0,
+	 "expected ZONE[=CODES][*WEIGHT], like zen.example.org=127.0.0.[2..11]*2"},
+	{"dnswl", set_dnswl, print_dnswl, 0, 0, 0, "expected zone names separated by commas"},
+	{"dnsbl_threshold", set_i32, print_i32, SRV(dnsbl_threshold), 1, 100000, NUMBER},
+	{"greet_pause", set_duration, print_duration, SRV(greet_pause), 0, 60, DURATION_HINT},
+	{"max_connection_rate", set_rate, print_rate, SRV(max_connection_rate), 0, 0,
+	 "expected N/s, N/m or N/h, like 60/m, or 0 for no limit"},
+	{"max_message_rate", set_rate, print_rate, SRV(max_message_rate), 0, 0,
+	 "expected N/s, N/m or N/h, like 600/h, or 0 for no limit"},
+	{"rate_limit_exceptions", set_cidrs, print_cidrs, 0, 0, 0,
+	 "expected addresses or CIDR blocks, like 127.0.0.0/8, ::1"},
 };
 
 const struct cfg_key cfg_domain_keys[] = {

@@ -674,24 +674,35 @@ void dns_lookup_family(struct dns *d, const char *host, int family, dns_addr_fn 
 	dns_rearm(d);
 }
 
-int dns_reverse_name(const struct sockaddr *sa, char *out, size_t n)
+/* The address's nibbles or octets in reverse, then suffix (NULL: the .arpa tree of its family). */
+static int dns_reversed_under(const struct sockaddr *sa, const char *suffix, char *out, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	struct buf b = {0};
 	if (sa->sa_family == AF_INET) {
 		const unsigned char *a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
-		buf_printf(&b, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
+		buf_printf(&b, "%u.%u.%u.%u.%s", a[3], a[2], a[1], a[0], suffix ? suffix : "in-addr.arpa");
 	} else if (sa->sa_family == AF_INET6) {
 		const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
 		for (int i = 15; i >= 0; i--)
 			buf_printf(&b, "%c.%c.", hex[a[i] & 15], hex[a[i] >> 4]);
-		buf_append_str(&b, "ip6.arpa");
+		buf_append_str(&b, suffix ? suffix : "ip6.arpa");
 	} else {
 		return -EINVAL;
 	}
 	int rc = fmt(out, n, "%s", buf_cstr(&b));
 	buf_free(&b);
 	return rc < 0 ? -EINVAL : 0;
+}
+
+int dns_reverse_name(const struct sockaddr *sa, char *out, size_t n)
+{
+	return dns_reversed_under(sa, NULL, out, n);
+}
+
+int dns_list_name(const struct sockaddr *sa, const char *zone, char *out, size_t n)
+{
+	return dns_reversed_under(sa, zone, out, n);
 }
 
 void dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_fn *fn, void *arg)

@@ -139,6 +139,13 @@ void dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_fn *fn, vo
 
 /* The reverse name of an address ("4.3.2.1.in-addr.arpa"); 0 or -EINVAL. */
 int dns_reverse_name(const struct sockaddr *sa, char *out, size_t n) MUST_CHECK;
+/*
+ * The name a DNS list (DNSBL, DNSWL) publishes an address under: the same
+ * reversed octets or nibbles under zone ("4.3.2.1.zen.example.org").
+ * 0, or -EINVAL when out is too small. An IPv6 name is 64 labels: under a
+ * long zone it can pass 253 characters, and a lookup of it is DNS_BADNAME.
+ */
+int dns_list_name(const struct sockaddr *sa, const char *zone, char *out, size_t n) MUST_CHECK;
 
 const char *dns_status_str(enum dns_status st);
 

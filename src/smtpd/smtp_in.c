@@ -198,6 +198,7 @@ static void session_free(struct smtp_in *s)
 	smtp_in_drop_content(s);
 	smtp_in_auth_free(s);
 	smtp_in_milter_free(s);
+	smtp_in_connect_free(s);
 	spool_cancel_room(s->ctx->sp, &s->room);
 	log_info("smtpd", "session=%" PRIu64 " client=%s disconnect messages=%" PRIu32 " errors=%" PRIu32, s->no,
 		 s->ip, s->messages, s->errors);
@@ -365,7 +366,7 @@ static bool input_step(struct smtp_in *s, struct evbuffer *in)
 static void process_input(struct smtp_in *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	if (s->state == SMTP_IN_TLS_HANDSHAKE)
+	if (s->state == SMTP_IN_TLS_HANDSHAKE || smtp_in_early_talker(s))
 		return;
 	/* STARTTLS ends the loop: in is the old, clear-text input buffer. */
 	while (s->state != SMTP_IN_CLOSING && s->state != SMTP_IN_TLS_HANDSHAKE && !s->wait_k && !s->paused) {
@@ -615,7 +616,8 @@ void smtp_in_shutdown(struct smtp_in *s)
 	if (s->state == SMTP_IN_DATA || s->state == SMTP_IN_BDAT || s->state == SMTP_IN_CLOSING ||
 	    s->state == SMTP_IN_TLS_HANDSHAKE || s->wait_k)
 		return;
-	smtp_in_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
+	if (!smtp_in_greet_abandon(s)) /* a 421 cannot end a 220- reply (RFC 5321 4.2.1): then only close */
+		smtp_in_reply(s, 421, "4.3.2", "%s Service shutting down", s->cfg->hostname);
 	smtp_in_close_after_reply(s);
 }
 
@@ -664,8 +666,8 @@ struct smtp_in *smtp_in_new(const struct smtp_in_ctx *ctx, int fd, const struct 
 		smtp_in_close_after_reply(s);
 		return s;
 	}
-	smtp_in_reply(s, 220, "", "%s ESMTP mxvault", s->cfg->hostname);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	smtp_in_auth_connect(s, sa);
+	smtp_in_connect_start(s, sa);
 	return s;
 }

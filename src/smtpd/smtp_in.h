@@ -18,6 +18,7 @@ struct spool;
 struct dedup;
 struct dns;
 struct smtp_in;
+struct ratelimit;
 
 /* Shared by every session of a server; owned by the server. */
 struct smtp_in_ctx {
@@ -32,6 +33,8 @@ struct smtp_in_ctx {
 	struct smtpd_stats *stats;
 	const struct verifier *verifier; /* callouts to the primary; NULL: none (unknown addresses get 451) */
 	struct learned *learned;   /* recipients learned from the primary; NULL: none */
+	struct ratelimit *msg_rate; /* MAIL commands per client key (max_message_rate) */
+	struct ratelimit *greeted;  /* addresses that waited for the whole greeting (greet_pause) */
 	/* The session is being freed: release its slot (client_key: smtp_server_client_key). */
 	void (*ended)(void *owner, uint64_t session_no, const char *client_key);
 	void *owner;

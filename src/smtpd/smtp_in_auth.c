@@ -53,7 +53,7 @@ static bool any_check(const struct cfg *c)
 }
 
 /* A check answered: go on if the session waits on the checks. */
-static void check_answered(struct smtp_in *s)
+void smtp_in_auth_answered(struct smtp_in *s)
 {
 	if (s->auth_waiting) {
 		s->auth_waiting = false;
@@ -70,7 +70,7 @@ static void on_iprev(void *arg, enum iprev_result r, const char *name)
 	struct smtp_in *s = arg;
 	s->iprev = NULL;
 	auth_results_set_iprev(&s->auth, r, name);
-	check_answered(s);
+	smtp_in_auth_answered(s);
 }
 
 void smtp_in_auth_connect(struct smtp_in *s, const struct sockaddr *sa)
@@ -94,7 +94,7 @@ static void on_spf_helo(void *arg, enum spf_result r, const char *explanation)
 	struct smtp_in *s = arg;
 	s->spf_helo = NULL;
 	auth_results_set_helo(&s->auth, r, explanation);
-	check_answered(s);
+	smtp_in_auth_answered(s);
 }
 
 static void cancel_helo(struct smtp_in *s)
@@ -142,7 +142,7 @@ static void on_spf(void *arg, enum spf_result r, const char *explanation)
 	struct smtp_in *s = arg;
 	s->spf = NULL;
 	auth_results_set_spf(&s->auth, r, explanation);
-	check_answered(s);
+	smtp_in_auth_answered(s);
 }
 
 void smtp_in_auth_mail(struct smtp_in *s, const struct mailaddr *from)
@@ -197,10 +197,11 @@ static void auth_expired(evutil_socket_t fd, short what, void *arg)
 		return;
 	s->auth_waiting = false; /* the callbacks below only leave their result */
 	s->auth_expired = true;
-	log_info("smtpd", "session=%" PRIu64 " client=%s auth checks timed out:%s%s%s%s%s", s->no, s->ip,
+	log_info("smtpd", "session=%" PRIu64 " client=%s auth checks timed out:%s%s%s%s%s%s", s->no, s->ip,
 		 s->spf ? " spf" : "", s->spf_helo ? " spf-helo" : "", s->iprev ? " iprev" : "",
 		 s->dkim && s->dkim_finishing && !s->auth.dkim_ran ? " dkim" : "",
-		 s->dmarc || s->sender_policy_check ? " dmarc" : "");
+		 s->dmarc || s->sender_policy_check ? " dmarc" : "", s->dnsbl ? " dnsbl" : "");
+	smtp_in_dnsbl_expire(s);
 	if (s->spf) {
 		spf_check_cancel(s->spf);
 		s->spf = NULL;
@@ -288,7 +289,7 @@ static void on_dkim(void *arg, const struct dkim_sig_result *r, size_t n)
 {
 	struct smtp_in *s = arg;
 	auth_results_set_dkim(&s->auth, r, n);
-	check_answered(s); /* s->dkim is freed when the transaction ends, not inside its own callback */
+	smtp_in_auth_answered(s); /* s->dkim is freed when the transaction ends, not inside its own callback */
 }
 
 /* --- DMARC, at the end of data ------------------------------------------------- */
@@ -298,7 +299,7 @@ static void on_dmarc(void *arg, const struct dmarc_outcome *o)
 	struct smtp_in *s = arg;
 	s->dmarc = NULL;
 	auth_results_set_dmarc(&s->auth, o);
-	check_answered(s);
+	smtp_in_auth_answered(s);
 }
 
 static void start_dmarc(struct smtp_in *s)
@@ -380,7 +381,7 @@ static void on_sender_policy(void *arg, const struct dmarc_outcome *o)
 	s->sender_policy_check = NULL;
 	/* A record that parses gives pass or fail; none, or an error, is no published policy. */
 	s->sender_policy = o->result == DMARC_PASS || o->result == DMARC_FAIL ? SENDER_POLICY_YES : SENDER_POLICY_NO;
-	check_answered(s);
+	smtp_in_auth_answered(s);
 }
 
 enum sender_policy smtp_in_auth_sender_policy(struct smtp_in *s)

@@ -216,6 +216,8 @@ static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
 		reply_parse_error(s, SMTP_ERR_PATH_TOO_LONG, "from", args);
 		return;
 	}
+	if (smtp_in_message_rate_exceeded(s))
+		return;
 	const struct canned *no = mail_refusal(s, &mp);
 	if (no) {
 		smtp_in_log_reject(s, "from", path, no->code, no->enh, no->text);
@@ -334,6 +336,8 @@ static int greylist_step(struct smtp_in *s, const struct smtp_cmd *c, const stru
 {
 	if (!dom || !dom->greylist || !s->ctx->greylist)
 		return 0;
+	if (smtp_in_dnswl_listed(s)) /* known: cmd_rcpt waited for the DNS lists */
+		return 0;
 	if (s->spf) { /* the exemption needs MAIL FROM's SPF verdict */
 		hold_for_checks(s, c);
 		return -1;
@@ -389,6 +393,13 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 		return;
 	}
 	const char *logged = log_value(&to, args, shown, sizeof(shown));
+	/* The DNS lists (smtp_in_connect.c): the first RCPT waits for them, so the refusal names the recipient. */
+	if (smtp_in_dnsbl_pending(s)) {
+		hold_for_checks(s, c);
+		return;
+	}
+	if (smtp_in_dnsbl_refuse(s, logged))
+		return;
 	if (s->env.nrcpt >= s->cfg->max_recipients) {
 		smtp_in_log_reject(s, "to", logged, 452, "4.5.3", "Error: too many recipients");
 		smtp_in_reply(s, 452, "4.5.3", "Error: too many recipients");

@@ -35,6 +35,7 @@ struct iprev_check;
 struct spf_check;
 struct dkim_verify;
 struct dmarc_check;
+struct dnsbl_check;
 
 enum smtp_in_state {
 	SMTP_IN_HELO,    /* greeted, waiting for HELO/EHLO */
@@ -139,6 +140,12 @@ struct smtp_in {
 	bool verify_have;
 	enum verify_result verify_result;
 	char verify_reply[256];     /* the primary's text, sanitised (policy_sanitise_reply) */
+	/* The abuse defences at connect (smtp_in_connect.c). */
+	struct dnsbl_check *dnsbl; /* non-NULL while its callback is owed */
+	bool dnsbl_blocked;        /* refused at the first RCPT */
+	bool dnswl_listed;         /* some dnswl zone lists the client (greylisting exempts it) */
+	char dnsbl_zone[254];      /* the zone named in that refusal */
+	struct event *greet_timer; /* non-NULL while greet_pause runs */
 	struct buf dbuf;
 	bool too_big;
 	uint64_t bdat_left;
@@ -249,6 +256,27 @@ void smtp_in_auth_feed(struct smtp_in *s, const void *p, size_t n);
 void smtp_in_auth_end_of_data(struct smtp_in *s, smtp_in_cont_fn *then);
 void smtp_in_auth_txn_reset(struct smtp_in *s);
 void smtp_in_auth_free(struct smtp_in *s);
+/* A check answered: a session waiting on the checks goes on (for checks run elsewhere, like smtp_in_connect.c). */
+void smtp_in_auth_answered(struct smtp_in *s);
+
+/* smtp_in_connect.c: the abuse defences at connect (issue 9) */
+/* At connect: the DNS list check starts; the greeting (or its first line, under greet_pause) is queued. */
+void smtp_in_connect_start(struct smtp_in *s, const struct sockaddr *sa);
+void smtp_in_greet(struct smtp_in *s);
+/* The greeting is still incomplete: it never will be (the session is closing). True if so. */
+bool smtp_in_greet_abandon(struct smtp_in *s);
+/* Input before the greeting was complete: 554 5.5.0 and closing. True if so. */
+bool smtp_in_early_talker(struct smtp_in *s);
+bool smtp_in_dnsbl_pending(const struct smtp_in *s);
+/* Some dnswl zone listed the client (known once smtp_in_dnsbl_pending is false). */
+bool smtp_in_dnswl_listed(const struct smtp_in *s);
+/* A wait on the checks ran out: the DNS list verdict is taken from what answered. */
+void smtp_in_dnsbl_expire(struct smtp_in *s);
+/* At a RCPT (rcpt: as logged): a client the DNS lists block gets 554 5.7.1 and is closed. True if so. */
+bool smtp_in_dnsbl_refuse(struct smtp_in *s, const char *rcpt);
+/* At MAIL: past max_message_rate, 421 4.7.0 and closing. True if so. */
+bool smtp_in_message_rate_exceeded(struct smtp_in *s);
+void smtp_in_connect_free(struct smtp_in *s);
 
 /* smtp_in_milter.c: true when the milters answer (the session waits; the reply comes from there). */
 bool smtp_in_milter_mail(struct smtp_in *s);

@@ -23,12 +23,15 @@
 
 #include "base/log.h"
 #include "dedup.h"
+#include "ratelimit.h"
 #include "greylist.h"
 #include "store/kv.h"
 #include "smtp_in.h"
 #include "spool/spool.h"
 
 #define ACCEPT_PAUSE_MS 100
+/* Clients remembered by each rate table (ratelimit.h: the least recently seen are forgotten first). */
+#define RATE_TABLE_MAX 65536
 
 struct smtp_server {
 	const struct cfg *cfg;       /* a reference */
@@ -43,6 +46,7 @@ struct smtp_server {
 	struct smtp_in_ctx ctx;      /* handed to every session */
 	struct smtpd_stats stats;
 	struct event *resume_ev;     /* re-enables accepting after EMFILE */
+	struct ratelimit *conn_rate; /* connections per client key (max_connection_rate) */
 	int64_t last_accept_log_ms;
 	struct kv *grey_store;       /* greylisting's memory (SPOOL/greylist), when a domain greylists */
 	struct event *grey_sweep_ev;
@@ -97,6 +101,16 @@ static void remember_queued(void *arg, struct spool_msg *m)
 		dedup_add(dd, m->env.dedup_key, m->id, m->env.arrival);
 }
 
+/* max_connection_rate: every connection counts, the refused ones too (a client that keeps trying stays refused). */
+static bool connection_rate_exceeded(struct smtp_server *srv, const struct sockaddr *sa, const char *key)
+{
+	const struct cfg *c = srv->cfg;
+	const struct connspec_rate *r = &c->max_connection_rate;
+	if (!r->count || connspec_cidr_match(c->rate_limit_exceptions, c->nrate_limit_exceptions, sa))
+		return false;
+	return ratelimit_hit(srv->conn_rate, key, r->period, clock_mono_ms() / 1000) > r->count;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	(void)l;
@@ -109,6 +123,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		refuse = "Error: too many connections";
 	else if ((uint32_t)client_count(srv, key, 0) >= srv->cfg->max_sessions_per_ip)
 		refuse = "Error: too many connections from your network";
+	if (connection_rate_exceeded(srv, sa, key) && !refuse)
+		refuse = "Error: too many connections from your address (max_connection_rate)";
 	client_count(srv, key, +1);
 	srv->stats.open++;
 	srv->stats.sessions++;
@@ -235,6 +251,9 @@ int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps)
 		.standby = deps->standby,
 		.ended = session_ended, .owner = srv,
 	};
+	srv->conn_rate = ratelimit_new(RATE_TABLE_MAX);
+	srv->ctx.msg_rate = ratelimit_new(RATE_TABLE_MAX);
+	srv->ctx.greeted = ratelimit_new(RATE_TABLE_MAX);
 	if (cfg->dedup_window > 0) {
 		srv->ctx.dedup = dedup_new(cfg->dedup_window);
 		spool_each_msg(deps->sp, remember_queued, srv->ctx.dedup);
@@ -299,6 +318,9 @@ void smtp_server_free(struct smtp_server *srv)
 	htab_free(&srv->sessions);
 	htab_free(&srv->per_client);
 	dedup_free(srv->ctx.dedup);
+	ratelimit_free(srv->conn_rate);
+	ratelimit_free(srv->ctx.msg_rate);
+	ratelimit_free(srv->ctx.greeted);
 	if (srv->grey_sweep_ev)
 		event_free(srv->grey_sweep_ev);
 	greylist_free(srv->ctx.greylist);

@@ -645,6 +645,87 @@ static void test_auth_timeout(void **state)
 		      "$T/m.conf:4: bad value for auth_timeout: '0' (must be at least 1s)\n");
 }
 
+/* The abuse defences at connect (issue 9): their syntax errors, defaults, empty lists and printing. */
+static void test_connect_defences(void **state)
+{
+	(void)state;
+	expect_errors(SERVER
+		      "dnsbl = zen.example.org, bl.test=127.0.0.[2..1], bl2.test*x\n"
+		      "dnswl = wl.test, bad_zone\n"
+		      "dnsbl_threshold = 0\n"
+		      "greet_pause = 2m\n"
+		      "max_connection_rate = 60/d\n"
+		      "max_message_rate = 600\n"
+		      "rate_limit_exceptions = 127.0.0.0/8, 10.0.0.0/33\n"
+		      "[domain example.com]\n" ANY,
+		      "$T/m.conf:4: bad value for dnsbl: 'bl.test=127.0.0.[2..1]' "
+		      "(expected ZONE[=CODES][*WEIGHT], like zen.example.org=127.0.0.[2..11]*2)\n"
+		      "$T/m.conf:4: bad value for dnsbl: 'bl2.test*x' "
+		      "(expected ZONE[=CODES][*WEIGHT], like zen.example.org=127.0.0.[2..11]*2)\n"
+		      "$T/m.conf:5: bad value for dnswl: 'bad_zone' (expected zone names separated by commas)\n"
+		      "$T/m.conf:6: bad value for dnsbl_threshold: '0' (expected a whole number from 1 to 100000)\n"
+		      "$T/m.conf:7: bad value for greet_pause: '2m' (must be at most 1m)\n"
+		      "$T/m.conf:8: bad value for max_connection_rate: '60/d' "
+		      "(expected N/s, N/m or N/h, like 60/m, or 0 for no limit)\n"
+		      "$T/m.conf:9: bad value for max_message_rate: '600' "
+		      "(expected N/s, N/m or N/h, like 600/h, or 0 for no limit)\n"
+		      "$T/m.conf:10: bad value for rate_limit_exceptions: '10.0.0.0/33' "
+		      "(expected addresses or CIDR blocks, like 127.0.0.0/8, ::1)\n");
+
+	expect_errors(SERVER "greet_pause = 30s\ncommand_timeout = 30s\n[domain example.com]\n" ANY,
+		      "$T/m.conf:4: greet_pause (30s) is not shorter than command_timeout (30s)\n");
+	expect_errors(SERVER "command_timeout = 5s\ngreet_pause = 6s\n[domain example.com]\n" ANY,
+		      "$T/m.conf:5: greet_pause (6s) is not shorter than command_timeout (5s)\n");
+
+	struct cfg *c = load_ok("[server]\nspool = $T/spool\n[domain example.com]\nrecipients = *\n");
+	assert_int_equal(c->ndnsbl, 0);
+	assert_int_equal(c->ndnswl, 0);
+	assert_int_equal(c->dnsbl_threshold, 1);
+	assert_int_equal(c->greet_pause, 0);
+	assert_int_equal(c->max_connection_rate.count, 60);
+	assert_int_equal(c->max_connection_rate.period, 60);
+	assert_int_equal(c->max_message_rate.count, 600);
+	assert_int_equal(c->max_message_rate.period, 3600);
+	assert_int_equal(c->nrate_limit_exceptions, 2);
+	char *printed;
+	struct cfg *b = print_and_reload(c, &printed);
+	assert_non_null(strstr(printed, "\nrate_limit_exceptions = 127.0.0.0/8,::1\n"));
+	assert_non_null(strstr(printed, "\nmax_connection_rate = 60/m\n"));
+	assert_non_null(strstr(printed, "\nmax_message_rate = 600/h\n"));
+	assert_non_null(strstr(printed, "\ngreet_pause = 0\n"));
+	assert_non_null(strstr(printed, "\ndnsbl = \n"));
+	free(printed);
+	cfg_unref(b);
+	cfg_unref(c);
+
+	c = load_ok("[server]\nspool = $T/spool\n"
+		    "dnsbl = Zen.Example.org=127.0.0.[2..11]*2, bl.test\ndnswl = wl.test.\ndnsbl_threshold = 3\n"
+		    "greet_pause = 6s\nmax_connection_rate = 0\nmax_message_rate = 10/s\nrate_limit_exceptions =\n"
+		    "[domain example.com]\nrecipients = *\n");
+	assert_int_equal(c->ndnsbl, 2);
+	assert_string_equal(c->dnsbl[0].zone, "zen.example.org");
+	assert_int_equal(c->dnsbl[0].weight, 2);
+	assert_int_equal(c->dnsbl[1].weight, 1);
+	assert_int_equal(c->ndnswl, 1);
+	assert_string_equal(c->dnswl[0], "wl.test");
+	assert_int_equal(c->dnsbl_threshold, 3);
+	assert_int_equal(c->greet_pause, 6);
+	assert_int_equal(c->max_connection_rate.count, 0);
+	assert_int_equal(c->max_message_rate.period, 1);
+	assert_int_equal(c->nrate_limit_exceptions, 0);
+	b = print_and_reload(c, &printed);
+	assert_non_null(strstr(printed, "\ndnsbl = Zen.Example.org=127.0.0.[2..11]*2,bl.test\n"));
+	assert_non_null(strstr(printed, "\ndnswl = wl.test\n"));
+	assert_non_null(strstr(printed, "\nrate_limit_exceptions = \n"));
+	assert_int_equal(b->ndnsbl, 2);
+	assert_int_equal(b->dnsbl[0].weight, 2);
+	assert_int_equal(b->nrate_limit_exceptions, 0);
+	assert_int_equal(b->max_connection_rate.count, 0);
+	free(printed);
+	cfg_unref(b);
+	cfg_unref(c);
+}
+
 static void test_min_size(void **state)
 {
 	(void)state;
@@ -1020,6 +1101,7 @@ int main(void)
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_min_size),
 		cmocka_unit_test(test_auth_timeout),
+		cmocka_unit_test(test_connect_defences),
 		cmocka_unit_test(test_accept_mode),
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_line_too_long),

@@ -355,7 +355,13 @@ static void test_reverse_name(void **state)
 	assert_int_equal(inet_pton(AF_INET6, "2001:db8::cb01", &s6.sin6_addr), 1);
 	assert_int_equal(dns_reverse_name((struct sockaddr *)&s6, out, sizeof(out)), 0);
 	assert_string_equal(out, "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
-	assert_int_equal(dns_reverse_name((struct sockaddr *)&s6, out, 20), -EINVAL);
+	/* the same under a DNS list's zone; -EINVAL when out is too small */
+	char big[600];
+	assert_int_equal(dns_list_name((struct sockaddr *)&s4, "zen.example.org", big, sizeof(big)), 0);
+	assert_string_equal(big, "3.2.0.192.zen.example.org");
+	assert_int_equal(dns_list_name((struct sockaddr *)&s6, "bl.test", big, sizeof(big)), 0);
+	assert_string_equal(big, "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.test");
+	assert_int_equal(dns_list_name((struct sockaddr *)&s4, "zen.example.org", big, 20), -EINVAL);
 }
 
 /* A NUL inside a TXT string reads as DEL: it cannot cut "a:x.test\\0" into a valid record. */
