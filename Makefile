@@ -83,6 +83,8 @@ test: deps suites-dkim
 bench: deps all
 	sh scripts/bench.sh
 	bash scripts/drain_bench.sh
+	bash scripts/callout_bench.sh
+	bash scripts/milter_bench.sh
 
 fuzz: deps
 	sh tests/fuzz/run.sh
