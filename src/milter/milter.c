@@ -342,6 +342,15 @@ void milter_conn_pump(struct mconn *mc)
 		}
 	}
 	bool sent = mc->q.len - mc->q_off < before;
+	/*
+	 * Nothing owed yet the queue waits on a full socket: the milter does not
+	 * read what it said it will not answer (SMFIP_NR_*). It gets the content
+	 * timeout to read on, or it is dead: a stage must never wait untimed.
+	 */
+	if (!mc->owed && mc->q_off < mc->q.len && (sent || !evtimer_pending(mc->timer, NULL)))
+		arm(mc, mc->ms->p.content_timeout_s); /* from the last progress */
+	else if (!mc->owed && mc->q_off == mc->q.len)
+		evtimer_del(mc->timer);
 	if (mc->q_off == mc->q.len)
 		milter_conn_drop(mc);
 	struct milter_sess *ms = mc->ms;
@@ -472,6 +481,10 @@ static void on_reply(struct mconn *mc, const struct milter_reply *r)
 	}
 	if (!owed) {
 		mc_dead(mc, "reply to nothing");
+		return;
+	}
+	if (r->cmd == SMFIR_PROGRESS) {
+		arm(mc, timeout_for(mc, owed)); /* smfi_progress: still working, the clock starts again */
 		return;
 	}
 	if (!milter_reply_is_final(r->cmd) || r->cmd == SMFIR_OPTNEG) {
