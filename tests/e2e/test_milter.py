@@ -282,9 +282,9 @@ class MilterTest(ForwardBase):
             self.assertEqual(r[-1][1], 250, r)
             self.assertEqual(len(self.delivered()), 1)
 
-    def fake_milter(self, replies):
-        """A milter that answers the option negotiation and then sends the given raw packets: not pymilter,
-        because pymilter cannot send a malformed reply. Returns its spec."""
+    def serve_fake(self, handle):
+        """A raw-socket milter on a free loopback port: handle(conn) runs, in a thread, for its one
+        connection (not pymilter, which cannot misbehave on purpose). Returns its spec."""
         srv = socket.socket()
         srv.bind(('127.0.0.1', 0))
         srv.listen(4)
@@ -297,22 +297,29 @@ class MilterTest(ForwardBase):
             except OSError:
                 return
             with c:
-                c.settimeout(30)
-                n = struct.unpack('>I', c.recv(4, socket.MSG_WAITALL))[0]
-                c.recv(n, socket.MSG_WAITALL)  # our options
-                c.sendall(struct.pack('>IcIII', 13, b'O', 6, 0, 0))
-                n = struct.unpack('>I', c.recv(4, socket.MSG_WAITALL))[0]
-                c.recv(n, socket.MSG_WAITALL)  # the first command (a macro, or connect)
-                for r in replies:
-                    c.sendall(r)
-                try:
-                    c.recv(65536)  # until we close it
-                except OSError:
-                    pass
+                handle(c)
         t = threading.Thread(target=serve, daemon=True)
         t.start()
         self.addCleanup(t.join, 10)
         return 'inet:127.0.0.1:%d' % srv.getsockname()[1]
+
+    def fake_milter(self, replies):
+        """A milter that answers the option negotiation and then sends the given raw packets: not pymilter,
+        because pymilter cannot send a malformed reply. Returns its spec."""
+        def handle(c):
+            c.settimeout(30)
+            n = struct.unpack('>I', c.recv(4, socket.MSG_WAITALL))[0]
+            c.recv(n, socket.MSG_WAITALL)  # our options
+            c.sendall(struct.pack('>IcIII', 13, b'O', 6, 0, 0))
+            n = struct.unpack('>I', c.recv(4, socket.MSG_WAITALL))[0]
+            c.recv(n, socket.MSG_WAITALL)  # the first command (a macro, or connect)
+            for r in replies:
+                c.sendall(r)
+            try:
+                c.recv(65536)  # until we close it
+            except OSError:
+                pass
+        return self.serve_fake(handle)
 
     def test_malformed_replies_are_protocol_errors(self):
         cases = {
@@ -332,30 +339,17 @@ class MilterTest(ForwardBase):
     def stalled_milter(self):
         """A milter that answers the negotiation asking to answer nothing but the end of the message
         (SMFIP_NR_*), then never reads again. Returns its spec."""
-        srv = socket.socket()
-        srv.bind(('127.0.0.1', 0))
-        srv.listen(4)
-        srv.settimeout(30)
-        self.addCleanup(srv.close)
         done = threading.Event()
         self.addCleanup(done.set)
         nr = 0x80 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x40000 | 0x80000  # NR_HDR ... NR_BODY
 
-        def serve():
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            with c:
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                n = struct.unpack('>I', c.recv(4, socket.MSG_WAITALL))[0]
-                c.recv(n, socket.MSG_WAITALL)  # our options
-                c.sendall(struct.pack('>IcIII', 13, b'O', 6, 0, nr))
-                done.wait(60)  # and reads nothing more
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        self.addCleanup(t.join, 10)
-        return 'inet:127.0.0.1:%d' % srv.getsockname()[1]
+        def handle(c):
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            n = struct.unpack('>I', c.recv(4, socket.MSG_WAITALL))[0]
+            c.recv(n, socket.MSG_WAITALL)  # our options
+            c.sendall(struct.pack('>IcIII', 13, b'O', 6, 0, nr))
+            done.wait(60)  # and reads nothing more
+        return self.serve_fake(handle)
 
     def test_a_milter_that_stops_reading_times_out(self):
         """Regression: with nothing owed (SMFIP_NR_*) and its socket full, a milter that stopped reading
@@ -370,45 +364,30 @@ class MilterTest(ForwardBase):
     def progress_milter(self):
         """A milter that continues every command, and at the end of the message says it is still working
         (SMFIR_PROGRESS) three times a second apart before it accepts. Returns its spec."""
-        srv = socket.socket()
-        srv.bind(('127.0.0.1', 0))
-        srv.listen(4)
-        srv.settimeout(30)
-        self.addCleanup(srv.close)
-
         def packet(c):
             head = c.recv(4, socket.MSG_WAITALL)
             if len(head) < 4:
                 return None
-            n = struct.unpack('>I', head)[0]
-            return c.recv(n, socket.MSG_WAITALL)
+            return c.recv(struct.unpack('>I', head)[0], socket.MSG_WAITALL)
 
-        def serve():
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            with c:
-                c.settimeout(30)
-                packet(c)  # our options
-                c.sendall(struct.pack('>IcIII', 13, b'O', 6, 0, 0))
-                while True:
-                    p = packet(c)
-                    if not p or p[:1] == b'Q':
-                        return
-                    if p[:1] in (b'D', b'A'):  # macros and abort are never answered
-                        continue
-                    if p[:1] == b'E':
-                        for _ in range(3):
-                            time.sleep(1)
-                            c.sendall(struct.pack('>Ic', 1, b'p'))
-                        c.sendall(struct.pack('>Ic', 1, b'a'))
-                    else:
-                        c.sendall(struct.pack('>Ic', 1, b'c'))
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        self.addCleanup(t.join, 10)
-        return 'inet:127.0.0.1:%d' % srv.getsockname()[1]
+        def handle(c):
+            c.settimeout(30)
+            packet(c)  # our options
+            c.sendall(struct.pack('>IcIII', 13, b'O', 6, 0, 0))
+            while True:
+                p = packet(c)
+                if not p or p[:1] == b'Q':
+                    return
+                if p[:1] in (b'D', b'A'):  # macros and abort are never answered
+                    continue
+                if p[:1] == b'E':
+                    for _ in range(3):
+                        time.sleep(1)
+                        c.sendall(struct.pack('>Ic', 1, b'p'))
+                    c.sendall(struct.pack('>Ic', 1, b'a'))
+                else:
+                    c.sendall(struct.pack('>Ic', 1, b'c'))
+        return self.serve_fake(handle)
 
     def test_progress_restarts_the_clock(self):
         """Regression: SMFIR_PROGRESS (smfi_progress) was taken for a broken milter."""
