@@ -27,6 +27,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -345,15 +346,17 @@ static void eom_answered(struct smtp_in *s, int unused)
 {
 	(void)unused;
 	struct milter_verdict v = s->mverdict;
-	if (v.action == MILTER_CONTINUE && (s->mhead_over || s->milter_discard)) {
-		struct milter_verdict over = {.action = MILTER_TEMPFAIL, .code = 451, .by_default = true};
-		memcpy(over.enh, "4.7.1", 6);
-		memcpy(over.text, "Service unavailable - try again later", 38);
-		if (s->milter_discard)
-			over = (struct milter_verdict){.action = MILTER_DISCARD};
-		else if (s->cfg->milter_default_accept)
-			over.action = MILTER_CONTINUE;
-		v = over;
+	if (v.action == MILTER_CONTINUE && s->milter_discard) {
+		v = (struct milter_verdict){.action = MILTER_DISCARD};
+	} else if (v.action == MILTER_CONTINUE && s->mhead_over) {
+		/*
+		 * The milters never saw this message (its header section is over
+		 * MILTER_HEAD_MAX). milter_default_action is for a milter that is
+		 * down, not for a client that chooses to skip the filters: refused.
+		 */
+		v = (struct milter_verdict){.action = MILTER_REJECT, .code = 552};
+		memcpy(v.enh, "5.3.4", 6);
+		snprintf(v.text, sizeof(v.text), "Header section too long for the content filters");
 	}
 	if (v.action == MILTER_REJECT || v.action == MILTER_TEMPFAIL) {
 		log_verdict(s, "eom", &v);

@@ -396,6 +396,19 @@ class MilterTest(ForwardBase):
             self.assertEqual(r[-1][1], 250, r)  # 3 s of work, never 2 s without a word
             self.assertEqual(len(self.delivered()), 1)
 
+    def test_header_section_too_long_for_the_milters_is_refused(self):
+        """Regression: a header section over 256 KiB reached no milter and, under
+        milter_default_action = accept, was stored unfiltered: a client could skip the filters."""
+        m = self.milter('accept')
+        filler = ''.join('X-Filler-%03d: %s\r\n' % (i, 'f' * 900) for i in range(400))  # about 360 KiB
+        with self.mxv(m.spec, milter_default_action='accept') as d:
+            r = self.transaction(d, data=message(extra=filler))
+            self.assertEqual(r[-1][1], 552, r)
+            self.assertTrue(r[-1][2].startswith('5.3.4 '), r)
+            self.assertEqual(d.queue(), [])
+            r = self.transaction(d, data=message())  # an ordinary message still goes through
+            self.assertEqual(r[-1][1], 250, r)
+
     def test_two_milters_in_order(self):
         a = self.milter('accept')
         b = self.milter('reject_eom')
