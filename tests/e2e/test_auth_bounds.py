@@ -57,6 +57,20 @@ class BoundsBase(AuthBase):
             s.quit()
 
 
+    def data_reply(self, d, sender, msg):
+        """(code, text, seconds the end of data took) of one transaction from client.test to RCPT."""
+        s = self.client_as(d, 'client.test')
+        try:
+            s.ehlo()
+            s.mail(sender)
+            s.rcpt(RCPT)
+            t0 = time.monotonic()
+            code, text = s.data(msg)
+            return code, text, time.monotonic() - t0
+        finally:
+            s.quit()
+
+
 class TestHeloIdentity(BoundsBase):
     """RFC 7208 2.3: the HELO name is checked on its own; a fail there is conclusive."""
 
@@ -107,16 +121,7 @@ class TestAuthTimeout(BoundsBase):
         with self.daemon({'primary.test': {'spf': 'tag', 'dmarc': 'tag'}}, authserv_id=AUTHSERV_ID,
                          auth_timeout='2s') as d:
             n = len(self.primary.deliveries())
-            s = self.client_as(d, 'client.test')
-            try:
-                s.ehlo()
-                s.mail('alice@spf.test')
-                s.rcpt(RCPT)
-                t0 = time.monotonic()
-                code, text = s.data(msg)
-                elapsed = time.monotonic() - t0
-            finally:
-                s.quit()
+            code, text, elapsed = self.data_reply(d, 'alice@spf.test', msg)
             self.assertEqual(code, 250, text)
             self.assertLess(elapsed, 8)  # the key (6 s), then _dmarc (6 s more) without the bound
             ar = auth_results(self.primary.wait_deliveries(n + 1, 30)[n].data)
@@ -132,14 +137,7 @@ class TestAuthTimeout(BoundsBase):
         with self.daemon({'primary.test': {'spf': 'tag', 'dmarc': 'tag'}}, authserv_id=AUTHSERV_ID,
                          auth_timeout='2s') as d:
             n = len(self.primary.deliveries())
-            s = self.client_as(d, 'client.test')
-            try:
-                s.ehlo()
-                s.mail('alice@slow.test')  # its SPF lookup is never answered
-                s.rcpt(RCPT)
-                code, text = s.data(msg)
-            finally:
-                s.quit()
+            code, text, _ = self.data_reply(d, 'alice@slow.test', msg)  # its SPF lookup is never answered
             self.assertEqual(code, 250, text)
             ar = auth_results(self.primary.wait_deliveries(n + 1, 30)[n].data)
             for verdict in ('spf=temperror smtp.mailfrom=alice@slow.test', 'dkim=temperror', 'dmarc=temperror'):
@@ -150,14 +148,7 @@ class TestAuthTimeout(BoundsBase):
 
     def test_enforce_defers_when_dmarc_cannot_answer(self):
         with self.daemon({'primary.test': {'dmarc': 'enforce'}}, authserv_id=AUTHSERV_ID, auth_timeout='2s') as d:
-            s = self.client_as(d, 'client.test')
-            try:
-                s.ehlo()
-                s.mail('alice@spf.test')
-                s.rcpt(RCPT)
-                code, text = s.data(message('alice@slow.test'))
-            finally:
-                s.quit()
+            code, text, _ = self.data_reply(d, 'alice@spf.test', message('alice@slow.test'))
             self.assertEqual(code, 451, text)
             self.assertTrue(text.startswith(b'4.7.1 '), text)
             self.assertTrue(self.timed_out(d, 'dmarc'), d.log_text()[-2000:])
