@@ -3,7 +3,7 @@
 # the unit and end-to-end suites. See README.md.
 
 CC      ?= gcc
-PKGS    := libevent libevent_pthreads libevent_openssl libcares inih openssl zlib libcurl libpsl lmdb
+PKGS    := libevent libevent_pthreads libevent_openssl libcares inih openssl zlib libcurl libpsl lmdb libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2

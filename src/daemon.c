@@ -20,6 +20,13 @@
  * The daemon owns the shared services: the resolver (delivery routing now,
  * SPF/DKIM/DMARC and DNSBL lookups from the SMTP side later) and the TLS
  * contexts.
+ *
+ * A reload (SIGHUP, daemon_reload) swaps the configuration while the loop
+ * runs: reload.c loads and judges the new one, then each part that keeps
+ * the configuration is handed it through its set_cfg function, and the
+ * daemon's own reference moves last. Parts that started with the old one
+ * (sessions, outbound connections) hold their own references and finish
+ * with it.
  */
 #include "daemon.h"
 
@@ -39,7 +46,10 @@
 #include "base/tls.h"
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
+#include "notify.h"
+#include "pidfile.h"
 #include "privs.h"
+#include "reload.h"
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
 #include "store/learned.h"
@@ -48,7 +58,7 @@
 #define DNS_TIMEOUT_MS 2000
 
 struct daemon {
-	const struct cfg *cfg;
+	const struct cfg *cfg;   /* a reference; a reload replaces it */
 	struct event_base *base;
 	struct smtp_server *srv;
 	int spool_dirfd;
@@ -61,8 +71,10 @@ struct daemon {
 	struct callout *callout;
 	struct verifier verifier; /* the callout module's, lent to the SMTP server */
 	struct standby *standby; /* written by the queue manager, read by the SMTP server */
-	struct event *sigterm, *sigint, *drain_ev;
+	struct event *sigterm, *sigint, *sighup, *drain_ev;
 	int64_t deadline_ms;
+	char pid_path[PATH_MAX]; /* empty: no pid file */
+	struct pidfile pid_file;
 };
 
 static void check_drained(evutil_socket_t fd, short what, void *arg)
@@ -81,6 +93,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	if (d->drain_ev)
 		return;
 	log_info("mxvault", "signal=%d stopping: finishing messages in progress", (int)sig);
+	notify_stopping();
 	smtp_server_shutdown(d->srv);
 	qmgr_stop(d->qmgr);
 	d->deadline_ms = clock_mono_ms() + DRAIN_MS;
@@ -242,13 +255,82 @@ static int start_services(struct daemon *d)
 	return EX_OK;
 }
 
+/* Each line of a reload's report as its own log line (the lines quote the operator's file: made log-safe). */
+static void log_report(enum log_level lvl, const char *what, struct buf *report)
+{
+	const char *s = buf_cstr(report);
+	while (*s) {
+		size_t n = strcspn(s, "\n");
+		char safe[1200];
+		log_msg(lvl, "mxvault", "%s: %s", what, log_safe(safe, sizeof(safe), s, n));
+		s += n + (s[n] == '\n');
+	}
+}
+
+/* The new inbound TLS context, or the old one kept when the new certificate cannot be loaded. */
+static SSL_CTX *reload_tls(struct daemon *d, const struct cfg *next, struct buf *report)
+{
+	struct buf why = {0};
+	SSL_CTX *tls = NULL;
+	if (reload_server_tls(next, &why, &tls) < 0) {
+		log_report(LOG_LVL_WARN, "reload: keeps the old certificate", &why);
+		buf_printf(report, "keeps the old certificate: %s", buf_cstr(&why));
+		tls = d->tls_server;
+	}
+	buf_free(&why);
+	return tls;
+}
+
+int daemon_reload(struct daemon *d, struct buf *report)
+{
+	if (d->drain_ev) {
+		buf_append_str(report, "stopping: not reloaded\n");
+		return -1;
+	}
+	notify_reloading();
+	struct cfg *next = NULL;
+	if (reload_load(d->cfg, report, &next) < 0) {
+		log_report(LOG_LVL_ERR, "reload refused", report);
+		notify_ready("reload refused; serving with the configuration of before");
+		return -1;
+	}
+	log_report(LOG_LVL_WARN, "reload", report); /* the file's warnings, if any */
+	SSL_CTX *tls = reload_tls(d, next, report);
+	smtp_server_set_cfg(d->srv, next, tls);
+	qmgr_set_cfg(d->qmgr, next);
+	if (d->callout)
+		callout_set_cfg(d->callout, next);
+	spool_set_pending_limit(d->sp, next->max_pending_bytes);
+	if (tls != d->tls_server && d->tls_server)
+		tls_context_free(d->tls_server); /* sessions in TLS hold their own references */
+	d->tls_server = tls;
+	cfg_unref(d->cfg);
+	d->cfg = next;
+	log_info("mxvault", "reload ok config=%s domains=%zu", next->path, next->ndomains);
+	buf_printf(report, "reload ok: %s, %zu domains\n", next->path, next->ndomains);
+	notify_ready("accepting mail; configuration reloaded");
+	return 0;
+}
+
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct buf report = {0};
+	log_info("mxvault", "signal=SIGHUP reloading %s", ((struct daemon *)arg)->cfg->path);
+	(void)daemon_reload(arg, &report); /* logged there */
+	buf_free(&report);
+}
+
 static void watch_signals(struct daemon *d)
 {
 	signal(SIGPIPE, SIG_IGN);
 	d->sigterm = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sigint = evsignal_new(d->base, SIGINT, on_stop_signal, d);
+	d->sighup = evsignal_new(d->base, SIGHUP, on_reload_signal, d);
 	event_add(d->sigterm, NULL);
 	event_add(d->sigint, NULL);
+	event_add(d->sighup, NULL);
 }
 
 /* The reverse of the start, from whatever point it reached. */
@@ -275,25 +357,76 @@ static void stop_all(struct daemon *d)
 		event_free(d->sigterm);
 	if (d->sigint)
 		event_free(d->sigint);
+	if (d->sighup)
+		event_free(d->sighup);
+	pidfile_remove(&d->pid_file);
+	cfg_unref(d->cfg);
 	if (d->drain_ev)
 		event_free(d->drain_ev);
 	event_base_free(d->base);
 }
 
+/*
+ * pid_file, or SPOOL/mxvault.pid with -d. Refused before anything starts
+ * when it names a live process; written after the fork (the child's pid),
+ * as root, before the spool is handed to the user (who can then remove it
+ * at the stop; spool_dir_prepare gives it the file too).
+ */
+static int pid_file_path(const struct cfg *cfg, bool background, char *path, size_t n)
+{
+	path[0] = '\0';
+	if (!cfg->pid_file && !background)
+		return EX_OK;
+	if (fmt(path, n, "%s", cfg->pid_file ? cfg->pid_file : "") < 0 ||
+	    (!cfg->pid_file && fmt(path, n, "%s/mxvault.pid", cfg->spool) < 0)) {
+		fprintf(stderr, "mxvault: pid_file: name too long\n");
+		return EX_CONFIG;
+	}
+	pid_t other = 0;
+	int rc = pidfile_check(path, &other);
+	if (rc == -EEXIST)
+		fprintf(stderr, "mxvault: %s names process %ld, which runs: is mxvault running already?\n", path,
+			(long)other);
+	else if (rc < 0)
+		fprintf(stderr, "mxvault: cannot read %s: %s\n", path, strerror(-rc));
+	return rc < 0 ? EX_UNAVAILABLE : EX_OK;
+}
+
+static int write_pid_file(const char *path, struct pidfile *pf)
+{
+	int rc = path[0] ? pidfile_write(path, pf) : 0;
+	if (rc < 0) {
+		log_err("mxvault", "cannot write pid_file %s: %s", path, strerror(-rc));
+		return EX_CANTCREAT;
+	}
+	return EX_OK;
+}
+
 int daemon_run(const struct cfg *cfg, bool background)
 {
+	struct daemon d = {.cfg = cfg_ref(cfg), .spool_dirfd = -1, .pid_file.dirfd = -1};
+	int rc = pid_file_path(cfg, background, d.pid_path, sizeof(d.pid_path));
+	if (rc != EX_OK) {
+		d.pid_path[0] = '\0';
+		cfg_unref(d.cfg);
+		return rc;
+	}
 	if (background && daemonize() < 0) {
 		perror("mxvault: fork");
+		cfg_unref(d.cfg);
 		return EX_OSERR;
 	}
-	struct daemon d = {.cfg = cfg, .base = event_base_new(), .spool_dirfd = -1};
-	int rc = start_privileged(&d);
+	d.base = event_base_new();
+	rc = write_pid_file(d.pid_path, &d.pid_file);
+	if (rc == EX_OK)
+		rc = start_privileged(&d);
 	if (rc == EX_OK)
 		rc = start_services(&d);
 	if (rc == EX_OK) {
 		watch_signals(&d);
 		log_info("mxvault", "started hostname=%s spool=%s domains=%zu", cfg->hostname, cfg->spool,
 			 cfg->ndomains);
+		notify_ready("accepting mail on %zu listeners, %zu domains", cfg->nlisten, cfg->ndomains);
 		event_base_dispatch(d.base);
 	}
 	stop_all(&d);

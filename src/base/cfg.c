@@ -633,6 +633,7 @@ void cfg_unref(const struct cfg *cc)
 	free(c->resolver);
 	free(c->postmaster);
 	free(c->user);
+	free(c->pid_file);
 	free(c->tls_ca_file);
 	free(c->tls_cert);
 	free(c->tls_key);

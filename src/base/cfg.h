@@ -118,6 +118,7 @@ struct cfg {
 
 	/* Facing the internet (issue 6). */
 	char *user;                    /* run as this user when started as root, default "mxvault" */
+	char *pid_file;                /* serve: the pid file; NULL = SPOOL/mxvault.pid with -d, none in the foreground */
 	uint32_t user_uid, user_gid;   /* resolved when loaded as root (CFG_LOAD_NO_SYSTEM unset) */
 	bool drop_privileges;          /* loaded as root: serve switches to user */
 	int64_t max_session_time;      /* seconds, default 30m: a session's whole life */
@@ -189,6 +190,14 @@ struct cfg *cfg_ref(const struct cfg *c);
 void cfg_unref(const struct cfg *c);
 /* Prints the effective configuration, every key with its value, as INI. */
 void cfg_print(const struct cfg *c, FILE *out);
+
+/*
+ * Whether KEY (a [server] key, or a [domain] key) has another value in b
+ * than in a, as cfg_print would show it (cfg_diff.c; for a reload). KEY
+ * must be a known key.
+ */
+bool cfg_server_key_differs(const struct cfg *a, const struct cfg *b, const char *key);
+bool cfg_domain_key_differs(const struct cfg_domain *a, const struct cfg_domain *b, const char *key);
 
 /* domain: as given by the client, any case, no trailing dot. NULL if not backed up. */
 const struct cfg_domain *cfg_find_domain(const struct cfg *c, const char *domain);

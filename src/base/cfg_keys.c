@@ -1008,6 +1008,7 @@ const struct cfg_key cfg_server_keys[] = {
 	{"max_connections_per_destination", set_u32, print_u32, SRV(max_connections_per_destination), 1, 1000,
 	 NUMBER},
 	{"user", set_user, print_str, SRV(user), 0, 0, "expected a user name like mxvault"},
+	{"pid_file", set_path, print_str, SRV(pid_file), 0, 0, "expected a file name like /run/mxvault/mxvault.pid"},
 	{"max_session_time", set_duration, print_duration, SRV(max_session_time), 1, 0, DURATION_HINT},
 	{"min_data_rate", set_size, print_size, SRV(min_data_rate), 0, 0,
 	 "expected bytes per second like 500 or 2K (0 = off)"},

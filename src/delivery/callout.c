@@ -77,6 +77,7 @@ struct co_conn {
 struct co_dest {
 	struct callout *co;
 	char *domain;
+	const struct cfg *cfg;    /* a reference: the configuration cd belongs to */
 	const struct cfg_domain *cd;
 	struct verify_req *qhead, *qtail;
 	size_t qlen;
@@ -86,7 +87,7 @@ struct co_dest {
 };
 
 struct callout {
-	const struct cfg *cfg;
+	const struct cfg *cfg;    /* a reference; callout_set_cfg swaps it */
 	struct event_base *base;
 	struct learned *learned;
 	struct route_ctx *route;
@@ -582,15 +583,24 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	pump(d);
 }
 
-static struct co_dest *dest_get(struct callout *co, const struct cfg_domain *cd)
+/*
+ * The destination of a domain, bound to the module's configuration (not
+ * to the asking session's, which may end first); NULL when a session still
+ * on an older configuration asks for a domain the current one dropped.
+ */
+static struct co_dest *dest_get(struct callout *co, const struct cfg_domain *asked)
 {
-	size_t n = strlen(cd->name);
-	struct co_dest *d = htab_get_str(&co->dests, cd->name, n);
+	size_t n = strlen(asked->name);
+	struct co_dest *d = htab_get_str(&co->dests, asked->name, n);
 	if (d)
 		return d;
+	const struct cfg_domain *cd = cfg_find_domain(co->cfg, asked->name);
+	if (!cd || !cd->callout)
+		return NULL;
 	d = xcalloc(1, sizeof(*d));
 	d->co = co;
 	d->domain = xstrdup(cd->name);
+	d->cfg = cfg_ref(co->cfg);
 	d->cd = cd;
 	htab_put_str(&co->dests, d->domain, n, d);
 	return d;
@@ -613,6 +623,10 @@ struct verify_req *callout_start(void *impl, const struct cfg_domain *cd, const 
 {
 	struct callout *co = impl;
 	struct co_dest *d = dest_get(co, cd);
+	if (!d) {
+		*now = VERIFY_TEMPFAIL;
+		return NULL;
+	}
 	if (is_down(d) || co->stopping) {
 		*now = VERIFY_UNREACHABLE;
 		return NULL;
@@ -670,7 +684,7 @@ void callout_cancel(void *impl, struct verify_req *q)
 struct callout *callout_new(const struct callout_deps *deps)
 {
 	struct callout *co = xcalloc(1, sizeof(*co));
-	co->cfg = deps->cfg;
+	co->cfg = cfg_ref(deps->cfg);
 	co->base = deps->base;
 	co->learned = deps->learned;
 	co->route = route_new(deps->cfg, deps->dns);
@@ -729,7 +743,29 @@ static void free_dest(void *val, void *arg)
 	(void)arg;
 	struct co_dest *d = val;
 	free(d->domain);
+	cfg_unref(d->cfg);
 	free(d);
+}
+
+/* A destination whose domain is still configured moves to the new section; one dropped keeps its old one. */
+static void rebind_dest(void *val, void *arg)
+{
+	struct co_dest *d = val;
+	const struct cfg *cfg = arg;
+	const struct cfg_domain *cd = cfg_find_domain(cfg, d->domain);
+	if (!cd || !cd->callout)
+		return;
+	cfg_unref(d->cfg);
+	d->cfg = cfg_ref(cfg);
+	d->cd = cd;
+}
+
+void callout_set_cfg(struct callout *co, const struct cfg *cfg)
+{
+	const struct cfg *old = co->cfg;
+	co->cfg = cfg_ref(cfg);
+	htab_each(&co->dests, rebind_dest, (void *)cfg);
+	cfg_unref(old);
 }
 
 void callout_free(struct callout *co)
@@ -741,5 +777,6 @@ void callout_free(struct callout *co)
 	htab_each(&co->dests, free_dest, NULL);
 	htab_free(&co->dests);
 	route_free(co->route);
+	cfg_unref(co->cfg);
 	free(co);
 }

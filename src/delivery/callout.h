@@ -40,13 +40,15 @@ struct learned;
 struct callout;
 
 struct callout_deps {
-	const struct cfg *cfg;      /* outlives the module */
+	const struct cfg *cfg;      /* the module takes its own reference */
 	struct event_base *base;
 	struct dns *dns;
 	struct learned *learned;    /* where answers are recorded; NULL: nowhere */
 };
 
 struct callout *callout_new(const struct callout_deps *deps);
+/* A reload: new requests use cfg (a reference is taken); requests under way finish with theirs. */
+void callout_set_cfg(struct callout *co, const struct cfg *cfg);
 /* The verifier's functions (impl: the struct callout). */
 struct verify_req *callout_start(void *impl, const struct cfg_domain *d, const char *addr, verify_done_fn *done,
 				 void *arg, enum verify_result *now);

@@ -713,6 +713,30 @@ void qmgr_stop(struct qmgr *s)
 	s->mta_sts = NULL;
 }
 
+/*
+ * A reload: every destination is bound to its section in cfg, or to none
+ * when the section is gone (its queued mail then goes by MX lookup, with
+ * the retention it was given on arrival). The retry and bounce-guard
+ * bounds are updated in place; a destination's state (down, backoff,
+ * guard) is kept. Connections under way keep the configuration they
+ * started with (their own reference).
+ */
+void qmgr_set_cfg(struct qmgr *s, const struct cfg *cfg)
+{
+	const struct cfg *old = s->cfg;
+	s->cfg = cfg_ref(cfg);
+	for (struct dest *d = s->dest_list; d; d = d->next_dest) {
+		d->cd = cfg_find_domain(cfg, d->domain);
+		d->pol.p = (struct dest_params){
+			.retry_min_s = cfg->retry_min,
+			.retry_max_s = cfg->retry_max,
+			.guard_percent = cfg->bounce_guard,
+			.guard_hold_s = cfg->bounce_guard_hold,
+		};
+	}
+	cfg_unref(old);
+}
+
 bool qmgr_idle(const struct qmgr *s)
 {
 	return s->conns == NULL;

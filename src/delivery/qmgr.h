@@ -47,6 +47,12 @@ int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out) MUST_CHECK;
  */
 void qmgr_stop(struct qmgr *s);
 bool qmgr_idle(const struct qmgr *s);
+/*
+ * A reload: new destinations and scheduling use cfg (a reference is
+ * taken); queued mail of a domain no longer configured goes by MX lookup.
+ * The keys fixed at start (reload.c) are not looked at again.
+ */
+void qmgr_set_cfg(struct qmgr *s, const struct cfg *cfg);
 void qmgr_free(struct qmgr *s);
 void qmgr_get_stats(const struct qmgr *s, struct qmgr_stats *st);
 

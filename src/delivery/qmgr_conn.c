@@ -26,6 +26,7 @@
 struct conn {
 	struct qmgr *s;
 	struct dest *d;
+	const struct cfg *cfg; /* a reference: the SMTP client keeps pointers into it (helo) past a reload */
 	struct smtp_out *out;
 	bool probe;
 	bool starting;   /* has not taken a job yet */
@@ -220,6 +221,7 @@ static void conn_ended(void *arg, struct smtp_out *out, enum smtp_out_end how, c
 	bool probe = cn->probe, failed_early = !cn->was_ready && how != SMTP_OUT_DONE;
 	/* why may be the policy's deferral (on_tls_policy): freed only once it is recorded. */
 	struct tls_policy_result *tls = cn->tls;
+	cfg_unref(cn->cfg);
 	free(cn);
 	qmgr_dest_conn_ended(d, probe, failed_early, why);
 	tls_policy_result_free(tls);
@@ -239,7 +241,7 @@ static const struct smtp_out_cb conn_cb = {
 
 static void connect_addrs(struct conn *cn, const struct smtp_out_addr *addrs, size_t n)
 {
-	const struct cfg *cfg = cn->s->cfg;
+	const struct cfg *cfg = cn->cfg;
 	struct smtp_out_params p = {
 		.helo = cfg->hostname,
 		.ssl_ctx = cn->s->ssl,
@@ -318,6 +320,7 @@ void qmgr_conn_start(struct dest *d, bool probe)
 	struct conn *cn = xcalloc(1, sizeof(*cn));
 	cn->s = s;
 	cn->d = d;
+	cn->cfg = cfg_ref(s->cfg);
 	cn->probe = probe;
 	cn->starting = !probe;
 	if (probe)

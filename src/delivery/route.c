@@ -17,7 +17,7 @@
 #include "base/log.h"
 
 struct route_ctx {
-	const struct cfg *cfg;
+	const struct cfg *cfg;  /* a reference: the one the names and addresses below are from */
 	struct dns *dns;
 	const char **self_names;
 	size_t nself;
@@ -115,7 +115,7 @@ static void collect_self_addrs(struct route_ctx *rc)
 struct route_ctx *route_new(const struct cfg *cfg, struct dns *dns)
 {
 	struct route_ctx *rc = xcalloc(1, sizeof(*rc));
-	rc->cfg = cfg;
+	rc->cfg = cfg_ref(cfg);
 	rc->dns = dns;
 	rc->self_names = xcalloc(cfg->naka + 1, sizeof(*rc->self_names));
 	rc->self_names[rc->nself++] = cfg->hostname;
@@ -131,6 +131,7 @@ void route_free(struct route_ctx *rc)
 		return;
 	free(rc->self_names);
 	free(rc->self_addrs);
+	cfg_unref(rc->cfg);
 	free(rc);
 }
 

@@ -50,6 +50,7 @@ typedef void route_fn(void *arg, const struct route_result *r);
 
 struct route_ctx;
 
+/* Takes a reference to cfg: its names (hostname, also_known_as) and listeners are ours, reload or not. */
 struct route_ctx *route_new(const struct cfg *cfg, struct dns *dns);
 void route_free(struct route_ctx *rc);
 /* domain: lower case. cd: the domain's section, or NULL (e.g. a bounce's destination). */

@@ -286,6 +286,15 @@ void smtp_server_shutdown(struct smtp_server *srv)
 	free(v);
 }
 
+void smtp_server_set_cfg(struct smtp_server *srv, const struct cfg *cfg, SSL_CTX *tls)
+{
+	const struct cfg *old = srv->cfg;
+	srv->cfg = cfg_ref(cfg);
+	srv->ctx.cfg = srv->cfg; /* each session took its own reference when it began */
+	srv->ctx.tls = tls;
+	cfg_unref(old);
+}
+
 bool smtp_server_idle(const struct smtp_server *srv)
 {
 	return srv->stats.open == 0;

@@ -52,6 +52,16 @@ int smtp_server_bind(const struct cfg *cfg, struct smtp_server **out) MUST_CHECK
 int smtp_server_start(struct smtp_server *srv, const struct smtpd_deps *deps) MUST_CHECK;
 /* Stops accepting; idle sessions get 421, busy ones finish their message. */
 void smtp_server_shutdown(struct smtp_server *srv);
+/*
+ * A reload: sessions that begin from now on get cfg (a reference is
+ * taken) and offer STARTTLS with tls (NULL: not offered); sessions already
+ * open keep the configuration they began with, and a STARTTLS they have
+ * not yet started uses tls. The daemon keeps the old TLS context alive no
+ * longer than OpenSSL's own reference counts need (SSL_CTX_free). The keys
+ * fixed at start (reload.c: listen, dedup_window, greylist_delay...) are
+ * not looked at again.
+ */
+void smtp_server_set_cfg(struct smtp_server *srv, const struct cfg *cfg, SSL_CTX *tls);
 /* True once every session has ended. */
 bool smtp_server_idle(const struct smtp_server *srv);
 void smtp_server_get_stats(const struct smtp_server *srv, struct smtpd_stats *st);
