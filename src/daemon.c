@@ -2,7 +2,8 @@
  * daemon: see daemon.h. The start order is the security argument:
  *
  *   1. the configuration is loaded (main.c), as root: it is ours, not a peer's
- *   2. the listeners are bound (ports below 1024 need root)
+ *   2. the listeners are bound (ports below 1024 need root), and the
+ *      control socket (a second daemon on the same spool stops here)
  *   3. the spool directory is opened and given to the unprivileged user
  *   4. the TLS contexts are created (key files may be root's); without
  *      tls_cert, the self-signed certificate is made in the spool first,
@@ -37,6 +38,7 @@
 #include "base/log.h"
 #include "base/standby.h"
 #include "base/tls.h"
+#include "ctl/ctl.h"
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
 #include "privs.h"
@@ -61,6 +63,8 @@ struct daemon {
 	struct callout *callout;
 	struct verifier verifier; /* the callout module's, lent to the SMTP server */
 	struct standby *standby; /* written by the queue manager, read by the SMTP server */
+	int ctl_fd;              /* the control socket, bound as root */
+	struct ctl *ctl;         /* its server (queue commands, reload, drills) */
 	struct event *sigterm, *sigint, *drain_ev;
 	int64_t deadline_ms;
 };
@@ -138,6 +142,24 @@ static int start_server_tls(struct daemon *d)
 	return EX_OK;
 }
 
+/*
+ * Step 3 for the control socket, in the spool once it exists: bound as root (the path above the spool
+ * may be closed to the daemon's user), given to that user, mode 0600. A
+ * second daemon on the same spool stops here (the socket answers), before
+ * it touches the spool's queue.
+ */
+static int bind_control(struct daemon *d)
+{
+	const struct cfg *cfg = d->cfg;
+	int rc = ctl_bind(cfg->control_socket, cfg->drop_privileges, cfg->user_uid, cfg->user_gid, &d->ctl_fd);
+	if (rc < 0) {
+		log_err("mxvault", "cannot listen on the control socket %s: %s", cfg->control_socket,
+			rc == -EADDRINUSE ? "a daemon is already running on it" : strerror(-rc));
+		return rc == -EADDRINUSE ? EX_UNAVAILABLE : EX_OSERR;
+	}
+	return EX_OK;
+}
+
 /* Steps 2 to 5: everything that needs root, then root is gone. */
 static int start_privileged(struct daemon *d)
 {
@@ -155,10 +177,13 @@ static int start_privileged(struct daemon *d)
 		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-d->spool_dirfd));
 		return EX_IOERR;
 	}
+	int rc = bind_control(d);
+	if (rc != EX_OK)
+		return rc;
 	d->tls_client = tls_client_context(cfg->tls_ca_file);
 	if (!d->tls_client)
 		log_warn("mxvault", "no client TLS context: outbound mail goes without STARTTLS");
-	int rc = start_server_tls(d);
+	rc = start_server_tls(d);
 	if (rc != EX_OK)
 		return rc;
 	if (!cfg->drop_privileges) {
@@ -207,6 +232,23 @@ static int start_callout(struct daemon *d)
 	return EX_OK;
 }
 
+static void cmd_ping(void *arg, struct ctl_call *c, int argc, char **argv)
+{
+	(void)arg;
+	(void)argc;
+	(void)argv;
+	ctl_out(c, "pong");
+	ctl_finish(c, EX_OK);
+}
+
+/* Each part registers its commands on the control socket. */
+static void start_control(struct daemon *d)
+{
+	d->ctl = ctl_open(d->base, d->cfg->control_socket, d->ctl_fd);
+	d->ctl_fd = -1;
+	ctl_register(d->ctl, "ping", cmd_ping, d);
+}
+
 /* Steps 6 and 7. */
 static int start_services(struct daemon *d)
 {
@@ -226,6 +268,7 @@ static int start_services(struct daemon *d)
 	rc = start_callout(d);
 	if (rc != EX_OK)
 		return rc;
+	start_control(d);
 	d->standby = standby_new();
 	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_server,
 				.verifier = d->callout ? &d->verifier : NULL, .learned = d->learned,
@@ -256,6 +299,7 @@ static void stop_all(struct daemon *d)
 {
 	if (d->qmgr)
 		qmgr_stop(d->qmgr);
+	ctl_close(d->ctl); /* calls still open are told, while what they watch is alive */
 	smtp_server_free(d->srv); /* sessions still open are closed with the base */
 	if (d->callout)
 		callout_stop(d->callout); /* every session is gone: no request is left */
@@ -267,6 +311,8 @@ static void stop_all(struct daemon *d)
 	spool_close(d->sp);
 	if (d->spool_dirfd >= 0)
 		close(d->spool_dirfd);
+	if (d->ctl_fd >= 0)
+		close(d->ctl_fd);
 	if (d->tls_client)
 		tls_context_free(d->tls_client);
 	if (d->tls_server)
@@ -286,7 +332,7 @@ int daemon_run(const struct cfg *cfg, bool background)
 		perror("mxvault: fork");
 		return EX_OSERR;
 	}
-	struct daemon d = {.cfg = cfg, .base = event_base_new(), .spool_dirfd = -1};
+	struct daemon d = {.cfg = cfg, .base = event_base_new(), .spool_dirfd = -1, .ctl_fd = -1};
 	int rc = start_privileged(&d);
 	if (rc == EX_OK)
 		rc = start_services(&d);

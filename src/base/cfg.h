@@ -160,6 +160,9 @@ struct cfg {
 	struct connspec_cidr *rate_limit_exceptions; /* default 127.0.0.0/8, ::1 */
 	size_t nrate_limit_exceptions;
 
+	/* Running it (issue 10; docs/operations.md). */
+	char *control_socket;          /* the queue-control socket, default SPOOL/control */
+
 	struct cfg_domain *domains;
 	size_t ndomains;
 	struct htab domain_index; /* name -> struct cfg_domain * */
