@@ -192,6 +192,13 @@ struct cfg *cfg_ref(const struct cfg *c);
 void cfg_unref(const struct cfg *c);
 /* Prints the effective configuration, every key with its value, as INI. */
 void cfg_print(const struct cfg *c, FILE *out);
+/*
+ * Calls fn for every key the configuration knows, in table order, with its
+ * section ("server" or "domain") and name: for checks that the documentation
+ * lists every key (tests/unit/test_conf_doc.c).
+ */
+typedef void cfg_key_fn(const char *section, const char *name, void *arg);
+void cfg_key_each(cfg_key_fn *fn, void *arg);
 
 /* domain: as given by the client, any case, no trailing dot. NULL if not backed up. */
 const struct cfg_domain *cfg_find_domain(const struct cfg *c, const char *domain);

@@ -1087,3 +1087,11 @@ const struct cfg_key *cfg_find_key(const struct cfg_key *tab, size_t n, const ch
 			return &tab[i];
 	return NULL;
 }
+
+void cfg_key_each(cfg_key_fn *fn, void *arg)
+{
+	for (size_t i = 0; i < cfg_nserver_keys; i++)
+		fn("server", cfg_server_keys[i].name, arg);
+	for (size_t i = 0; i < cfg_ndomain_keys; i++)
+		fn("domain", cfg_domain_keys[i].name, arg);
+}
