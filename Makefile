@@ -110,3 +110,10 @@ $(B)/tests/dkim_verify: tests/suites/dkim_verify.c $(LIBOBJS) | $(B)/tests
 .PHONY: suites-dkim
 suites-dkim: deps $(B)/tests/dkim_verify
 	$(PYTHON) tests/suites/run_dkim.py --driver $(abspath $(B)/tests/dkim_verify) --suites $(SUITES_DIR)/dkim
+
+# The man pages render without a warning (groff -ww); that they document every
+# configuration key is checked by tests/unit/test_conf_doc.c.
+.PHONY: man-lint
+test: man-lint
+man-lint: deps
+	@for m in man/*.[0-9]; do out=$$(groff -man -ww -z $$m 2>&1); [ -z "$$out" ] || { echo "$$out"; exit 1; }; done; echo "man-lint: ok"

@@ -2,7 +2,8 @@
  * daemon: see daemon.h. The start order is the security argument:
  *
  *   1. the configuration is loaded (main.c), as root: it is ours, not a peer's
- *   2. the listeners are bound (ports below 1024 need root)
+ *   2. the listeners are bound (ports below 1024 need root), and the
+ *      control socket (a second daemon on the same spool stops here)
  *   3. the spool directory is opened and given to the unprivileged user
  *   4. the TLS contexts are created (key files may be root's); without
  *      tls_cert, the self-signed certificate is made in the spool first,
@@ -44,6 +45,7 @@
 #include "base/log.h"
 #include "base/standby.h"
 #include "base/tls.h"
+#include "ctl/ctl.h"
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
 #include "notify.h"
@@ -71,6 +73,8 @@ struct daemon {
 	struct callout *callout;
 	struct verifier verifier; /* the callout module's, lent to the SMTP server */
 	struct standby *standby; /* written by the queue manager, read by the SMTP server */
+	int ctl_fd;              /* the control socket, bound as root */
+	struct ctl *ctl;         /* its server (queue commands, reload, drills) */
 	struct event *sigterm, *sigint, *sighup, *drain_ev;
 	int64_t deadline_ms;
 	char pid_path[PATH_MAX]; /* empty: no pid file */
@@ -151,6 +155,24 @@ static int start_server_tls(struct daemon *d)
 	return EX_OK;
 }
 
+/*
+ * Step 3 for the control socket, in the spool once it exists: bound as root (the path above the spool
+ * may be closed to the daemon's user), given to that user, mode 0600. A
+ * second daemon on the same spool stops here (the socket answers), before
+ * it touches the spool's queue.
+ */
+static int bind_control(struct daemon *d)
+{
+	const struct cfg *cfg = d->cfg;
+	int rc = ctl_bind(cfg->control_socket, cfg->drop_privileges, cfg->user_uid, cfg->user_gid, &d->ctl_fd);
+	if (rc < 0) {
+		log_err("mxvault", "cannot listen on the control socket %s: %s", cfg->control_socket,
+			rc == -EADDRINUSE ? "a daemon is already running on it" : strerror(-rc));
+		return rc == -EADDRINUSE ? EX_UNAVAILABLE : EX_OSERR;
+	}
+	return EX_OK;
+}
+
 /* Steps 2 to 5: everything that needs root, then root is gone. */
 static int start_privileged(struct daemon *d)
 {
@@ -168,10 +190,13 @@ static int start_privileged(struct daemon *d)
 		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-d->spool_dirfd));
 		return EX_IOERR;
 	}
+	int rc = bind_control(d);
+	if (rc != EX_OK)
+		return rc;
 	d->tls_client = tls_client_context(cfg->tls_ca_file);
 	if (!d->tls_client)
 		log_warn("mxvault", "no client TLS context: outbound mail goes without STARTTLS");
-	int rc = start_server_tls(d);
+	rc = start_server_tls(d);
 	if (rc != EX_OK)
 		return rc;
 	if (!cfg->drop_privileges) {
@@ -220,6 +245,42 @@ static int start_callout(struct daemon *d)
 	return EX_OK;
 }
 
+static void cmd_ping(void *arg, struct ctl_call *c, int argc, char **argv)
+{
+	(void)arg;
+	(void)argc;
+	(void)argv;
+	ctl_out(c, "pong");
+	ctl_finish(c, EX_OK);
+}
+
+/* `mxvault reload`: the report to the client, on stdout when it took, on stderr when refused. */
+static void cmd_reload(void *arg, struct ctl_call *c, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	struct daemon *d = arg;
+	struct buf report = {0};
+	log_info("mxvault", "control: reloading %s", d->cfg->path);
+	bool stopping = d->drain_ev != NULL;
+	int rc = daemon_reload(d, &report);
+	if (rc == 0)
+		ctl_out(c, "%s", buf_cstr(&report));
+	else
+		ctl_err(c, "%s", buf_cstr(&report));
+	buf_free(&report);
+	ctl_finish(c, rc == 0 ? EX_OK : stopping ? EX_TEMPFAIL : EX_CONFIG);
+}
+
+/* Each part registers its commands on the control socket. */
+static void start_control(struct daemon *d)
+{
+	d->ctl = ctl_open(d->base, d->cfg->control_socket, d->ctl_fd);
+	d->ctl_fd = -1;
+	ctl_register(d->ctl, "ping", cmd_ping, d);
+	ctl_register(d->ctl, "reload", cmd_reload, d);
+}
+
 /* Steps 6 and 7. */
 static int start_services(struct daemon *d)
 {
@@ -239,6 +300,7 @@ static int start_services(struct daemon *d)
 	rc = start_callout(d);
 	if (rc != EX_OK)
 		return rc;
+	start_control(d);
 	d->standby = standby_new();
 	struct smtpd_deps sd = {.cfg = cfg, .base = d->base, .sp = d->sp, .dns = d->dns, .tls = d->tls_server,
 				.verifier = d->callout ? &d->verifier : NULL, .learned = d->learned,
@@ -338,6 +400,7 @@ static void stop_all(struct daemon *d)
 {
 	if (d->qmgr)
 		qmgr_stop(d->qmgr);
+	ctl_close(d->ctl); /* calls still open are told, while what they watch is alive */
 	smtp_server_free(d->srv); /* sessions still open are closed with the base */
 	if (d->callout)
 		callout_stop(d->callout); /* every session is gone: no request is left */
@@ -349,6 +412,8 @@ static void stop_all(struct daemon *d)
 	spool_close(d->sp);
 	if (d->spool_dirfd >= 0)
 		close(d->spool_dirfd);
+	if (d->ctl_fd >= 0)
+		close(d->ctl_fd);
 	if (d->tls_client)
 		tls_context_free(d->tls_client);
 	if (d->tls_server)
@@ -404,7 +469,7 @@ static int write_pid_file(const char *path, struct pidfile *pf)
 
 int daemon_run(const struct cfg *cfg, bool background)
 {
-	struct daemon d = {.cfg = cfg_ref(cfg), .spool_dirfd = -1, .pid_file.dirfd = -1};
+	struct daemon d = {.cfg = cfg_ref(cfg), .spool_dirfd = -1, .ctl_fd = -1, .pid_file.dirfd = -1};
 	int rc = pid_file_path(cfg, background, d.pid_path, sizeof(d.pid_path));
 	if (rc != EX_OK) {
 		d.pid_path[0] = '\0';

@@ -11,6 +11,7 @@
 
 #include "base/cfg.h"
 #include "base/log.h"
+#include "cli/ctl_client.h"
 #include "cli/queue_cli.h"
 #include "daemon.h"
 
@@ -18,7 +19,8 @@
 static const char usage_text[] =
 	"usage: mxvault serve -c FILE [-d]\n"
 	"       mxvault config check -c FILE\n"
-	"       mxvault queue list [--json] -c FILE\n";
+	"       mxvault queue list [--json] -c FILE\n"
+	"       mxvault reload -c FILE\n";
 
 static int usage(const char *why)
 {
@@ -119,6 +121,35 @@ static int cmd_queue(int argc, char **argv)
 	return rc;
 }
 
+/* --- reload ------------------------------------------------------------- */
+
+/* A reload reads a large recipients file on the daemon's loop: allow it time. */
+#define RELOAD_TIMEOUT_MS 120000
+
+/*
+ * Asks the running daemon to reload (the same as SIGHUP) and prints its
+ * report. The file is read here first, for the control socket's path: a
+ * file that does not load is reported here (78) and not sent, since the
+ * daemon would refuse it for the same reasons.
+ */
+static int cmd_reload(int argc, char **argv)
+{
+	struct opts o = {0};
+	int rc = parse_opts(argc, argv, "c", &o);
+	struct cfg *cfg = NULL;
+	log_set_level(LOG_LVL_WARN);
+	if (rc == EX_OK)
+		rc = load_config(o.config, CFG_LOAD_NO_SYSTEM, &cfg);
+	if (rc == EX_CONFIG)
+		fprintf(stderr, "mxvault: %s does not load: not sent to the daemon\n", o.config);
+	if (rc == EX_OK) {
+		char *words[] = {"reload"};
+		rc = ctl_run(cfg->control_socket, 1, words, RELOAD_TIMEOUT_MS, stdout, stderr);
+	}
+	cfg_unref(cfg);
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -126,6 +157,7 @@ static const struct {
 	{"serve", cmd_serve},
 	{"config", cmd_config},
 	{"queue", cmd_queue},
+	{"reload", cmd_reload},
 };
 
 int main(int argc, char **argv)

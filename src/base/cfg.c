@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -320,6 +321,18 @@ static void default_hostname(struct cfg_loader *ld)
 	ld->c->hostname = xstrdup(name);
 }
 
+/* SPOOL/control, unless that is too long for a UNIX socket's path. */
+static void default_control_socket(struct cfg_loader *ld)
+{
+	struct buf b = {0};
+	buf_printf(&b, "%s/control", ld->c->spool);
+	if (b.len >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		cfg_err(ld, first_line(server_key_line(ld, "spool"), ld->server_line),
+			"the control socket %s would be longer than 107 bytes; set control_socket", buf_cstr(&b));
+	ld->c->control_socket = xstrdup(buf_cstr(&b));
+	buf_free(&b);
+}
+
 static void fill_defaults(struct cfg_loader *ld)
 {
 	struct cfg *c = ld->c;
@@ -335,6 +348,8 @@ static void fill_defaults(struct cfg_loader *ld)
 	}
 	if (!c->spool)
 		c->spool = xstrdup(CFG_DEFAULT_SPOOL);
+	if (!c->control_socket)
+		default_control_socket(ld);
 	if (!c->postmaster && c->ndomains) {
 		struct buf b = {0};
 		buf_printf(&b, "postmaster@%s", c->domains[0].name);
@@ -629,6 +644,7 @@ void cfg_unref(const struct cfg *cc)
 	free(c->path);
 	free(c->hostname);
 	free(c->authserv_id);
+	free(c->control_socket);
 	free(c->spool);
 	free(c->resolver);
 	free(c->postmaster);

@@ -161,6 +161,9 @@ struct cfg {
 	struct connspec_cidr *rate_limit_exceptions; /* default 127.0.0.0/8, ::1 */
 	size_t nrate_limit_exceptions;
 
+	/* Running it (issue 10; docs/operations.md). */
+	char *control_socket;          /* the queue-control socket, default SPOOL/control */
+
 	struct cfg_domain *domains;
 	size_t ndomains;
 	struct htab domain_index; /* name -> struct cfg_domain * */
@@ -190,6 +193,13 @@ struct cfg *cfg_ref(const struct cfg *c);
 void cfg_unref(const struct cfg *c);
 /* Prints the effective configuration, every key with its value, as INI. */
 void cfg_print(const struct cfg *c, FILE *out);
+/*
+ * Calls fn for every key the configuration knows, in table order, with its
+ * section ("server" or "domain") and name: for checks that the documentation
+ * lists every key (tests/unit/test_conf_doc.c).
+ */
+typedef void cfg_key_fn(const char *section, const char *name, void *arg);
+void cfg_key_each(cfg_key_fn *fn, void *arg);
 
 /*
  * Whether KEY (a [server] key, or a [domain] key) has another value in b

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cfg_int.h"
@@ -396,6 +397,15 @@ static int set_outage(struct cfg_loader *ld, void *obj, const struct cfg_key *k,
 static int set_path(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
 	if (!*v)
+		return bad_value(ld, k, v, NULL);
+	*FIELD(obj, k, char *) = xstrdup(v);
+	return 0;
+}
+
+/* A UNIX socket's path: absolute, and short enough for sun_path with its NUL. */
+static int set_socket_path(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	if (v[0] != '/' || strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return bad_value(ld, k, v, NULL);
 	*FIELD(obj, k, char *) = xstrdup(v);
 	return 0;
@@ -982,6 +992,7 @@ const struct cfg_key cfg_server_keys[] = {
 	{"hostname", set_hostname, print_str, SRV(hostname), 0, 0, "expected a domain name like mx.example.com"},
 	{"listen", set_listen, print_listen, 0, 0, 0, "expected ADDR:PORT, like 127.0.0.1:25 or [::1]:25"},
 	{"spool", set_path, print_str, SRV(spool), 0, 0, "expected a directory"},
+	{"control_socket", set_socket_path, print_str, SRV(control_socket), 0, 0, "expected an absolute path of at most 107 bytes"},
 	{"max_message_size", set_size, print_size, SRV(max_message_size), 1024, 0, SIZE_HINT},
 	{"resolver", set_resolver, print_str, SRV(resolver), 0, 0,
 	 "expected IP or IP:PORT, like 127.0.0.1:53 or [::1]:53"},
@@ -1076,4 +1087,12 @@ const struct cfg_key *cfg_find_key(const struct cfg_key *tab, size_t n, const ch
 		if (strcmp(tab[i].name, name) == 0)
 			return &tab[i];
 	return NULL;
+}
+
+void cfg_key_each(cfg_key_fn *fn, void *arg)
+{
+	for (size_t i = 0; i < cfg_nserver_keys; i++)
+		fn("server", cfg_server_keys[i].name, arg);
+	for (size_t i = 0; i < cfg_ndomain_keys; i++)
+		fn("domain", cfg_domain_keys[i].name, arg);
 }

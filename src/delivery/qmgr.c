@@ -235,6 +235,8 @@ static struct dest *get_dest(struct qmgr *s, const char *domain)
 	d->s = s;
 	d->domain = xstrdup(domain);
 	d->cd = cfg_find_domain(cfg, domain);
+	if (d->cd)
+		d->state_since = s->domain_since[d->cd - cfg->domains];
 	struct dest_params p = {
 		.retry_min_s = cfg->retry_min,
 		.retry_max_s = cfg->retry_max,
@@ -285,6 +287,7 @@ static void record_deferral(struct dest *d, const char *reply, int64_t next)
 
 void qmgr_dest_failed(struct dest *d, const char *why, bool probe)
 {
+	bool was_down = d->pol.down;
 	if (!dest_attempt_failed(&d->pol, clock_mono_ms()))
 		return;
 	d->s->st.deferred++;
@@ -299,14 +302,19 @@ void qmgr_dest_failed(struct dest *d, const char *why, bool probe)
 		 log_safe(safe, sizeof(safe), why, strlen(why)), d->ready.n, d->pol.backoff_s, probe ? "yes" : "no");
 	if (probe && !event_pending(d->probe_ev, EV_TIMEOUT, NULL))
 		event_add(d->probe_ev, &(struct timeval){(time_t)d->s->cfg->probe_interval, 0});
+	if (!was_down && d->pol.down)
+		qmgr_emit_dest(d, QMGR_EV_DOWN, reply);
 }
 
 void qmgr_dest_up(struct dest *d)
 {
 	if (d->standby)
 		standby_set(d->s->standby, d->domain, true, NULL);
+	if (!d->state_since)
+		d->state_since = clock_wall_s(); /* up since the first session we know of */
 	if (!dest_session_up(&d->pol))
 		return;
+	qmgr_emit_dest(d, QMGR_EV_UP, NULL);
 	event_del(d->probe_ev);
 	d->want_probe = false;
 	release_waiting(d, 0, true, false);
@@ -323,9 +331,11 @@ enum dest_verdict qmgr_dest_judge(struct dest *d, int code)
 			"dest=%s bounce-guard=on refused=%" PRIu32 " of=%" PRIu32
 			" after recovery: holding its mail as deferred, no bounces, for up to %" PRId64 "s",
 			d->domain, d->pol.win_5xx, d->pol.win_total, d->pol.p.guard_hold_s);
+		qmgr_emit_dest(d, QMGR_EV_GUARD_ON, "most recipients were refused after a recovery");
 		break;
 	case DEST_GUARD_OFF:
 		log_warn("delivery", "dest=%s bounce-guard=off reason=\"the primary accepts mail again\"", d->domain);
+		qmgr_emit_dest(d, QMGR_EV_GUARD_OFF, "the primary accepts mail again");
 		release_held(d);
 		break;
 	case DEST_GUARD_RELEASE:
@@ -366,6 +376,7 @@ static bool dest_is_idle(const struct dest *d)
 
 static void dest_free(struct qmgr *s, struct dest *d)
 {
+	qmgr_view_forget(d);
 	htab_del_str(&s->dests, d->domain, strlen(d->domain));
 	event_free(d->probe_ev);
 	if (d->standby_ev)
@@ -405,6 +416,10 @@ void qmgr_job_log(const struct job *j, uint32_t idx, int code, const char *statu
 		 j->out.m->env.rcpts[idx].addr, j->relay, code, status, j->tls_label[0] ? j->tls_label : "none",
 		 j->tls[0] ? " tls_version=" : "", j->tls,
 		 log_safe(safe, sizeof(safe), reply ? reply : "", reply ? strlen(reply) : 0));
+	enum qmgr_event_kind kind = strcmp(status, "sent") == 0	 ? QMGR_EV_DELIVERED
+				    : strcmp(status, "bounced") == 0 ? QMGR_EV_BOUNCED
+								     : QMGR_EV_DEFERRED;
+	qmgr_emit_rcpt(j, idx, kind, code, reply);
 }
 
 static void job_defer(struct qmgr *s, struct job *j)
@@ -505,6 +520,7 @@ static void job_free(struct job *j)
 void qmgr_job_finished(struct qmgr *s, struct job *j)
 {
 	struct qmsg *qm = j->qm;
+	qmgr_view_drop_job(j->d, j);
 	job_free(j);
 	qm->jobs--;
 	struct spool_msg *m = qm->m;
@@ -538,6 +554,7 @@ static struct job *new_job(struct qmsg *qm, struct dest *d, const uint32_t *idx,
 											: 0;
 	j->not_before = m->meta.next_attempt;
 	qm->jobs++;
+	qmgr_view_add_job(d, j);
 	return j;
 }
 
@@ -579,6 +596,7 @@ static void add_msg(void *arg, struct spool_msg *m)
 		struct dest *d = get_dest(s, domain);
 		struct job *j = new_job(qm, d, idx, n);
 		jlist_append(j->not_before > now ? &d->waiting : &d->ready, j);
+		qmgr_emit_rcpt(j, idx[0], QMGR_EV_QUEUED, 0, NULL);
 		qmgr_dest_kick(d);
 	}
 	free(idx);
@@ -611,6 +629,7 @@ static void tick_dest(struct dest *d, int64_t now)
 	release_waiting(d, now, false, false);
 	if (dest_guard_expired(&d->pol, now)) {
 		log_warn("delivery", "dest=%s bounce-guard=off reason=\"bounce_guard_hold elapsed\"", d->domain);
+		qmgr_emit_dest(d, QMGR_EV_GUARD_OFF, "bounce_guard_hold elapsed");
 		release_held(d);
 	}
 	if (d->ready.head)
@@ -676,6 +695,7 @@ int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out)
 	s->ssl = deps->tls;
 	s->learned = deps->learned;
 	s->route = route_new(s->cfg, s->dns);
+	s->domain_since = xcalloc(s->cfg->ndomains ? s->cfg->ndomains : 1, sizeof(*s->domain_since));
 	int cache = spool_open_subdir(s->sp, "mta-sts");
 	if (cache < 0)
 		log_warn("delivery", "cannot open SPOOL/mta-sts (%s): MTA-STS policies are kept in memory only",
@@ -774,6 +794,7 @@ void qmgr_free(struct qmgr *s)
 		dest_free(s, d);
 	}
 	htab_free(&s->dests);
+	free(s->domain_since);
 	event_free(s->tick);
 	cfg_unref(s->cfg);
 	free(s);

@@ -56,4 +56,67 @@ void qmgr_set_cfg(struct qmgr *s, const struct cfg *cfg);
 void qmgr_free(struct qmgr *s);
 void qmgr_get_stats(const struct qmgr *s, struct qmgr_stats *st);
 
+/* --- what observers see (metrics, the status page, alerts) ------------- */
+
+/*
+ * One destination (a recipient domain, or the domain a DSN goes to) as it
+ * stands: a snapshot, valid only during the callback that hands it over.
+ * Backed-up domains ([domain] sections) are always listed, queued or not;
+ * other destinations only while the queue manager knows them.
+ */
+struct qmgr_dest_view {
+	const char *domain;
+	bool configured;          /* a backed-up domain, not a DSN's destination */
+	bool down;                /* in an outage: its next hop did not answer; probed until it does */
+	int64_t state_since;      /* wall seconds: when it went down, or last came up; 0: no attempt yet */
+	bool bounce_guard;        /* holding its 5xx replies as deferred (the bounce guard) */
+	size_t queued;            /* messages waiting for it (on a connection included) */
+	uint64_t queued_bytes;    /* their sizes */
+	int64_t oldest_arrival;   /* wall seconds of the oldest of them; 0: none */
+	int64_t next_expiry;      /* wall seconds when the first of them expires; 0: none */
+	uint32_t connections;     /* open now, probes included */
+};
+
+typedef void qmgr_dest_fn(void *arg, const struct qmgr_dest_view *v);
+/* Calls fn for each destination, backed-up domains first in configuration order. */
+void qmgr_each_dest(struct qmgr *s, qmgr_dest_fn *fn, void *arg);
+/* The view of one destination; false when it is neither configured nor known. */
+bool qmgr_dest_view(struct qmgr *s, const char *domain, struct qmgr_dest_view *out);
+
+/*
+ * What happened, as it happens. A destination's state events come once
+ * per change of state; message events once per recipient.
+ */
+enum qmgr_event_kind {
+	QMGR_EV_DOWN,       /* an outage began: its mail queues (dest) */
+	QMGR_EV_UP,         /* the outage ended: a session was established (dest) */
+	QMGR_EV_DRAINED,    /* nothing is queued for it any more, after something was (dest) */
+	QMGR_EV_GUARD_ON,   /* the bounce guard engaged (dest, reply: why) */
+	QMGR_EV_GUARD_OFF,  /* it let go (dest) */
+	QMGR_EV_QUEUED,     /* a message was queued for it (dest, msg_id, bytes) */
+	QMGR_EV_DELIVERED,  /* a recipient was accepted by the next hop (dest, msg_id, rcpt, relay, code, reply) */
+	QMGR_EV_DEFERRED,   /* an attempt for a recipient failed for now (same fields; code 0: no reply) */
+	QMGR_EV_BOUNCED,    /* a recipient failed for good (same fields) */
+	QMGR_EV_EXPIRED,    /* a recipient's retention ran out (dest, msg_id, rcpt) */
+	QMGR_EV_DSN,        /* a DSN was queued (dest: where it goes, reply: its action "failed"/"delayed") */
+};
+
+struct qmgr_event {
+	enum qmgr_event_kind kind;
+	/* The destination after the event; for message events without oldest_arrival and next_expiry (0). */
+	const struct qmgr_dest_view *dest;
+	uint64_t msg_id;
+	const char *rcpt;                  /* NULL where the kind has none */
+	const char *relay;                 /* "host[ip]:port", or NULL */
+	int code;
+	const char *reply;                 /* NULL where the kind has none */
+	uint64_t bytes;
+};
+
+typedef void qmgr_event_fn(void *arg, const struct qmgr_event *ev);
+/* Adds an observer (at most QMGR_MAX_OBSERVERS); it must not call back into the queue manager's
+ * state changes from the callback (reading views is fine). */
+#define QMGR_MAX_OBSERVERS 4
+void qmgr_observe(struct qmgr *s, qmgr_event_fn *fn, void *arg);
+
 #endif

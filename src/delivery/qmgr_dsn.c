@@ -123,6 +123,7 @@ void qmgr_send_dsn(struct qmgr *s, struct spool_msg *m, const struct qmgr_dsn_rc
 		};
 		dsn_build(&in, DSN_MAX_FULL, &text);
 		queue_dsn(s, m, &text);
+		qmgr_emit_dsn(s, m, req->action == DSN_DELAYED ? "delayed" : "failed");
 		buf_free(&orig);
 		buf_free(&text);
 	}
@@ -152,8 +153,10 @@ void qmgr_expire_job(struct qmgr *s, struct job *j)
 	};
 	qmgr_send_dsn(s, m, rs, j->out.n, &req);
 	/* Each setter copies the reply before it replaces the one rs[k] may point to. */
-	for (uint32_t k = 0; k < j->out.n; k++)
+	for (uint32_t k = 0; k < j->out.n; k++) {
+		qmgr_emit_rcpt(j, rs[k].idx, QMGR_EV_EXPIRED, rs[k].code, rs[k].reply);
 		spool_msg_set_rcpt(s->sp, m, rs[k].idx, SPOOL_RCPT_EXPIRED, rs[k].code, rs[k].reply, NULL, NULL);
+	}
 	free(rs);
 	s->st.expired += j->out.n;
 	qmgr_job_finished(s, j);

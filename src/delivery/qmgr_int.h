@@ -48,6 +48,7 @@ struct job {
 	struct job_rcpt *res;     /* per out.rcpts[k] during an attempt */
 	bool held;                /* kept back by the bounce guard */
 	struct marker *marker;    /* the in-flight marker being made durable */
+	struct job *dprev, *dnext;/* every job of its destination, wherever it is (qmgr_view.c) */
 	struct smtp_out *dot_held;/* the connection waiting for it before the final dot */
 	char relay[340];          /* "host[ip]:port" of the last attempt, for logs */
 	char relay_host[256];     /* its host name, for DSNs (RFC 3464 Remote-MTA) */
@@ -77,6 +78,11 @@ struct dest {
 	bool slot_queued;         /* on the qmgr's slot queue */
 	struct dest *next_dest;
 	struct dest *next_slot;
+	/* What observers see (qmgr_view.c). */
+	struct job *jobs;         /* every job of d: on a list or on a connection */
+	size_t njobs;
+	uint64_t nbytes;
+	int64_t state_since;      /* wall seconds: the outage began, or the last one ended */
 };
 
 struct conn;
@@ -101,6 +107,9 @@ struct qmgr {
 	uint64_t dsn_seq;
 	struct qmgr_stats st;
 	struct standby *standby;  /* told whose primary answers (base/standby.h), or NULL */
+	struct qmgr_observer { qmgr_event_fn *fn; void *arg; } observers[QMGR_MAX_OBSERVERS];
+	size_t nobservers;
+	int64_t *domain_since;    /* per cfg->domains[i]: state_since kept when its dest is forgotten */
 };
 
 /* --- qmgr.c: scheduling ------------------------------------------------- */
@@ -135,6 +144,19 @@ void qmgr_conn_start(struct dest *d, bool probe);
 void qmgr_conn_stop_all(struct qmgr *s);
 /* Forgets j's in-flight marker (it may still be being written). */
 void qmgr_job_drop_marker(struct job *j);
+
+/* --- qmgr_view.c: what observers see ----------------------------------- */
+/* j joins / leaves its destination's tally (new_job, qmgr_job_finished). */
+void qmgr_view_add_job(struct dest *d, struct job *j);
+void qmgr_view_drop_job(struct dest *d, struct job *j);
+/* d is about to be forgotten: a backed-up domain keeps its state_since. */
+void qmgr_view_forget(struct dest *d);
+/* d's state changed (QMGR_EV_DOWN, _UP, _DRAINED, _GUARD_ON, _GUARD_OFF); reply: why, or NULL. */
+void qmgr_emit_dest(struct dest *d, enum qmgr_event_kind kind, const char *reply);
+/* A recipient's outcome (QMGR_EV_DELIVERED, _DEFERRED, _BOUNCED, _EXPIRED). */
+void qmgr_emit_rcpt(const struct job *j, uint32_t idx, enum qmgr_event_kind kind, int code, const char *reply);
+/* A DSN was queued for m's sender: action "failed" or "delayed". */
+void qmgr_emit_dsn(struct qmgr *s, const struct spool_msg *m, const char *action);
 
 /* --- qmgr_dsn.c: notifications ------------------------------------------ */
 /* One recipient of a DSN: its index, and the reply to report (NULL: none). */

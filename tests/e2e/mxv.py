@@ -447,6 +447,28 @@ class Daemon:
             raise TimeoutError('%s (have %d)' % (e, len(last[0]) if last else -1)) from None
         return last[0]
 
+    @property
+    def control_path(self):
+        return self.server.get('control_socket') or os.path.join(self.spool, 'control')
+
+    def control(self, *words, raw=None, timeout=10):
+        """One request on the control socket, as the protocol has it (src/ctl/ctl.h): the
+        reply's lines as [(kind, bytes)], kind 'o', 'e' or 'x'."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(timeout)
+            s.connect(self.control_path)
+            s.sendall(raw if raw is not None else b''.join(w.encode() + b'\0' for w in words) + b'\0')
+            got = b''
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ConnectionResetError:  # refused: too many clients
+                    break
+                if not chunk:
+                    break
+                got += chunk
+        return [(line[:1].decode(), line[2:]) for line in got.split(b'\n') if line]
+
     # --- clients ---------------------------------------------------------
 
     def smtp(self, timeout=10):

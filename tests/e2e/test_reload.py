@@ -212,6 +212,92 @@ class TestReloadChanges(unittest.TestCase):
         self.assertEqual(rcpt_code(d, 'alice@example.com'), 250)
 
 
+class TestReloadCommand(unittest.TestCase):
+    """`mxvault reload -c FILE`: the same as SIGHUP, through the control socket, with the result printed."""
+
+    def test_reload_ok_printed(self):
+        d = started(self)
+        d.domains = dict(d.domains, **{'cli.test': {}})
+        d.write_config()
+        p = mxv.run_cli('reload', '-c', d.conf, check=0)
+        self.assertIn('reload ok: %s, 3 domains' % d.conf, p.stdout)
+        d.wait_log(r'mxvault: reload ok config=\S+ domains=3$')
+        self.assertEqual(rcpt_code(d, 'x@cli.test'), 250)
+
+    def test_refused_reload_printed_with_reason(self):
+        d = started(self)
+        d.server['dedup_window'] = '1h'
+        d.write_config()
+        p = mxv.run_cli('reload', '-c', d.conf)
+        self.assertEqual(p.returncode, 78, p.stdout + p.stderr)
+        self.assertIn('%s: dedup_window changed: needs a restart' % d.conf, p.stderr)
+        self.assertEqual(p.stdout, '')
+        d.wait_log(r'reload refused: %s: dedup_window changed' % re.escape(d.conf))
+
+    def test_file_that_does_not_load_is_not_sent(self):
+        d = started(self)
+        with open(d.conf, 'a', encoding='utf-8') as f:
+            f.write('nonsense\n')
+        p = mxv.run_cli('reload', '-c', d.conf)
+        self.assertEqual(p.returncode, 78, p.stdout + p.stderr)
+        self.assertRegex(p.stderr, r'%s:\d+: ' % re.escape(d.conf))
+        self.assertIn('not sent to the daemon', p.stderr)
+        self.assertNotIn('reload', d.log_text())
+
+    def test_no_daemon(self):
+        d = mxv.Daemon()
+        self.addCleanup(d.cleanup)
+        p = mxv.run_cli('reload', '-c', d.conf)
+        self.assertEqual(p.returncode, 69, p.stdout + p.stderr)
+
+
+class TestReloadDelivery(unittest.TestCase):
+    """The queue manager: queued mail follows the new configuration of its domain."""
+
+    def send(self, d, to):
+        with d.smtp() as s:
+            s.sendmail(SENDER, [to], mxv.message(SENDER, to))
+
+    def test_new_primary_gets_queued_mail(self):
+        dead = mxv.free_port()  # nothing listens: every attempt fails at once
+        domains = {'moved.test': {'primary': '127.0.0.1:%d' % dead}}
+        d = started(self, domains=domains, hold=False, retry_min='1s', retry_max='2s')
+        self.send(d, 'user@moved.test')
+        d.wait_log(r'dest=moved\.test .*(refused|failed)', 15)
+        p = fwdlib.Primary('127.0.0.1', mxv.free_port(), 'mx.moved.test')
+        p.start()
+        self.addCleanup(p.stop)
+        d.domains = {'moved.test': {'primary': '127.0.0.1:%d' % p.port}}
+        d.write_config()
+        hup(d, r'mxvault: reload ok ')
+        mxv.wait_until(lambda: p.deliveries(), 20, 'the queued message at the new primary')
+        self.assertEqual(p.deliveries()[0].rcpt_tos, ['user@moved.test'])
+        d.wait_queue(0)
+
+    def test_removed_domain_keeps_its_mail_delivered_by_mx(self):
+        """A domain dropped from the file: what is queued for it still goes, to its MX (docs/operations.md)."""
+        p = fwdlib.Primary('127.0.0.2', mxv.free_port(), 'mx.gone.test')
+        p.start()
+        self.addCleanup(p.stop)
+        u = fwdlib.Unbound(['gone.test. IN MX 10 mx.gone.test.', 'mx.gone.test. IN A 127.0.0.2'])
+        u.start()
+        self.addCleanup(u.cleanup)
+        dead = mxv.free_port()
+        keys = {'spf': 'off', 'dmarc': 'off'}
+        domains = {'gone.test': dict(keys, primary='127.0.0.1:%d' % dead), 'stays.test': dict(keys)}
+        d = started(self, domains=domains, hold=False, retry_min='1s', retry_max='2s', resolver=u.resolver,
+                    mx_port=p.port)
+        self.send(d, 'user@gone.test')
+        d.wait_log(r'dest=gone\.test .*(refused|failed)', 15)
+        d.domains = {'stays.test': dict(keys)}
+        d.write_config()
+        hup(d, r'mxvault: reload ok config=\S+ domains=1$')
+        self.assertEqual(rcpt_code(d, 'other@gone.test'), 550)  # no longer backed up
+        mxv.wait_until(lambda: p.deliveries(), 20, 'the queued message at the MX of gone.test')
+        self.assertEqual(p.deliveries()[0].rcpt_tos, ['user@gone.test'])
+        d.wait_queue(0)
+
+
 class TestReloadCertificate(unittest.TestCase):
     def setUp(self):
         self.certs = tempfile.mkdtemp(prefix='mxv-e2e-certs-')
