@@ -476,6 +476,8 @@ int daemon_run(const struct cfg *cfg, bool background)
 		cfg_unref(d.cfg);
 		return rc;
 	}
+	/* Until the loop watches it, a SIGHUP (an early systemctl reload) must not kill the start: its default does. */
+	signal(SIGHUP, SIG_IGN);
 	if (background && daemonize() < 0) {
 		perror("mxvault: fork");
 		cfg_unref(d.cfg);

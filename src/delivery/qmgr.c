@@ -741,10 +741,24 @@ void qmgr_stop(struct qmgr *s)
  * guard) is kept. Connections under way keep the configuration they
  * started with (their own reference).
  */
+/* domain_since is parallel to cfg->domains: carried over by name, since a reload may add, drop or reorder domains. */
+static void remap_domain_since(struct qmgr *s, const struct cfg *old, const struct cfg *cfg)
+{
+	int64_t *since = xcalloc(cfg->ndomains ? cfg->ndomains : 1, sizeof(*since));
+	for (size_t i = 0; i < cfg->ndomains; i++) {
+		const struct cfg_domain *was = cfg_find_domain(old, cfg->domains[i].name);
+		if (was)
+			since[i] = s->domain_since[was - old->domains];
+	}
+	free(s->domain_since);
+	s->domain_since = since;
+}
+
 void qmgr_set_cfg(struct qmgr *s, const struct cfg *cfg)
 {
 	const struct cfg *old = s->cfg;
 	s->cfg = cfg_ref(cfg);
+	remap_domain_since(s, old, cfg);
 	for (struct dest *d = s->dest_list; d; d = d->next_dest) {
 		d->cd = cfg_find_domain(cfg, d->domain);
 		d->pol.p = (struct dest_params){
