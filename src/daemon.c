@@ -357,6 +357,11 @@ int daemon_reload(struct daemon *d, struct buf *report)
 		return -1;
 	}
 	log_report(LOG_LVL_WARN, "reload", report); /* the file's warnings, if any */
+	struct buf changes = {0};
+	reload_describe(d->cfg, next, &changes);
+	log_report(LOG_LVL_INFO, "reload", &changes);
+	buf_append(report, changes.data, changes.len);
+	buf_free(&changes);
 	SSL_CTX *tls = reload_tls(d, next, report);
 	smtp_server_set_cfg(d->srv, next, tls);
 	qmgr_set_cfg(d->qmgr, next);

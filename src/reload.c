@@ -110,6 +110,73 @@ static int check_fixed(const struct cfg *old, const struct cfg *next, struct buf
 	return n;
 }
 
+/* --- what changed ---------------------------------------------------------- */
+
+struct change_walk {
+	const struct cfg *old, *next;
+	const struct cfg_domain *dold, *dnext; /* set while walking a domain's keys */
+	struct buf *out;
+	size_t n;
+};
+
+static void note_key(const char *section, const char *name, void *arg)
+{
+	struct change_walk *w = arg;
+	bool server = strcmp(section, "server") == 0;
+	if (server ? !w->dold && cfg_server_key_differs(w->old, w->next, name)
+		   : w->dold && cfg_domain_key_differs(w->dold, w->dnext, name))
+		buf_printf(w->out, "%s%s", w->n++ ? ", " : "", name);
+}
+
+/* Domains of a missing from b, as " NAME" words; how many. */
+static size_t list_missing(const struct cfg *a, const struct cfg *b, struct buf *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < a->ndomains; i++)
+		if (!cfg_find_domain(b, a->domains[i].name)) {
+			buf_printf(out, " %s", a->domains[i].name);
+			n++;
+		}
+	return n;
+}
+
+static void describe_domains(const struct cfg *old, const struct cfg *next, struct buf *out)
+{
+	struct buf names = {0};
+	if (list_missing(next, old, &names))
+		buf_printf(out, "domains added:%s\n", buf_cstr(&names));
+	buf_reset(&names);
+	if (list_missing(old, next, &names))
+		buf_printf(out, "domains removed (their queued mail goes by MX):%s\n", buf_cstr(&names));
+	buf_reset(&names);
+	for (size_t i = 0; i < next->ndomains; i++) {
+		const struct cfg_domain *dn = &next->domains[i], *dold = cfg_find_domain(old, dn->name);
+		if (!dold)
+			continue;
+		struct change_walk w = {.old = old, .next = next, .dold = dold, .dnext = dn, .out = &names};
+		cfg_key_each(note_key, &w);
+		/* The file's name may stay while its lines change: the count tells. */
+		if (dold->recipients.count != dn->recipients.count || dold->any_recipient != dn->any_recipient)
+			buf_printf(&names, "%srecipients (%zu, were %zu)", w.n++ ? ", " : "", dn->recipients.count,
+				   dold->recipients.count);
+		if (w.n)
+			buf_printf(out, "[domain %s] changed: %s\n", dn->name, buf_cstr(&names));
+		buf_reset(&names);
+	}
+	buf_free(&names);
+}
+
+void reload_describe(const struct cfg *old, const struct cfg *next, struct buf *out)
+{
+	struct buf keys = {0};
+	struct change_walk w = {.old = old, .next = next, .out = &keys};
+	cfg_key_each(note_key, &w);
+	if (w.n)
+		buf_printf(out, "[server] changed: %s\n", buf_cstr(&keys));
+	buf_free(&keys);
+	describe_domains(old, next, out);
+}
+
 int reload_load(const struct cfg *running, struct buf *report, struct cfg **out)
 {
 	char *text = NULL;

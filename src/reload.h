@@ -29,6 +29,14 @@ typedef struct ssl_ctx_st SSL_CTX;
 int reload_load(const struct cfg *running, struct buf *report, struct cfg **out) MUST_CHECK;
 
 /*
+ * What differs between old and next, for the report: "[server] changed:
+ * KEY, KEY", "domains added: NAME...", "domains removed ...", "[domain
+ * NAME] changed: KEY, recipients (N, were M)", a line each; nothing when
+ * nothing differs.
+ */
+void reload_describe(const struct cfg *old, const struct cfg *next, struct buf *out);
+
+/*
  * The inbound TLS context next asks for: its tls_cert and tls_key, or the
  * self-signed pair in the spool. 0 with *out the context (NULL: tls_cert =
  * none), or -EINVAL with the reason in report (the caller keeps the old

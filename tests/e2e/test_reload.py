@@ -223,9 +223,17 @@ class TestReloadCommand(unittest.TestCase):
     def test_reload_ok_printed(self):
         d = started(self)
         d.domains = dict(d.domains, **{'cli.test': {}})
+        d.server['max_errors'] = '7'
         d.write_config()
+        with open(os.path.join(d.dir, 'rcpt-example.com'), 'a', encoding='utf-8') as f:
+            f.write('carol\n')
         p = mxv.run_cli('reload', '-c', d.conf, check=0)
         self.assertIn('reload ok: %s, 3 domains' % d.conf, p.stdout)
+        # What changed, as the log says it too.
+        self.assertIn('[server] changed: max_errors\n', p.stdout)
+        self.assertIn('domains added: cli.test\n', p.stdout)
+        self.assertIn('[domain example.com] changed: recipients (3, were 2)\n', p.stdout)
+        d.wait_log(r'mxvault: reload: domains added: cli\.test$')
         d.wait_log(r'mxvault: reload ok config=\S+ domains=3$')
         self.assertEqual(rcpt_code(d, 'x@cli.test'), 250)
 
