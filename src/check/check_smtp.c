@@ -95,7 +95,11 @@ static void rules_probe(struct check_report *r, const struct check_mx *m, const 
 {
 	const struct check_probe *p = &m->probe;
 	static const char *const stage_id[] = {"smtp.connect", "smtp.banner", "smtp.ehlo"};
-	if (p->stage < PROBE_DONE && p->stage <= PROBE_EHLO) {
+	if (p->stage == PROBE_EHLO && p->starttls && !p->tls && p->tls_error[0]) {
+		rules_tls(r, m); /* the handshake failed and took the session with it */
+		return;
+	}
+	if (p->stage < PROBE_DONE) {
 		check_add(r, stage_id[p->stage], p->stage == PROBE_EHLO ? CHECK_WARN : CHECK_ERROR, m->host,
 			  "make the server answer SMTP on this port", "port %u: %s", o->port, p->error);
 		return;

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,7 @@ int check_cli(int argc, char **argv)
 	struct cfg *cfg = NULL;
 	struct check_report r;
 	log_set_level(LOG_LVL_ERR);
+	signal(SIGPIPE, SIG_IGN); /* a peer that closes under a TLS write is a finding, not our death */
 	int rc = parse_args(argc, argv, &a);
 	if (rc != EX_OK)
 		return rc;

@@ -40,7 +40,7 @@ def zone():
     r = ['mx1.test. IN A 127.0.0.2', 'backup.test. IN A 127.0.0.1', 'dead.test. IN A 127.0.0.4',
          'other.test. IN A 127.0.0.5', 'mx2.wrongaddr.test. IN A 127.0.0.6', 'mx1t.test. IN A 127.0.0.2',
          'alias.test. IN CNAME mx1.test.', 'relay-mx.test. IN A 127.0.0.7', 'evil.test. IN A 127.0.0.8',
-         'evil2.test. IN A 127.0.0.9',
+         'evil2.test. IN A 127.0.0.9', 'evil3.test. IN A 127.0.0.10',
          '2.0.0.127.in-addr.arpa. IN PTR mx1.test.',
          '_%d._tcp.mx1t.test. IN TLSA 3 1 1 %s' % (PORT, '00' * 32),
          'mta-sts.sts.test. IN A ' + HTTPS_HOST, '_mta-sts.sts.test. IN TXT "v=STSv1; id=1;"']
@@ -58,6 +58,7 @@ def zone():
     r += mx_set('tlsa.test', first='10 mx1t.test.')
     r += mx_set('relay.test', first='10 relay-mx.test.')
     r += mx_set('hostile.test', first='10 evil.test.') + mx_set('hostile2.test', first='10 evil2.test.')
+    r += mx_set('hostile3.test', first='10 evil3.test.')
     return r
 
 
@@ -251,6 +252,13 @@ class TestCheck(unittest.TestCase):
             self.assertIn('longer than', ' '.join(f['message'] for f in out['findings'] if f['host'] == 'evil.test'))
             out = self.check('hostile2.test', '--probe', conf=False)
             self.assert_finding(out, 'smtp.ehlo', 'warn', 'evil2.test')
+
+    def test_probe_failed_tls_handshake(self):
+        # STARTTLS offered and accepted with 220, then no TLS at all.
+        script = hostile.smtp(EHLO=['250-evil3.test', '250 STARTTLS'], STARTTLS='220 2.0.0 go ahead')
+        with hostile.Peer([('127.0.0.10', PORT)], script):
+            out = self.check('hostile3.test', '--probe', conf=False, code=2)
+        self.assert_finding(out, 'tls.handshake', 'error', 'evil3.test')
 
 
 if __name__ == '__main__':
