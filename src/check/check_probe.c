@@ -61,11 +61,12 @@ static int tls_wait(struct conn *c, int rc, int64_t deadline, const char *what)
 	short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
 	if (ev && wait_fd(c->fd, ev, deadline) == 0)
 		return 0;
-	char reason[160];
-	check_text(c->err, sizeof(c->err), "%s: %s", what,
-		  ev ? "timed out" : e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL
-				? "connection closed"
-				: (ERR_error_string_n(ERR_get_error(), reason, sizeof(reason)), reason));
+	char reason[160] = "connection closed";
+	if (ev)
+		check_text(reason, sizeof(reason), "timed out");
+	else if (e != SSL_ERROR_ZERO_RETURN && e != SSL_ERROR_SYSCALL)
+		ERR_error_string_n(ERR_get_error(), reason, sizeof(reason));
+	check_text(c->err, sizeof(c->err), "%s: %s", what, reason);
 	ERR_clear_error();
 	return -1;
 }

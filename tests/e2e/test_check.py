@@ -230,6 +230,14 @@ class TestCheck(unittest.TestCase):
         self.assert_finding(out, 'tls.cert', 'warn', 'backup.test')
         self.assert_finding(out, 'tls.ok', 'ok', 'mx1.test')
 
+    def test_probe_mta_sts_backup_certificate(self):
+        # The policy covers the backup, but the backup shows its self-signed certificate.
+        web = fwdlib.PolicyServer(*self.ca.leaf('mta-sts.sts.test'), policy(mx=('mx1.test', 'backup.test')))
+        self.addCleanup(web.stop)
+        with self.backup(domain='sts.test', cert=False) as d:
+            out = self.check('sts.test', '--probe', '-c', d.conf, conf=False, code=2)
+        self.assert_finding(out, 'mta-sts.backup-cert', 'error', 'backup.test')
+
     def test_probe_rcpt_parity(self):
         with self.backup(recipients='*', domain='parity.test') as d:
             out = self.check('parity.test', '--probe', '-c', d.conf, conf=False, code=2)
