@@ -11,6 +11,7 @@
 
 #include "base/cfg.h"
 #include "base/log.h"
+#include "cli/check_cli.h"
 #include "cli/queue_cli.h"
 #include "daemon.h"
 
@@ -18,7 +19,8 @@
 static const char usage_text[] =
 	"usage: mxvault serve -c FILE [-d]\n"
 	"       mxvault config check -c FILE\n"
-	"       mxvault queue list [--json] -c FILE\n";
+	"       mxvault queue list [--json] -c FILE\n"
+	"       mxvault check DOMAIN [--probe] [--json] [-c FILE] [--resolver IP[:PORT]] [--port N] [--timeout SECS]\n";
 
 static int usage(const char *why)
 {
@@ -126,6 +128,7 @@ static const struct {
 	{"serve", cmd_serve},
 	{"config", cmd_config},
 	{"queue", cmd_queue},
+	{"check", check_cli},
 };
 
 int main(int argc, char **argv)
