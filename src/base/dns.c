@@ -49,6 +49,7 @@ struct dns_query {
 	struct dns_query *prev, *next;
 	enum dns_kind kind;
 	dns_mx_fn *mx_fn;
+	dns_mx_ttl_fn *mx_ttl_fn; /* DNS_Q_MX asked with dns_lookup_mx_ttl */
 	dns_addr_fn *addr_fn;
 	dns_txt_fn *txt_fn;
 	dns_tlsa_fn *tlsa_fn;
@@ -64,6 +65,8 @@ struct dns_query {
 	char **txt;             /* DNS_Q_TXT: one string per record; DNS_Q_PTR: names */
 	struct dns_tlsa *tlsa;  /* DNS_Q_TLSA */
 	bool secure;            /* DNS_Q_MX, DNS_Q_TLSA: the AD bit */
+	uint16_t rrtype;        /* DNS_Q_PTR: the type whose names are read (PTR, or CNAME) */
+	uint32_t ttl;           /* DNS_Q_MX: the RRset's TTL */
 	size_t n, n4;           /* n: MX or AAAA count; n4: A count */
 };
 
@@ -197,7 +200,9 @@ static void dns_deliver(struct dns_query *q)
 	bool ok = q->st == DNS_OK;
 	bool answered = q->st == DNS_OK || q->st == DNS_NODATA || q->st == DNS_NXDOMAIN;
 	bool secure = answered && q->secure && q->d->trust_ad;
-	if (q->kind == DNS_Q_MX) {
+	if (q->kind == DNS_Q_MX && q->mx_ttl_fn) {
+		q->mx_ttl_fn(q->arg, q->st, ok ? q->mx : NULL, ok ? q->n : 0, ok ? q->ttl : 0);
+	} else if (q->kind == DNS_Q_MX) {
 		q->mx_fn(q->arg, q->st, secure, ok ? q->mx : NULL, ok ? q->n : 0);
 	} else if (q->kind == DNS_Q_TLSA) {
 		q->tlsa_fn(q->arg, q->st, secure, ok ? q->tlsa : NULL, ok ? q->n : 0);
@@ -297,6 +302,8 @@ static enum dns_status dns_parse_mx(struct dns_query *q, unsigned char *abuf, in
 		q->mx[i] = m;
 	}
 	ares_free_data(list);
+	if (dns_answer_ttl(abuf, (size_t)alen, ns_t_mx, &q->ttl) < 0)
+		q->ttl = 0;
 	/* Records present but none usable: a broken zone, not "no MX". */
 	return q->n ? DNS_OK : DNS_TEMPFAIL;
 }
@@ -381,7 +388,7 @@ static void dns_on_txt(void *arg, int status, int timeouts, unsigned char *abuf,
 }
 
 /*
- * The PTR names of an answer (RFC 1035 3.3.12), read with c-ares' name
+ * The PTR names of an answer (RFC 1035 3.3.12), or its CNAME target, read with c-ares' name
  * expansion (which checks every length and pointer): its
  * ares_parse_ptr_reply wants the address back and folds the names into a
  * hostent.
@@ -414,7 +421,7 @@ static enum dns_status dns_parse_ptr(struct dns_query *q, unsigned char *abuf, i
 		p += 10;
 		if (end - p < rdlen)
 			return DNS_TEMPFAIL;
-		if (type == ns_t_ptr && cls == ns_c_in && q->n < DNS_PTR_MAX) {
+		if (type == q->rrtype && cls == ns_c_in && q->n < DNS_PTR_MAX) {
 			if (ares_expand_name(p, abuf, alen, &name, &len) != ARES_SUCCESS)
 				return DNS_TEMPFAIL;
 			char host[256];
@@ -590,16 +597,28 @@ static void dns_submit_ad(struct dns_query *q, const char *name, int type, ares_
 	dns_rearm(d);
 }
 
-void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg)
+static void dns_submit_mx(struct dns_query *q, const char *domain)
 {
-	struct dns_query *q = dns_query_new(d, DNS_Q_MX, arg);
-	q->mx_fn = fn;
 	if (!dns_name_is_valid(domain)) {
 		q->st = DNS_BADNAME;
 		dns_defer(q);
 		return;
 	}
 	dns_submit_ad(q, domain, ns_t_mx, dns_on_mx);
+}
+
+void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_MX, arg);
+	q->mx_fn = fn;
+	dns_submit_mx(q, domain);
+}
+
+void dns_lookup_mx_ttl(struct dns *d, const char *domain, dns_mx_ttl_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_MX, arg);
+	q->mx_ttl_fn = fn;
+	dns_submit_mx(q, domain);
 }
 
 void dns_lookup_tlsa(struct dns *d, const char *name, dns_tlsa_fn *fn, void *arg)
@@ -710,6 +729,7 @@ void dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_fn *fn, vo
 	struct dns_query *q = dns_query_new(d, DNS_Q_PTR, arg);
 	char name[80];
 	q->ptr_fn = fn;
+	q->rrtype = ns_t_ptr;
 	if (dns_reverse_name(sa, name, sizeof(name)) < 0) {
 		q->st = DNS_BADNAME;
 		dns_defer(q);
@@ -717,6 +737,22 @@ void dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_fn *fn, vo
 	}
 	q->pending = 1;
 	dns_submit(q, name, ns_t_ptr, dns_on_ptr);
+	dns_rearm(d);
+}
+
+/* A PTR-kind query: the CNAME's rdata is one name, read the same way. */
+void dns_lookup_cname(struct dns *d, const char *name, dns_ptr_fn *fn, void *arg)
+{
+	struct dns_query *q = dns_query_new(d, DNS_Q_PTR, arg);
+	q->ptr_fn = fn;
+	q->rrtype = ns_t_cname;
+	if (!dns_name_is_valid(name)) {
+		q->st = DNS_BADNAME;
+		dns_defer(q);
+		return;
+	}
+	q->pending = 1;
+	dns_submit(q, name, ns_t_cname, dns_on_ptr);
 	dns_rearm(d);
 }
 

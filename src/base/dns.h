@@ -76,6 +76,12 @@ void dns_free(struct dns *d);
  */
 void dns_lookup_mx(struct dns *d, const char *domain, dns_mx_fn *fn, void *arg);
 /*
+ * The same, with the MX RRset's TTL in seconds as the resolver gave it
+ * (0 when the answer has no MX record), for `mxvault check`.
+ */
+typedef void dns_mx_ttl_fn(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n, uint32_t ttl);
+void dns_lookup_mx_ttl(struct dns *d, const char *domain, dns_mx_ttl_fn *fn, void *arg);
+/*
  * IPv6 and IPv4 addresses of host (AAAA first, then A), with port set.
  * An IP literal answers at once without a query. DNS_OK with n == 0 never
  * happens: no address is DNS_NODATA.
@@ -111,6 +117,11 @@ void dns_lookup_tlsa(struct dns *d, const char *name, dns_tlsa_fn *fn, void *arg
  */
 int dns_parse_tlsa(const unsigned char *msg, size_t n, bool *secure, struct dns_tlsa **out, size_t *nout);
 void dns_tlsa_free(struct dns_tlsa *r, size_t n);
+/*
+ * The pure part of the MX TTL: the smallest TTL of the answer records of
+ * type in a DNS message. 0, -ENOENT (no such record), or -EINVAL.
+ */
+int dns_answer_ttl(const unsigned char *msg, size_t n, uint16_t type, uint32_t *ttl) MUST_CHECK;
 
 /* The TXT records of name (for MTA-STS, later SPF and DMARC). No record is DNS_NODATA. */
 void dns_lookup_txt(struct dns *d, const char *name, dns_txt_fn *fn, void *arg);
@@ -136,6 +147,13 @@ typedef void dns_ptr_fn(void *arg, enum dns_status st, const char *const *names,
  * order received. No PTR record is DNS_NODATA.
  */
 void dns_lookup_ptr(struct dns *d, const struct sockaddr *sa, dns_ptr_fn *fn, void *arg);
+
+/*
+ * The target of name when name is an alias (its CNAME record, RFC 1034
+ * 3.6.2): names[0], lower case. Not an alias is DNS_NODATA. For
+ * `mxvault check`: an MX target must not be an alias (RFC 2181 10.3).
+ */
+void dns_lookup_cname(struct dns *d, const char *name, dns_ptr_fn *fn, void *arg);
 
 /* The reverse name of an address ("4.3.2.1.in-addr.arpa"); 0 or -EINVAL. */
 int dns_reverse_name(const struct sockaddr *sa, char *out, size_t n) MUST_CHECK;

@@ -1,7 +1,8 @@
 /*
  * dns_wire: the DNS answers c-ares has no parser for, read from the wire
  * format (RFC 1035 4.1) with every length checked against the message:
- * TLSA (RFC 6698 2.1) and the header bits a validating resolver sets.
+ * TLSA (RFC 6698 2.1), the header bits a validating resolver sets, and
+ * the TTL of an answer's records (c-ares' MX parser drops it).
  * Pure functions: no I/O, no allocation beyond the records returned.
  */
 #include "dns.h"
@@ -65,6 +66,22 @@ static int skip(struct wire *w, size_t n)
 	return 0;
 }
 
+/* Past the header and the question section, to the first answer record; *an: the answer count. */
+static int skip_question(struct wire *w, uint16_t *an)
+{
+	uint16_t qd;
+	if (w->n < HEADER_LEN)
+		return -1;
+	w->off = 4;
+	if (get16(w, &qd) < 0 || get16(w, an) < 0)
+		return -1;
+	w->off = HEADER_LEN;
+	for (uint16_t i = 0; i < qd; i++)
+		if (skip_name(w) < 0 || skip(w, 4) < 0)
+			return -1;
+	return 0;
+}
+
 /* One TLSA rdata into r (data copied). Records with an empty association are skipped (returns 1). */
 static int read_tlsa(const unsigned char *rd, uint16_t len, struct dns_tlsa *r)
 {
@@ -89,16 +106,9 @@ int dns_parse_tlsa(const unsigned char *msg, size_t n, bool *secure, struct dns_
 	*out = NULL;
 	*nout = 0;
 	*secure = false;
-	if (n < HEADER_LEN)
+	uint16_t an;
+	if (skip_question(&w, &an) < 0)
 		return -EINVAL;
-	uint16_t qd, an;
-	w.off = 4;
-	if (get16(&w, &qd) < 0 || get16(&w, &an) < 0)
-		return -EINVAL;
-	w.off = HEADER_LEN;
-	for (uint16_t i = 0; i < qd; i++)
-		if (skip_name(&w) < 0 || skip(&w, 4) < 0)
-			return -EINVAL;
 	struct dns_tlsa *recs = calloc(DNS_TLSA_MAX, sizeof(*recs)); /* not an: the count is the peer's word */
 	if (!recs)
 		abort();
@@ -131,4 +141,29 @@ void dns_tlsa_free(struct dns_tlsa *r, size_t n)
 	for (size_t i = 0; r && i < n; i++)
 		free(r[i].data);
 	free(r);
+}
+
+int dns_answer_ttl(const unsigned char *msg, size_t n, uint16_t type, uint32_t *ttl)
+{
+	struct wire w = {msg, n, 0};
+	uint16_t an;
+	uint32_t least = 0;
+	bool found = false;
+	if (skip_question(&w, &an) < 0)
+		return -EINVAL;
+	for (uint16_t i = 0; i < an; i++) {
+		uint16_t rtype, class, hi, lo, rdlen;
+		if (skip_name(&w) < 0 || get16(&w, &rtype) < 0 || get16(&w, &class) < 0 || get16(&w, &hi) < 0 ||
+		    get16(&w, &lo) < 0 || get16(&w, &rdlen) < 0 || skip(&w, rdlen) < 0)
+			return -EINVAL; /* *ttl untouched: a malformed message says nothing */
+		uint32_t t = (uint32_t)hi << 16 | lo;
+		if (rtype == type && class == ns_c_in && (!found || t < least)) {
+			least = t; /* one RRset has one TTL (RFC 2181 5.2); the smallest if a server mixes them */
+			found = true;
+		}
+	}
+	if (!found)
+		return -ENOENT;
+	*ttl = least;
+	return 0;
 }

@@ -11,6 +11,7 @@
 #include <sysexits.h>
 #include <time.h>
 
+#include "cli_out.h"
 #include "spool/spool.h"
 
 const char *queue_rcpt_state_name(const struct spool_rcpt *r)
@@ -31,42 +32,6 @@ static const char *state_of(const struct spool_msg *m, const struct spool_rcpt *
 	return queue_rcpt_state_name(r);
 }
 
-/*
- * Text from peers (addresses, replies) reaches an administrator's terminal:
- * every control, C1 control (U+0080..U+009F) and byte that is not UTF-8 is
- * escaped, "\u00XX" in JSON and "\xXX" in the text listing; well-formed
- * UTF-8 passes through (JSON text is UTF-8).
- */
-static void put_escaped(FILE *out, const char *s, bool json)
-{
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	size_t n = strlen((const char *)p);
-	for (size_t i = 0; i < n;) {
-		size_t len = p[i] >= 0x80 ? utf8_seq_len(p + i, n - i) : 1;
-		bool c1 = len == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0;
-		if (len > 1 && !c1) {
-			fwrite(p + i, 1, len, out);
-			i += len;
-			continue;
-		}
-		unsigned c = c1 ? p[i + 1] : p[i];
-		i += c1 ? 2 : 1;
-		if (json && (c == '"' || c == '\\'))
-			fprintf(out, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(out, json ? "\\u%04x" : "\\x%02x", c);
-		else
-			fputc((int)c, out);
-	}
-}
-
-static void json_str(FILE *out, const char *s)
-{
-	fputc('"', out);
-	put_escaped(out, s, true);
-	fputc('"', out);
-}
-
 struct list_ctx {
 	FILE *out;
 	bool json;
@@ -80,23 +45,23 @@ static void print_json(struct list_ctx *c, const struct spool_msg *m)
 	spool_id_str(m->id, id);
 	fprintf(c->out, "%s\n  {\"id\": \"%s\", \"arrival\": %" PRId64 ", \"size\": %" PRIu64 ", \"sender\": ",
 		c->count ? "," : "", id, m->env.arrival, m->env.body_size);
-	json_str(c->out, m->env.sender);
+	cli_json_str(c->out, m->env.sender);
 	fprintf(c->out, ", \"client\": ");
-	json_str(c->out, m->env.client_addr);
+	cli_json_str(c->out, m->env.client_addr);
 	if (m->env.quarantine) {
 		fprintf(c->out, ", \"quarantine\": ");
-		json_str(c->out, m->env.quarantine);
+		cli_json_str(c->out, m->env.quarantine);
 	}
 	fprintf(c->out, ", \"attempts\": %" PRIu32 ", \"next_attempt\": %" PRId64 ", \"recipients\": [", m->meta.attempts,
 		m->meta.next_attempt);
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
 		fprintf(c->out, "%s{\"address\": ", i ? ", " : "");
-		json_str(c->out, r->addr);
+		cli_json_str(c->out, r->addr);
 		fprintf(c->out, ", \"state\": \"%s\"", state_of(m, r));
 		if (r->reply) {
 			fprintf(c->out, ", \"reply\": ");
-			json_str(c->out, r->reply);
+			cli_json_str(c->out, r->reply);
 		}
 		fputc('}', c->out);
 	}
@@ -114,21 +79,21 @@ static void print_text(struct list_ctx *c, const struct spool_msg *m)
 	if (c->count == 0)
 		fprintf(c->out, "%-16s  %-20s  %10s  %s\n", "ID", "ARRIVAL", "SIZE", "SENDER");
 	fprintf(c->out, "%-16s  %-20s  %10" PRIu64 "  <", id, when, m->env.body_size);
-	put_escaped(c->out, m->env.sender, false);
+	cli_put_escaped(c->out, m->env.sender, false);
 	fputs(">\n", c->out);
 	if (m->env.quarantine) {
 		fprintf(c->out, "%18squarantined by a milter: ", "");
-		put_escaped(c->out, m->env.quarantine, false);
+		cli_put_escaped(c->out, m->env.quarantine, false);
 		fputc('\n', c->out);
 	}
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
 		fprintf(c->out, "%18s%-9s <", "", state_of(m, r));
-		put_escaped(c->out, r->addr, false);
+		cli_put_escaped(c->out, r->addr, false);
 		fputc('>', c->out);
 		if (r->reply) {
 			fputc(' ', c->out);
-			put_escaped(c->out, r->reply, false);
+			cli_put_escaped(c->out, r->reply, false);
 		}
 		fputc('\n', c->out);
 	}

@@ -135,7 +135,15 @@ void route_free(struct route_ctx *rc)
 	free(rc);
 }
 
-static bool is_self_addr(const struct route_ctx *rc, const struct dns_addr *a)
+bool route_is_self_name(const struct route_ctx *rc, const char *host)
+{
+	for (size_t i = 0; i < rc->nself; i++)
+		if (strcasecmp(host, rc->self_names[i]) == 0)
+			return true;
+	return false;
+}
+
+bool route_is_self_addr(const struct route_ctx *rc, const struct dns_addr *a)
 {
 	for (size_t i = 0; i < rc->nself_addrs; i++)
 		if (same_ip(&rc->self_addrs[i].ss, &a->ss) && addr_port(&rc->self_addrs[i].ss) == addr_port(&a->ss))
@@ -229,7 +237,7 @@ static void on_addrs(void *arg, enum dns_status st, const struct dns_addr *addrs
 	h->st = st;
 	h->done = true;
 	for (size_t i = 0; st == DNS_OK && i < n && !h->self; i++)
-		h->self = is_self_addr(res->rc, &addrs[i]);
+		h->self = route_is_self_addr(res->rc, &addrs[i]);
 	if (st == DNS_OK && n && !h->self) {
 		/* Only the first few: a hostile zone can name thousands. */
 		h->naddrs = n < ROUTE_MAX_ADDRS_PER_HOST ? n : ROUTE_MAX_ADDRS_PER_HOST;

@@ -15,6 +15,7 @@
 #ifndef MXV_ROUTE_H
 #define MXV_ROUTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "base/cfg.h"
@@ -55,6 +56,14 @@ struct route_ctx *route_new(const struct cfg *cfg, struct dns *dns);
 void route_free(struct route_ctx *rc);
 /* domain: lower case. cd: the domain's section, or NULL (e.g. a bounce's destination). */
 void route_resolve(struct route_ctx *rc, const char *domain, const struct cfg_domain *cd, route_fn *fn, void *arg);
+
+/*
+ * How this host knows itself (for `mxvault check` too): host is hostname or
+ * one of also_known_as (case-insensitive); a is one of the addresses it
+ * listens on (every local address for a wildcard listen), port included.
+ */
+bool route_is_self_name(const struct route_ctx *rc, const char *host);
+bool route_is_self_addr(const struct route_ctx *rc, const struct dns_addr *a);
 
 /*
  * The pure part, for tests: keeps the MX records more preferred than every
