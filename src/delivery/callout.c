@@ -63,6 +63,7 @@ struct co_conn {
 	struct co_dest *dest;
 	struct co_conn *next;
 	enum co_state st;
+	uint32_t gen;             /* the destination's gen when it was opened */
 	bool detached;            /* callout_stop while resolving: freed by the route callback */
 	bool was_ready;
 	struct bufferevent *bev;
@@ -84,6 +85,7 @@ struct co_dest {
 	struct co_conn *conns;
 	uint32_t nconn, nstarting;
 	int64_t down_until_ms;    /* unreachable: requests get VERIFY_UNREACHABLE at once until then */
+	uint32_t gen;             /* bumped when a reload moves the primary: older connections are not reused */
 };
 
 struct callout {
@@ -267,6 +269,12 @@ static void start_request(struct co_conn *c, struct verify_req *q)
 static void take_next(struct co_conn *c)
 {
 	struct co_dest *d = c->dest;
+	if (c->gen != d->gen) {
+		/* A connection to the primary of before a reload: its request is answered, and it goes. */
+		conn_free(c);
+		pump(d);
+		return;
+	}
 	struct verify_req *q = d->co->stopping ? NULL : dequeue(d);
 	if (q) {
 		start_request(c, q);
@@ -516,6 +524,7 @@ static void conn_new(struct co_dest *d)
 	struct co_conn *c = xcalloc(1, sizeof(*c));
 	c->dest = d;
 	c->st = CO_RESOLVE;
+	c->gen = d->gen;
 	c->timer = evtimer_new(d->co->base, on_timer, c);
 	c->next = d->conns;
 	d->conns = c;
@@ -755,6 +764,15 @@ static void rebind_dest(void *val, void *arg)
 	const struct cfg_domain *cd = cfg_find_domain(cfg, d->domain);
 	if (!cd || !cd->callout)
 		return;
+	if (cfg_domain_key_differs(d->cd, cd, "primary")) {
+		d->gen++;
+		/* Idle ones go now; busy ones after their answer (take_next); those still resolving see gen too. */
+		for (struct co_conn *c = d->conns, *next; c; c = next) {
+			next = c->next;
+			if (c->st == CO_IDLE)
+				conn_free(c);
+		}
+	}
 	cfg_unref(d->cfg);
 	d->cfg = cfg_ref(cfg);
 	d->cd = cd;

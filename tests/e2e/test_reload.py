@@ -311,6 +311,26 @@ class TestReloadDelivery(unittest.TestCase):
         d.wait_queue(0)
 
 
+class TestReloadCallout(unittest.TestCase):
+    def test_callout_asks_the_new_primary(self):
+        """recipients = callout: after a reload that moves the primary, a new address is asked of the new one."""
+        refusing = fwdlib.Primary('127.0.0.1', mxv.free_port(), 'old.test',
+                                  rcpt_reply=lambda addr: '550 5.1.1 no such user')
+        accepting = fwdlib.Primary('127.0.0.1', mxv.free_port(), 'new.test')
+        for p in (refusing, accepting):
+            p.start()
+            self.addCleanup(p.stop)
+        d = started(self, domains={'co.test': {'recipients': 'callout', 'primary': '127.0.0.1:%d' % refusing.port}})
+        self.assertEqual(rcpt_code(d, 'first@co.test'), 550)
+        d.domains = {'co.test': {'recipients': 'callout', 'primary': '127.0.0.1:%d' % accepting.port}}
+        d.write_config()
+        hup(d, r'mxvault: reload ok ')
+        d.wait_log(r'mxvault: reload: \[domain co\.test\] changed: primary$')
+        self.assertEqual(rcpt_code(d, 'second@co.test'), 250)
+        self.assertIn('second@co.test', [a for a, _ in accepting.rcpt_replies])
+        self.assertNotIn('second@co.test', [a for a, _ in refusing.rcpt_replies])
+
+
 class TestReloadCertificate(unittest.TestCase):
     def setUp(self):
         self.certs = tempfile.mkdtemp(prefix='mxv-e2e-certs-')
