@@ -739,7 +739,8 @@ void qmgr_stop(struct qmgr *s)
  * the retention it was given on arrival). The retry and bounce-guard
  * bounds are updated in place; a destination's state (down, backoff,
  * guard) is kept. Connections under way keep the configuration they
- * started with (their own reference).
+ * started with (their own reference); where the routing moved (another
+ * primary, or none), they finish the message in hand and take no more.
  */
 /* domain_since is parallel to cfg->domains: carried over by name, since a reload may add, drop or reorder domains. */
 static void remap_domain_since(struct qmgr *s, const struct cfg *old, const struct cfg *cfg)
@@ -760,7 +761,10 @@ void qmgr_set_cfg(struct qmgr *s, const struct cfg *cfg)
 	s->cfg = cfg_ref(cfg);
 	remap_domain_since(s, old, cfg);
 	for (struct dest *d = s->dest_list; d; d = d->next_dest) {
-		d->cd = cfg_find_domain(cfg, d->domain);
+		const struct cfg_domain *cd = cfg_find_domain(cfg, d->domain);
+		if (!d->cd != !cd || (cd && cfg_domain_key_differs(d->cd, cd, "primary")))
+			d->gen++;
+		d->cd = cd;
 		d->pol.p = (struct dest_params){
 			.retry_min_s = cfg->retry_min,
 			.retry_max_s = cfg->retry_max,

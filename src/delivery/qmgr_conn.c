@@ -27,6 +27,7 @@ struct conn {
 	struct qmgr *s;
 	struct dest *d;
 	const struct cfg *cfg; /* a reference: the SMTP client keeps pointers into it (helo) past a reload */
+	uint32_t gen;          /* d->gen when it started: the routing it was opened for */
 	struct smtp_out *out;
 	bool probe;
 	bool starting;   /* has not taken a job yet */
@@ -110,7 +111,7 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 		cn->starting = false;
 		d->nstarting--;
 	}
-	if (cn->s->stopping || !d->ready.head)
+	if (cn->s->stopping || !d->ready.head || cn->gen != d->gen)
 		return NULL;
 	struct job *j = qmgr_dest_take_job(d);
 	qmgr_job_begin(j, out);
@@ -321,6 +322,7 @@ void qmgr_conn_start(struct dest *d, bool probe)
 	cn->s = s;
 	cn->d = d;
 	cn->cfg = cfg_ref(s->cfg);
+	cn->gen = d->gen;
 	cn->probe = probe;
 	cn->starting = !probe;
 	if (probe)

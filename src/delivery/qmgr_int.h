@@ -66,6 +66,7 @@ struct dest {
 	struct qmgr *s;
 	char *domain;
 	const struct cfg_domain *cd;
+	uint32_t gen;             /* bumped when a reload moves its routing: open connections take no more jobs */
 	struct dest_policy pol;
 	struct jlist ready;       /* may be tried now */
 	struct jlist waiting;     /* not before job->not_before */

@@ -287,6 +287,30 @@ class TestReloadDelivery(unittest.TestCase):
         self.assertEqual(p.deliveries()[0].rcpt_tos, ['user@moved.test'])
         d.wait_queue(0)
 
+    def test_open_connection_to_old_primary_takes_no_more(self):
+        """A connection open at the reload finishes its message; the rest goes to the new primary."""
+        old = fwdlib.Primary('127.0.0.1', mxv.free_port(), 'old.moved.test')
+        old.data_hook = lambda delivery: time.sleep(0.5)  # slow: the queue is still full at the reload
+        new = fwdlib.Primary('127.0.0.1', mxv.free_port(), 'new.moved.test')
+        for p in (old, new):
+            p.start()
+            self.addCleanup(p.stop)
+        domains = {'moved.test': {'primary': '127.0.0.1:%d' % old.port}}
+        d = started(self, domains=domains, hold=False, max_connections_per_destination=1)
+        n = 6
+        with d.smtp() as s:
+            for i in range(n):
+                to = 'user%d@moved.test' % i
+                s.sendmail(SENDER, [to], mxv.message(SENDER, to))
+        mxv.wait_until(lambda: old.deliveries(), 10, 'the first delivery at the old primary')
+        d.domains = {'moved.test': {'primary': '127.0.0.1:%d' % new.port}}
+        d.write_config()
+        hup(d, r'mxvault: reload ok ')
+        mxv.wait_until(lambda: len(old.deliveries()) + len(new.deliveries()) >= n, 30, 'every message delivered')
+        self.assertLess(len(old.deliveries()), n - 1, 'the old connection went on taking messages')
+        self.assertGreater(len(new.deliveries()), 0)
+        d.wait_queue(0)
+
     def test_removed_domain_keeps_its_mail_delivered_by_mx(self):
         """A domain dropped from the file: what is queued for it still goes, to its MX (docs/operations.md)."""
         p = fwdlib.Primary('127.0.0.2', mxv.free_port(), 'mx.gone.test')
