@@ -5,11 +5,11 @@
  * Invariants: no two runs (struct run) share a kind or a domain, and no
  * alert starts ahead of an older one of its kind or domain; a run lives
  * from the spawn until its child is reaped, then the queue is looked at
- * again. The child's output pipe may close before or
- * after the child exits (a grandchild can keep it open): what is left in it
- * when the child is reaped is read once, without waiting, and the pipe is
- * closed. Error policy: a command that cannot be started is logged and its
- * alert dropped; nothing here stops the daemon.
+ * again. The child's output pipe may close before or after the child exits
+ * (a grandchild can keep it open): what is left in it when the child is
+ * reaped is read once, without waiting, and the pipe is closed.
+ * Error policy: a command that cannot be started is logged and its alert
+ * dropped; nothing here stops the daemon.
  *
  * Thread safety: the daemon has threads (the spool's I/O thread), so the
  * child is made with posix_spawn, and everything it needs (argv, the
@@ -270,9 +270,12 @@ static void run_free(struct run *r)
 	if (r->pidfd >= 0)
 		close(r->pidfd);
 	struct notify *n = r->n;
-	for (size_t i = 0; i < n->nruns; i++)
-		if (n->runs[i] == r)
+	for (size_t i = 0; i < n->nruns; i++) {
+		if (n->runs[i] == r) {
 			n->runs[i] = n->runs[--n->nruns];
+			break;
+		}
+	}
 	job_free(r->job);
 	free(r);
 }
