@@ -91,6 +91,8 @@ static void on_up(struct alerts *a, struct dom_state *st, const struct qmgr_even
 		snprintf(detail, sizeof(detail), "the primary answers again after %" PRId64 "s",
 			 clock_wall_s() - st->down_since);
 	st->down_since = 0;
+	if (ev->dest->queued == 0)
+		st->drain_pending = false; /* nothing to drain (a standby probe's outage): no "drained" later */
 	say(a, "recovered", ev->dest, detail);
 }
 

@@ -124,6 +124,27 @@ class TestOutageAndRecovery(AlertsBase):
         print('\nevents: ' + ' / '.join('|'.join(ln) for ln in lines))
 
 
+class TestStandby(AlertsBase):
+    def test_outage_without_mail_has_no_drained(self):
+        """A standby domain's probes see the primary down and back with nothing queued: queuing and recovered,
+        and no "drained" later, when mail that came in meanwhile is delivered."""
+        with self.daemon({DOMAIN: {'accept': 'when-primary-down'}}) as d:
+            first = self.wait_event('queuing')[0]
+            self.primary.start()
+            self.wait_event('recovered')
+            d.wait_log(r'standby: domain=alerts\.test primary=up')
+            self.primary.stop()
+            # Down again: taken, queued, delivered once the primary is back; one pair of alerts per outage.
+            mxv.wait_until(lambda: len([e for e in self.events() if e == 'queuing']) >= 2, 15, 'the second outage')
+            send(d, SENDER, 'a@' + DOMAIN)
+            self.primary.start()
+            self.wait_event('drained', timeout=20)
+            d.stop()
+            events = self.events()
+        self.assertEqual(first[2], '0')
+        self.assertEqual(events, ['queuing', 'recovered', 'queuing', 'recovered', 'drained'])
+
+
 class TestTimeAlerts(AlertsBase):
     def test_old_mail_and_expiring_once(self):
         """Oldest past alert_age: old-mail once; within a day of expiring: expiring once; both ahead of recovery."""
