@@ -41,6 +41,7 @@
 #include "ctl/ctl.h"
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
+#include "notify/alerts.h"
 #include "privs.h"
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
@@ -65,6 +66,7 @@ struct daemon {
 	struct standby *standby; /* written by the queue manager, read by the SMTP server */
 	int ctl_fd;              /* the control socket, bound as root */
 	struct ctl *ctl;         /* its server (queue commands, reload, drills) */
+	struct alerts *alerts;   /* watches the queue manager and the spool; runs notify_command */
 	struct event *sigterm, *sigint, *drain_ev;
 	int64_t deadline_ms;
 };
@@ -282,6 +284,8 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
 		return EX_OSERR;
 	}
+	struct alerts_deps ad = {.cfg = cfg, .base = d->base, .qmgr = d->qmgr, .sp = d->sp};
+	d->alerts = alerts_start(&ad);
 	return EX_OK;
 }
 
@@ -297,6 +301,7 @@ static void watch_signals(struct daemon *d)
 /* The reverse of the start, from whatever point it reached. */
 static void stop_all(struct daemon *d)
 {
+	alerts_stop(d->alerts); /* what stopping does to the queue is no alert */
 	if (d->qmgr)
 		qmgr_stop(d->qmgr);
 	ctl_close(d->ctl); /* calls still open are told, while what they watch is alive */
@@ -305,6 +310,7 @@ static void stop_all(struct daemon *d)
 		callout_stop(d->callout); /* every session is gone: no request is left */
 	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr and callout */
 	qmgr_free(d->qmgr);
+	alerts_free(d->alerts); /* the queue manager's observer: after it */
 	callout_free(d->callout);
 	learned_close(d->learned); /* after the queue manager, which writes to it */
 	standby_free(d->standby);
