@@ -41,6 +41,7 @@
 #include "ctl/ctl.h"
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
+#include "drill.h"
 #include "privs.h"
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
@@ -65,6 +66,7 @@ struct daemon {
 	struct standby *standby; /* written by the queue manager, read by the SMTP server */
 	int ctl_fd;              /* the control socket, bound as root */
 	struct ctl *ctl;         /* its server (queue commands, reload, drills) */
+	struct drills *drills;   /* the drill commands (drill.c), once the queue manager runs */
 	struct event *sigterm, *sigint, *drain_ev;
 	int64_t deadline_ms;
 };
@@ -282,6 +284,7 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
 		return EX_OSERR;
 	}
+	d->drills = drills_new(d->base, d->qmgr, d->ctl);
 	return EX_OK;
 }
 
@@ -305,6 +308,7 @@ static void stop_all(struct daemon *d)
 		callout_stop(d->callout); /* every session is gone: no request is left */
 	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr and callout */
 	qmgr_free(d->qmgr);
+	drills_free(d->drills); /* ctl_close ended every drill; what it observed is gone */
 	callout_free(d->callout);
 	learned_close(d->learned); /* after the queue manager, which writes to it */
 	standby_free(d->standby);
