@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -69,8 +70,8 @@ class TestDrill(unittest.TestCase):
         """The command, started and holding example.com (its message never goes out)."""
         p = subprocess.Popen([mxv.BIN, 'drill', 'example.com', '--to', TO, '-c', self.stalled_conf(),
                               '--timeout', '2m'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: p.poll() is None and p.kill())
         self.addCleanup(p.wait)
+        self.addCleanup(lambda: p.poll() is None and p.kill())  # (cleanups run last in, first out)
         self.d.wait_log(r'drill: domain=example.com tag=\w+ started: delivery held', 10)
         return p
 
@@ -171,6 +172,27 @@ class TestDrill(unittest.TestCase):
                 self.d.wait_queue(0)
         self.assertEqual(len(re.findall(r'interrupted: the command went away; delivery released',
                                         self.d.log_text())), 2)
+
+    def test_a_connection_already_open_takes_no_more_of_the_held_mail(self):
+        self.primary = fwdlib.Primary('127.0.0.1', self.port, 'primary.test', raw=True)
+        self.addCleanup(self.primary.stop)
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        self.primary.data_hook = lambda dl: gate.wait(20)  # the first message's final reply waits
+        self.start()
+        send(self.d, 'bob@sender.test', [TO], data=b'Subject: first\r\n\r\nA\r\n')
+        mxv.wait_until(lambda: b'Subject: first' in b''.join(self.primary.raw()), 10, 'the first message')
+        drill = self.start_stalled_drill()
+        send(self.d, 'bob@sender.test', [TO], data=b'Subject: second\r\n\r\nB\r\n')
+        self.d.wait_queue(2)
+        gate.set()
+        session = lambda: [b for b in self.primary.raw() if b'Subject: first' in b][0]  # noqa: E731
+        mxv.wait_until(lambda: session().endswith(b'QUIT\r\n'), 10, 'the connection to end')
+        self.assertEqual(session().count(b'MAIL FROM'), 1, session())
+        self.assertEqual(len(self.primary.deliveries()), 1)
+        drill.kill()
+        got = self.primary.wait_deliveries(2, 10, 'the second message once the drill is gone')
+        self.assertIn(b'Subject: second', got[1].data)
 
     def test_one_drill_per_domain_and_other_domains_flow(self):
         self.start()
