@@ -1,8 +1,10 @@
 /*
  * smtp_send: see smtp_send.h. One socket, polled with what is left of the
- * deadline before each read and write; a reply is read whole (its last
- * line has a space after the code) and bounded in size; what it says is
- * kept on one line for the caller to show.
+ * deadline before each read and write. Replies are read a line at a
+ * time into a buffer of one line's bound and judged by the SMTP client's
+ * own parser and verdict table (delivery/smtp_reply.h, pure: the only
+ * thing this command takes from delivery/): bounded in length and lines,
+ * strict about the syntax, its text on one line for the caller to show.
  */
 #include "smtp_send.h"
 
@@ -14,7 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SMTP_SEND_MAX_REPLY 16384
+#include "delivery/smtp_reply.h"
+
+#define SMTP_SEND_MAX_REPLY (SMTP_REPLY_LINE_MAX + 2)
 
 struct conn {
 	int fd;
@@ -74,100 +78,86 @@ static int send_all(struct conn *cn, const char *p, size_t n)
 	return 0;
 }
 
-/* The end of a complete reply in cn->in (just after its last CRLF), or 0. */
-static size_t reply_end(const struct conn *cn)
+/* Reads more bytes into cn->in, waiting at most until the deadline. */
+static int fill(struct conn *cn)
 {
-	size_t start = 0;
-	for (size_t i = 0; i + 1 < cn->len; i++) {
-		if (cn->in[i] != '\r' || cn->in[i + 1] != '\n')
-			continue;
-		if (i - start >= 3 && (i - start == 3 || cn->in[start + 3] == ' '))
-			return i + 2;
-		start = i + 2;
-	}
+	if (cn->len == sizeof(cn->in))
+		return -EMSGSIZE; /* a line longer than any reply line may be */
+	int rc = wait_fd(cn, POLLIN);
+	if (rc < 0)
+		return rc;
+	ssize_t r = recv(cn->fd, cn->in + cn->len, sizeof(cn->in) - cn->len, 0);
+	if (r == 0)
+		return -ECONNRESET;
+	if (r < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	cn->len += (size_t)r;
 	return 0;
 }
 
-/* The reply's lines p[0..n) (each CRLF-ended) on one line: continuations lose their "250-", a space joins them. */
-static void join_lines(const char *p, size_t n, char *out, size_t size)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n;) {
-		const char *nl = memmem(p + i, n - i, "\r\n", 2);
-		size_t len = (size_t)(nl - (p + i)), skip = o > 0 && len >= 4 ? 4 : 0;
-		if (o > 0 && o + 1 < size)
-			out[o++] = ' ';
-		size_t take = len - skip < size - 1 - o ? len - skip : size - 1 - o;
-		memcpy(out + o, p + i + skip, take);
-		o += take;
-		i += len + 2;
-	}
-	out[o] = '\0';
-}
-
-/* Reads one whole reply into res (its lines joined by spaces); its code, or -errno. */
+/* Reads one whole reply with the SMTP client's parser (delivery/smtp_reply.h: bounded, strict); its code, or -errno. */
 static int read_reply(struct conn *cn, struct smtp_send_result *res)
 {
-	size_t end;
-	while ((end = reply_end(cn)) == 0) {
-		if (cn->len == sizeof(cn->in))
-			return -EMSGSIZE;
-		int rc = wait_fd(cn, POLLIN);
+	struct smtp_reply r;
+	smtp_reply_init(&r, false);
+	for (;;) {
+		const char *nl = cn->len ? memmem(cn->in, cn->len, "\r\n", 2) : NULL;
+		if (!nl) {
+			int rc = fill(cn);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		size_t n = (size_t)(nl - cn->in);
+		int rc = smtp_reply_feed(&r, cn->in, n);
+		memmove(cn->in, cn->in + n + 2, cn->len - n - 2);
+		cn->len -= n + 2;
 		if (rc < 0)
 			return rc;
-		ssize_t r = recv(cn->fd, cn->in + cn->len, sizeof(cn->in) - cn->len, 0);
-		if (r == 0)
-			return -ECONNRESET;
-		if (r < 0 && errno != EAGAIN && errno != EINTR)
-			return -errno;
-		cn->len += r > 0 ? (size_t)r : 0;
+		if (rc == SMTP_REPLY_DONE) {
+			snprintf(res->reply, sizeof(res->reply), "%s", r.text);
+			res->code = r.code;
+			return r.code;
+		}
 	}
-	join_lines(cn->in, end, res->reply, sizeof(res->reply));
-	int code = atoi(cn->in);
-	memmove(cn->in, cn->in + end, cn->len - end);
-	cn->len -= end;
-	res->code = code >= 200 && code <= 599 ? code : 0;
-	return res->code ? res->code : -EPROTO;
 }
 
-/* Sends line (NULL: nothing) and reads its reply; 0 when its code is want. */
-static int step(struct conn *cn, struct smtp_send_result *res, const char *stage, const char *line, int want)
+/* Sends line (NULL: nothing) and reads its reply; 0 when it is the reply cmd wants. */
+static int step(struct conn *cn, struct smtp_send_result *res, enum smtp_cmd cmd, const char *line)
 {
-	res->stage = stage;
+	res->stage = smtp_cmd_name(cmd);
 	int rc = line ? send_all(cn, line, strlen(line)) : 0;
 	if (rc == 0)
 		rc = read_reply(cn, res);
 	if (rc < 0) {
 		res->code = 0;
-		snprintf(res->reply, sizeof(res->reply), "%s", rc == -EPROTO ? "not an SMTP reply" : strerror(-rc));
+		snprintf(res->reply, sizeof(res->reply), "%s",
+			 rc == -EBADMSG || rc == -E2BIG || rc == -EMSGSIZE ? smtp_reply_strerror(rc) : strerror(-rc));
 		return -1;
 	}
-	return rc == want ? 0 : -1;
+	return smtp_reply_verdict(cmd, rc) == SMTP_VERDICT_OK ? 0 : -1;
 }
 
 static int converse(struct conn *cn, const struct smtp_send_req *req, struct smtp_send_result *res)
 {
 	char line[1100];
-	if (step(cn, res, "connect", NULL, 220) < 0)
+	if (step(cn, res, SMTP_CMD_GREETING, NULL) < 0)
 		return -1;
 	snprintf(line, sizeof(line), "EHLO %s\r\n", req->helo);
-	if (step(cn, res, "EHLO", line, 250) < 0)
+	if (step(cn, res, SMTP_CMD_EHLO, line) < 0)
 		return -1;
 	snprintf(line, sizeof(line), "MAIL FROM:<%s>\r\n", req->sender);
-	if (step(cn, res, "MAIL", line, 250) < 0)
+	if (step(cn, res, SMTP_CMD_MAIL, line) < 0)
 		return -1;
 	snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", req->rcpt);
-	if (step(cn, res, "RCPT", line, 250) < 0)
+	if (step(cn, res, SMTP_CMD_RCPT, line) < 0 || step(cn, res, SMTP_CMD_DATA, "DATA\r\n") < 0)
 		return -1;
-	if (step(cn, res, "DATA", "DATA\r\n", 354) < 0)
-		return -1;
-	res->stage = "dot";
 	if (send_all(cn, req->data, strlen(req->data)) < 0)
-		return step(cn, res, "dot", NULL, 250); /* the server may have said why it stopped reading */
-	if (step(cn, res, "dot", ".\r\n", 250) < 0)
+		return step(cn, res, SMTP_CMD_DOT, NULL); /* the server may have said why it stopped reading */
+	if (step(cn, res, SMTP_CMD_DOT, ".\r\n") < 0)
 		return -1;
 	struct smtp_send_result bye;
-	(void)step(cn, &bye, "QUIT", "QUIT\r\n", 221); /* the message is taken: QUIT's reply does not matter */
+	(void)step(cn, &bye, SMTP_CMD_QUIT, "QUIT\r\n"); /* the message is taken: QUIT's reply does not matter */
 	return 0;
 }
 
@@ -176,6 +166,7 @@ int smtp_send(const struct smtp_send_req *req, struct smtp_send_result *res)
 	struct conn *cn = xcalloc(1, sizeof(*cn));
 	cn->deadline_ms = req->deadline_ms;
 	*res = (struct smtp_send_result){.stage = "connect"};
+	cn->fd = -1;
 	int rc = open_conn(cn, req);
 	if (rc < 0)
 		snprintf(res->reply, sizeof(res->reply), "%s", strerror(-rc));

@@ -25,13 +25,12 @@ struct smtp_send_req {
 /*
  * The outcome: code is the last reply's (0: none came: a connection error
  * or the deadline), reply its text on one line ("250 2.0.0 Ok: queued as
- * ID"), or why nothing came; stage the command it answered ("connect",
- * "EHLO", "MAIL", "RCPT", "DATA", "dot").
+ * ID"), or why nothing came; stage what it answered.
  */
 struct smtp_send_result {
 	int code;
 	char reply[512];
-	const char *stage;
+	const char *stage; /* "greeting", "EHLO", ... (smtp_cmd_name), or "connect" */
 };
 
 /* 0 when the message was accepted (a 250 to the final dot), else -1; res says what happened. */

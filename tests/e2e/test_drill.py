@@ -153,6 +153,19 @@ class TestDrill(unittest.TestCase):
         send(self.d, 'bob@sender.test', [TO])
         self.primary.wait_deliveries(1, 10)
 
+    def test_a_listener_that_never_greets_fails_at_the_timeout(self):
+        self.start()
+        p = self.drill('--timeout', '2s', conf=self.stalled_conf(), timeout=20)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        steps = self.steps(p.stdout)
+        self.assertEqual([s[1] for s in steps], ['hold', 'refused'], p.stdout)
+        self.assertRegex(steps[1][2], r'at greeting: Connection timed out$')
+        self.assertGreaterEqual(float(steps[1][0]), 1.9)
+        self.assertRegex(p.stdout.splitlines()[-1], r'^verdict: FAIL \([23]\.\d{3} s\): the backup did not take')
+        self.d.wait_log(r'drill: domain=example.com tag=\w+ (interrupted|verdict=fail)')
+        send(self.d, 'bob@sender.test', [TO])
+        self.primary.wait_deliveries(1, 10)
+
     def test_interrupted_it_leaves_nothing_held(self):
         self.start()
         for sig in (signal.SIGINT, signal.SIGKILL):
