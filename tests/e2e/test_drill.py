@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -55,7 +56,7 @@ class TestDrill(unittest.TestCase):
 
     def stalled_conf(self):
         """A configuration for the command alone: the daemon's, but its listener never greets."""
-        hold = mxv.socket.socket()
+        hold = socket.socket()
         hold.bind((mxv.HOST, 0))
         hold.listen(8)
         self.addCleanup(hold.close)
