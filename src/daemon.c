@@ -42,6 +42,7 @@
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
 #include "notify/alerts.h"
+#include "drill.h"
 #include "privs.h"
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
@@ -67,6 +68,7 @@ struct daemon {
 	int ctl_fd;              /* the control socket, bound as root */
 	struct ctl *ctl;         /* its server (queue commands, reload, drills) */
 	struct alerts *alerts;   /* watches the queue manager and the spool; runs notify_command */
+	struct drills *drills;   /* the drill commands (drill.c), once the queue manager runs */
 	struct event *sigterm, *sigint, *drain_ev;
 	int64_t deadline_ms;
 };
@@ -286,6 +288,7 @@ static int start_services(struct daemon *d)
 	}
 	struct alerts_deps ad = {.cfg = cfg, .base = d->base, .qmgr = d->qmgr, .sp = d->sp};
 	d->alerts = alerts_start(&ad);
+	d->drills = drills_new(d->base, d->qmgr, d->ctl);
 	return EX_OK;
 }
 
@@ -311,6 +314,7 @@ static void stop_all(struct daemon *d)
 	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr and callout */
 	qmgr_free(d->qmgr);
 	alerts_free(d->alerts); /* the queue manager's observer: after it */
+	drills_free(d->drills); /* ctl_close ended every drill; what it observed is gone */
 	callout_free(d->callout);
 	learned_close(d->learned); /* after the queue manager, which writes to it */
 	standby_free(d->standby);

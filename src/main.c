@@ -12,6 +12,7 @@
 #include "base/cfg.h"
 #include "base/log.h"
 #include "cli/check_cli.h"
+#include "cli/drill_cli.h"
 #include "cli/queue_cli.h"
 #include "daemon.h"
 
@@ -20,7 +21,8 @@ static const char usage_text[] =
 	"usage: mxvault serve -c FILE [-d]\n"
 	"       mxvault config check -c FILE\n"
 	"       mxvault queue list [--json] -c FILE\n"
-	"       mxvault check DOMAIN [--probe] [--json] [-c FILE] [--resolver IP[:PORT]] [--port N] [--timeout SECS]\n";
+	"       mxvault check DOMAIN [--probe] [--json] [-c FILE] [--resolver IP[:PORT]] [--port N] [--timeout SECS]\n"
+	"       mxvault drill DOMAIN --to ADDRESS -c FILE [--timeout DURATION] [--json]\n";
 
 static int usage(const char *why)
 {
@@ -129,6 +131,7 @@ static const struct {
 	{"config", cmd_config},
 	{"queue", cmd_queue},
 	{"check", check_cli},
+	{"drill", drill_main},
 };
 
 int main(int argc, char **argv)
