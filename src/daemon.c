@@ -48,10 +48,12 @@
 #include "ctl/ctl.h"
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
-#include "notify.h"
+#include "drill.h"
+#include "notify/alerts.h"
 #include "pidfile.h"
 #include "privs.h"
 #include "reload.h"
+#include "sdnotify.h"
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
 #include "store/learned.h"
@@ -75,6 +77,8 @@ struct daemon {
 	struct standby *standby; /* written by the queue manager, read by the SMTP server */
 	int ctl_fd;              /* the control socket, bound as root */
 	struct ctl *ctl;         /* its server (queue commands, reload, drills) */
+	struct alerts *alerts;   /* watches the queue manager and the spool; runs notify_command */
+	struct drills *drills;   /* the drill commands (drill.c), once the queue manager runs */
 	struct event *sigterm, *sigint, *sighup, *drain_ev;
 	int64_t deadline_ms;
 	char pid_path[PATH_MAX]; /* empty: no pid file */
@@ -314,6 +318,9 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
 		return EX_OSERR;
 	}
+	struct alerts_deps ad = {.cfg = cfg, .base = d->base, .qmgr = d->qmgr, .sp = d->sp};
+	d->alerts = alerts_start(&ad);
+	d->drills = drills_new(d->base, d->qmgr, d->ctl);
 	return EX_OK;
 }
 
@@ -403,6 +410,7 @@ static void watch_signals(struct daemon *d)
 /* The reverse of the start, from whatever point it reached. */
 static void stop_all(struct daemon *d)
 {
+	alerts_stop(d->alerts); /* what stopping does to the queue is no alert */
 	if (d->qmgr)
 		qmgr_stop(d->qmgr);
 	ctl_close(d->ctl); /* calls still open are told, while what they watch is alive */
@@ -411,6 +419,8 @@ static void stop_all(struct daemon *d)
 		callout_stop(d->callout); /* every session is gone: no request is left */
 	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr and callout */
 	qmgr_free(d->qmgr);
+	alerts_free(d->alerts); /* the queue manager's observer: after it */
+	drills_free(d->drills); /* ctl_close ended every drill; what it observed is gone */
 	callout_free(d->callout);
 	learned_close(d->learned); /* after the queue manager, which writes to it */
 	standby_free(d->standby);

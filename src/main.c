@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "cli/ctl_client.h"
 #include "cli/check_cli.h"
+#include "cli/drill_cli.h"
 #include "cli/queue_cli.h"
 #include "daemon.h"
 
@@ -22,7 +23,8 @@ static const char usage_text[] =
 	"       mxvault config check -c FILE\n"
 	"       mxvault queue list [--json] -c FILE\n"
 	"       mxvault reload -c FILE\n"
-	"       mxvault check DOMAIN [--probe] [--json] [-c FILE] [--resolver IP[:PORT]] [--port N] [--timeout SECS]\n";
+	"       mxvault check DOMAIN [--probe] [--json] [-c FILE] [--resolver IP[:PORT]] [--port N] [--timeout SECS]\n"
+	"       mxvault drill DOMAIN --to ADDRESS -c FILE [--timeout DURATION] [--json]\n";
 
 static int usage(const char *why)
 {
@@ -161,6 +163,7 @@ static const struct {
 	{"queue", cmd_queue},
 	{"reload", cmd_reload},
 	{"check", check_cli},
+	{"drill", drill_main},
 };
 
 int main(int argc, char **argv)

@@ -35,6 +35,11 @@ static const struct {
 	{"greylist_delay", "the greylist is opened at start"},
 	{"callout_cache", "the learned-recipients store is opened at start"},
 	{"probe_interval", "the standby probes are timed at start"},
+	/* The alerts (notify/) keep what they were started with; a set_cfg there would free these. */
+	{"notify_command", "the alerts are set up at start"},
+	{"notify_timeout", "the alerts are set up at start"},
+	{"alert_age", "the alerts are set up at start"},
+	{"alert_spool_size", "the alerts are set up at start"},
 };
 
 /* Slurps what a cfg_load wrote to a memory stream into report. */

@@ -72,6 +72,8 @@ static void set_defaults(struct cfg *c)
 	c->data_timeout = 10 * 60;
 	c->reject_bare_lf = true;
 	c->min_free_space = 100u << 20;
+	c->notify_timeout = 60;
+	c->alert_age = 3600;
 	c->probe_interval = 15;
 	c->retry_min = 60;
 	c->retry_max = 30 * 60;
@@ -645,6 +647,7 @@ void cfg_unref(const struct cfg *cc)
 	free(c->hostname);
 	free(c->authserv_id);
 	free(c->control_socket);
+	free(c->notify_command);
 	free(c->spool);
 	free(c->resolver);
 	free(c->postmaster);

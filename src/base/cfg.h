@@ -163,6 +163,11 @@ struct cfg {
 
 	/* Running it (issue 10; docs/operations.md). */
 	char *control_socket;          /* the queue-control socket, default SPOOL/control */
+	/* Alerts without mail (issue 10, section 4; src/notify/alerts.h). */
+	char *notify_command;          /* run by /bin/sh per alert; NULL: alerts are only logged */
+	int64_t notify_timeout;        /* seconds, default 60s: then it is killed */
+	int64_t alert_age;             /* seconds, default 1h: "old-mail" when the oldest message passes it */
+	uint64_t alert_spool_size;     /* "spool-size" when the spool's files pass it; 0 (default): off */
 
 	struct cfg_domain *domains;
 	size_t ndomains;

@@ -9,7 +9,7 @@
 
 #include "cfg.h"
 
-#define CFG_MAX_KEYS 64       /* per section; asserted in cfg_keys.c */
+#define CFG_MAX_KEYS 96       /* per section; asserted in cfg_keys.c */
 #define CFG_RCPT_MAX_LINE 512 /* longest recipients file line */
 
 enum cfg_section { CFG_SECT_NONE, CFG_SECT_SERVER, CFG_SECT_DOMAIN, CFG_SECT_SKIP };

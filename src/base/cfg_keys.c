@@ -1058,6 +1058,11 @@ const struct cfg_key cfg_server_keys[] = {
 	 "expected N/s, N/m or N/h, like 600/h, or 0 for no limit"},
 	{"rate_limit_exceptions", set_cidrs, print_cidrs, 0, 0, 0,
 	 "expected addresses or CIDR blocks, like 127.0.0.0/8, ::1"},
+	/* Alerts without mail (issue 10). */
+	{"notify_command", set_path, print_str, SRV(notify_command), 0, 0, "expected a shell command"},
+	{"notify_timeout", set_duration, print_duration, SRV(notify_timeout), 1, 3600, DURATION_HINT},
+	{"alert_age", set_duration, print_duration, SRV(alert_age), 1, 0, DURATION_HINT},
+	{"alert_spool_size", set_size, print_size, SRV(alert_spool_size), 0, 0, SIZE_HINT " (0 = off)"},
 };
 
 const struct cfg_key cfg_domain_keys[] = {

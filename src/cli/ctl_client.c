@@ -93,7 +93,7 @@ int ctl_read(struct ctl_conn *cn, int timeout_ms, char *kind, const char **text,
 {
 	drop_consumed(cn);
 	unsigned char *nl;
-	/* An empty buffer may have no memory yet: memchr must not see NULL. */
+	/* in.data is NULL until the first read: memchr must not see it (UBSan) */
 	while (!(nl = cn->in.len ? memchr(cn->in.data, '\n', cn->in.len) : NULL)) {
 		if (cn->eof)
 			return cn->in.len ? -EPROTO : 0;

@@ -152,7 +152,7 @@ static bool wants_conn(const struct dest *d)
 {
 	const struct qmgr *s = d->s;
 	uint32_t most = d->pol.down ? 1 : s->cfg->max_connections_per_destination;
-	return !s->stopping && dest_may_connect(&d->pol, clock_mono_ms()) && d->nconn < most &&
+	return !s->stopping && !d->drill_hold && dest_may_connect(&d->pol, clock_mono_ms()) && d->nconn < most &&
 	       d->ready.n > d->nstarting;
 }
 
@@ -249,6 +249,11 @@ static struct dest *get_dest(struct qmgr *s, const char *domain)
 	d->next_dest = s->dest_list;
 	s->dest_list = d;
 	return d;
+}
+
+struct dest *qmgr_dest_get(struct qmgr *s, const char *domain)
+{
+	return get_dest(s, domain);
 }
 
 void qmgr_dest_log_failure(struct dest *d, const char *f, ...)
@@ -370,7 +375,7 @@ void qmgr_dest_conn_ended(struct dest *d, bool probe, bool failed_early, const c
 /* Nothing queued, nothing connected, nothing to remember: the state can go. */
 static bool dest_is_idle(const struct dest *d)
 {
-	return !d->standby && !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing &&
+	return !d->standby && !d->drill_hold && !d->ready.head && !d->waiting.head && d->nconn == 0 && !d->probing &&
 	       !d->slot_queued && dest_is_settled(&d->pol);
 }
 

@@ -119,4 +119,18 @@ typedef void qmgr_event_fn(void *arg, const struct qmgr_event *ev);
 #define QMGR_MAX_OBSERVERS 4
 void qmgr_observe(struct qmgr *s, qmgr_event_fn *fn, void *arg);
 
+/* --- failover drills (qmgr_drill.c; the drill itself is src/drill.c) --- */
+
+/*
+ * Holds delivery to a backed-up domain, in memory only: no connection is
+ * started for it and an open one takes no further job (probes go on). A
+ * restart forgets it. 0, -ENOENT (not a backed-up domain) or -EBUSY
+ * (already held).
+ */
+int qmgr_drill_hold(struct qmgr *s, const char *domain) MUST_CHECK;
+/* Lets its mail go at once; nothing if it was not held. */
+void qmgr_drill_release(struct qmgr *s, const char *domain);
+/* True when message msg_id has recipients waiting for domain. */
+bool qmgr_drill_is_queued(struct qmgr *s, const char *domain, uint64_t msg_id);
+
 #endif

@@ -111,7 +111,7 @@ static struct smtp_out_job *conn_next_job(void *arg, struct smtp_out *out)
 		cn->starting = false;
 		d->nstarting--;
 	}
-	if (cn->s->stopping || !d->ready.head || cn->gen != d->gen)
+	if (cn->s->stopping || !d->ready.head || d->drill_hold || cn->gen != d->gen)
 		return NULL;
 	struct job *j = qmgr_dest_take_job(d);
 	qmgr_job_begin(j, out);

@@ -84,6 +84,7 @@ struct dest {
 	size_t njobs;
 	uint64_t nbytes;
 	int64_t state_since;      /* wall seconds: the outage began, or the last one ended */
+	bool drill_hold;          /* a drill holds its delivery (qmgr_drill.c): no connection, no job taken */
 };
 
 struct conn;
@@ -114,6 +115,8 @@ struct qmgr {
 };
 
 /* --- qmgr.c: scheduling ------------------------------------------------- */
+/* The destination for a lower-case domain, made if the queue manager does not know it yet. */
+struct dest *qmgr_dest_get(struct qmgr *s, const char *domain);
 /* Starts what d may start now: connections for its ready jobs, or queues it for a slot. */
 void qmgr_dest_kick(struct dest *d);
 /* The next ready job of d, for a connection to send, or NULL. */

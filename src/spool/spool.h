@@ -90,6 +90,8 @@ void spool_set_segment_size(struct spool *sp, uint64_t bytes);
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
 /* False when free space is under min_free, or the disk recently said ENOSPC. */
 bool spool_has_space(const struct spool *sp);
+/* The bytes of its segment files and the free space of its file system (spool_usage.c): 0 or -errno. */
+int spool_get_usage(const struct spool *sp, uint64_t *disk_bytes, uint64_t *free_bytes) MUST_CHECK;
 
 /* --- back-pressure ------------------------------------------------------ */
 /*

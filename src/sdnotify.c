@@ -1,10 +1,10 @@
 /*
- * notify: see notify.h. A failed notification is logged at debug level
+ * sdnotify: see sdnotify.h. A failed notification is logged at debug level
  * and otherwise ignored: the manager's view is not worth stopping mail for.
  * The socket write never blocks the loop (a datagram to a local socket;
  * sd_notify sends with MSG_NOSIGNAL and does not wait).
  */
-#include "notify.h"
+#include "sdnotify.h"
 
 #include <stdarg.h>
 #include <stdio.h>
