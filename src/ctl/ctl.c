@@ -12,6 +12,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,20 +293,54 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 
 /* --- the socket -------------------------------------------------------- */
 
-/* A socket file at path that nobody answers on is a leftover: it goes. One that answers is a live daemon. */
+/*
+ * A socket file at path that nobody answers on is a leftover: it goes. One
+ * that answers is a live daemon. Anything else there (a symlink the
+ * daemon's user planted in its spool) is removed unfollowed: connect()
+ * would follow it, as root, to whatever socket it names.
+ */
 static int clear_stale(const struct sockaddr_un *sun)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct stat st;
+	if (lstat(sun->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (S_ISSOCK(st.st_mode)) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+		close(fd);
+		if (rc == 0)
+			return -EADDRINUSE;
+	}
+	return unlink(sun->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/*
+ * The socket bind just made, checked and given to uid:gid through a
+ * descriptor, never by its name again: the directory (the spool) belongs to
+ * the daemon's user, who can swap the name between bind and a chmod or
+ * chown by name for a symlink (chmod follows it, as root) or a hard link
+ * (lchown of a link to /etc/shadow is a chown of /etc/shadow). What the
+ * name opens to must be a socket with one link, ours, mode 0600 (umask
+ * made it so at birth): anything else is refused with -EEXIST.
+ */
+static int take_socket(const char *path, bool owner, uint32_t uid, uint32_t gid)
+{
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-	int err = errno;
+	struct stat st;
+	int rc = fstat(fd, &st) < 0 ? -errno : 0;
+	if (rc == 0 && (!S_ISSOCK(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid() ||
+			(st.st_mode & 07777) != 0600)) {
+		log_err("ctl", "%s is not the socket just bound (replaced under us?): not using it", path);
+		rc = -EEXIST;
+	}
+	if (rc == 0 && owner && fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+		rc = -errno;
 	close(fd);
-	if (rc == 0)
-		return -EADDRINUSE;
-	if (err == ENOENT)
-		return 0;
-	return unlink(sun->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+	return rc;
 }
 
 int ctl_bind(const char *path, bool owner, uint32_t uid, uint32_t gid, int *out)
@@ -320,10 +355,11 @@ int ctl_bind(const char *path, bool owner, uint32_t uid, uint32_t gid, int *out)
 	if (fd < 0)
 		return -errno;
 	mode_t old = umask(0177); /* born 0600: no moment when others could connect */
-	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ? -errno : 0;
 	umask(old);
-	if (rc < 0 || chmod(path, 0600) < 0 || (owner && lchown(path, uid, gid) < 0)) {
-		rc = -errno;
+	if (rc == 0)
+		rc = take_socket(path, owner, uid, gid);
+	if (rc < 0) {
 		close(fd);
 		return rc;
 	}

@@ -49,7 +49,9 @@ typedef void ctl_gone_fn(void *arg, struct ctl_call *c);
  * Binds the socket at path (an existing socket there is replaced, unless a
  * daemon answers on it: -EADDRINUSE), mode 0600, given to uid:gid when
  * owner is set. Called before the privilege drop: the path above a spool
- * may not be searchable by the daemon's user. 0 and *fd, or -errno.
+ * may not be searchable by the daemon's user. That user owns the spool, so
+ * nothing is done by name after bind (no chmod or chown a swapped name could
+ * redirect); a name swapped meanwhile fails it with -EEXIST. 0 and *fd, or -errno.
  */
 int ctl_bind(const char *path, bool owner, uint32_t uid, uint32_t gid, int *fd) MUST_CHECK;
 /* Listens on fd from ctl_bind (taken over) on the event loop. */

@@ -1,0 +1,159 @@
+/*
+ * Unit tests for the control socket (ctl.c): ctl_bind against a directory
+ * whose owner is hostile (the spool belongs to the daemon's user, and
+ * ctl_bind runs as root). The test's own bind() stands in for libc's: it
+ * binds, then swaps the new socket's name for a symlink or a hard link to a
+ * victim file, as an attacker racing the daemon would; ctl_bind must leave
+ * the victim's mode and owner alone and refuse the swapped name.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ctl/ctl.h"
+
+enum swap { SWAP_NONE, SWAP_SYMLINK, SWAP_HARDLINK };
+
+static enum swap swap_after_bind;
+static char dir[64], sock_path[PATH_MAX], victim[PATH_MAX], moved[PATH_MAX];
+
+/* libc's bind, then the attacker's move (ctl.o calls this one: the executable's symbol comes first). */
+int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
+{
+	int rc = (int)syscall(SYS_bind, fd, addr.__sockaddr__, len);
+	if (rc == 0 && swap_after_bind != SWAP_NONE) {
+		assert_int_equal(rename(sock_path, moved), 0);
+		if (swap_after_bind == SWAP_SYMLINK)
+			assert_int_equal(symlink(victim, sock_path), 0);
+		else
+			assert_int_equal(link(victim, sock_path), 0);
+	}
+	return rc;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/mxv-ctl-XXXXXX";
+	if (!mkdtemp(tmpl))
+		return -1;
+	snprintf(dir, sizeof(dir), "%s", tmpl);
+	snprintf(sock_path, sizeof(sock_path), "%s/control", dir);
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(moved, sizeof(moved), "%s/moved", dir);
+	int fd = open(victim, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || fchmod(fd, 0644) < 0)
+		return -1;
+	close(fd);
+	swap_after_bind = SWAP_NONE;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(sock_path);
+	unlink(victim);
+	unlink(moved);
+	rmdir(dir);
+	return 0;
+}
+
+static mode_t victim_mode(void)
+{
+	struct stat st;
+	assert_int_equal(stat(victim, &st), 0);
+	return st.st_mode & 07777;
+}
+
+static void test_bind_makes_a_private_socket(void **state)
+{
+	(void)state;
+	int fd = -1;
+	assert_int_equal(ctl_bind(sock_path, true, getuid(), getgid(), &fd), 0);
+	struct stat st;
+	assert_int_equal(lstat(sock_path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	close(fd);
+}
+
+static void test_swap_for_a_symlink_after_bind_is_refused(void **state)
+{
+	(void)state;
+	int fd = -1;
+	swap_after_bind = SWAP_SYMLINK;
+	int rc = ctl_bind(sock_path, true, getuid(), getgid(), &fd);
+	assert_int_equal(victim_mode(), 0644); /* chmod(path) followed the link to it */
+	assert_int_equal(rc, -EEXIST);
+}
+
+static void test_swap_for_a_hard_link_after_bind_is_refused(void **state)
+{
+	(void)state;
+	int fd = -1;
+	swap_after_bind = SWAP_HARDLINK;
+	int rc = ctl_bind(sock_path, true, getuid(), getgid(), &fd);
+	assert_int_equal(victim_mode(), 0644); /* chmod and lchown of the link are the victim's */
+	assert_int_equal(rc, -EEXIST);
+}
+
+/* A live socket elsewhere, named by a symlink at the path: removed, not connected to (as root). */
+static void test_planted_symlink_to_a_live_socket_is_removed(void **state)
+{
+	(void)state;
+	char other[96];
+	snprintf(other, sizeof(other), "%s/other", dir);
+	int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", other);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	assert_int_equal(symlink(other, sock_path), 0);
+	int fd = -1;
+	assert_int_equal(ctl_bind(sock_path, false, 0, 0, &fd), 0);
+	struct stat st;
+	assert_int_equal(lstat(sock_path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	close(fd);
+	close(lfd);
+	unlink(other);
+}
+
+static void test_live_daemon_and_stale_socket(void **state)
+{
+	(void)state;
+	int fd = -1, fd2 = -1;
+	assert_int_equal(ctl_bind(sock_path, false, 0, 0, &fd), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	assert_int_equal(ctl_bind(sock_path, false, 0, 0, &fd2), -EADDRINUSE);
+	close(fd); /* now a leftover: replaced */
+	assert_int_equal(ctl_bind(sock_path, false, 0, 0, &fd2), 0);
+	close(fd2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_bind_makes_a_private_socket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_swap_for_a_symlink_after_bind_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_swap_for_a_hard_link_after_bind_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_planted_symlink_to_a_live_socket_is_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_daemon_and_stale_socket, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
