@@ -271,9 +271,14 @@ static bool ehlo(struct conn *c, const char *helo, struct check_probe *out)
 static bool starttls(struct conn *c, const char *host, SSL_CTX *ctx, struct check_probe *out)
 {
 	struct smtp_reply r;
-	if (command(c, "STARTTLS", &r) != 220) {
+	int code = command(c, "STARTTLS", &r);
+	if (code < 0) { /* r holds no reply: the send failed, or the reply never came */
+		check_text(out->tls_error, sizeof(out->tls_error), "STARTTLS: %s", c->err);
+		return false;
+	}
+	if (code != 220) {
 		check_text(out->tls_error, sizeof(out->tls_error), "STARTTLS refused: %s", r.text);
-		return r.code > 0;
+		return true;
 	}
 	c->ssl = SSL_new(ctx);
 	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)

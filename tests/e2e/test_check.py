@@ -40,7 +40,7 @@ def zone():
     r = ['mx1.test. IN A 127.0.0.2', 'backup.test. IN A 127.0.0.1', 'dead.test. IN A 127.0.0.4',
          'other.test. IN A 127.0.0.5', 'mx2.wrongaddr.test. IN A 127.0.0.6', 'mx1t.test. IN A 127.0.0.2',
          'alias.test. IN CNAME mx1.test.', 'relay-mx.test. IN A 127.0.0.7', 'evil.test. IN A 127.0.0.8',
-         'evil2.test. IN A 127.0.0.9', 'evil3.test. IN A 127.0.0.10',
+         'evil2.test. IN A 127.0.0.9', 'evil3.test. IN A 127.0.0.10', 'evil4.test. IN A 127.0.0.11',
          '2.0.0.127.in-addr.arpa. IN PTR mx1.test.',
          '_%d._tcp.mx1t.test. IN TLSA 3 1 1 %s' % (PORT, '00' * 32),
          'mta-sts.sts.test. IN A ' + HTTPS_HOST, '_mta-sts.sts.test. IN TXT "v=STSv1; id=1;"']
@@ -58,7 +58,7 @@ def zone():
     r += mx_set('tlsa.test', first='10 mx1t.test.')
     r += mx_set('relay.test', first='10 relay-mx.test.')
     r += mx_set('hostile.test', first='10 evil.test.') + mx_set('hostile2.test', first='10 evil2.test.')
-    r += mx_set('hostile3.test', first='10 evil3.test.')
+    r += mx_set('hostile3.test', first='10 evil3.test.') + mx_set('hostile4.test', first='10 evil4.test.')
     return r
 
 
@@ -267,6 +267,17 @@ class TestCheck(unittest.TestCase):
         with hostile.Peer([('127.0.0.10', PORT)], script):
             out = self.check('hostile3.test', '--probe', conf=False, code=2)
         self.assert_finding(out, 'tls.handshake', 'error', 'evil3.test')
+
+    def test_probe_connection_lost_at_starttls(self):
+        # STARTTLS offered, then a reset: the STARTTLS command cannot be sent, or gets no reply.
+        # The finding says so; it once quoted a reply that never came (an uninitialised one).
+        script = hostile.smtp(EHLO=['250-evil4.test', '250 STARTTLS', hostile.RESET])
+        with hostile.Peer([('127.0.0.11', PORT)], script):
+            out = self.check('hostile4.test', '--probe', conf=False, code=2)
+        self.assert_finding(out, 'tls.handshake', 'error', 'evil4.test')
+        msg = ' '.join(f['message'] for f in out['findings'] if f['id'] == 'tls.handshake')
+        self.assertIn('STARTTLS:', msg)
+        self.assertNotIn('refused', msg)
 
 
 if __name__ == '__main__':
