@@ -2,8 +2,15 @@
  * ctl: see ctl.h. Each client is one call: its request is read (bounded in
  * size and in time), matched against the command table and handed to the
  * handler; the reply lines go out through the connection's bufferevent and
- * the call is freed once the last one has been written, or at once when the
- * client goes away (the handler is told if it had not finished).
+ * the connection is closed once the last one has been written, or at once
+ * when the client goes away (the handler is told if it had not finished).
+ *
+ * Who frees a call: a started call belongs to its handler until
+ * ctl_finish, whatever the client does; the connection belongs to ctl. The
+ * struct goes when both are done: at ctl_finish if the client is already
+ * gone (c->bev NULL, an orphan), else when the connection closes. So a
+ * handler's late ctl_out or ctl_finish, after the client left or the daemon
+ * began to stop, lands on a live call and is dropped, never on freed memory.
  */
 #include "ctl.h"
 
@@ -62,7 +69,13 @@ struct ctl {
 
 /* --- calls ------------------------------------------------------------- */
 
-static void call_free(struct ctl_call *c)
+/*
+ * The connection ends (the reply is out, the client is gone, or the daemon
+ * stops). A handler still working keeps the call, an orphan, until its
+ * ctl_finish (told first through its gone handler, if it set one); any
+ * other call goes now.
+ */
+static void call_abandon(struct ctl_call *c)
 {
 	struct ctl *ctl = c->ctl;
 	if (c->prev)
@@ -73,15 +86,14 @@ static void call_free(struct ctl_call *c)
 		c->next->prev = c->prev;
 	ctl->ncalls--;
 	bufferevent_free(c->bev);
-	free(c);
-}
-
-/* The client is gone (or the daemon stops): a handler still working is told, then the call goes. */
-static void call_abandon(struct ctl_call *c)
-{
-	if (c->started && !c->finished && c->gone)
-		c->gone(c->gone_arg, c);
-	call_free(c);
+	c->bev = NULL;
+	c->ctl = NULL;
+	if (!c->started || c->finished) {
+		free(c);
+		return;
+	}
+	if (c->gone)
+		c->gone(c->gone_arg, c); /* may call ctl_finish, which frees c */
 }
 
 /* Appends p[0..n) as reply lines of kind ('o' or 'e'), one per "\n"-ended piece. */
@@ -103,7 +115,7 @@ static void put_lines(struct ctl_call *c, char kind, const char *p, size_t n)
 static void put_vfmt(struct ctl_call *c, char kind, const char *f, va_list ap) PRINTF_LIKE(3, 0);
 static void put_vfmt(struct ctl_call *c, char kind, const char *f, va_list ap)
 {
-	if (c->finished)
+	if (c->finished || !c->bev)
 		return;
 	char *text = NULL;
 	int n = vasprintf(&text, f, ap);
@@ -131,7 +143,7 @@ void ctl_err(struct ctl_call *c, const char *f, ...)
 
 void ctl_out_bytes(struct ctl_call *c, const void *p, size_t n)
 {
-	if (!c->finished)
+	if (!c->finished && c->bev)
 		put_lines(c, 'o', p, n);
 }
 
@@ -140,6 +152,10 @@ void ctl_finish(struct ctl_call *c, int exit_code)
 	if (c->finished)
 		return;
 	c->finished = true;
+	if (!c->bev) { /* an orphan: the client went first, the handler is done now */
+		free(c);
+		return;
+	}
 	evbuffer_add_printf(bufferevent_get_output(c->bev), "x %d\n", exit_code);
 	/* the write callback frees the call once this has gone out */
 }

@@ -39,10 +39,16 @@ struct ctl_call;
 /*
  * A command's handler: argv[0..argc) are the request's words (argv[0] is
  * the command's first word), valid until the call finishes. It answers
- * with ctl_out/ctl_err and ends the call with ctl_finish, now or later.
+ * with ctl_out/ctl_err and ends the call with ctl_finish, now or later:
+ * exactly once, even when the client has gone away (c stays valid until
+ * then, whatever the client does); after ctl_finish, c is no longer its.
  */
 typedef void ctl_cmd_fn(void *arg, struct ctl_call *c, int argc, char **argv);
-/* The client went away before the call finished; c is freed after this returns. */
+/*
+ * The client went away (or the daemon stops) before the call finished: what
+ * the handler still writes is dropped; it should stop its work and call
+ * ctl_finish (here or later), which frees c.
+ */
 typedef void ctl_gone_fn(void *arg, struct ctl_call *c);
 
 /*
@@ -61,7 +67,7 @@ struct ctl *ctl_open(struct event_base *base, const char *path, int fd);
  * a request is matched on its first two words, then its first.
  */
 void ctl_register(struct ctl *ctl, const char *name, ctl_cmd_fn *fn, void *arg);
-/* Stops listening, removes the socket, ends calls still open (their gone handlers run). */
+/* Stops listening, removes the socket, closes every connection (gone handlers of unfinished calls run). */
 void ctl_close(struct ctl *ctl);
 
 /* Text for the client's stdout / stderr; it may hold several lines ("\n" ends each). */
@@ -69,7 +75,7 @@ void ctl_out(struct ctl_call *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void ctl_err(struct ctl_call *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
 /* n bytes for stdout as they are (a message's body): split into lines at "\n". */
 void ctl_out_bytes(struct ctl_call *c, const void *p, size_t n);
-/* Ends the call with the client's exit status; c is freed once the reply is sent. */
+/* Ends the call with the client's exit status; c must not be used after this. */
 void ctl_finish(struct ctl_call *c, int exit_code);
 /* Called if the client goes away before ctl_finish (a drill interrupted). */
 void ctl_on_gone(struct ctl_call *c, ctl_gone_fn *fn, void *arg);

@@ -4,11 +4,15 @@
  * ctl_bind runs as root). The test's own bind() stands in for libc's: it
  * binds, then swaps the new socket's name for a symlink or a hard link to a
  * victim file, as an attacker racing the daemon would; ctl_bind must leave
- * the victim's mode and owner alone and refuse the swapped name.
+ * the victim's mode and owner alone and refuse the swapped name. Then the
+ * call's ownership on a real event loop: a handler that has not finished
+ * keeps its call (and argv) through the client's leaving and ctl_close,
+ * and its late ctl_out / ctl_finish land on live memory (ASan checks).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,13 +27,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 #include "ctl/ctl.h"
 
 enum swap { SWAP_NONE, SWAP_SYMLINK, SWAP_HARDLINK };
 
 static enum swap swap_after_bind;
-static char dir[64], sock_path[PATH_MAX], victim[PATH_MAX], moved[PATH_MAX];
+static char dir[64], sock_path[96], victim[96], moved[96];
 
 /* libc's bind, then the attacker's move (ctl.o calls this one: the executable's symbol comes first). */
 int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
@@ -146,14 +151,126 @@ static void test_live_daemon_and_stale_socket(void **state)
 	close(fd2);
 }
 
+/* --- calls on a live loop ---------------------------------------------- */
+
+struct slow {
+	struct ctl_call *c;
+	char **argv;
+	bool started, gone, finish_in_gone;
+};
+
+static void slow_gone(void *arg, struct ctl_call *c)
+{
+	struct slow *s = arg;
+	s->gone = true;
+	if (s->finish_in_gone)
+		ctl_finish(c, 1);
+}
+
+/* A command that answers later (as a drill does). */
+static void cmd_slow(void *arg, struct ctl_call *c, int argc, char **argv)
+{
+	(void)argc;
+	struct slow *s = arg;
+	s->c = c;
+	s->argv = argv;
+	s->started = true;
+	ctl_on_gone(c, slow_gone, s);
+	ctl_out(c, "working");
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* Runs the loop until *flag, for at most 5 s (a ticking timer bounds each pass). */
+static void run_until(struct event_base *base, const bool *flag)
+{
+	struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
+	event_add(t, &(struct timeval){0, 50000});
+	int64_t deadline = clock_mono_ms() + 5000;
+	while (!*flag && clock_mono_ms() < deadline)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+	assert_true(*flag);
+}
+
+/* A ctl on sock_path with the slow command, and a client that has sent "slow". */
+static struct ctl *start_slow(struct event_base *base, struct slow *s, int *client)
+{
+	int fd = -1;
+	assert_int_equal(ctl_bind(sock_path, false, 0, 0, &fd), 0);
+	struct ctl *ctl = ctl_open(base, sock_path, fd);
+	ctl_register(ctl, "slow", cmd_slow, s);
+	*client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock_path);
+	assert_int_equal(connect(*client, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(send(*client, "slow\0\0", 6, 0), 6);
+	run_until(base, &s->started);
+	return ctl;
+}
+
+static void test_call_outlives_its_client_until_finish(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	struct slow s = {0};
+	int client;
+	struct ctl *ctl = start_slow(base, &s, &client);
+	close(client);
+	run_until(base, &s.gone);
+	/* The handler's work ends later: its words, its output and its finish meet a live call. */
+	assert_string_equal(s.argv[0], "slow");
+	ctl_out(s.c, "done");
+	ctl_finish(s.c, 0);
+	ctl_close(ctl);
+	event_base_free(base);
+}
+
+static void test_call_outlives_ctl_close_until_finish(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	struct slow s = {0};
+	int client;
+	struct ctl *ctl = start_slow(base, &s, &client);
+	ctl_close(ctl); /* the daemon stops first; the command is told, and finishes as it unwinds */
+	assert_true(s.gone);
+	ctl_err(s.c, "interrupted");
+	ctl_finish(s.c, 75);
+	close(client);
+	event_base_free(base);
+}
+
+static void test_finish_inside_gone(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	struct slow s = {.finish_in_gone = true};
+	int client;
+	struct ctl *ctl = start_slow(base, &s, &client);
+	close(client);
+	run_until(base, &s.gone);
+	ctl_close(ctl);
+	event_base_free(base);
+}
+
 int main(void)
 {
+	signal(SIGPIPE, SIG_IGN); /* as the daemon does: replies to a client that left */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_bind_makes_a_private_socket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_swap_for_a_symlink_after_bind_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_swap_for_a_hard_link_after_bind_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_planted_symlink_to_a_live_socket_is_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_daemon_and_stale_socket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_outlives_its_client_until_finish, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_outlives_ctl_close_until_finish, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_finish_inside_gone, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
