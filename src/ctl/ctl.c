@@ -31,7 +31,11 @@
 
 #include "base/log.h"
 
-/* A request must arrive whole within this; commands themselves may take as long as they need. */
+/*
+ * A request must arrive whole within this from the connect (not from the
+ * last byte: a client trickling a byte at a time would hold a slot for
+ * hours); commands themselves may take as long as they need.
+ */
 #define CTL_REQUEST_TIMEOUT_S 10
 #define CTL_WRITE_TIMEOUT_S 60
 #define CTL_LINGER_S 2
@@ -52,6 +56,7 @@ struct ctl_call {
 	bool started;  /* handed to its handler */
 	bool finished; /* ctl_finish was called: waiting for the reply to be written */
 	bool lingering;/* the reply is out and our side shut: reading to the client's end */
+	int64_t deadline_ms; /* for the whole request, then for the whole linger */
 	ctl_gone_fn *gone;
 	void *gone_arg;
 	struct ctl_call *prev, *next;
@@ -176,6 +181,16 @@ bool ctl_wants_json(const struct ctl_call *c)
 
 /* --- requests ---------------------------------------------------------- */
 
+/* The read timeout, set to what is left of c->deadline_ms; false when nothing is. */
+static bool rearm_deadline(struct ctl_call *c)
+{
+	int64_t left = c->deadline_ms - clock_mono_ms();
+	if (left <= 0)
+		return false;
+	bufferevent_set_timeouts(c->bev, &(struct timeval){left / 1000, (left % 1000) * 1000}, NULL);
+	return true;
+}
+
 static const struct ctl_cmd *find_cmd(const struct ctl *ctl, int argc, char **argv)
 {
 	char two[96];
@@ -241,6 +256,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	if (c->started) {
 		evbuffer_drain(in, evbuffer_get_length(in)); /* nothing more is expected */
+		if (c->lingering && !rearm_deadline(c))
+			call_abandon(c);
 		return;
 	}
 	size_t n = evbuffer_get_length(in);
@@ -254,8 +271,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 		ctl_finish(c, 64);
 		return;
 	}
-	if (end < 0)
+	if (end < 0) {
+		if (!rearm_deadline(c))
+			call_abandon(c);
 		return;
+	}
 	evbuffer_drain(in, n);
 	run_request(c, (size_t)end);
 }
@@ -273,6 +293,7 @@ static void on_written(struct bufferevent *bev, void *arg)
 		return;
 	c->lingering = true;
 	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	c->deadline_ms = clock_mono_ms() + CTL_LINGER_S * 1000;
 	bufferevent_set_timeouts(bev, &(struct timeval){CTL_LINGER_S, 0}, NULL);
 }
 
@@ -296,6 +317,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	}
 	struct ctl_call *c = xcalloc(1, sizeof(*c));
 	c->ctl = ctl;
+	c->deadline_ms = clock_mono_ms() + CTL_REQUEST_TIMEOUT_S * 1000;
 	c->bev = bufferevent_socket_new(ctl->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(c->bev, on_read, on_written, on_event, c);
 	bufferevent_set_timeouts(c->bev, &(struct timeval){CTL_REQUEST_TIMEOUT_S, 0}, NULL);

@@ -8,6 +8,7 @@ import pwd
 import socket
 import stat
 import threading
+import time
 import unittest
 
 import mxv
@@ -79,6 +80,25 @@ class TestControlSocket(unittest.TestCase):
         for t in threads:
             t.join(5)
         mxv.wait_until(lambda: self.d.control('ping') == [('o', b'pong'), ('x', b'0')], 5, 'every slot freed')
+
+    def test_a_request_trickled_a_byte_at_a_time_is_cut_off(self):
+        # The request's time limit (10 s) counts from the connect, not from the last byte read.
+        s = socket.socket(socket.AF_UNIX)
+        self.addCleanup(s.close)
+        s.connect(self.d.control_path)
+        s.settimeout(0.5)
+        start = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - start < 25:
+            try:
+                s.sendall(b'p')
+                closed = s.recv(100) == b''
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+        self.assertTrue(closed, 'a trickling client still connected after 25 s')
+        self.assertLess(time.monotonic() - start, 15)
 
     def test_a_second_daemon_on_the_same_spool_does_not_start(self):
         other = mxv.Daemon(spool=self.d.spool)
