@@ -1,7 +1,11 @@
 /*
  * ctl_client: see ctl_client.h. Reply lines are read into one growing
  * buffer, bounded by CTL_CLIENT_MAX_LINE (a line of a message's body is the
- * longest the daemon sends).
+ * longest the daemon sends). What the daemon sends reaches the terminal
+ * escaped (cli_out): the socket lives in the spool, a directory of the
+ * daemon's user, so whoever holds that user can answer in the daemon's
+ * place, and a message's body (a peer's bytes) may come through it; a pipe
+ * or a file gets the bytes as they are.
  */
 #include "ctl_client.h"
 
@@ -13,6 +17,8 @@
 #include <sys/un.h>
 #include <sysexits.h>
 #include <unistd.h>
+
+#include "cli_out.h"
 
 #define CTL_CLIENT_MAX_LINE (64u << 20)
 
@@ -93,7 +99,7 @@ int ctl_read(struct ctl_conn *cn, int timeout_ms, char *kind, const char **text,
 {
 	drop_consumed(cn);
 	unsigned char *nl;
-	while (!(nl = memchr(cn->in.data, '\n', cn->in.len))) {
+	while (!(nl = cn->in.len ? memchr(cn->in.data, '\n', cn->in.len) : NULL)) { /* data is NULL until the first fill */
 		if (cn->eof)
 			return cn->in.len ? -EPROTO : 0;
 		if (cn->in.len > CTL_CLIENT_MAX_LINE)
@@ -103,7 +109,7 @@ int ctl_read(struct ctl_conn *cn, int timeout_ms, char *kind, const char **text,
 			return rc;
 	}
 	size_t n = (size_t)(nl - cn->in.data);
-	if (n < 2 || cn->in.data[1] != ' ' || !strchr("oex", cn->in.data[0]))
+	if (n < 2 || cn->in.data[1] != ' ' || !memchr("oex", cn->in.data[0], 3))
 		return -EPROTO;
 	*nl = '\0';
 	*kind = (char)cn->in.data[0];
@@ -140,7 +146,10 @@ static int relay_reply(struct ctl_conn *cn, int timeout_ms, FILE *out, FILE *err
 		if (kind == 'x')
 			return atoi(text);
 		FILE *to = kind == 'o' ? out : err;
-		fwrite(text, 1, len, to);
+		if (isatty(fileno(to)))
+			cli_put_escaped_n(to, text, len, false);
+		else
+			fwrite(text, 1, len, to);
 		fputc('\n', to);
 	}
 }

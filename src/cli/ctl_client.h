@@ -32,7 +32,9 @@ void ctl_disconnect(struct ctl_conn *cn);
 
 /*
  * One whole call for a command line: sends argv, copies the reply's lines
- * to out and err as they come, and returns the daemon's exit status. When
+ * to out and err as they come (escaped where out or err is a terminal:
+ * the socket's directory is the daemon's user's, not root's), and returns
+ * the daemon's exit status. When
  * no daemon answers: says so on err ("the daemon is not running") and
  * returns CTL_EXIT_NOT_RUNNING. timeout_ms bounds each wait for a line.
  */

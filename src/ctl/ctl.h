@@ -12,7 +12,8 @@
  *   reply:   lines, each "o TEXT\n" (for the client's stdout) or
  *            "e TEXT\n" (stderr), and a last line "x CODE\n": the client's
  *            exit status. TEXT holds no newline; a reply line may carry
- *            any other byte (the client writes it as it is).
+ *            any other byte (the client writes it as it is to a pipe or
+ *            a file, escaped to a terminal).
  * A command may answer at once or later (a drill waits for a delivery);
  * it may also stream lines before it finishes.
  *
