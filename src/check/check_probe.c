@@ -280,6 +280,11 @@ static bool starttls(struct conn *c, const char *host, SSL_CTX *ctx, struct chec
 		check_text(out->tls_error, sizeof(out->tls_error), "STARTTLS refused: %s", r.text);
 		return true;
 	}
+	if (c->len > 0) { /* in clear after the 220: injected (CVE-2011-0411's kind), it would pass for TLS's */
+		check_text(out->tls_error, sizeof(out->tls_error), "STARTTLS: %zu bytes in clear after its 220, before TLS",
+			   c->len);
+		return false;
+	}
 	c->ssl = SSL_new(ctx);
 	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
 		return false;

@@ -16,6 +16,7 @@ asserts the finding's id and severity and the exit code (0 ok, 1 warn,
 import json
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ def zone():
          'other.test. IN A 127.0.0.5', 'mx2.wrongaddr.test. IN A 127.0.0.6', 'mx1t.test. IN A 127.0.0.2',
          'alias.test. IN CNAME mx1.test.', 'relay-mx.test. IN A 127.0.0.7', 'evil.test. IN A 127.0.0.8',
          'evil2.test. IN A 127.0.0.9', 'evil3.test. IN A 127.0.0.10', 'evil4.test. IN A 127.0.0.11',
+         'evil5.test. IN A 127.0.0.12',
          '2.0.0.127.in-addr.arpa. IN PTR mx1.test.',
          '_%d._tcp.mx1t.test. IN TLSA 3 1 1 %s' % (PORT, '00' * 32),
          'mta-sts.sts.test. IN A ' + HTTPS_HOST, '_mta-sts.sts.test. IN TXT "v=STSv1; id=1;"']
@@ -59,6 +61,7 @@ def zone():
     r += mx_set('relay.test', first='10 relay-mx.test.')
     r += mx_set('hostile.test', first='10 evil.test.') + mx_set('hostile2.test', first='10 evil2.test.')
     r += mx_set('hostile3.test', first='10 evil3.test.') + mx_set('hostile4.test', first='10 evil4.test.')
+    r += mx_set('hostile5.test', first='10 evil5.test.')
     return r
 
 
@@ -278,6 +281,22 @@ class TestCheck(unittest.TestCase):
         msg = ' '.join(f['message'] for f in out['findings'] if f['id'] == 'tls.handshake')
         self.assertIn('STARTTLS:', msg)
         self.assertNotIn('refused', msg)
+
+    def test_probe_reply_injected_before_tls_is_not_taken_for_one_inside(self):
+        # A reply sent in clear after STARTTLS's 220, before the handshake (as a man in the middle
+        # would inject it) must not pass for the reply to the EHLO said inside TLS.
+        cert, key = self.ca.leaf('evil5.test')
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+
+        async def starttls(conn):
+            await conn.send('220 2.0.0 go ahead\r\n250 injected.test\r\n')
+            await conn.writer.start_tls(ctx)
+        script = hostile.smtp(EHLO=['250-evil5.test', '250 STARTTLS'], STARTTLS=starttls)
+        with hostile.Peer([('127.0.0.12', PORT)], script):
+            out = self.check('hostile5.test', '--probe', conf=False, code=2)
+        self.assertNotIn('injected.test', json.dumps(out['findings']))
+        self.assert_finding(out, 'tls.handshake', 'error', 'evil5.test')
 
 
 if __name__ == '__main__':
