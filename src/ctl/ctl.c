@@ -40,6 +40,8 @@
 #define CTL_WRITE_TIMEOUT_S 60
 #define CTL_LINGER_S 2
 #define CTL_MAX_COMMANDS 64
+/* Out of descriptors: the connection stays in the backlog, and accepting pauses this long. */
+#define CTL_ACCEPT_PAUSE_MS 250
 
 struct ctl_cmd {
 	char name[48];
@@ -65,6 +67,8 @@ struct ctl_call {
 struct ctl {
 	struct event_base *base;
 	struct evconnlistener *lis;
+	struct event *resume_ev; /* accepting again after EMFILE */
+	int64_t last_accept_log_ms;
 	char *path;
 	struct ctl_cmd cmds[CTL_MAX_COMMANDS];
 	size_t ncmds;
@@ -329,6 +333,34 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	ctl->ncalls++;
 }
 
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct ctl *ctl = arg;
+	evconnlistener_enable(ctl->lis);
+}
+
+/*
+ * accept() failed. Without this, libevent logs and retries at once: out of
+ * descriptors (a flood on the SMTP side), one pending control connection
+ * would spin the loop and fill the log. As smtp_server does: pause.
+ */
+static void on_accept_error(struct evconnlistener *lis, void *arg)
+{
+	struct ctl *ctl = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	int64_t now = clock_mono_ms();
+	if (now - ctl->last_accept_log_ms >= 1000) {
+		ctl->last_accept_log_ms = now;
+		log_err("ctl", "accept: %s", strerror(err));
+	}
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return;
+	evconnlistener_disable(lis);
+	event_add(ctl->resume_ev, &(struct timeval){0, CTL_ACCEPT_PAUSE_MS * 1000});
+}
+
 /* --- the socket -------------------------------------------------------- */
 
 /*
@@ -413,6 +445,8 @@ struct ctl *ctl_open(struct event_base *base, const char *path, int fd)
 	ctl->lis = evconnlistener_new(base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, CTL_MAX_CLIENTS, fd);
 	if (!ctl->lis)
 		abort(); /* listen() on a bound UNIX socket of ours: only out of memory fails */
+	evconnlistener_set_error_cb(ctl->lis, on_accept_error);
+	ctl->resume_ev = event_new(base, -1, 0, resume_accepting, ctl);
 	return ctl;
 }
 
@@ -431,6 +465,7 @@ void ctl_close(struct ctl *ctl)
 	if (!ctl)
 		return;
 	evconnlistener_free(ctl->lis);
+	event_free(ctl->resume_ev);
 	unlink(ctl->path); /* may fail without root (the path above the spool); the next start clears it */
 	while (ctl->calls)
 		call_abandon(ctl->calls);

@@ -8,6 +8,7 @@
  * call's ownership on a real event loop: a handler that has not finished
  * keeps its call (and argv) through the client's leaving and ctl_close,
  * and its late ctl_out / ctl_finish land on live memory (ASan checks).
+ * Out of descriptors, the listener pauses instead of spinning.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -259,6 +261,49 @@ static void test_finish_inside_gone(void **state)
 	event_base_free(base);
 }
 
+/* Loop passes in ms milliseconds, with a 50 ms tick: a handful, unless something spins. */
+static int passes_in(struct event_base *base, int ms)
+{
+	struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
+	event_add(t, &(struct timeval){0, 50000});
+	int passes = 0;
+	for (int64_t end = clock_mono_ms() + ms; clock_mono_ms() < end; passes++)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+	return passes;
+}
+
+static void test_out_of_descriptors_pauses_accepting(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	struct slow s = {0};
+	int fd = -1;
+	assert_int_equal(ctl_bind(sock_path, false, 0, 0, &fd), 0);
+	struct ctl *ctl = ctl_open(base, sock_path, fd);
+	ctl_register(ctl, "slow", cmd_slow, &s);
+	int client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock_path);
+	assert_int_equal(connect(client, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(send(client, "slow\0\0", 6, 0), 6);
+	/* No descriptor left for accept(): the lowest free one is the limit. */
+	struct rlimit old;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	int lowest = dup(0);
+	close(lowest);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &(struct rlimit){(rlim_t)lowest, old.rlim_max}), 0);
+	int passes = passes_in(base, 300);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_false(s.started);
+	assert_in_range(passes, 1, 30); /* a spinning listener makes thousands */
+	run_until(base, &s.started);    /* descriptors again: the paused listener took it */
+	ctl_finish(s.c, 0);
+	close(client);
+	ctl_close(ctl);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as the daemon does: replies to a client that left */
@@ -271,6 +316,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_call_outlives_its_client_until_finish, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_call_outlives_ctl_close_until_finish, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_finish_inside_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_descriptors_pauses_accepting, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
