@@ -29,7 +29,7 @@ struct ctl_conn {
 	bool eof;
 };
 
-int ctl_connect(const char *path, struct ctl_conn **out)
+int ctl_connect(const char *path, int timeout_ms, struct ctl_conn **out)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (fmt(sun.sun_path, sizeof(sun.sun_path), "%s", path) < 0)
@@ -37,8 +37,14 @@ int ctl_connect(const char *path, struct ctl_conn **out)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* A UNIX connect() blocks while the listener's backlog is full; SO_SNDTIMEO bounds it (and each send). */
+	if (timeout_ms >= 0) {
+		int ms = timeout_ms > 0 ? timeout_ms : 1; /* 0 would mean no limit */
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int err = errno;
+		int err = errno == EAGAIN ? ETIMEDOUT : errno; /* the backlog stayed full until the timeout */
 		close(fd);
 		return -err;
 	}
@@ -157,7 +163,7 @@ static int relay_reply(struct ctl_conn *cn, int timeout_ms, FILE *out, FILE *err
 int ctl_run(const char *path, int argc, char *const argv[], int timeout_ms, FILE *out, FILE *err)
 {
 	struct ctl_conn *cn;
-	int rc = ctl_connect(path, &cn);
+	int rc = ctl_connect(path, timeout_ms, &cn);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		fprintf(err, "mxvault: the daemon is not running (nothing answers on %s)\n", path);
 		return CTL_EXIT_NOT_RUNNING;

@@ -4,7 +4,8 @@
  * lives in the spool), and a reply may carry a peer's bytes. On a terminal
  * the client must not pass escape sequences through; to a file it copies
  * the bytes as they are. A line whose kind is not o, e or x is a protocol
- * error.
+ * error. A daemon that never accepts (its backlog full) costs the timeout,
+ * not forever.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sysexits.h>
@@ -153,12 +155,41 @@ static void test_a_line_of_kind_nul_is_a_protocol_error(void **state)
 	fclose(err);
 }
 
+static void test_a_daemon_that_never_accepts_costs_the_timeout(void **state)
+{
+	(void)state;
+	/* Fill the backlog of a listener nobody accepts on. */
+	int queued[64], n = 0;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock_path);
+	for (; n < 64; n++) {
+		queued[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (connect(queued[n], (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+			close(queued[n]);
+			break;
+		}
+	}
+	assert_in_range(n, 1, 63);
+	alarm(10); /* without a bound, connect() would wait here for good */
+	FILE *out = tmpfile(), *err = tmpfile();
+	int64_t t = clock_mono_ms();
+	char *argv[] = {"ping", NULL};
+	assert_int_equal(ctl_run(sock_path, 1, argv, 300, out, err), EX_UNAVAILABLE);
+	assert_in_range(clock_mono_ms() - t, 250, 3000);
+	alarm(0);
+	fclose(out);
+	fclose(err);
+	while (n-- > 0)
+		close(queued[n]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_terminal_gets_no_escape_sequences, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_file_gets_the_bytes_as_they_are, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_line_of_kind_nul_is_a_protocol_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_daemon_that_never_accepts_costs_the_timeout, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
