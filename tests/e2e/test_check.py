@@ -31,6 +31,7 @@ from test_mta_sts import have_tools  # noqa: E402  (root for port 443, unbound, 
 
 PORT = mxv.free_port()
 CHECK_TIMEOUT = 60  # the whole command, at most; each step has its own shorter deadline
+SILENT = 15  # primaries of slow.test that accept and never say a word
 
 
 def mx_set(domain, first='10 mx1.test.', second='20 backup.test.', ttl=3600):
@@ -62,6 +63,9 @@ def zone():
     r += mx_set('hostile.test', first='10 evil.test.') + mx_set('hostile2.test', first='10 evil2.test.')
     r += mx_set('hostile3.test', first='10 evil3.test.') + mx_set('hostile4.test', first='10 evil4.test.')
     r += mx_set('hostile5.test', first='10 evil5.test.')
+    r += ['slow.test. IN MX 20 backup.test.']
+    r += ['slow.test. IN MX 10 silent%d.test.' % i for i in range(SILENT)]
+    r += ['silent%d.test. IN A 127.0.0.%d' % (i, 20 + i) for i in range(SILENT)]
     return r
 
 
@@ -297,6 +301,16 @@ class TestCheck(unittest.TestCase):
             out = self.check('hostile5.test', '--probe', conf=False, code=2)
         self.assertNotIn('injected.test', json.dumps(out['findings']))
         self.assert_finding(out, 'tls.handshake', 'error', 'evil5.test')
+
+    def test_probe_many_silent_hosts_cost_a_bounded_time(self):
+        # 15 primaries, each accepting and never greeting: 1 s each to reach, 1 s each to probe,
+        # one after the other, but the SMTP part has 12 times --timeout in all.
+        with hostile.Peer([('127.0.0.%d' % (20 + i), PORT) for i in range(SILENT)], hostile.silent()):
+            t = time.monotonic()
+            out = self.check('slow.test', '--probe', '--timeout', '1', conf=False)
+            took = time.monotonic() - t
+        self.assert_finding(out, 'check.time', 'warn')
+        self.assertLess(took, 20, json.dumps(out['findings'], indent=1))
 
 
 if __name__ == '__main__':
