@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,8 @@ struct ctl {
 	struct evconnlistener *lis;
 	struct event *resume_ev; /* accepting again after EMFILE */
 	int64_t last_accept_log_ms;
+	int64_t last_refused_log_ms;
+	uint64_t refused;           /* since that log line */
 	char *path;
 	struct ctl_cmd cmds[CTL_MAX_COMMANDS];
 	size_t ncmds;
@@ -315,7 +318,15 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	(void)salen;
 	struct ctl *ctl = arg;
 	if (ctl->ncalls >= CTL_MAX_CLIENTS) {
-		log_warn("ctl", "refused a control connection: %d are open", CTL_MAX_CLIENTS);
+		/* one line a second at most: a client in a loop would otherwise write one per connect */
+		int64_t now = clock_mono_ms();
+		ctl->refused++;
+		if (now - ctl->last_refused_log_ms >= 1000) {
+			log_warn("ctl", "refused %" PRIu64 " control connection%s: %d are open", ctl->refused,
+				 ctl->refused == 1 ? "" : "s", CTL_MAX_CLIENTS);
+			ctl->last_refused_log_ms = now;
+			ctl->refused = 0;
+		}
 		evutil_closesocket(fd);
 		return;
 	}

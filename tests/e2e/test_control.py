@@ -3,6 +3,7 @@ may connect, how a request is framed and bounded, what a second daemon on
 the same spool does. The commands carried over it have their own tests
 (test_queue_control.py, test_reload.py, test_drill.py).
 """
+import contextlib
 import os
 import pwd
 import socket
@@ -67,6 +68,23 @@ class TestControlSocket(unittest.TestCase):
         for s in idle:
             s.close()
         mxv.wait_until(lambda: self.d.control('ping') == [('o', b'pong'), ('x', b'0')], 5, 'a free slot')
+
+    def test_refused_clients_do_not_flood_the_log(self):
+        idle = []
+        for _ in range(16):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(self.d.control_path)
+            idle.append(s)
+        self.addCleanup(lambda: [s.close() for s in idle])
+        mxv.wait_until(lambda: self.d.control('ping') == [], 5, 'the 17th client to be refused')
+        for _ in range(200):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(self.d.control_path)
+                s.settimeout(5)
+                with contextlib.suppress(ConnectionResetError):
+                    self.assertEqual(s.recv(10), b'')  # refused: closed at once
+        lines = [line for line in self.d.log_text().splitlines() if 'refused' in line and 'control' in line]
+        self.assertLess(len(lines), 10, '\n'.join(lines[:20]))
 
     def test_a_client_that_goes_away_mid_request_is_forgotten(self):
         threads = []
