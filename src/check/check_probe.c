@@ -2,7 +2,8 @@
  * check_probe: see check_probe.h. The socket is non-blocking and every
  * wait is a poll() against the step's deadline, for the plain and the TLS
  * part alike (OpenSSL's WANT_READ / WANT_WRITE say which way to wait), so
- * a peer that goes silent costs at most timeout_ms per step. Lines must
+ * a peer that goes silent costs at most timeout_ms per step, and no step
+ * runs past end_ms (the SMTP part's budget, check_smtp.c). Lines must
  * end in CRLF and fit the buffer; the reply parser bounds the rest.
  */
 #include "check_probe.h"
@@ -25,6 +26,7 @@ struct conn {
 	int fd;
 	SSL *ssl;
 	int timeout_ms;
+	int64_t end_ms; /* no deadline beyond this */
 	char buf[SMTP_REPLY_LINE_MAX + 2];
 	size_t len;
 	char err[SMTP_REPLY_TEXT_MAX + 64];
@@ -36,6 +38,13 @@ void check_text(char *dst, size_t n, const char *f, ...)
 	va_start(ap, f);
 	vsnprintf(dst, n, f, ap);
 	va_end(ap);
+}
+
+/* A step's deadline: timeout_ms from now, within the whole budget. */
+static int64_t step_deadline(const struct conn *c)
+{
+	int64_t d = clock_mono_ms() + c->timeout_ms;
+	return d < c->end_ms ? d : c->end_ms;
 }
 
 /* Waits until fd is ready for events, or the deadline: 0 or -ETIMEDOUT / -errno. */
@@ -98,7 +107,10 @@ static int fill(struct conn *c, int64_t deadline)
 			return -1;
 		}
 		if (wait_fd(c->fd, POLLIN, deadline) < 0) {
-			check_text(c->err, sizeof(c->err), "no reply within %d s", c->timeout_ms / 1000);
+			if (clock_mono_ms() >= c->end_ms)
+				check_text(c->err, sizeof(c->err), "no reply before the check's time ran out");
+			else
+				check_text(c->err, sizeof(c->err), "no reply within %d s", c->timeout_ms / 1000);
 			return -1;
 		}
 	}
@@ -107,7 +119,7 @@ static int fill(struct conn *c, int64_t deadline)
 /* One reply into r; 0, or -1 with c->err set. */
 static int read_reply(struct conn *c, struct smtp_reply *r, bool ehlo, char *ext, size_t extlen)
 {
-	int64_t deadline = clock_mono_ms() + c->timeout_ms;
+	int64_t deadline = step_deadline(c);
 	smtp_reply_init(r, ehlo);
 	for (uint32_t line = 0;; line++) {
 		char *eol;
@@ -145,7 +157,7 @@ static int read_reply(struct conn *c, struct smtp_reply *r, bool ehlo, char *ext
 static int send_line(struct conn *c, const char *line)
 {
 	char out[600];
-	int64_t deadline = clock_mono_ms() + c->timeout_ms;
+	int64_t deadline = step_deadline(c);
 	if (fmt(out, sizeof(out), "%s\r\n", line) < 0)
 		return -1;
 	size_t len = strlen(out), off = 0;
@@ -192,7 +204,7 @@ static int connect_to(struct conn *c, const struct sockaddr *sa, socklen_t salen
 	int err = errno;
 	if (err == EINPROGRESS) {
 		socklen_t len = sizeof(err);
-		if (wait_fd(c->fd, POLLOUT, clock_mono_ms() + c->timeout_ms) < 0)
+		if (wait_fd(c->fd, POLLOUT, step_deadline(c)) < 0)
 			err = ETIMEDOUT;
 		else if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
@@ -232,9 +244,10 @@ static bool open_session(struct conn *c, const struct sockaddr *sa, socklen_t sa
 	return true;
 }
 
-void check_probe_reach(const struct sockaddr *sa, socklen_t salen, int timeout_ms, struct check_probe *out)
+void check_probe_reach(const struct sockaddr *sa, socklen_t salen, int timeout_ms, int64_t end_ms,
+		       struct check_probe *out)
 {
-	struct conn c = {.fd = -1, .timeout_ms = timeout_ms};
+	struct conn c = {.fd = -1, .timeout_ms = timeout_ms, .end_ms = end_ms};
 	struct smtp_reply r;
 	memset(out, 0, sizeof(*out));
 	if (open_session(&c, sa, salen, out)) {
@@ -271,9 +284,19 @@ static bool ehlo(struct conn *c, const char *helo, struct check_probe *out)
 static bool starttls(struct conn *c, const char *host, SSL_CTX *ctx, struct check_probe *out)
 {
 	struct smtp_reply r;
-	if (command(c, "STARTTLS", &r) != 220) {
+	int code = command(c, "STARTTLS", &r);
+	if (code < 0) { /* r holds no reply: the send failed, or the reply never came */
+		check_text(out->tls_error, sizeof(out->tls_error), "STARTTLS: %s", c->err);
+		return false;
+	}
+	if (code != 220) {
 		check_text(out->tls_error, sizeof(out->tls_error), "STARTTLS refused: %s", r.text);
-		return r.code > 0;
+		return true;
+	}
+	if (c->len > 0) { /* in clear after the 220: injected (CVE-2011-0411's kind), it would pass for TLS's */
+		check_text(out->tls_error, sizeof(out->tls_error), "STARTTLS: %zu bytes in clear after its 220, before TLS",
+			   c->len);
+		return false;
 	}
 	c->ssl = SSL_new(ctx);
 	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
@@ -281,7 +304,7 @@ static bool starttls(struct conn *c, const char *host, SSL_CTX *ctx, struct chec
 	SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
 	(void)SSL_set_tlsext_host_name(c->ssl, host);
 	(void)SSL_set1_host(c->ssl, host);
-	int64_t deadline = clock_mono_ms() + c->timeout_ms;
+	int64_t deadline = step_deadline(c);
 	int rc;
 	while ((rc = SSL_connect(c->ssl)) != 1)
 		if (tls_wait(c, rc, deadline, "TLS handshake") < 0) {
@@ -325,9 +348,9 @@ static bool rcpts(struct conn *c, const char *domain, const char *unknown, const
 
 void check_probe_run(const struct sockaddr *sa, socklen_t salen, const char *host, const char *domain,
 		     const char *helo, const char *unknown_rcpt, const char *relay_rcpt, SSL_CTX *ctx,
-		     int timeout_ms, struct check_probe *out)
+		     int timeout_ms, int64_t end_ms, struct check_probe *out)
 {
-	struct conn c = {.fd = -1, .timeout_ms = timeout_ms};
+	struct conn c = {.fd = -1, .timeout_ms = timeout_ms, .end_ms = end_ms};
 	struct smtp_reply r;
 	memset(out, 0, sizeof(*out));
 	if (!open_session(&c, sa, salen, out))

@@ -54,15 +54,17 @@ struct check_probe {
 /*
  * Probes sa (port set) as host for domain. ctx: a client context (trust
  * store loaded). unknown_rcpt / relay_rcpt: the two addresses to ask for.
- * timeout_ms: the connect and each reply. Fills *out; never fails as such.
+ * timeout_ms: the connect and each reply; end_ms (clock_mono_ms): no wait
+ * goes past it. Fills *out; never fails as such.
  */
 void check_probe_run(const struct sockaddr *sa, socklen_t salen, const char *host, const char *domain,
 		     const char *helo, const char *unknown_rcpt, const char *relay_rcpt, SSL_CTX *ctx,
-		     int timeout_ms, struct check_probe *out);
+		     int timeout_ms, int64_t end_ms, struct check_probe *out);
 /* Bounded text for display: vsnprintf into dst, cut silently where it does not fit. */
 void check_text(char *dst, size_t n, const char *f, ...) PRINTF_LIKE(3, 4);
 
 /* Only the connect and the banner, then QUIT: is the host reachable on its port? */
-void check_probe_reach(const struct sockaddr *sa, socklen_t salen, int timeout_ms, struct check_probe *out);
+void check_probe_reach(const struct sockaddr *sa, socklen_t salen, int timeout_ms, int64_t end_ms,
+		       struct check_probe *out);
 
 #endif

@@ -16,8 +16,12 @@
  */
 void cli_put_escaped(FILE *out, const char *s, bool json)
 {
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	size_t n = strlen((const char *)p);
+	cli_put_escaped_n(out, s ? s : "", s ? strlen(s) : 0, json);
+}
+
+void cli_put_escaped_n(FILE *out, const void *s, size_t n, bool json)
+{
+	const unsigned char *p = s;
 	for (size_t i = 0; i < n;) {
 		size_t len = p[i] >= 0x80 ? utf8_seq_len(p + i, n - i) : 1;
 		bool c1 = len == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0;

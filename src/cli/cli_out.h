@@ -14,6 +14,8 @@
  * UTF-8 passes through (JSON text is UTF-8). NULL prints as "".
  */
 void cli_put_escaped(FILE *out, const char *s, bool json);
+/* The same for n bytes that may hold NULs (each becomes "\x00"). */
+void cli_put_escaped_n(FILE *out, const void *s, size_t n, bool json);
 /* s as a JSON string, quotes included. */
 void cli_json_str(FILE *out, const char *s);
 

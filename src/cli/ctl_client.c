@@ -1,7 +1,11 @@
 /*
  * ctl_client: see ctl_client.h. Reply lines are read into one growing
  * buffer, bounded by CTL_CLIENT_MAX_LINE (a line of a message's body is the
- * longest the daemon sends).
+ * longest the daemon sends). What the daemon sends reaches the terminal
+ * escaped (cli_out): the socket lives in the spool, a directory of the
+ * daemon's user, so whoever holds that user can answer in the daemon's
+ * place, and a message's body (a peer's bytes) may come through it; a pipe
+ * or a file gets the bytes as they are.
  */
 #include "ctl_client.h"
 
@@ -14,6 +18,8 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "cli_out.h"
+
 #define CTL_CLIENT_MAX_LINE (64u << 20)
 
 struct ctl_conn {
@@ -23,7 +29,7 @@ struct ctl_conn {
 	bool eof;
 };
 
-int ctl_connect(const char *path, struct ctl_conn **out)
+int ctl_connect(const char *path, int timeout_ms, struct ctl_conn **out)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (fmt(sun.sun_path, sizeof(sun.sun_path), "%s", path) < 0)
@@ -31,8 +37,14 @@ int ctl_connect(const char *path, struct ctl_conn **out)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* A UNIX connect() blocks while the listener's backlog is full; SO_SNDTIMEO bounds it (and each send). */
+	if (timeout_ms >= 0) {
+		int ms = timeout_ms > 0 ? timeout_ms : 1; /* 0 would mean no limit */
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int err = errno;
+		int err = errno == EAGAIN ? ETIMEDOUT : errno; /* the backlog stayed full until the timeout */
 		close(fd);
 		return -err;
 	}
@@ -93,8 +105,7 @@ int ctl_read(struct ctl_conn *cn, int timeout_ms, char *kind, const char **text,
 {
 	drop_consumed(cn);
 	unsigned char *nl;
-	/* in.data is NULL until the first read: memchr must not see it (UBSan) */
-	while (!(nl = cn->in.len ? memchr(cn->in.data, '\n', cn->in.len) : NULL)) {
+	while (!(nl = cn->in.len ? memchr(cn->in.data, '\n', cn->in.len) : NULL)) { /* data is NULL until the first fill */
 		if (cn->eof)
 			return cn->in.len ? -EPROTO : 0;
 		if (cn->in.len > CTL_CLIENT_MAX_LINE)
@@ -104,7 +115,7 @@ int ctl_read(struct ctl_conn *cn, int timeout_ms, char *kind, const char **text,
 			return rc;
 	}
 	size_t n = (size_t)(nl - cn->in.data);
-	if (n < 2 || cn->in.data[1] != ' ' || !strchr("oex", cn->in.data[0]))
+	if (n < 2 || cn->in.data[1] != ' ' || !memchr("oex", cn->in.data[0], 3))
 		return -EPROTO;
 	*nl = '\0';
 	*kind = (char)cn->in.data[0];
@@ -141,7 +152,10 @@ static int relay_reply(struct ctl_conn *cn, int timeout_ms, FILE *out, FILE *err
 		if (kind == 'x')
 			return atoi(text);
 		FILE *to = kind == 'o' ? out : err;
-		fwrite(text, 1, len, to);
+		if (isatty(fileno(to)))
+			cli_put_escaped_n(to, text, len, false);
+		else
+			fwrite(text, 1, len, to);
 		fputc('\n', to);
 	}
 }
@@ -149,7 +163,7 @@ static int relay_reply(struct ctl_conn *cn, int timeout_ms, FILE *out, FILE *err
 int ctl_run(const char *path, int argc, char *const argv[], int timeout_ms, FILE *out, FILE *err)
 {
 	struct ctl_conn *cn;
-	int rc = ctl_connect(path, &cn);
+	int rc = ctl_connect(path, timeout_ms, &cn);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		fprintf(err, "mxvault: the daemon is not running (nothing answers on %s)\n", path);
 		return CTL_EXIT_NOT_RUNNING;

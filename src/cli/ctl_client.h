@@ -17,8 +17,13 @@
 
 struct ctl_conn;
 
-/* Connects: 0, or -errno (-ENOENT, -ECONNREFUSED: no daemon is running). */
-int ctl_connect(const char *path, struct ctl_conn **out) MUST_CHECK;
+/*
+ * Connects, waiting at most timeout_ms (< 0: no limit) when the socket's
+ * backlog is full (a daemon that does not accept: hung, or not ours), and
+ * as long for each send: 0, or -errno (-ENOENT, -ECONNREFUSED: no daemon is
+ * running; -ETIMEDOUT).
+ */
+int ctl_connect(const char *path, int timeout_ms, struct ctl_conn **out) MUST_CHECK;
 /* Sends one request: the words argv[0..argc). 0 or -errno. */
 int ctl_send(struct ctl_conn *cn, int argc, char *const argv[]) MUST_CHECK;
 /*
@@ -32,9 +37,11 @@ void ctl_disconnect(struct ctl_conn *cn);
 
 /*
  * One whole call for a command line: sends argv, copies the reply's lines
- * to out and err as they come, and returns the daemon's exit status. When
- * no daemon answers: says so on err ("the daemon is not running") and
- * returns CTL_EXIT_NOT_RUNNING. timeout_ms bounds each wait for a line.
+ * to out and err as they come (escaped where out or err is a terminal:
+ * the socket's directory is the daemon's user's, not root's), and returns
+ * the daemon's exit status. When no daemon answers: says so on err ("the
+ * daemon is not running") and returns CTL_EXIT_NOT_RUNNING. timeout_ms bounds the connect, the send and
+ * each wait for a line.
  */
 int ctl_run(const char *path, int argc, char *const argv[], int timeout_ms, FILE *out, FILE *err);
 

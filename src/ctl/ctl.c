@@ -2,8 +2,15 @@
  * ctl: see ctl.h. Each client is one call: its request is read (bounded in
  * size and in time), matched against the command table and handed to the
  * handler; the reply lines go out through the connection's bufferevent and
- * the call is freed once the last one has been written, or at once when the
- * client goes away (the handler is told if it had not finished).
+ * the connection is closed once the last one has been written, or at once
+ * when the client goes away (the handler is told if it had not finished).
+ *
+ * Who frees a call: a started call belongs to its handler until
+ * ctl_finish, whatever the client does; the connection belongs to ctl. The
+ * struct goes when both are done: at ctl_finish if the client is already
+ * gone (c->bev NULL, an orphan), else when the connection closes. So a
+ * handler's late ctl_out or ctl_finish, after the client left or the daemon
+ * began to stop, lands on a live call and is dropped, never on freed memory.
  */
 #include "ctl.h"
 
@@ -12,6 +19,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +32,17 @@
 
 #include "base/log.h"
 
-/* A request must arrive whole within this; commands themselves may take as long as they need. */
+/*
+ * A request must arrive whole within this from the connect (not from the
+ * last byte: a client trickling a byte at a time would hold a slot for
+ * hours); commands themselves may take as long as they need.
+ */
 #define CTL_REQUEST_TIMEOUT_S 10
 #define CTL_WRITE_TIMEOUT_S 60
 #define CTL_LINGER_S 2
 #define CTL_MAX_COMMANDS 64
+/* Out of descriptors: the connection stays in the backlog, and accepting pauses this long. */
+#define CTL_ACCEPT_PAUSE_MS 250
 
 struct ctl_cmd {
 	char name[48];
@@ -44,6 +59,7 @@ struct ctl_call {
 	bool started;  /* handed to its handler */
 	bool finished; /* ctl_finish was called: waiting for the reply to be written */
 	bool lingering;/* the reply is out and our side shut: reading to the client's end */
+	int64_t deadline_ms; /* for the whole request, then for the whole linger */
 	ctl_gone_fn *gone;
 	void *gone_arg;
 	struct ctl_call *prev, *next;
@@ -52,6 +68,10 @@ struct ctl_call {
 struct ctl {
 	struct event_base *base;
 	struct evconnlistener *lis;
+	struct event *resume_ev; /* accepting again after EMFILE */
+	int64_t last_accept_log_ms;
+	int64_t last_refused_log_ms;
+	uint64_t refused;           /* since that log line */
 	char *path;
 	struct ctl_cmd cmds[CTL_MAX_COMMANDS];
 	size_t ncmds;
@@ -61,7 +81,13 @@ struct ctl {
 
 /* --- calls ------------------------------------------------------------- */
 
-static void call_free(struct ctl_call *c)
+/*
+ * The connection ends (the reply is out, the client is gone, or the daemon
+ * stops). A handler still working keeps the call, an orphan, until its
+ * ctl_finish (told first through its gone handler, if it set one); any
+ * other call goes now.
+ */
+static void call_abandon(struct ctl_call *c)
 {
 	struct ctl *ctl = c->ctl;
 	if (c->prev)
@@ -72,15 +98,14 @@ static void call_free(struct ctl_call *c)
 		c->next->prev = c->prev;
 	ctl->ncalls--;
 	bufferevent_free(c->bev);
-	free(c);
-}
-
-/* The client is gone (or the daemon stops): a handler still working is told, then the call goes. */
-static void call_abandon(struct ctl_call *c)
-{
-	if (c->started && !c->finished && c->gone)
-		c->gone(c->gone_arg, c);
-	call_free(c);
+	c->bev = NULL;
+	c->ctl = NULL;
+	if (!c->started || c->finished) {
+		free(c);
+		return;
+	}
+	if (c->gone)
+		c->gone(c->gone_arg, c); /* may call ctl_finish, which frees c */
 }
 
 /* Appends p[0..n) as reply lines of kind ('o' or 'e'), one per "\n"-ended piece. */
@@ -102,7 +127,7 @@ static void put_lines(struct ctl_call *c, char kind, const char *p, size_t n)
 static void put_vfmt(struct ctl_call *c, char kind, const char *f, va_list ap) PRINTF_LIKE(3, 0);
 static void put_vfmt(struct ctl_call *c, char kind, const char *f, va_list ap)
 {
-	if (c->finished)
+	if (c->finished || !c->bev)
 		return;
 	char *text = NULL;
 	int n = vasprintf(&text, f, ap);
@@ -130,7 +155,7 @@ void ctl_err(struct ctl_call *c, const char *f, ...)
 
 void ctl_out_bytes(struct ctl_call *c, const void *p, size_t n)
 {
-	if (!c->finished)
+	if (!c->finished && c->bev)
 		put_lines(c, 'o', p, n);
 }
 
@@ -139,6 +164,10 @@ void ctl_finish(struct ctl_call *c, int exit_code)
 	if (c->finished)
 		return;
 	c->finished = true;
+	if (!c->bev) { /* an orphan: the client went first, the handler is done now */
+		free(c);
+		return;
+	}
 	evbuffer_add_printf(bufferevent_get_output(c->bev), "x %d\n", exit_code);
 	/* the write callback frees the call once this has gone out */
 }
@@ -158,6 +187,16 @@ bool ctl_wants_json(const struct ctl_call *c)
 }
 
 /* --- requests ---------------------------------------------------------- */
+
+/* The read timeout, set to what is left of c->deadline_ms; false when nothing is. */
+static bool rearm_deadline(struct ctl_call *c)
+{
+	int64_t left = c->deadline_ms - clock_mono_ms();
+	if (left <= 0)
+		return false;
+	bufferevent_set_timeouts(c->bev, &(struct timeval){left / 1000, (left % 1000) * 1000}, NULL);
+	return true;
+}
 
 static const struct ctl_cmd *find_cmd(const struct ctl *ctl, int argc, char **argv)
 {
@@ -224,6 +263,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	if (c->started) {
 		evbuffer_drain(in, evbuffer_get_length(in)); /* nothing more is expected */
+		if (c->lingering && !rearm_deadline(c))
+			call_abandon(c);
 		return;
 	}
 	size_t n = evbuffer_get_length(in);
@@ -237,8 +278,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 		ctl_finish(c, 64);
 		return;
 	}
-	if (end < 0)
+	if (end < 0) {
+		if (!rearm_deadline(c))
+			call_abandon(c);
 		return;
+	}
 	evbuffer_drain(in, n);
 	run_request(c, (size_t)end);
 }
@@ -256,6 +300,7 @@ static void on_written(struct bufferevent *bev, void *arg)
 		return;
 	c->lingering = true;
 	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	c->deadline_ms = clock_mono_ms() + CTL_LINGER_S * 1000;
 	bufferevent_set_timeouts(bev, &(struct timeval){CTL_LINGER_S, 0}, NULL);
 }
 
@@ -273,12 +318,21 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	(void)salen;
 	struct ctl *ctl = arg;
 	if (ctl->ncalls >= CTL_MAX_CLIENTS) {
-		log_warn("ctl", "refused a control connection: %d are open", CTL_MAX_CLIENTS);
+		/* one line a second at most: a client in a loop would otherwise write one per connect */
+		int64_t now = clock_mono_ms();
+		ctl->refused++;
+		if (now - ctl->last_refused_log_ms >= 1000) {
+			log_warn("ctl", "refused %" PRIu64 " control connection%s: %d are open", ctl->refused,
+				 ctl->refused == 1 ? "" : "s", CTL_MAX_CLIENTS);
+			ctl->last_refused_log_ms = now;
+			ctl->refused = 0;
+		}
 		evutil_closesocket(fd);
 		return;
 	}
 	struct ctl_call *c = xcalloc(1, sizeof(*c));
 	c->ctl = ctl;
+	c->deadline_ms = clock_mono_ms() + CTL_REQUEST_TIMEOUT_S * 1000;
 	c->bev = bufferevent_socket_new(ctl->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(c->bev, on_read, on_written, on_event, c);
 	bufferevent_set_timeouts(c->bev, &(struct timeval){CTL_REQUEST_TIMEOUT_S, 0}, NULL);
@@ -290,22 +344,84 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	ctl->ncalls++;
 }
 
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct ctl *ctl = arg;
+	evconnlistener_enable(ctl->lis);
+}
+
+/*
+ * accept() failed. Without this, libevent logs and retries at once: out of
+ * descriptors (a flood on the SMTP side), one pending control connection
+ * would spin the loop and fill the log. As smtp_server does: pause.
+ */
+static void on_accept_error(struct evconnlistener *lis, void *arg)
+{
+	struct ctl *ctl = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	int64_t now = clock_mono_ms();
+	if (now - ctl->last_accept_log_ms >= 1000) {
+		ctl->last_accept_log_ms = now;
+		log_err("ctl", "accept: %s", strerror(err));
+	}
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return;
+	evconnlistener_disable(lis);
+	event_add(ctl->resume_ev, &(struct timeval){0, CTL_ACCEPT_PAUSE_MS * 1000});
+}
+
 /* --- the socket -------------------------------------------------------- */
 
-/* A socket file at path that nobody answers on is a leftover: it goes. One that answers is a live daemon. */
+/*
+ * A socket file at path that nobody answers on is a leftover: it goes. One
+ * that answers is a live daemon. Anything else there (a symlink the
+ * daemon's user planted in its spool) is removed unfollowed: connect()
+ * would follow it, as root, to whatever socket it names.
+ */
 static int clear_stale(const struct sockaddr_un *sun)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct stat st;
+	if (lstat(sun->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (S_ISSOCK(st.st_mode)) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+		close(fd);
+		if (rc == 0)
+			return -EADDRINUSE;
+	}
+	return unlink(sun->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/*
+ * The socket bind just made, checked and given to uid:gid through a
+ * descriptor, never by its name again: the directory (the spool) belongs to
+ * the daemon's user, who can swap the name between bind and a chmod or
+ * chown by name for a symlink (chmod follows it, as root) or a hard link
+ * (lchown of a link to /etc/shadow is a chown of /etc/shadow). What the
+ * name opens to must be a socket with one link, ours, mode 0600 (umask
+ * made it so at birth): anything else is refused with -EEXIST.
+ */
+static int take_socket(const char *path, bool owner, uint32_t uid, uint32_t gid)
+{
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-	int err = errno;
+	struct stat st;
+	int rc = fstat(fd, &st) < 0 ? -errno : 0;
+	if (rc == 0 && (!S_ISSOCK(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid() ||
+			(st.st_mode & 07777) != 0600)) {
+		log_err("ctl", "%s is not the socket just bound (replaced under us?): not using it", path);
+		rc = -EEXIST;
+	}
+	if (rc == 0 && owner && fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+		rc = -errno;
 	close(fd);
-	if (rc == 0)
-		return -EADDRINUSE;
-	if (err == ENOENT)
-		return 0;
-	return unlink(sun->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+	return rc;
 }
 
 int ctl_bind(const char *path, bool owner, uint32_t uid, uint32_t gid, int *out)
@@ -320,10 +436,11 @@ int ctl_bind(const char *path, bool owner, uint32_t uid, uint32_t gid, int *out)
 	if (fd < 0)
 		return -errno;
 	mode_t old = umask(0177); /* born 0600: no moment when others could connect */
-	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ? -errno : 0;
 	umask(old);
-	if (rc < 0 || chmod(path, 0600) < 0 || (owner && lchown(path, uid, gid) < 0)) {
-		rc = -errno;
+	if (rc == 0)
+		rc = take_socket(path, owner, uid, gid);
+	if (rc < 0) {
 		close(fd);
 		return rc;
 	}
@@ -339,6 +456,8 @@ struct ctl *ctl_open(struct event_base *base, const char *path, int fd)
 	ctl->lis = evconnlistener_new(base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, CTL_MAX_CLIENTS, fd);
 	if (!ctl->lis)
 		abort(); /* listen() on a bound UNIX socket of ours: only out of memory fails */
+	evconnlistener_set_error_cb(ctl->lis, on_accept_error);
+	ctl->resume_ev = event_new(base, -1, 0, resume_accepting, ctl);
 	return ctl;
 }
 
@@ -357,6 +476,7 @@ void ctl_close(struct ctl *ctl)
 	if (!ctl)
 		return;
 	evconnlistener_free(ctl->lis);
+	event_free(ctl->resume_ev);
 	unlink(ctl->path); /* may fail without root (the path above the spool); the next start clears it */
 	while (ctl->calls)
 		call_abandon(ctl->calls);

@@ -12,7 +12,8 @@
  *   reply:   lines, each "o TEXT\n" (for the client's stdout) or
  *            "e TEXT\n" (stderr), and a last line "x CODE\n": the client's
  *            exit status. TEXT holds no newline; a reply line may carry
- *            any other byte (the client writes it as it is).
+ *            any other byte (the client writes it as it is to a pipe or
+ *            a file, escaped to a terminal).
  * A command may answer at once or later (a drill waits for a delivery);
  * it may also stream lines before it finishes.
  *
@@ -39,17 +40,25 @@ struct ctl_call;
 /*
  * A command's handler: argv[0..argc) are the request's words (argv[0] is
  * the command's first word), valid until the call finishes. It answers
- * with ctl_out/ctl_err and ends the call with ctl_finish, now or later.
+ * with ctl_out/ctl_err and ends the call with ctl_finish, now or later:
+ * exactly once, even when the client has gone away (c stays valid until
+ * then, whatever the client does); after ctl_finish, c is no longer its.
  */
 typedef void ctl_cmd_fn(void *arg, struct ctl_call *c, int argc, char **argv);
-/* The client went away before the call finished; c is freed after this returns. */
+/*
+ * The client went away (or the daemon stops) before the call finished: what
+ * the handler still writes is dropped; it should stop its work and call
+ * ctl_finish (here or later), which frees c.
+ */
 typedef void ctl_gone_fn(void *arg, struct ctl_call *c);
 
 /*
  * Binds the socket at path (an existing socket there is replaced, unless a
  * daemon answers on it: -EADDRINUSE), mode 0600, given to uid:gid when
  * owner is set. Called before the privilege drop: the path above a spool
- * may not be searchable by the daemon's user. 0 and *fd, or -errno.
+ * may not be searchable by the daemon's user. That user owns the spool, so
+ * nothing is done by name after bind (no chmod or chown a swapped name could
+ * redirect); a name swapped meanwhile fails it with -EEXIST. 0 and *fd, or -errno.
  */
 int ctl_bind(const char *path, bool owner, uint32_t uid, uint32_t gid, int *fd) MUST_CHECK;
 /* Listens on fd from ctl_bind (taken over) on the event loop. */
@@ -59,7 +68,7 @@ struct ctl *ctl_open(struct event_base *base, const char *path, int fd);
  * a request is matched on its first two words, then its first.
  */
 void ctl_register(struct ctl *ctl, const char *name, ctl_cmd_fn *fn, void *arg);
-/* Stops listening, removes the socket, ends calls still open (their gone handlers run). */
+/* Stops listening, removes the socket, closes every connection (gone handlers of unfinished calls run). */
 void ctl_close(struct ctl *ctl);
 
 /* Text for the client's stdout / stderr; it may hold several lines ("\n" ends each). */
@@ -67,7 +76,7 @@ void ctl_out(struct ctl_call *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void ctl_err(struct ctl_call *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
 /* n bytes for stdout as they are (a message's body): split into lines at "\n". */
 void ctl_out_bytes(struct ctl_call *c, const void *p, size_t n);
-/* Ends the call with the client's exit status; c is freed once the reply is sent. */
+/* Ends the call with the client's exit status; c must not be used after this. */
 void ctl_finish(struct ctl_call *c, int exit_code);
 /* Called if the client goes away before ctl_finish (a drill interrupted). */
 void ctl_on_gone(struct ctl_call *c, ctl_gone_fn *fn, void *arg);

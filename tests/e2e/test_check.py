@@ -16,6 +16,7 @@ asserts the finding's id and severity and the exit code (0 ok, 1 warn,
 import json
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from test_mta_sts import have_tools  # noqa: E402  (root for port 443, unbound, 
 
 PORT = mxv.free_port()
 CHECK_TIMEOUT = 60  # the whole command, at most; each step has its own shorter deadline
+SILENT = 15  # primaries of slow.test that accept and never say a word
 
 
 def mx_set(domain, first='10 mx1.test.', second='20 backup.test.', ttl=3600):
@@ -40,7 +42,8 @@ def zone():
     r = ['mx1.test. IN A 127.0.0.2', 'backup.test. IN A 127.0.0.1', 'dead.test. IN A 127.0.0.4',
          'other.test. IN A 127.0.0.5', 'mx2.wrongaddr.test. IN A 127.0.0.6', 'mx1t.test. IN A 127.0.0.2',
          'alias.test. IN CNAME mx1.test.', 'relay-mx.test. IN A 127.0.0.7', 'evil.test. IN A 127.0.0.8',
-         'evil2.test. IN A 127.0.0.9', 'evil3.test. IN A 127.0.0.10',
+         'evil2.test. IN A 127.0.0.9', 'evil3.test. IN A 127.0.0.10', 'evil4.test. IN A 127.0.0.11',
+         'evil5.test. IN A 127.0.0.12',
          '2.0.0.127.in-addr.arpa. IN PTR mx1.test.',
          '_%d._tcp.mx1t.test. IN TLSA 3 1 1 %s' % (PORT, '00' * 32),
          'mta-sts.sts.test. IN A ' + HTTPS_HOST, '_mta-sts.sts.test. IN TXT "v=STSv1; id=1;"']
@@ -58,7 +61,11 @@ def zone():
     r += mx_set('tlsa.test', first='10 mx1t.test.')
     r += mx_set('relay.test', first='10 relay-mx.test.')
     r += mx_set('hostile.test', first='10 evil.test.') + mx_set('hostile2.test', first='10 evil2.test.')
-    r += mx_set('hostile3.test', first='10 evil3.test.')
+    r += mx_set('hostile3.test', first='10 evil3.test.') + mx_set('hostile4.test', first='10 evil4.test.')
+    r += mx_set('hostile5.test', first='10 evil5.test.')
+    r += ['slow.test. IN MX 20 backup.test.']
+    r += ['slow.test. IN MX 10 silent%d.test.' % i for i in range(SILENT)]
+    r += ['silent%d.test. IN A 127.0.0.%d' % (i, 20 + i) for i in range(SILENT)]
     return r
 
 
@@ -267,6 +274,43 @@ class TestCheck(unittest.TestCase):
         with hostile.Peer([('127.0.0.10', PORT)], script):
             out = self.check('hostile3.test', '--probe', conf=False, code=2)
         self.assert_finding(out, 'tls.handshake', 'error', 'evil3.test')
+
+    def test_probe_connection_lost_at_starttls(self):
+        # STARTTLS offered, then a reset: the STARTTLS command cannot be sent, or gets no reply.
+        # The finding says so; it once quoted a reply that never came (an uninitialised one).
+        script = hostile.smtp(EHLO=['250-evil4.test', '250 STARTTLS', hostile.RESET])
+        with hostile.Peer([('127.0.0.11', PORT)], script):
+            out = self.check('hostile4.test', '--probe', conf=False, code=2)
+        self.assert_finding(out, 'tls.handshake', 'error', 'evil4.test')
+        msg = ' '.join(f['message'] for f in out['findings'] if f['id'] == 'tls.handshake')
+        self.assertIn('STARTTLS:', msg)
+        self.assertNotIn('refused', msg)
+
+    def test_probe_reply_injected_before_tls_is_not_taken_for_one_inside(self):
+        # A reply sent in clear after STARTTLS's 220, before the handshake (as a man in the middle
+        # would inject it) must not pass for the reply to the EHLO said inside TLS.
+        cert, key = self.ca.leaf('evil5.test')
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+
+        async def starttls(conn):
+            await conn.send('220 2.0.0 go ahead\r\n250 injected.test\r\n')
+            await conn.writer.start_tls(ctx)
+        script = hostile.smtp(EHLO=['250-evil5.test', '250 STARTTLS'], STARTTLS=starttls)
+        with hostile.Peer([('127.0.0.12', PORT)], script):
+            out = self.check('hostile5.test', '--probe', conf=False, code=2)
+        self.assertNotIn('injected.test', json.dumps(out['findings']))
+        self.assert_finding(out, 'tls.handshake', 'error', 'evil5.test')
+
+    def test_probe_many_silent_hosts_cost_a_bounded_time(self):
+        # 15 primaries, each accepting and never greeting: 1 s each to reach, 1 s each to probe,
+        # one after the other, but the SMTP part has 12 times --timeout in all.
+        with hostile.Peer([('127.0.0.%d' % (20 + i), PORT) for i in range(SILENT)], hostile.silent()):
+            t = time.monotonic()
+            out = self.check('slow.test', '--probe', '--timeout', '1', conf=False)
+            took = time.monotonic() - t
+        self.assert_finding(out, 'check.time', 'warn')
+        self.assertLess(took, 20, json.dumps(out['findings'], indent=1))
 
 
 if __name__ == '__main__':

@@ -3,11 +3,13 @@ may connect, how a request is framed and bounded, what a second daemon on
 the same spool does. The commands carried over it have their own tests
 (test_queue_control.py, test_reload.py, test_drill.py).
 """
+import contextlib
 import os
 import pwd
 import socket
 import stat
 import threading
+import time
 import unittest
 
 import mxv
@@ -67,6 +69,23 @@ class TestControlSocket(unittest.TestCase):
             s.close()
         mxv.wait_until(lambda: self.d.control('ping') == [('o', b'pong'), ('x', b'0')], 5, 'a free slot')
 
+    def test_refused_clients_do_not_flood_the_log(self):
+        idle = []
+        for _ in range(16):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(self.d.control_path)
+            idle.append(s)
+        self.addCleanup(lambda: [s.close() for s in idle])
+        mxv.wait_until(lambda: self.d.control('ping') == [], 5, 'the 17th client to be refused')
+        for _ in range(200):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(self.d.control_path)
+                s.settimeout(5)
+                with contextlib.suppress(ConnectionResetError):
+                    self.assertEqual(s.recv(10), b'')  # refused: closed at once
+        lines = [line for line in self.d.log_text().splitlines() if 'refused' in line and 'control' in line]
+        self.assertLess(len(lines), 10, '\n'.join(lines[:20]))
+
     def test_a_client_that_goes_away_mid_request_is_forgotten(self):
         threads = []
         for _ in range(50):
@@ -79,6 +98,25 @@ class TestControlSocket(unittest.TestCase):
         for t in threads:
             t.join(5)
         mxv.wait_until(lambda: self.d.control('ping') == [('o', b'pong'), ('x', b'0')], 5, 'every slot freed')
+
+    def test_a_request_trickled_a_byte_at_a_time_is_cut_off(self):
+        # The request's time limit (10 s) counts from the connect, not from the last byte read.
+        s = socket.socket(socket.AF_UNIX)
+        self.addCleanup(s.close)
+        s.connect(self.d.control_path)
+        s.settimeout(0.5)
+        start = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - start < 25:
+            try:
+                s.sendall(b'p')
+                closed = s.recv(100) == b''
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+        self.assertTrue(closed, 'a trickling client still connected after 25 s')
+        self.assertLess(time.monotonic() - start, 15)
 
     def test_a_second_daemon_on_the_same_spool_does_not_start(self):
         other = mxv.Daemon(spool=self.d.spool)
