@@ -260,7 +260,7 @@ static bool send_message(struct report *r, const struct cfg *cfg)
 
 static int connect_daemon(struct report *r, const char *path)
 {
-	int rc = ctl_connect(path, &r->cn);
+	int rc = ctl_connect(path, 10000, &r->cn);
 	if (rc == -ENOENT || rc == -ECONNREFUSED) {
 		fprintf(r->err, "mxvault: the daemon is not running (nothing answers on %s)\n", path);
 		return CTL_EXIT_NOT_RUNNING;
