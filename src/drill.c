@@ -136,11 +136,11 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void on_gone(void *arg, struct ctl_call *c)
 {
-	(void)c;
 	struct drill *dr = arg;
 	log_info("drill", "domain=%s tag=%s interrupted: the command went away%s", dr->domain, dr->tag,
 		 dr->held ? "; delivery released" : "");
 	drill_free(dr);
+	ctl_finish(c, DRILL_EXIT_FAIL); /* nobody reads it: this frees the call */
 }
 
 /* --- drill start DOMAIN TAG SECONDS ------------------------------------ */
