@@ -42,6 +42,7 @@
 #include "delivery/callout.h"
 #include "delivery/qmgr.h"
 #include "privs.h"
+#include "queue_ctl.h"
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
 #include "store/learned.h"
@@ -282,6 +283,7 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
 		return EX_OSERR;
 	}
+	queue_ctl_register(d->ctl, d->qmgr); /* before the loop runs: no request is read until then */
 	return EX_OK;
 }
 

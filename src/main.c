@@ -12,13 +12,20 @@
 #include "base/cfg.h"
 #include "base/log.h"
 #include "cli/queue_cli.h"
+#include "cli/queue_cmd.h"
 #include "daemon.h"
 
 
 static const char usage_text[] =
 	"usage: mxvault serve -c FILE [-d]\n"
 	"       mxvault config check -c FILE\n"
-	"       mxvault queue list [--json] -c FILE\n";
+	"       mxvault queue list [--json] -c FILE\n"
+	"       mxvault queue show ID [--body] [--json] -c FILE\n"
+	"       mxvault queue export DIR [--json] -c FILE\n"
+	"       mxvault queue hold|release ID|DOMAIN [--json] -c FILE\n"
+	"       mxvault queue delete ID [--json] -c FILE\n"
+	"       mxvault queue flush [DOMAIN] [--json] -c FILE\n"
+	"       mxvault queue extend ID|DOMAIN DURATION [--json] -c FILE\n";
 
 static int usage(const char *why)
 {
@@ -105,8 +112,10 @@ static int cmd_config(int argc, char **argv)
 
 static int cmd_queue(int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "list") != 0)
-		return usage("queue: expected 'list'");
+	if (argc >= 2 && strcmp(argv[1], "list") != 0)
+		return queue_cmd(argc, argv, usage_text);
+	if (argc < 2)
+		return usage("queue: expected a verb");
 	struct opts o = {0};
 	int rc = parse_opts(argc - 1, argv + 1, "cj", &o);
 	struct cfg *cfg = NULL;

@@ -93,7 +93,7 @@ int ctl_read(struct ctl_conn *cn, int timeout_ms, char *kind, const char **text,
 {
 	drop_consumed(cn);
 	unsigned char *nl;
-	while (!(nl = memchr(cn->in.data, '\n', cn->in.len))) {
+	while (!(nl = cn->in.len ? memchr(cn->in.data, '\n', cn->in.len) : NULL)) { /* data is NULL until the first read */
 		if (cn->eof)
 			return cn->in.len ? -EPROTO : 0;
 		if (cn->in.len > CTL_CLIENT_MAX_LINE)

@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <time.h>
 
@@ -23,12 +25,38 @@ const char *queue_rcpt_state_name(const struct spool_rcpt *r)
 	}
 }
 
-/* A pending recipient of a quarantined message is held, not queued. */
-static const char *state_of(const struct spool_msg *m, const struct spool_rcpt *r)
+bool queue_is_quarantined(const struct spool_msg *m)
 {
-	if (m->env.quarantine && r->state == SPOOL_RCPT_PENDING)
-		return "quarantined";
+	return m->env.quarantine && !(m->meta.flags & SPOOL_META_RELEASED);
+}
+
+static bool domain_is_held(const struct queue_held *h, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	for (size_t i = 0; h && at && i < h->n; i++)
+		if (strcasecmp(h->v[i].domain, at + 1) == 0)
+			return true;
+	return false;
+}
+
+const char *queue_state_of(const struct queue_held *h, const struct spool_msg *m, const struct spool_rcpt *r)
+{
+	if (r->state != SPOOL_RCPT_PENDING)
+		return queue_rcpt_state_name(r);
+	if (queue_is_quarantined(m))
+		return "quarantined"; /* held by a milter until released */
+	if ((m->meta.flags & SPOOL_META_HELD) || domain_is_held(h, r->addr))
+		return "held";
 	return queue_rcpt_state_name(r);
+}
+
+int queue_held_load(struct spool *sp, struct queue_held *h)
+{
+	size_t bad;
+	int rc = spool_held_read(sp, &h->v, &h->n, &bad);
+	if (rc < 0)
+		fprintf(stderr, "mxvault: cannot read the held domains: %s\n", strerror(-rc));
+	return rc;
 }
 
 /*
@@ -37,11 +65,17 @@ static const char *state_of(const struct spool_msg *m, const struct spool_rcpt *
  * escaped, "\u00XX" in JSON and "\xXX" in the text listing; well-formed
  * UTF-8 passes through (JSON text is UTF-8).
  */
-static void put_escaped(FILE *out, const char *s, bool json)
+void queue_put_escaped(FILE *out, const void *bytes, size_t n, enum queue_esc mode)
 {
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	size_t n = strlen((const char *)p);
+	const unsigned char *p = bytes;
+	bool json = mode == QUEUE_ESC_JSON;
 	for (size_t i = 0; i < n;) {
+		if (mode == QUEUE_ESC_LINES && (p[i] == '\t' || p[i] == '\n' || (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n'))) {
+			if (p[i] != '\r')
+				fputc(p[i], out); /* a message's own line ends and tabs, as lines on the terminal */
+			i++;
+			continue;
+		}
 		size_t len = p[i] >= 0x80 ? utf8_seq_len(p + i, n - i) : 1;
 		bool c1 = len == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0;
 		if (len > 1 && !c1) {
@@ -60,7 +94,13 @@ static void put_escaped(FILE *out, const char *s, bool json)
 	}
 }
 
-static void json_str(FILE *out, const char *s)
+static void put_escaped(FILE *out, const char *s, bool json)
+{
+	s = s ? s : "";
+	queue_put_escaped(out, s, strlen(s), json ? QUEUE_ESC_JSON : QUEUE_ESC_TEXT);
+}
+
+void queue_json_str(FILE *out, const char *s)
 {
 	fputc('"', out);
 	put_escaped(out, s, true);
@@ -69,6 +109,7 @@ static void json_str(FILE *out, const char *s)
 
 struct list_ctx {
 	FILE *out;
+	struct queue_held held;
 	bool json;
 	size_t count;
 	uint64_t bytes;
@@ -80,23 +121,24 @@ static void print_json(struct list_ctx *c, const struct spool_msg *m)
 	spool_id_str(m->id, id);
 	fprintf(c->out, "%s\n  {\"id\": \"%s\", \"arrival\": %" PRId64 ", \"size\": %" PRIu64 ", \"sender\": ",
 		c->count ? "," : "", id, m->env.arrival, m->env.body_size);
-	json_str(c->out, m->env.sender);
+	queue_json_str(c->out, m->env.sender);
 	fprintf(c->out, ", \"client\": ");
-	json_str(c->out, m->env.client_addr);
-	if (m->env.quarantine) {
+	queue_json_str(c->out, m->env.client_addr);
+	if (queue_is_quarantined(m)) {
 		fprintf(c->out, ", \"quarantine\": ");
-		json_str(c->out, m->env.quarantine);
+		queue_json_str(c->out, m->env.quarantine);
 	}
+	fprintf(c->out, ", \"held\": %s", (m->meta.flags & SPOOL_META_HELD) ? "true" : "false");
 	fprintf(c->out, ", \"attempts\": %" PRIu32 ", \"next_attempt\": %" PRId64 ", \"recipients\": [", m->meta.attempts,
 		m->meta.next_attempt);
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
 		fprintf(c->out, "%s{\"address\": ", i ? ", " : "");
-		json_str(c->out, r->addr);
-		fprintf(c->out, ", \"state\": \"%s\"", state_of(m, r));
+		queue_json_str(c->out, r->addr);
+		fprintf(c->out, ", \"state\": \"%s\"", queue_state_of(&c->held, m, r));
 		if (r->reply) {
 			fprintf(c->out, ", \"reply\": ");
-			json_str(c->out, r->reply);
+			queue_json_str(c->out, r->reply);
 		}
 		fputc('}', c->out);
 	}
@@ -116,14 +158,16 @@ static void print_text(struct list_ctx *c, const struct spool_msg *m)
 	fprintf(c->out, "%-16s  %-20s  %10" PRIu64 "  <", id, when, m->env.body_size);
 	put_escaped(c->out, m->env.sender, false);
 	fputs(">\n", c->out);
-	if (m->env.quarantine) {
+	if (m->meta.flags & SPOOL_META_HELD)
+		fprintf(c->out, "%18sheld by the administrator\n", "");
+	if (queue_is_quarantined(m)) {
 		fprintf(c->out, "%18squarantined by a milter: ", "");
 		put_escaped(c->out, m->env.quarantine, false);
 		fputc('\n', c->out);
 	}
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
-		fprintf(c->out, "%18s%-9s <", "", state_of(m, r));
+		fprintf(c->out, "%18s%-11s <", "", queue_state_of(&c->held, m, r));
 		put_escaped(c->out, r->addr, false);
 		fputc('>', c->out);
 		if (r->reply) {
@@ -154,6 +198,10 @@ int queue_list(const struct cfg *cfg, bool json, FILE *out)
 		return EX_IOERR;
 	}
 	struct list_ctx c = {.out = out, .json = json};
+	if (queue_held_load(sp, &c.held) < 0) {
+		spool_close(sp);
+		return EX_IOERR;
+	}
 	if (json)
 		fputc('[', out);
 	spool_each_msg(sp, print_msg, &c);
@@ -161,6 +209,7 @@ int queue_list(const struct cfg *cfg, bool json, FILE *out)
 		fprintf(out, "%s]\n", c.count ? "\n" : "");
 	else
 		fprintf(out, "-- %zu message%s, %" PRIu64 " bytes\n", c.count, c.count == 1 ? "" : "s", c.bytes);
+	free(c.held.v);
 	spool_close(sp);
 	return 0;
 }

@@ -9,10 +9,35 @@
 #include <stdio.h>
 
 #include "base/cfg.h"
-#include "spool/spool_rec.h"
+#include "spool/spool.h"
 
 /* Prints the queue, as a table or as a JSON array. Returns an exit code. */
 int queue_list(const struct cfg *cfg, bool json, FILE *out);
 const char *queue_rcpt_state_name(const struct spool_rcpt *r);
+
+/* The destinations held by the administrator (SPOOL/held-domains), for the states shown. */
+struct queue_held {
+	struct spool_held *v;
+	size_t n;
+};
+struct spool;
+struct spool_msg;
+/* 0 or -errno (said on stderr). Free h->v. */
+int queue_held_load(struct spool *sp, struct queue_held *h);
+/* A recipient's state as shown: queued, deferred, held, quarantined, delivered, bounced, expired. */
+const char *queue_state_of(const struct queue_held *h, const struct spool_msg *m, const struct spool_rcpt *r);
+/* Quarantined by a milter and not released. */
+bool queue_is_quarantined(const struct spool_msg *m);
+
+/*
+ * Bytes from peers for a terminal or a JSON string: controls, C1 controls
+ * and bytes that are not UTF-8 escaped ("\xXX" in text, "\u00XX" in
+ * JSON). QUEUE_ESC_LINES: text where CRLF, LF and TAB stay line ends and
+ * tabs (a message's header section).
+ */
+enum queue_esc { QUEUE_ESC_TEXT, QUEUE_ESC_JSON, QUEUE_ESC_LINES };
+void queue_put_escaped(FILE *out, const void *p, size_t n, enum queue_esc mode);
+/* A JSON string, escaped; NULL prints "". */
+void queue_json_str(FILE *out, const char *s);
 
 #endif
