@@ -501,7 +501,8 @@ void qmgr_job_settle(struct qmgr *s, struct job *j)
 	if (nfailed) {
 		/* The bounce is queued before the state that says it was: a crash can repeat it, never lose it. */
 		struct qmgr_dsn_req req = {.action = DSN_FAILED, .remote_mta = j->relay_host[0] ? j->relay_host : NULL};
-		qmgr_send_dsn(s, oj->m, failed, nfailed, &req);
+		if (!(oj->m->meta.flags & SPOOL_META_DELETED)) /* deleted during the attempt: no bounce (qmgr_ctl.c) */
+			qmgr_send_dsn(s, oj->m, failed, nfailed, &req);
 		for (uint32_t i = 0; i < nfailed; i++)
 			spool_msg_set_rcpt(s->sp, oj->m, failed[i].idx, SPOOL_RCPT_FAILED, failed[i].code, failed[i].reply,
 					   NULL, NULL);

@@ -6,7 +6,7 @@ sender's domain, bounces.test, is backed up too, and its primary is a sink
 that records every DSN. No DNS is involved: both primaries are configured
 as 127.0.0.1:PORT. Every wait has a deadline (mxv.wait_until).
 
-The extension test waits for a one-minute retention (the configured
+The extension test (held mail too) waits for a one-minute retention (the configured
 minimum) to run out: about 65 s. Run with /usr/bin/python3
 (python3-aiosmtpd).
 """
@@ -15,8 +15,9 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import shutil
+import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -183,23 +184,58 @@ class TestFlushDeleteExtend(QueueControlBase):
         self.assertEqual(self.sink.deliveries(), [])
         self.assertEqual(d.queue(), [])
 
-    def test_extend_pushes_expiry_back(self):
+    def test_extend_pushes_expiry_back_and_held_mail_never_expires(self):
         d = self.daemon(primary_keys={'retention': '1m', 'warn_after': '0'})
         plain = send(d, SENDER, 'plain@' + DOMAIN)
         longer = send(d, SENDER, 'longer@' + DOMAIN)
+        held = send(d, SENDER, 'held@' + DOMAIN)
         out = self.queue_json(d, 'extend', longer, '1h')
         self.assertEqual(out, {'command': 'extended', 'id': longer, 'seconds': 3600, 'messages': 1})
         self.assertEqual(self.queue_json(d, 'show', longer)['retention_extended'], 3600)
-        # The one not extended expires at its time; the extended one is still queued then.
+        self.queue(d, 'hold', held)
+        # The one not extended expires at its time; the extended and the held ones are still queued then.
         d.wait_log(r'id=%s to=<plain@primary\.test> status=expired' % plain, timeout=90)
         self.sink.wait_deliveries(1, timeout=15)   # the expiry's bounce
-        self.assertEqual(self.message_ids(d), [longer])
-        self.assertNotIn('id=%s to=<longer@primary.test> status=expired' % longer, d.log_text())
+        self.assertEqual(sorted(self.message_ids(d)), sorted([longer, held]))
+        self.assertNotRegex(d.log_text(), r'id=(%s|%s) to=<[^>]*> status=expired' % (longer, held))
+        # Released after more than its retention: the time it was held is given back, so it is not expired now.
+        self.queue(d, 'release', held)
+        self.assertGreaterEqual(self.queue_json(d, 'show', held)['retention_extended'], 60)
         # DOMAIN form
         out = self.queue_json(d, 'extend', DOMAIN, '2h')
-        self.assertEqual(out['messages'], 1)
+        self.assertEqual(out['messages'], 2)
         self.assertEqual(self.queue_json(d, 'show', longer)['retention_extended'], 3600 + 7200)
+        self.assertEqual(sorted(self.message_ids(d)), sorted([longer, held]))
+        self.assertEqual(len(self.sink.deliveries()), 1)
         self.queue(d, 'extend', longer, 'soon', check=64)
+
+    def test_delete_during_an_attempt_ends_with_it(self):
+        """A message on a connection when it is deleted: what the primary accepts in that
+        attempt is delivered; what it defers or refuses goes without a bounce once the attempt ends."""
+        gate = threading.Event()
+        entered = threading.Event()
+
+        def hold_the_dot(dl):
+            entered.set()
+            gate.wait(20)
+        self.primary.data_hook = hold_the_dot
+        replies = {'later': '451 4.3.0 later', 'refused': '550 5.1.1 no such user'}
+        self.primary.rcpt_reply = lambda addr: replies.get(addr.split('@')[0])
+        self.primary.start()
+        self.addCleanup(gate.set)
+        d = self.daemon(bounce_guard='0')   # a 5xx is a bounce, not held by the guard
+        qid = send(d, SENDER, ['now@' + DOMAIN, 'later@' + DOMAIN, 'refused@' + DOMAIN])
+        self.assertTrue(entered.wait(15), 'the delivery attempt never reached the dot')
+        out = self.queue_json(d, 'delete', qid)
+        self.assertEqual(out, {'command': 'deleted', 'id': qid, 'in_flight': True})
+        gate.set()
+        d.wait_log(r'id=%s to=<later@primary\.test> status=deleted' % qid)
+        d.wait_queue(0)
+        self.assertTrue(self.sent(d, qid), 'the recipient the primary took was delivered')
+        # refused during the attempt: failed for good, but the message is deleted: no DSN
+        d.wait_log(r'id=%s to=<refused@primary\.test> .*code=550 status=bounced' % qid)
+        self.assertNotIn('dsn-for=', d.log_text())
+        self.assertEqual(self.sink.deliveries(), [])
 
 
 class TestShowExport(QueueControlBase):
