@@ -9,8 +9,11 @@
  */
 #include "queue_ctl.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -20,6 +23,17 @@
 #include "spool/spool.h"
 
 #define EXIT_NOT_FOUND 1
+/* An answer: a verb, an ID or a checked domain, a few numbers. */
+#define ANSWER_MAX (SPOOL_DOMAIN_MAX + 160)
+
+static void PRINTF_LIKE(2, 3) say(char out[ANSWER_MAX], const char *f, ...)
+{
+	va_list ap;
+	va_start(ap, f);
+	int n = vsnprintf(out, ANSWER_MAX, f, ap);
+	va_end(ap);
+	assert(n >= 0 && n < ANSWER_MAX); /* our own words, sized above */
+}
 
 /* The words after "queue VERB", without --json. */
 struct words {
@@ -66,7 +80,7 @@ static bool parse_domain(struct ctl_call *c, const char *s, char out[SPOOL_DOMAI
 
 struct pending {
 	struct ctl_call *c; /* NULL once the client went away */
-	char text[256];     /* the answer (text or JSON) */
+	char text[ANSWER_MAX]; /* the answer (text or JSON) */
 };
 
 static void pending_gone(void *arg, struct ctl_call *c)
@@ -144,9 +158,10 @@ static void run_msg_op(struct qmgr *q, struct ctl_call *c, const struct words *w
 	if (!spool_id_parse(w->v[0], &id))
 		return;
 	struct pending *p = pending_new(c);
-	int ignored = w->json ? fmt(p->text, sizeof(p->text), "{\"command\": \"%s\", \"id\": \"%016" PRIx64 "\"}", verb, id)
-			      : fmt(p->text, sizeof(p->text), "%016" PRIx64 " %s", id, verb);
-	(void)ignored; /* the text fits: a verb and an ID */
+	if (w->json)
+		say(p->text, "{\"command\": \"%s\", \"id\": \"%016" PRIx64 "\"}", verb, id);
+	else
+		say(p->text, "%016" PRIx64 " %s", id, verb);
 	int rc = op(q, id, p);
 	if (rc < 0)
 		pending_failed(p, rc, w->v[0]);
@@ -164,7 +179,7 @@ static void cmd_hold_release(struct qmgr *q, struct ctl_call *c, int argc, char 
 		run_msg_op(q, c, &w, verb, hold ? op_hold : op_release);
 		return;
 	}
-	char domain[SPOOL_DOMAIN_MAX + 1], text[SPOOL_DOMAIN_MAX + 64];
+	char domain[SPOOL_DOMAIN_MAX + 1], text[ANSWER_MAX];
 	if (!parse_domain(c, w.v[0], domain))
 		return;
 	int rc = hold ? qmgr_hold_domain(q, domain) : qmgr_release_domain(q, domain);
@@ -173,9 +188,10 @@ static void cmd_hold_release(struct qmgr *q, struct ctl_call *c, int argc, char 
 		ctl_finish(c, EXIT_NOT_FOUND);
 		return;
 	}
-	int ignored = w.json ? fmt(text, sizeof(text), "{\"command\": \"%s\", \"domain\": \"%s\"}", verb, domain)
-			     : fmt(text, sizeof(text), "%s %s", domain, verb);
-	(void)ignored;
+	if (w.json)
+		say(text, "{\"command\": \"%s\", \"domain\": \"%s\"}", verb, domain);
+	else
+		say(text, "%s %s", domain, verb);
 	answer(c, rc, text);
 }
 
@@ -203,12 +219,13 @@ static void cmd_delete(void *arg, struct ctl_call *c, int argc, char **argv)
 	struct pending *p = pending_new(c);
 	bool in_flight = false;
 	int rc = qmgr_delete_msg(arg, id, &in_flight, pending_durable, p);
-	int ignored = w.json ? fmt(p->text, sizeof(p->text),
-				   "{\"command\": \"deleted\", \"id\": \"%016" PRIx64 "\", \"in_flight\": %s}", id,
-				   in_flight ? "true" : "false")
-			     : fmt(p->text, sizeof(p->text), "%016" PRIx64 " deleted%s", id,
-				   in_flight ? " (once the delivery attempt under way ends)" : "");
-	(void)ignored;
+	if (w.json)
+		say(p->text,
+		    "{\"command\": \"deleted\", \"id\": \"%016" PRIx64 "\", \"in_flight\": %s}", id,
+		    in_flight ? "true" : "false");
+	else
+		say(p->text, "%016" PRIx64 " deleted%s", id,
+		    in_flight ? " (once the delivery attempt under way ends)" : "");
 	if (rc < 0)
 		pending_failed(p, rc, w.v[0]);
 }
@@ -216,14 +233,15 @@ static void cmd_delete(void *arg, struct ctl_call *c, int argc, char **argv)
 static void cmd_flush(void *arg, struct ctl_call *c, int argc, char **argv)
 {
 	struct words w;
-	char domain[SPOOL_DOMAIN_MAX + 1], text[SPOOL_DOMAIN_MAX + 96];
+	char domain[SPOOL_DOMAIN_MAX + 1], text[ANSWER_MAX];
 	if (!get_words(c, argc, argv, 0, 1, &w) || (w.n && !parse_domain(c, w.v[0], domain)))
 		return;
 	size_t n = qmgr_flush(arg, w.n ? domain : NULL);
-	int ignored = w.json ? fmt(text, sizeof(text), "{\"command\": \"flushed\", \"domain\": %s%s%s, \"jobs\": %zu}",
-				   w.n ? "\"" : "", w.n ? domain : "null", w.n ? "\"" : "", n)
-			     : fmt(text, sizeof(text), "flushed %s: %zu job(s) to try now", w.n ? domain : "every destination", n);
-	(void)ignored;
+	if (w.json)
+		say(text, "{\"command\": \"flushed\", \"domain\": %s%s%s, \"jobs\": %zu}",
+		    w.n ? "\"" : "", w.n ? domain : "null", w.n ? "\"" : "", n);
+	else
+		say(text, "flushed %s: %zu job(s) to try now", w.n ? domain : "every destination", n);
 	answer(c, 0, text);
 }
 
@@ -256,12 +274,13 @@ static void cmd_extend(void *arg, struct ctl_call *c, int argc, char **argv)
 	}
 	/* The callback runs from the event loop, after this: the text is there by then. */
 	const char *what = is_id ? w.v[0] : domain;
-	int ignored = w.json ? fmt(p->text, sizeof(p->text),
-				   "{\"command\": \"extended\", \"%s\": \"%s\", \"seconds\": %" PRId64 ", \"messages\": %zu}",
-				   is_id ? "id" : "domain", what, secs, n)
-			     : fmt(p->text, sizeof(p->text), "%s: retention extended by %" PRId64 "s for %zu message(s)",
-				   what, secs, n);
-	(void)ignored;
+	if (w.json)
+		say(p->text,
+		    "{\"command\": \"extended\", \"%s\": \"%s\", \"seconds\": %" PRId64 ", \"messages\": %zu}",
+		    is_id ? "id" : "domain", what, secs, n);
+	else
+		say(p->text, "%s: retention extended by %" PRId64 "s for %zu message(s)",
+		    what, secs, n);
 	if (n == 0)
 		pending_durable(p, 0); /* nothing written: no callback comes */
 }

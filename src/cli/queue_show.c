@@ -82,8 +82,7 @@ static void notify_names(uint8_t n, char out[40])
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (n & names[i].bit) {
 			size_t len = strlen(out);
-			int ignored = fmt(out + len, 40 - len, "%s%s", len ? "," : "", names[i].name);
-			(void)ignored; /* at most 29 octets */
+			snprintf(out + len, 40 - len, "%s%s", len ? "," : "", names[i].name); /* at most 29 octets */
 		}
 }
 
@@ -280,15 +279,14 @@ static int close_synced(FILE *f, int err)
 static int export_one(struct export_ctx *c, const struct spool_msg *m, const char *id)
 {
 	char name[32];
-	int ignored = fmt(name, sizeof(name), "%s.eml", id);
+	snprintf(name, sizeof(name), "%s.eml", id); /* 16 hex digits and a suffix */
 	FILE *f = create_at(c->dirfd, name);
 	if (!f)
 		return -errno;
 	int err = close_synced(f, write_eml(c->sp, m, f));
 	if (err < 0)
 		return err;
-	ignored = fmt(name, sizeof(name), "%s.json", id);
-	(void)ignored; /* 16 hex digits and a suffix */
+	snprintf(name, sizeof(name), "%s.json", id);
 	f = create_at(c->dirfd, name);
 	if (!f)
 		return -errno;

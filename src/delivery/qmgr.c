@@ -145,7 +145,7 @@ void qmgr_dest_requeue(struct dest *d, bool flush)
 			p = &j->next;
 		}
 	}
-	if (!flush)
+	if (!flush || d->s->stopping)
 		return;
 	release_waiting(d, 0, true, false);
 	dest_retry_now(&d->pol);
