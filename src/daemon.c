@@ -54,6 +54,7 @@
 #include "privs.h"
 #include "reload.h"
 #include "sdnotify.h"
+#include "queue_ctl.h"
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
 #include "store/learned.h"
@@ -321,6 +322,7 @@ static int start_services(struct daemon *d)
 	struct alerts_deps ad = {.cfg = cfg, .base = d->base, .qmgr = d->qmgr, .sp = d->sp};
 	d->alerts = alerts_start(&ad);
 	d->drills = drills_new(d->base, d->qmgr, d->ctl);
+	queue_ctl_register(d->ctl, d->qmgr); /* before the loop runs: no request is read until then */
 	return EX_OK;
 }
 

@@ -15,6 +15,7 @@
 #include "cli/check_cli.h"
 #include "cli/drill_cli.h"
 #include "cli/queue_cli.h"
+#include "cli/queue_cmd.h"
 #include "daemon.h"
 
 
@@ -22,6 +23,12 @@ static const char usage_text[] =
 	"usage: mxvault serve -c FILE [-d]\n"
 	"       mxvault config check -c FILE\n"
 	"       mxvault queue list [--json] -c FILE\n"
+	"       mxvault queue show ID [--body] [--json] -c FILE\n"
+	"       mxvault queue export DIR [--json] -c FILE\n"
+	"       mxvault queue hold|release ID|DOMAIN [--json] -c FILE\n"
+	"       mxvault queue delete ID [--json] -c FILE\n"
+	"       mxvault queue flush [DOMAIN] [--json] -c FILE\n"
+	"       mxvault queue extend ID|DOMAIN DURATION [--json] -c FILE\n"
 	"       mxvault reload -c FILE\n"
 	"       mxvault check DOMAIN [--probe] [--json] [-c FILE] [--resolver IP[:PORT]] [--port N] [--timeout SECS]\n"
 	"       mxvault drill DOMAIN --to ADDRESS -c FILE [--timeout DURATION] [--json]\n";
@@ -111,8 +118,10 @@ static int cmd_config(int argc, char **argv)
 
 static int cmd_queue(int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "list") != 0)
-		return usage("queue: expected 'list'");
+	if (argc >= 2 && strcmp(argv[1], "list") != 0)
+		return queue_cmd(argc, argv, usage_text);
+	if (argc < 2)
+		return usage("queue: expected a verb");
 	struct opts o = {0};
 	int rc = parse_opts(argc - 1, argv + 1, "cj", &o);
 	struct cfg *cfg = NULL;

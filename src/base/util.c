@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
@@ -493,4 +494,19 @@ uint32_t crc32_of(uint32_t crc, const void *p, size_t n)
 		n -= k;
 	}
 	return crc;
+}
+
+int fd_write_all(int fd, const void *p, size_t n)
+{
+	const unsigned char *q = p;
+	while (n) {
+		ssize_t w = write(fd, q, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		q += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }

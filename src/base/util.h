@@ -50,6 +50,8 @@ int parse_size(const char *s, uint64_t *bytes) MUST_CHECK;
 /* Whole number in [min, max]: 0 or -EINVAL. */
 int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out) MUST_CHECK;
 int parse_bool(const char *s, bool *out) MUST_CHECK;
+/* Writes all n bytes (a blocking fd; EINTR retried): 0 or -errno. */
+int fd_write_all(int fd, const void *p, size_t n) MUST_CHECK;
 
 void ascii_lower(char *s, size_t n);
 /*

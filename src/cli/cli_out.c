@@ -21,8 +21,20 @@ void cli_put_escaped(FILE *out, const char *s, bool json)
 
 void cli_put_escaped_n(FILE *out, const void *s, size_t n, bool json)
 {
+	cli_put_escaped_mode(out, s, n, json ? CLI_ESC_JSON : CLI_ESC_TEXT);
+}
+
+void cli_put_escaped_mode(FILE *out, const void *s, size_t n, enum cli_esc mode)
+{
 	const unsigned char *p = s;
+	bool json = mode == CLI_ESC_JSON;
 	for (size_t i = 0; i < n;) {
+		if (mode == CLI_ESC_LINES && (p[i] == '\t' || p[i] == '\n' || (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n'))) {
+			if (p[i] != '\r')
+				fputc(p[i], out); /* a message's own line ends and tabs, as lines on the terminal */
+			i++;
+			continue;
+		}
 		size_t len = p[i] >= 0x80 ? utf8_seq_len(p + i, n - i) : 1;
 		bool c1 = len == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0;
 		if (len > 1 && !c1) {

@@ -16,6 +16,12 @@
 void cli_put_escaped(FILE *out, const char *s, bool json);
 /* The same for n bytes that may hold NULs (each becomes "\x00"). */
 void cli_put_escaped_n(FILE *out, const void *s, size_t n, bool json);
+/*
+ * CLI_ESC_LINES: text in which CRLF, LF and TAB stay line ends and tabs (a
+ * message's header section or body on a terminal); the rest as CLI_ESC_TEXT.
+ */
+enum cli_esc { CLI_ESC_TEXT, CLI_ESC_JSON, CLI_ESC_LINES };
+void cli_put_escaped_mode(FILE *out, const void *s, size_t n, enum cli_esc mode);
 /* s as a JSON string, quotes included. */
 void cli_json_str(FILE *out, const char *s);
 

@@ -4,14 +4,16 @@
  * plus extra fields; field names are a stable interface for scripts.
  */
 #include "queue_cli.h"
+#include "cli_out.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <time.h>
 
-#include "cli_out.h"
 #include "spool/spool.h"
 
 const char *queue_rcpt_state_name(const struct spool_rcpt *r)
@@ -24,16 +26,43 @@ const char *queue_rcpt_state_name(const struct spool_rcpt *r)
 	}
 }
 
-/* A pending recipient of a quarantined message is held, not queued. */
-static const char *state_of(const struct spool_msg *m, const struct spool_rcpt *r)
+bool queue_is_quarantined(const struct spool_msg *m)
 {
-	if (m->env.quarantine && r->state == SPOOL_RCPT_PENDING)
-		return "quarantined";
+	return m->env.quarantine && !(m->meta.flags & SPOOL_META_RELEASED);
+}
+
+static bool domain_is_held(const struct queue_held *h, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	for (size_t i = 0; h && at && i < h->n; i++)
+		if (strcasecmp(h->v[i].domain, at + 1) == 0)
+			return true;
+	return false;
+}
+
+const char *queue_state_of(const struct queue_held *h, const struct spool_msg *m, const struct spool_rcpt *r)
+{
+	if (r->state != SPOOL_RCPT_PENDING)
+		return queue_rcpt_state_name(r);
+	if (queue_is_quarantined(m))
+		return "quarantined"; /* held by a milter until released */
+	if ((m->meta.flags & SPOOL_META_HELD) || domain_is_held(h, r->addr))
+		return "held";
 	return queue_rcpt_state_name(r);
+}
+
+int queue_held_load(struct spool *sp, struct queue_held *h)
+{
+	size_t bad;
+	int rc = spool_held_read(sp, &h->v, &h->n, &bad);
+	if (rc < 0)
+		fprintf(stderr, "mxvault: cannot read the held domains: %s\n", strerror(-rc));
+	return rc;
 }
 
 struct list_ctx {
 	FILE *out;
+	struct queue_held held;
 	bool json;
 	size_t count;
 	uint64_t bytes;
@@ -48,17 +77,18 @@ static void print_json(struct list_ctx *c, const struct spool_msg *m)
 	cli_json_str(c->out, m->env.sender);
 	fprintf(c->out, ", \"client\": ");
 	cli_json_str(c->out, m->env.client_addr);
-	if (m->env.quarantine) {
+	if (queue_is_quarantined(m)) {
 		fprintf(c->out, ", \"quarantine\": ");
 		cli_json_str(c->out, m->env.quarantine);
 	}
+	fprintf(c->out, ", \"held\": %s", (m->meta.flags & SPOOL_META_HELD) ? "true" : "false");
 	fprintf(c->out, ", \"attempts\": %" PRIu32 ", \"next_attempt\": %" PRId64 ", \"recipients\": [", m->meta.attempts,
 		m->meta.next_attempt);
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
 		fprintf(c->out, "%s{\"address\": ", i ? ", " : "");
 		cli_json_str(c->out, r->addr);
-		fprintf(c->out, ", \"state\": \"%s\"", state_of(m, r));
+		fprintf(c->out, ", \"state\": \"%s\"", queue_state_of(&c->held, m, r));
 		if (r->reply) {
 			fprintf(c->out, ", \"reply\": ");
 			cli_json_str(c->out, r->reply);
@@ -81,14 +111,16 @@ static void print_text(struct list_ctx *c, const struct spool_msg *m)
 	fprintf(c->out, "%-16s  %-20s  %10" PRIu64 "  <", id, when, m->env.body_size);
 	cli_put_escaped(c->out, m->env.sender, false);
 	fputs(">\n", c->out);
-	if (m->env.quarantine) {
+	if (m->meta.flags & SPOOL_META_HELD)
+		fprintf(c->out, "%18sheld by the administrator\n", "");
+	if (queue_is_quarantined(m)) {
 		fprintf(c->out, "%18squarantined by a milter: ", "");
 		cli_put_escaped(c->out, m->env.quarantine, false);
 		fputc('\n', c->out);
 	}
 	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
 		const struct spool_rcpt *r = &m->env.rcpts[i];
-		fprintf(c->out, "%18s%-9s <", "", state_of(m, r));
+		fprintf(c->out, "%18s%-11s <", "", queue_state_of(&c->held, m, r));
 		cli_put_escaped(c->out, r->addr, false);
 		fputc('>', c->out);
 		if (r->reply) {
@@ -119,6 +151,10 @@ int queue_list(const struct cfg *cfg, bool json, FILE *out)
 		return EX_IOERR;
 	}
 	struct list_ctx c = {.out = out, .json = json};
+	if (queue_held_load(sp, &c.held) < 0) {
+		spool_close(sp);
+		return EX_IOERR;
+	}
 	if (json)
 		fputc('[', out);
 	spool_each_msg(sp, print_msg, &c);
@@ -126,6 +162,7 @@ int queue_list(const struct cfg *cfg, bool json, FILE *out)
 		fprintf(out, "%s]\n", c.count ? "\n" : "");
 	else
 		fprintf(out, "-- %zu message%s, %" PRIu64 " bytes\n", c.count, c.count == 1 ? "" : "s", c.bytes);
+	free(c.held.v);
 	spool_close(sp);
 	return 0;
 }

@@ -22,6 +22,11 @@ bool dest_may_connect(const struct dest_policy *dp, int64_t now_ms)
 	return !dp->down || now_ms >= dp->next_try_ms;
 }
 
+void dest_retry_now(struct dest_policy *dp)
+{
+	dp->next_try_ms = 0; /* the backoff itself stays: a failure now doubles it as any other would */
+}
+
 bool dest_attempt_failed(struct dest_policy *dp, int64_t now_ms)
 {
 	if (dp->down && now_ms < dp->next_try_ms)

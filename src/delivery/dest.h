@@ -63,6 +63,8 @@ void dest_policy_init(struct dest_policy *dp, const struct dest_params *p);
 
 /* May a new connection start? Not while down and the backoff runs. */
 bool dest_may_connect(const struct dest_policy *dp, int64_t now_ms);
+/* `queue flush`: the next attempt may start now, whatever the backoff said. */
+void dest_retry_now(struct dest_policy *dp);
 
 /*
  * An attempt failed before a session was established (no address greeted,

@@ -105,20 +105,6 @@ int mta_sts_cache_load(int dirfd, const char *domain, int64_t now, struct mta_st
 	return rc;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int mta_sts_cache_store(int dirfd, const char *domain, int64_t fetched_at, const char *id, const char *text,
 			size_t n)
 {
@@ -130,7 +116,7 @@ int mta_sts_cache_store(int dirfd, const char *domain, int64_t fetched_at, const
 		return -errno;
 	struct buf b = {0};
 	mta_sts_cache_format(&b, fetched_at, id, text, n);
-	int rc = write_all(fd, b.data, b.len);
+	int rc = fd_write_all(fd, b.data, b.len);
 	buf_free(&b);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;

@@ -96,7 +96,7 @@ static void release_waiting(struct dest *d, int64_t now, bool all, bool only_hel
 	struct job **p = &d->waiting.head, *prev = NULL;
 	while (*p) {
 		struct job *j = *p;
-		if ((all || j->not_before <= now) && (!only_held || j->held)) {
+		if ((all || j->not_before <= now) && (!only_held || j->held) && !qmgr_job_on_hold(j)) {
 			jlist_unlink(&d->waiting, p, prev);
 			j->held = false;
 			j->not_before = 0;
@@ -113,6 +113,46 @@ static void release_held(struct dest *d)
 {
 	release_waiting(d, 0, true, true);
 	qmgr_dest_kick(d);
+}
+
+/* Takes j off whichever of its destination's lists holds it. */
+bool qmgr_job_unlist(struct job *j)
+{
+	struct jlist *lists[] = {&j->d->ready, &j->d->waiting};
+	for (size_t i = 0; i < ARRAY_LEN(lists); i++) {
+		struct job **p = &lists[i]->head, *prev = NULL;
+		for (; *p; prev = *p, p = &(*p)->next)
+			if (*p == j) {
+				jlist_unlink(lists[i], p, prev);
+				return true;
+			}
+	}
+	return false;
+}
+
+static void start_probe(struct dest *d);
+
+void qmgr_dest_requeue(struct dest *d, bool flush)
+{
+	struct job **p = &d->ready.head, *prev = NULL;
+	while (*p) {
+		struct job *j = *p;
+		if (qmgr_job_on_hold(j)) {
+			jlist_unlink(&d->ready, p, prev);
+			jlist_insert(&d->waiting, j);
+		} else {
+			prev = j;
+			p = &j->next;
+		}
+	}
+	if (!flush || d->s->stopping)
+		return;
+	release_waiting(d, 0, true, false);
+	dest_retry_now(&d->pol);
+	if (d->pol.down && d->ready.head)
+		start_probe(d); /* in an outage one probe finds out; it flushes the rest when it answers */
+	else
+		qmgr_dest_kick(d);
 }
 
 /* --- connection slots -------------------------------------------------- */
@@ -152,13 +192,14 @@ static bool wants_conn(const struct dest *d)
 {
 	const struct qmgr *s = d->s;
 	uint32_t most = d->pol.down ? 1 : s->cfg->max_connections_per_destination;
-	return !s->stopping && !d->drill_hold && dest_may_connect(&d->pol, clock_mono_ms()) && d->nconn < most &&
+	return !s->stopping && !d->held && !d->drill_hold && dest_may_connect(&d->pol, clock_mono_ms()) && d->nconn < most &&
 	       d->ready.n > d->nstarting;
 }
 
 static bool wants_probe(const struct dest *d)
 {
-	return !d->s->stopping && d->want_probe && !d->probing && d->pol.down && (d->ready.head || d->waiting.head);
+	return !d->s->stopping && !d->held && d->want_probe && !d->probing && d->pol.down &&
+	       (d->ready.head || d->waiting.head);
 }
 
 /* Hands free slots to the destinations waiting for one, a connection each per turn. */
@@ -199,7 +240,7 @@ void qmgr_dest_kick(struct dest *d)
 
 static void start_probe(struct dest *d)
 {
-	if (d->probing)
+	if (d->probing || d->held)
 		return;
 	slots_grant(d->s);
 	if (!slot_free(d->s)) {
@@ -237,6 +278,7 @@ static struct dest *get_dest(struct qmgr *s, const char *domain)
 	d->cd = cfg_find_domain(cfg, domain);
 	if (d->cd)
 		d->state_since = s->domain_since[d->cd - cfg->domains];
+	d->held = qmgr_domain_held(s, d->domain);
 	struct dest_params p = {
 		.retry_min_s = cfg->retry_min,
 		.retry_max_s = cfg->retry_max,
@@ -440,7 +482,7 @@ static void job_defer(struct qmgr *s, struct job *j)
 	meta.next_attempt = clock_wall_s() + delay;
 	meta.flags &= ~SPOOL_META_MAYBE_DUP;
 	spool_msg_set_meta(s->sp, j->out.m, &meta, NULL, NULL);
-	if (j->held && !dest_holds_bounces(&j->d->pol)) {
+	if (j->held && !dest_holds_bounces(&j->d->pol) && !qmgr_job_on_hold(j)) {
 		/* The guard let go while this attempt was under way: no reason to wait. */
 		j->held = false;
 		jlist_insert(&j->d->ready, j);
@@ -464,7 +506,8 @@ void qmgr_job_settle(struct qmgr *s, struct job *j)
 	if (nfailed) {
 		/* The bounce is queued before the state that says it was: a crash can repeat it, never lose it. */
 		struct qmgr_dsn_req req = {.action = DSN_FAILED, .remote_mta = j->relay_host[0] ? j->relay_host : NULL};
-		qmgr_send_dsn(s, oj->m, failed, nfailed, &req);
+		if (!(oj->m->meta.flags & SPOOL_META_DELETED)) /* deleted during the attempt: no bounce (qmgr_ctl.c) */
+			qmgr_send_dsn(s, oj->m, failed, nfailed, &req);
 		for (uint32_t i = 0; i < nfailed; i++)
 			spool_msg_set_rcpt(s->sp, oj->m, failed[i].idx, SPOOL_RCPT_FAILED, failed[i].code, failed[i].reply,
 					   NULL, NULL);
@@ -476,7 +519,9 @@ void qmgr_job_settle(struct qmgr *s, struct job *j)
 			oj->rcpts[npending++] = oj->rcpts[k];
 	free_res(j);
 	oj->n = npending;
-	if (npending)
+	if (npending && (oj->m->meta.flags & SPOOL_META_DELETED))
+		qmgr_job_deleted(s, j); /* deleted during this attempt: what is left goes now */
+	else if (npending)
 		job_defer(s, j);
 	else
 		qmgr_job_finished(s, j);
@@ -554,7 +599,7 @@ static struct job *new_job(struct qmsg *qm, struct dest *d, const uint32_t *idx,
 	memcpy(j->out.rcpts, idx, n * sizeof(*idx));
 	j->out.n = n;
 	int64_t retention = d->cd ? d->cd->retention : DSN_RETENTION;
-	j->expire_at = m->env.arrival + retention;
+	j->expire_at = m->env.arrival + retention + m->meta.extend_s;
 	j->warn_at = d->cd && d->cd->warn_after && !(m->env.flags & SPOOL_ENV_IS_DSN) ? m->env.arrival + d->cd->warn_after
 											: 0;
 	j->not_before = m->meta.next_attempt;
@@ -564,9 +609,13 @@ static struct job *new_job(struct qmsg *qm, struct dest *d, const uint32_t *idx,
 }
 
 /* Splits a message's pending recipients into one job per destination. */
-static void add_msg(void *arg, struct spool_msg *m)
+void qmgr_add_msg(void *arg, struct spool_msg *m)
 {
 	struct qmgr *s = arg;
+	if (m->meta.flags & SPOOL_META_DELETED) {
+		qmgr_msg_delete_now(s, m); /* deleted, and the daemon stopped before it was gone */
+		return;
+	}
 	int64_t now = clock_wall_s();
 	uint32_t *idx = xcalloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof(*idx));
 	bool *taken = xcalloc(m->env.nrcpt ? m->env.nrcpt : 1, sizeof(*taken));
@@ -577,7 +626,7 @@ static void add_msg(void *arg, struct spool_msg *m)
 		s->st.possible_dups++;
 		log_warn("delivery", "id=%016" PRIx64 " was being delivered at a crash: retrying, possible-duplicate", m->id);
 	}
-	if (m->env.quarantine) {
+	if (m->env.quarantine && !(m->meta.flags & SPOOL_META_RELEASED)) {
 		/* held by a milter: never delivered, never expired; it stays until an administrator acts */
 		log_warn("delivery", "id=%016" PRIx64 " quarantined=\"%s\": held, not delivered", m->id, m->env.quarantine);
 		free(idx);
@@ -600,7 +649,7 @@ static void add_msg(void *arg, struct spool_msg *m)
 			}
 		struct dest *d = get_dest(s, domain);
 		struct job *j = new_job(qm, d, idx, n);
-		jlist_append(j->not_before > now ? &d->waiting : &d->ready, j);
+		jlist_append(j->not_before > now || qmgr_job_on_hold(j) ? &d->waiting : &d->ready, j);
 		qmgr_emit_rcpt(j, idx[0], QMGR_EV_QUEUED, 0, NULL);
 		qmgr_dest_kick(d);
 	}
@@ -616,8 +665,9 @@ static void age_list(struct dest *d, struct jlist *l, int64_t now)
 	struct job **p = &l->head, *prev = NULL;
 	while (*p) {
 		struct job *j = *p;
-		if (now < j->expire_at) {
-			qmgr_maybe_warn(d->s, j, now);
+		if (qmgr_job_on_hold(j) || now < j->expire_at) {
+			if (!qmgr_job_on_hold(j))
+				qmgr_maybe_warn(d->s, j, now);
 			prev = j;
 			p = &j->next;
 			continue;
@@ -711,8 +761,9 @@ int qmgr_start(const struct qmgr_deps *deps, struct qmgr **out)
 	s->tls_policy = tls_policy_new(s->base, s->dns, s->mta_sts);
 	s->tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
 	event_add(s->tick, &(struct timeval){1, 0});
-	spool_each_msg(s->sp, add_msg, s);
-	spool_set_msg_hook(s->sp, add_msg, s);
+	qmgr_ctl_load(s);
+	spool_each_msg(s->sp, qmgr_add_msg, s);
+	spool_set_msg_hook(s->sp, qmgr_add_msg, s);
 	s->standby = deps->standby;
 	for (size_t i = 0; i < s->cfg->ndomains; i++)
 		if (s->cfg->domains[i].accept == ACCEPT_WHEN_PRIMARY_DOWN)
@@ -818,6 +869,7 @@ void qmgr_free(struct qmgr *s)
 	}
 	htab_free(&s->dests);
 	free(s->domain_since);
+	free(s->held);
 	event_free(s->tick);
 	cfg_unref(s->cfg);
 	free(s);

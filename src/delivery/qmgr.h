@@ -75,6 +75,7 @@ struct qmgr_dest_view {
 	int64_t oldest_arrival;   /* wall seconds of the oldest of them; 0: none */
 	int64_t next_expiry;      /* wall seconds when the first of them expires; 0: none */
 	uint32_t connections;     /* open now, probes included */
+	bool held;                /* held by the administrator (`mxvault queue hold DOMAIN`) */
 };
 
 typedef void qmgr_dest_fn(void *arg, const struct qmgr_dest_view *v);
@@ -132,5 +133,35 @@ int qmgr_drill_hold(struct qmgr *s, const char *domain) MUST_CHECK;
 void qmgr_drill_release(struct qmgr *s, const char *domain);
 /* True when message msg_id has recipients waiting for domain. */
 bool qmgr_drill_is_queued(struct qmgr *s, const char *domain, uint64_t msg_id);
+
+/* --- what the administrator asks (queue control; qmgr_ctl.c) ---------- */
+/*
+ * The message commands return 0 and call done(arg, err) once their change
+ * is durable (err from the spool), or return -ENOENT (no such message) or
+ * -ERANGE (a bad duration) without calling it. A message on a connection
+ * finishes that attempt first (docs/operations.md, "Queue control").
+ */
+typedef void qmgr_done_fn(void *arg, int err);
+/* Not delivered, never expires, across restarts, until released. */
+int qmgr_hold_msg(struct qmgr *s, uint64_t id, qmgr_done_fn *done, void *arg) MUST_CHECK;
+/* Lets it go now (its destinations are flushed); a quarantined message is delivered after all. */
+int qmgr_release_msg(struct qmgr *s, uint64_t id, qmgr_done_fn *done, void *arg) MUST_CHECK;
+/* Removes its pending recipients without a bounce; *in_flight: part of it waits for an attempt to end. */
+int qmgr_delete_msg(struct qmgr *s, uint64_t id, bool *in_flight, qmgr_done_fn *done, void *arg) MUST_CHECK;
+/* Adds secs to its retention. */
+int qmgr_extend_msg(struct qmgr *s, uint64_t id, int64_t secs, qmgr_done_fn *done, void *arg) MUST_CHECK;
+/*
+ * A destination (lower case) held: no connection, no probe, nothing
+ * expires, for mail queued now and later, until released; kept in
+ * SPOOL/held-domains (a small blocking write: an administrator's command).
+ * 0, -EINVAL (not a domain name), -ENOSPC (SPOOL_HELD_MAX held), -errno.
+ */
+int qmgr_hold_domain(struct qmgr *s, const char *domain) MUST_CHECK;
+/* 0, -ENOENT (not held), -errno; the destination is flushed. */
+int qmgr_release_domain(struct qmgr *s, const char *domain) MUST_CHECK;
+/* Every waiting job of domain (NULL: of all) is tried now, backoff ignored, outages probed now: how many. */
+size_t qmgr_flush(struct qmgr *s, const char *domain);
+/* Adds secs to the retention of every message queued for domain: how many (done is called iff > 0). */
+size_t qmgr_extend_domain(struct qmgr *s, const char *domain, int64_t secs, qmgr_done_fn *done, void *arg);
 
 #endif

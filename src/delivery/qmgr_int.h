@@ -85,6 +85,7 @@ struct dest {
 	uint64_t nbytes;
 	int64_t state_since;      /* wall seconds: the outage began, or the last one ended */
 	bool drill_hold;          /* a drill holds its delivery (qmgr_drill.c): no connection, no job taken */
+	bool held;                /* `queue hold DOMAIN`: not connected to, not probed, nothing expires (qmgr_ctl.c) */
 };
 
 struct conn;
@@ -112,6 +113,8 @@ struct qmgr {
 	struct qmgr_observer { qmgr_event_fn *fn; void *arg; } observers[QMGR_MAX_OBSERVERS];
 	size_t nobservers;
 	int64_t *domain_since;    /* per cfg->domains[i]: state_since kept when its dest is forgotten */
+	struct spool_held *held;  /* the held destinations, as in SPOOL/held-domains (qmgr_ctl.c) */
+	size_t nheld;
 };
 
 /* --- qmgr.c: scheduling ------------------------------------------------- */
@@ -140,6 +143,32 @@ void qmgr_job_settle(struct qmgr *s, struct job *j);
 /* Retention ran out, or a job is done: j is off every list and is freed. */
 void qmgr_job_finished(struct qmgr *s, struct job *j);
 void qmgr_job_log(const struct job *j, uint32_t idx, int code, const char *status, const char *reply);
+
+/* Makes m's jobs (its pending recipients, per destination): at start, on commit, on a quarantine's release. */
+void qmgr_add_msg(void *arg, struct spool_msg *m);
+/*
+ * Puts d's jobs where their hold says: jobs on hold leave the ready list
+ * for the waiting one; flush: every other waiting job is ready now, the
+ * backoff is forgotten and a destination that is down is probed now.
+ */
+void qmgr_dest_requeue(struct dest *d, bool flush);
+/* Takes j off its destination's list; false when it is on a connection (on no list). */
+bool qmgr_job_unlist(struct job *j);
+
+/* --- qmgr_ctl.c: what the administrator asks -------------------------- */
+/* Neither delivered nor expired: its message or its destination is held. */
+bool qmgr_job_on_hold(const struct job *j);
+/* Whether domain is in the held list (get_dest asks, so a forgotten destination stays held). */
+bool qmgr_domain_held(const struct qmgr *s, const char *domain);
+/* At start: reads SPOOL/held-domains. */
+void qmgr_ctl_load(struct qmgr *s);
+/*
+ * j's message was deleted by the administrator (SPOOL_META_DELETED): its
+ * pending recipients are finished without a bounce, j too.
+ */
+void qmgr_job_deleted(struct qmgr *s, struct job *j);
+/* m (deleted, with no job: quarantined, or found deleted at start) goes now, without a bounce. */
+void qmgr_msg_delete_now(struct qmgr *s, struct spool_msg *m);
 
 /* --- qmgr_conn.c: connections ------------------------------------------- */
 /* Starts a connection (or a probe) for d; the caller has checked the slot. */

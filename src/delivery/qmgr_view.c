@@ -62,6 +62,7 @@ static void fill_view(const struct dest *d, struct qmgr_dest_view *v, bool walk)
 		.queued = d->njobs,
 		.queued_bytes = d->nbytes,
 		.connections = d->nconn + (d->probing ? 1 : 0),
+		.held = d->held,
 	};
 	for (const struct job *j = walk ? d->jobs : NULL; j; j = j->dnext) {
 		int64_t arrival = j->out.m->env.arrival;
@@ -79,6 +80,7 @@ static void fill_idle_view(const struct qmgr *s, size_t i, struct qmgr_dest_view
 		.domain = s->cfg->domains[i].name,
 		.configured = true,
 		.state_since = s->domain_since[i],
+		.held = qmgr_domain_held(s, s->cfg->domains[i].name),
 	};
 }
 

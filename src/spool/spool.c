@@ -31,6 +31,14 @@ void spool_id_str(uint64_t id, char out[17])
 	snprintf(out, 17, "%016" PRIx64, id);
 }
 
+bool spool_id_parse(const char *s, uint64_t *id)
+{
+	if (strlen(s) != 16 || strspn(s, "0123456789abcdefABCDEF") != 16)
+		return false;
+	*id = strtoull(s, NULL, 16);
+	return true;
+}
+
 void spool_seg_name(uint32_t seg, char out[32])
 {
 	snprintf(out, 32, "%08" PRIx32 ".seg", seg);

@@ -172,10 +172,31 @@ void spool_msg_set_meta(struct spool *sp, struct spool_msg *m, const struct spoo
 /* Every recipient is final: forget the message (m is freed). */
 void spool_msg_done(struct spool *sp, struct spool_msg *m, spool_done_fn *done, void *arg);
 
+/* --- held destinations (spool_held.c) --------------------------------- */
+/*
+ * SPOOL/held-domains: the destinations `mxvault queue hold DOMAIN` holds.
+ * Blocking, on the spool's directory: for an administrator's command and
+ * for start-up, never per message.
+ */
+#define SPOOL_HELD_MAX 1000
+#define SPOOL_DOMAIN_MAX 253
+struct spool_held {
+	char domain[SPOOL_DOMAIN_MAX + 1]; /* lower case, LDH, dots */
+	int64_t since;                     /* wall seconds: when the hold began */
+};
+/* True for a name the file can hold: 1..253 of [a-z0-9._-]. */
+bool spool_held_domain_ok(const char *domain);
+/* The list (*out: malloc'd, NULL when empty; *bad: lines skipped). 0 or -errno; no file is an empty list. */
+int spool_held_read(struct spool *sp, struct spool_held **out, size_t *n, size_t *bad) MUST_CHECK;
+/* Replaces the list atomically (temporary file, fsync, rename, directory fsync). 0 or -errno. */
+int spool_held_write(struct spool *sp, const struct spool_held *v, size_t n) MUST_CHECK;
+
 /* At most this many segment files are held open for reading (see daemon.c's fd budget). */
 #define SPOOL_MAX_READ_FDS 64
 
 /* "%016llx" of a queue id. */
 void spool_id_str(uint64_t id, char out[17]);
+/* An ID as spool_id_str prints it (16 hex digits, either case): true and *id. */
+bool spool_id_parse(const char *s, uint64_t *id);
 
 #endif

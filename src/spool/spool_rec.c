@@ -210,7 +210,7 @@ enum {
 };
 enum { RC_ADDR = 1, RC_ORCPT, RC_NOTIFY, RC_STATE, RC_CODE, RC_REPLY };
 enum { UPD_INDEX = 1, UPD_STATE, UPD_CODE, UPD_REPLY };
-enum { META_ATTEMPTS = 1, META_NEXT, META_FLAGS };
+enum { META_ATTEMPTS = 1, META_NEXT, META_FLAGS, META_EXTEND, META_HELD_SINCE };
 
 static void tlv(struct buf *out, uint8_t tag, const void *v, size_t n)
 {
@@ -558,6 +558,11 @@ void spool_meta_encode(const struct spool_meta *m, struct buf *out)
 	tlv_u64(out, META_ATTEMPTS, m->attempts);
 	tlv_u64(out, META_NEXT, (uint64_t)m->next_attempt);
 	tlv_u64(out, META_FLAGS, m->flags);
+	/* Written only when set: a record without them is the same as one from before they existed. */
+	if (m->extend_s)
+		tlv_u64(out, META_EXTEND, (uint64_t)m->extend_s);
+	if (m->held_since)
+		tlv_u64(out, META_HELD_SINCE, (uint64_t)m->held_since);
 }
 
 int spool_meta_decode(const unsigned char *p, size_t n, struct spool_meta *m)
@@ -570,16 +575,20 @@ int spool_meta_decode(const unsigned char *p, size_t n, struct spool_meta *m)
 	int rc;
 	memset(m, 0, sizeof(*m));
 	while ((rc = tlv_next(&rd, &tag, &v, &len)) > 0) {
-		if (tag < META_ATTEMPTS || tag > META_FLAGS)
-			continue;
+		if (tag < META_ATTEMPTS || tag > META_HELD_SINCE)
+			continue; /* a later version's field */
 		if (take_uint(v, len, &x) < 0)
 			return -EBADMSG;
 		if (tag == META_ATTEMPTS)
 			m->attempts = (uint32_t)x;
 		else if (tag == META_NEXT)
 			m->next_attempt = (int64_t)x;
-		else
+		else if (tag == META_FLAGS)
 			m->flags = (uint32_t)x;
+		else if (tag == META_EXTEND)
+			m->extend_s = (int64_t)x;
+		else
+			m->held_since = (int64_t)x;
 	}
 	return rc < 0 ? -EBADMSG : 0;
 }

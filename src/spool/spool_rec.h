@@ -158,10 +158,15 @@ struct spool_meta {
 	uint32_t attempts;
 	int64_t next_attempt; /* Unix seconds, 0 = as soon as possible */
 	uint32_t flags;       /* SPOOL_META_* */
+	int64_t extend_s;     /* seconds added to its retention: `queue extend`, and time spent held */
+	int64_t held_since;   /* with SPOOL_META_HELD: wall seconds when the hold began */
 };
 
 #define SPOOL_META_WARNED 1u  /* the delay DSN has been queued */
 #define SPOOL_META_MAYBE_DUP 2u /* a delivery's outcome was lost in flight */
+#define SPOOL_META_HELD 4u      /* `queue hold ID`: not delivered, never expires, until released */
+#define SPOOL_META_RELEASED 8u  /* `queue release ID` of a quarantined message: delivered after all */
+#define SPOOL_META_DELETED 16u  /* `queue delete ID`: its pending recipients go without a bounce */
 
 void spool_meta_encode(const struct spool_meta *m, struct buf *out);
 int spool_meta_decode(const unsigned char *p, size_t n, struct spool_meta *m) MUST_CHECK;

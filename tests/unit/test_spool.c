@@ -376,6 +376,37 @@ static void write_file(const char *path, const void *p, size_t n)
 	close(fd);
 }
 
+/* SPOOL/held-domains: replaced whole and read back; bad lines skipped; no file is no hold. */
+static void test_held_domains_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct spool_held *v;
+	size_t n, bad;
+	assert_int_equal(spool_held_read(f->sp, &v, &n, &bad), 0);
+	assert_true(v == NULL && n == 0 && bad == 0);
+	struct spool_held in[2] = {{"example.com", 1790000000}, {"mx-2.example.org", 5}};
+	assert_int_equal(spool_held_write(f->sp, in, 2), 0);
+	assert_int_equal(spool_held_read(f->sp, &v, &n, &bad), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[1].domain, "mx-2.example.org");
+	assert_true(v[0].since == 1790000000 && v[1].since == 5);
+	free(v);
+	char path[128], other[128];
+	snprintf(path, sizeof(path), "%s/held-domains", f->dir);
+	snprintf(other, sizeof(other), "%s/held-domains.tmp", f->dir);
+	assert_int_equal(access(other, F_OK), -1); /* renamed into place */
+	static const char text[] = "ok.test 7\nBad.Test 1\nno-time.test\nevil\x1b.test 1\nneg.test -4\n";
+	write_file(path, text, sizeof(text) - 1);
+	assert_int_equal(spool_held_read(f->sp, &v, &n, &bad), 0);
+	assert_true(n == 1 && bad == 4);
+	assert_string_equal(v[0].domain, "ok.test");
+	free(v);
+	assert_false(spool_held_domain_ok(""));
+	assert_false(spool_held_domain_ok("a b"));
+	assert_true(spool_held_domain_ok("a.b"));
+}
+
+
 /* Flips a byte in the header of the record whose payload holds marker: the byte at header + at. */
 static void damage_header_before(const char *seg, const char *marker, const char *magic, size_t at)
 {
@@ -723,6 +754,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_held_bytes_are_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_staged_bytes_are_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_fds_are_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_domains_round_trip, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

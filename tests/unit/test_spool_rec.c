@@ -172,10 +172,39 @@ static void test_updates_round_trip(void **state)
 	assert_int_equal(u.code, 550);
 	assert_int_equal(rl, strlen("550 5.1.1 no"));
 	buf_reset(&b);
-	spool_meta_encode(&(struct spool_meta){7, 1800000000, SPOOL_META_WARNED}, &b);
+	spool_meta_encode(&(struct spool_meta){.attempts = 7, .next_attempt = 1800000000, .flags = SPOOL_META_WARNED}, &b);
 	struct spool_meta m;
 	assert_int_equal(spool_meta_decode(b.data, b.len, &m), 0);
 	assert_true(m.attempts == 7 && m.next_attempt == 1800000000 && m.flags == SPOOL_META_WARNED);
+	buf_free(&b);
+}
+
+/* The queue-control fields (issue 10): round trip; a META record written before them still decodes. */
+static void test_meta_hold_and_extension(void **state)
+{
+	(void)state;
+	struct buf b = {0};
+	struct spool_meta in = {2, 1800000000, SPOOL_META_HELD | SPOOL_META_RELEASED, 86400, 1790000000}, m;
+	spool_meta_encode(&in, &b);
+	assert_int_equal(spool_meta_decode(b.data, b.len, &m), 0);
+	/* field by field: the struct's padding is not part of the value */
+	assert_true(m.attempts == in.attempts && m.next_attempt == in.next_attempt && m.flags == in.flags &&
+		    m.extend_s == in.extend_s && m.held_since == in.held_since);
+	/* attempts 3, next 5, flags WARNED: the three fields an older daemon wrote, byte for byte. */
+	static const unsigned char old[] = {1, 8, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2, 8, 0, 0, 0, 5, 0, 0, 0,
+					    0, 0, 0, 0, 3, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0};
+	assert_int_equal(spool_meta_decode(old, sizeof(old), &m), 0);
+	assert_true(m.attempts == 3 && m.next_attempt == 5 && m.flags == SPOOL_META_WARNED && m.extend_s == 0 &&
+		    m.held_since == 0);
+	/* Nothing set: nothing new written, so an older daemon reads it as before. */
+	buf_reset(&b);
+	spool_meta_encode(&(struct spool_meta){3, 5, SPOOL_META_WARNED, 0, 0}, &b);
+	assert_int_equal(b.len, sizeof(old));
+	assert_memory_equal(b.data, old, sizeof(old));
+	/* A field from a later version is skipped. */
+	static const unsigned char later[] = {9, 1, 0, 0, 0, 7, 1, 1, 0, 0, 0, 4};
+	assert_int_equal(spool_meta_decode(later, sizeof(later), &m), 0);
+	assert_int_equal(m.attempts, 4);
 	buf_free(&b);
 }
 
@@ -337,6 +366,7 @@ int main(void)
 		cmocka_unit_test(test_envelope_auth_header),
 		cmocka_unit_test(test_envelope_milter_fields),
 		cmocka_unit_test(test_updates_round_trip),
+		cmocka_unit_test(test_meta_hold_and_extension),
 		cmocka_unit_test(test_envelope_at_the_limits_fits),
 		cmocka_unit_test(test_reply_is_cut_at_a_character),
 	};
