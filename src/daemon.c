@@ -45,6 +45,7 @@
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
 #include "store/learned.h"
+#include "web/web.h"
 
 #define DRAIN_MS 10000
 #define DNS_TIMEOUT_MS 2000
@@ -65,6 +66,8 @@ struct daemon {
 	struct standby *standby; /* written by the queue manager, read by the SMTP server */
 	int ctl_fd;              /* the control socket, bound as root */
 	struct ctl *ctl;         /* its server (queue commands, reload, drills) */
+	int web_fd;              /* http_listen, bound as root; -1: off or taken over */
+	struct web *web;         /* /metrics, /healthz, the status page */
 	struct event *sigterm, *sigint, *drain_ev;
 	int64_t deadline_ms;
 };
@@ -167,17 +170,22 @@ static int start_privileged(struct daemon *d)
 	/* Sessions, outbound connections, segment files read and written, the resolver's sockets. */
 	uint64_t want = (uint64_t)cfg->max_sessions + cfg->max_outbound_connections + SPOOL_MAX_READ_FDS + 256;
 	uint64_t have = privs_raise_fd_limit(want);
+	int rc;
 	if (have < want)
 		log_warn("mxvault", "file descriptor limit is %llu, under the %llu that max_sessions needs",
 			 (unsigned long long)have, (unsigned long long)want);
 	if (smtp_server_bind(cfg, &d->srv) < 0)
 		return EX_OSERR;
+	if (cfg->http_listen && (rc = web_bind(cfg->http_listen, &d->web_fd)) < 0) {
+		log_err("mxvault", "cannot listen on http_listen %s: %s", cfg->http_listen->text, strerror(-rc));
+		return EX_OSERR;
+	}
 	d->spool_dirfd = spool_dir_prepare(cfg->spool, cfg->drop_privileges, cfg->user_uid, cfg->user_gid);
 	if (d->spool_dirfd < 0) {
 		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-d->spool_dirfd));
 		return EX_IOERR;
 	}
-	int rc = bind_control(d);
+	rc = bind_control(d);
 	if (rc != EX_OK)
 		return rc;
 	d->tls_client = tls_client_context(cfg->tls_ca_file);
@@ -282,6 +290,11 @@ static int start_services(struct daemon *d)
 		log_err("mxvault", "cannot start delivery: %s", strerror(-rc));
 		return EX_OSERR;
 	}
+	if (d->web_fd >= 0) {
+		struct web_deps wd = {.cfg = cfg, .base = d->base, .qmgr = d->qmgr, .srv = d->srv, .sp = d->sp};
+		d->web = web_start(&wd, d->web_fd);
+		d->web_fd = -1;
+	}
 	return EX_OK;
 }
 
@@ -305,6 +318,7 @@ static void stop_all(struct daemon *d)
 		callout_stop(d->callout); /* every session is gone: no request is left */
 	dns_free(d->dns);         /* cancelled lookups call back into a live qmgr and callout */
 	qmgr_free(d->qmgr);
+	web_free(d->web);         /* after the queue manager, whose last events it may hear */
 	callout_free(d->callout);
 	learned_close(d->learned); /* after the queue manager, which writes to it */
 	standby_free(d->standby);
@@ -313,6 +327,8 @@ static void stop_all(struct daemon *d)
 		close(d->spool_dirfd);
 	if (d->ctl_fd >= 0)
 		close(d->ctl_fd);
+	if (d->web_fd >= 0)
+		close(d->web_fd);
 	if (d->tls_client)
 		tls_context_free(d->tls_client);
 	if (d->tls_server)
@@ -332,7 +348,7 @@ int daemon_run(const struct cfg *cfg, bool background)
 		perror("mxvault: fork");
 		return EX_OSERR;
 	}
-	struct daemon d = {.cfg = cfg, .base = event_base_new(), .spool_dirfd = -1, .ctl_fd = -1};
+	struct daemon d = {.cfg = cfg, .base = event_base_new(), .spool_dirfd = -1, .ctl_fd = -1, .web_fd = -1};
 	int rc = start_privileged(&d);
 	if (rc == EX_OK)
 		rc = start_services(&d);

@@ -162,6 +162,7 @@ struct cfg {
 
 	/* Running it (issue 10; docs/operations.md). */
 	char *control_socket;          /* the queue-control socket, default SPOOL/control */
+	struct cfg_addr *http_listen;  /* /metrics, /healthz and the status page (web/); NULL: off (default) */
 
 	struct cfg_domain *domains;
 	size_t ndomains;

@@ -49,6 +49,7 @@ struct spool_stats {
 	uint64_t failures;     /* batches that failed */
 	uint64_t messages;     /* live messages */
 	uint32_t segments;     /* segment files */
+	uint64_t free_bytes;   /* free space for us in the spool's file system, at the last check (each second) */
 };
 
 /*
