@@ -54,14 +54,19 @@ static void html(struct buf *out, const char *s)
 	}
 }
 
-static void utc(struct buf *out, int64_t t)
+static void utc_as(struct buf *out, int64_t t, bool seconds)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
-	char s[32];
+	char s[40];
 	gmtime_r(&tt, &tm);
-	strftime(s, sizeof(s), "%Y-%m-%d %H:%M UTC", &tm);
-	buf_append_str(out, s);
+	if (strftime(s, sizeof(s), seconds ? "%Y-%m-%d %H:%M:%S UTC" : "%Y-%m-%d %H:%M UTC", &tm) > 0)
+		buf_append_str(out, s);
+}
+
+static void utc(struct buf *out, int64_t t)
+{
+	utc_as(out, t, false);
 }
 
 static void span(struct buf *out, int64_t secs)
@@ -194,7 +199,19 @@ static void chart_now(void *arg, const struct qmgr_dest_view *v)
 	}
 }
 
-static void point(struct buf *out, const struct chart *c, int64_t t, uint32_t v)
+static void point_at(struct buf *out, const struct chart *c, int64_t t, uint32_t v);
+
+/* The line steps: a value holds until the next sample. */
+static void point(struct buf *out, const struct chart *c, int64_t t, uint32_t v, uint32_t *prev, bool *first)
+{
+	if (!*first && v != *prev)
+		point_at(out, c, t, *prev);
+	point_at(out, c, t, v);
+	*prev = v;
+	*first = false;
+}
+
+static void point_at(struct buf *out, const struct chart *c, int64_t t, uint32_t v)
 {
 	double x = (double)(t - (c->now - c->span)) / (double)c->span * CHART_W;
 	double y = CHART_H - (double)v / c->top * (CHART_H - 10);
@@ -207,12 +224,14 @@ static void polyline(struct buf *out, const struct chart *c, int series, const c
 	const struct web_history *h = c->h;
 	buf_printf(out, "<polyline class=\"series %s\" fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" points=\"",
 		   series < 0 ? "total" : "domain", color, series < 0 ? "2.5" : "1.5");
+	uint32_t prev = 0;
+	bool first = true;
 	for (size_t i = 0; i < h->count; i++) {
 		size_t k = (h->head + i) % WEB_HISTORY_SAMPLES;
 		if (h->when[k] >= c->now - c->span)
-			point(out, c, h->when[k], series < 0 ? h->total[k] : h->per_domain[series][k]);
+			point(out, c, h->when[k], series < 0 ? h->total[k] : h->per_domain[series][k], &prev, &first);
 	}
-	point(out, c, c->now, series < 0 ? c->now_total : c->now_domain[series]);
+	point(out, c, c->now, series < 0 ? c->now_total : c->now_domain[series], &prev, &first);
 	buf_append_str(out, "\"/>\n");
 }
 
@@ -263,16 +282,17 @@ static void render_recent(struct web *w, struct buf *out)
 			    "<th>Relay</th><th>Reply</th></tr></thead><tbody>\n");
 	for (size_t i = 0; i < w->hist.nrecent; i++) {
 		const struct web_recent *r = web_history_recent(&w->hist, i);
-		buf_append_str(out, "<tr><td>");
-		utc(out, r->when);
+		buf_append_str(out, "<tr><td class=\"when\">");
+		utc_as(out, r->when, true);
 		buf_printf(out, "</td><td class=\"%s\">%s</td><td>", r->what, r->what);
 		html(out, r->rcpt);
 		buf_append_str(out, "</td><td>");
 		html(out, r->relay);
 		buf_append_str(out, "</td><td>");
-		if (r->code)
-			buf_printf(out, "%d ", r->code);
-		html(out, r->reply);
+		if (r->reply[0])
+			html(out, r->reply); /* the whole reply line, its code included */
+		else if (r->code)
+			buf_printf(out, "%d", r->code);
 		buf_append_str(out, "</td></tr>\n");
 	}
 	buf_append_str(out, "</tbody></table>\n");
@@ -288,7 +308,7 @@ static const char style[] =
 	".num{text-align:right}.down{color:#c9302c;font-weight:bold}.up{color:#2d7a2d}.unknown{color:#666}"
 	".bounced,.expired{color:#c9302c}.delivered{color:#2d7a2d}"
 	"svg.chart{border:1px solid #ddd;background:#fafafa;max-width:100%;height:auto}"
-	".legend span{margin-right:1em}";
+	".legend span{margin-right:1em}td.when,td.state{white-space:nowrap}";
 
 void web_page_render(struct web *w, struct buf *out)
 {
