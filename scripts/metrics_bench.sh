@@ -3,8 +3,8 @@
 # one run (`make bench` runs it): the same smtp-source load (BENCH_MSGS
 # messages of BENCH_SIZE bytes over BENCH_SESSIONS sessions, after a warm-up)
 # against a fresh mxvault with http_listen off, on (listening, nobody asks),
-# and on while a scraper (Python, on the same CPUs: part of its cost is its
-# own) asks for /metrics and / every BENCH_SCRAPE_S seconds (Prometheus'
+# and on while a scraper (curl, on the same CPUs) asks for /metrics and /
+# every BENCH_SCRAPE_S seconds (Prometheus'
 # default is 15 s; the default here, 1 s, is harsher), alternating
 # BENCH_ROUNDS times so that drift on a shared disk falls on every side. Prints one line per run and
 # the medians; writes them to build/bench/metrics.txt.
@@ -28,6 +28,7 @@ PATH=$PATH:/usr/sbin:/sbin
 die() { echo "metrics_bench: $*" >&2; exit 1; }
 [ -x "$BIN" ] || die "$BIN not built (run make)"
 command -v smtp-source >/dev/null || die "smtp-source not found (sh scripts/deps.sh installs postfix)"
+command -v curl >/dev/null || die "curl not found"
 mkdir -p "$OUT" || die "cannot create $OUT"
 TMP=$(mktemp -d "$OUT/metrics.XXXXXX") || die "mktemp failed"
 MXV_PID="" SCRAPER_PID=""
@@ -60,24 +61,21 @@ while time.monotonic() < end:
 sys.exit(1)
 PYEOF
 }
-# The scraper: GET /metrics and / every SCRAPE seconds until killed; counts what it fetched.
-cat >"$TMP/scrape.py" <<'PYEOF'
-import sys, time, urllib.request
-port, every, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-n = 0
-while True:
-    for path in ('/metrics', '/'):
-        urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=5).read()
-        n += 1
-    with open(out, 'w') as f:
-        f.write('%d\n' % n)
-    time.sleep(every)
-PYEOF
+# The scraper: GET /metrics and / every SCRAPE seconds until killed (curl: little CPU of its own).
+scraper() { # port
+	while :; do
+		curl -sf -o /dev/null "http://127.0.0.1:$1/metrics" && curl -sf -o /dev/null "http://127.0.0.1:$1/" &&
+			echo x >>"$TMP/scrapes"
+		sleep "$SCRAPE"
+	done
+}
 
 printf '*\n' >"$TMP/recipients"
-# run MODE (off | on: listening, nobody asks | scraped): prints msgs/s of the timed run
+# run MODE (off | on: listening, nobody asks | scraped): prints msgs/s of the timed run and
+# mxvault's CPU ms per message in it
 run() {
 	rm -rf "$TMP/spool"
+	sync # the previous run's writeback must not fall on this one
 	port=$(freeport) down=$(freeport) hport=$(freeport)
 	{
 		echo '[server]'
@@ -97,32 +95,40 @@ run() {
 	waitport "$port" || { echo n/a; stop_pid "$MXV_PID"; MXV_PID=; return; }
 	timeout 120 smtp-source -s "$SESS" -m "$WARM" -l "$SIZE" -f a@b.test -t x@bench.test "127.0.0.1:$port" >/dev/null 2>&1
 	if [ "$1" = scraped ]; then
-		"$PY" "$TMP/scrape.py" "$hport" "$SCRAPE" "$TMP/scrapes" 2>"$TMP/scrape.err" &
+		scraper "$hport" &
 		SCRAPER_PID=$!
 	fi
+	c0=$(cputicks "$MXV_PID")
 	t0=$(date +%s.%N)
 	timeout 300 smtp-source -s "$SESS" -m "$MSGS" -l "$SIZE" -f a@b.test -t x@bench.test "127.0.0.1:$port" \
 		>"$TMP/source.log" 2>&1
 	rc=$?
 	t1=$(date +%s.%N)
+	c1=$(cputicks "$MXV_PID")
 	stop_pid "$SCRAPER_PID"
 	SCRAPER_PID=
 	stop_pid "$MXV_PID"
 	MXV_PID=
-	[ "$rc" = 0 ] || { echo n/a; return; }
-	awk "BEGIN { printf \"%.0f\n\", $MSGS / ($t1 - $t0) }"
+	[ "$rc" = 0 ] || { echo n/a n/a; return; }
+	awk "BEGIN { printf \"%.0f %.3f\n\", $MSGS / ($t1 - $t0), ($c1 - $c0) * 1000 / $HZ / $MSGS }"
 }
+cputicks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; } # utime + stime
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print "n/a" }'; }
 
 echo "metrics_bench: $MSGS messages of $SIZE bytes over $SESS sessions, $ROUNDS rounds, scraping every ${SCRAPE}s" >&2
 : >"$TMP/off" && : >"$TMP/on" && : >"$TMP/scraped"
+MODES="off on scraped"
 for r in $(seq "$ROUNDS"); do
 	line="round $r:"
-	for mode in off on scraped; do
-		v=$(run $mode) && echo "$v" >>"$TMP/$mode"
-		line="$line $mode $v msgs/s"
+	for mode in $MODES; do
+		set -- $(run $mode)
+		echo "$1" >>"$TMP/$mode"
+		echo "$2" >>"$TMP/$mode.cpu"
+		line="$line $mode $1 msgs/s $2 ms CPU/msg;"
 	done
 	echo "$line" >&2
+	MODES="${MODES#* } ${MODES%% *}" # each mode goes first in turn: no order favours one
 done
 ratio() { awk "BEGIN { if (\"$1\" + 0 > 0 && \"$2\" + 0 > 0) printf \"%.3f\", $1 / $2; else print \"n/a\" }"; }
 OFF=$(grep -v n/a "$TMP/off" | median)
@@ -135,6 +141,9 @@ SCR=$(grep -v n/a "$TMP/scraped" | median)
 	echo "metrics_http_off_msgs_per_s=$OFF"
 	echo "metrics_http_on_msgs_per_s=$ON"
 	echo "metrics_http_scraped_msgs_per_s=$SCR"
+	echo "metrics_http_off_cpu_ms_per_msg=$(median <"$TMP/off.cpu")"
+	echo "metrics_http_on_cpu_ms_per_msg=$(median <"$TMP/on.cpu")"
+	echo "metrics_http_scraped_cpu_ms_per_msg=$(median <"$TMP/scraped.cpu")"
 	echo "metrics_on_over_off=$(ratio "$ON" "$OFF")"
 	echo "metrics_scraped_over_off=$(ratio "$SCR" "$OFF")"
 } | tee "$OUT/metrics.txt"

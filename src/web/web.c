@@ -1,10 +1,11 @@
 /*
  * web: see web.h. The listener is ours (an evconnlistener handed to
  * evhttp) so that accepting can pause at WEB_MAX_CONNECTIONS: evhttp 2.1
- * has no such limit. Each connection's bufferevent is wrapped in a
- * pass-through filter whose context is freed with it: that is how a
- * connection's end is counted, whatever the peer did (evhttp frees it on
- * timeout, error and close alike).
+ * has no such limit, and its timeout is per read, so a peer trickling a
+ * request a byte at a time would hold a connection for hours. We make each
+ * connection's bufferevent (evhttp_set_bevcb) and keep a reference to it;
+ * once a second the connections evhttp has freed are forgotten, and those
+ * older than WEB_MAX_LIFE_S are shut down, whatever the peer is doing.
  *
  * The queue manager's events feed the delivery counters of /metrics and
  * the page's last deliveries and bounces; a timer samples the queue for
@@ -257,6 +258,7 @@ struct web *web_start(const struct web_deps *deps, int fd)
 {
 	struct web *w = xcalloc(1, sizeof(*w));
 	w->d = *deps;
+	w->d.cfg = cfg_ref(deps->cfg); /* its own: a reload may replace the daemon's */
 	w->started = clock_wall_s();
 	w->http = evhttp_new(deps->base);
 	w->listener = evconnlistener_new(deps->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
@@ -287,5 +289,6 @@ void web_free(struct web *w)
 	for (size_t i = 0; i < w->nconns; i++)
 		bufferevent_decref(w->conns[i].bev);
 	web_history_free(&w->hist);
+	cfg_unref(w->d.cfg);
 	free(w);
 }

@@ -35,7 +35,7 @@ struct web;
 
 /* What the daemon lends the web module; all of it outlives it. */
 struct web_deps {
-	const struct cfg *cfg;
+	const struct cfg *cfg;         /* the module takes its own reference */
 	struct event_base *base;
 	struct qmgr *qmgr;
 	struct smtp_server *srv;

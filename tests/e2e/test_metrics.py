@@ -17,6 +17,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import time
 import unittest
 
 import mxv
@@ -239,6 +240,31 @@ class TestHttpListener(MetricsBase):
         status, _, body = mxv.wait_until(lambda: get(self.http_port, '/healthz', timeout=3), 10,
                                          'the listener to accept again')
         self.assertEqual((status, body), (200, b'ok\n'))
+
+    def test_a_trickled_request_is_cut_off(self):
+        # evhttp's timeout (10 s) is per read: a byte every 3 s would hold the connection for
+        # as long as the peer likes. The whole connection gets WEB_MAX_LIFE_S (30 s).
+        s = socket.create_connection(('127.0.0.1', self.http_port), timeout=5)
+        self.addCleanup(s.close)
+        s.sendall(b'GET /healthz HTTP/1.1\r\nX-Slow: ')
+        start = time.monotonic()
+        closed = None
+        for _ in range(20):  # 60 s at most
+            try:
+                s.sendall(b'a')
+                s.settimeout(3)
+                if s.recv(100) == b'':
+                    closed = time.monotonic() - start
+                    break
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed = time.monotonic() - start
+                break
+        self.assertIsNotNone(closed, 'the trickling connection was never closed')
+        self.assertGreaterEqual(closed, 25)
+        self.assertLessEqual(closed, 40)
+        self.assertEqual(get(self.http_port, '/healthz')[0], 200)
 
     def test_healthz_fails_when_the_spool_is_short_of_space(self):
         self.d.stop()
