@@ -17,6 +17,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -27,6 +28,12 @@ try:
     Primary = fwdlib.Primary if fwdlib.Controller is not None else None
 except ImportError:  # python3-aiosmtpd missing
     Primary = None
+
+try:
+    from fwdlib import Unbound
+    from test_milter import Milter
+except ImportError:
+    Unbound = Milter = None
 
 PROMTOOL = shutil.which('promtool')
 SENDER = 'someone@up.test'  # DSNs go to up.test's primary: no DNS anywhere
@@ -204,6 +211,61 @@ class TestMetrics(MetricsBase):
             used |= set(re.findall(r'\bmxvault_[a-z0-9_]+', e))
         self.assertTrue(used)
         self.assertEqual(used - names, set(), 'contrib files name metrics that /metrics does not have')
+
+
+@unittest.skipUnless(PROMTOOL, 'needs promtool (Debian package prometheus)')
+@unittest.skipUnless(Unbound and Milter and Primary, 'needs unbound, python3-aiosmtpd, python3-milter')
+class TestRefusalsThatAskTheDns(MetricsBase):
+    """The refusals that need DNS answers or a milter: DNSBL, SPF, DMARC, milter."""
+
+    def setUp(self):
+        self.dns = Unbound([
+            '2.0.0.127.bl.test. IN A 127.0.0.2',  # 127.0.0.2 is listed on bl.test
+            'spf.test. IN TXT "v=spf1 ip4:127.0.0.9 -all"',
+            '_dmarc.spf.test. IN TXT "v=DMARC1; p=reject"',
+        ])
+        self.addCleanup(self.dns.cleanup)
+        self.dns.start()
+        tmp = tempfile.mkdtemp(prefix='mxv-metrics-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.milter = Milter('reject_rcpt', tmp)  # refuses spam@...
+        self.addCleanup(self.milter.stop)
+        self.d = self.start({'example.com': {'spf': 'reject', 'dmarc': 'off'},
+                             'enf.test': {'spf': 'tag', 'dmarc': 'enforce'}},
+                            resolver=self.dns.resolver, dnsbl='bl.test', milter=self.milter.spec)
+
+    def client(self, ip='127.0.0.1'):
+        return smtplib.SMTP('127.0.0.1', self.d.port, local_hostname='client.test', timeout=30,
+                            source_address=(ip, 0))
+
+    def test_each_reason_counted(self):
+        s = self.client('127.0.0.2')
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as e:
+            s.sendmail('a@nospf.test', ['bob@example.com'], mxv.message('a@nospf.test', 'bob@example.com'))
+        self.assertEqual(e.exception.recipients['bob@example.com'][0], 554)  # DNSBL
+        s.close()
+        s = self.client()
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as e:
+            s.sendmail('alice@spf.test', ['bob@example.com'], mxv.message('alice@spf.test', 'bob@example.com'))
+        self.assertEqual(e.exception.recipients['bob@example.com'][0], 550)  # SPF fail, spf = reject
+        s.rset()
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as e:
+            s.sendmail('a@nospf.test', ['spam@example.com'], mxv.message('a@nospf.test', 'spam@example.com'))
+        self.assertEqual(e.exception.recipients['spam@example.com'][0], 550)  # the milter
+        s.rset()
+        with self.assertRaises(smtplib.SMTPDataError) as e:  # DMARC fail, p=reject, dmarc = enforce
+            s.sendmail('alice@spf.test', ['bob@enf.test'], mxv.message('alice@spf.test', 'bob@enf.test'))
+        self.assertEqual(e.exception.smtp_code, 550)
+        s.rset()
+        s.sendmail('a@nospf.test', ['bob@example.com'], mxv.message('a@nospf.test', 'bob@example.com'))
+        s.quit()
+        text = self.scrape()
+        self.promtool_check(text)
+        m = parse_metrics(text)
+        got = {r: value(m, 'mxvault_smtp_rejections_total', reason=r) for r in ('dnsbl', 'spf', 'milter', 'dmarc')}
+        self.assertEqual(got, {'dnsbl': 1, 'spf': 1, 'milter': 1, 'dmarc': 1})
+        self.assertEqual(value(m, 'mxvault_smtp_messages_accepted_total'), 1)
+        self.assertGreater(value(m, 'mxvault_dns_query_duration_seconds_count'), 3)
 
 
 @unittest.skipUnless(PROMTOOL, 'needs promtool (Debian package prometheus)')
