@@ -281,6 +281,8 @@ void smtp_in_end_of_chunk(struct smtp_in *s)
 	if (s->bdat_error) {
 		const struct canned *err = s->bdat_error;
 		smtp_in_reply_error(s, err->code, err->enh, err->text);
+		if (s->state == SMTP_IN_MAIL && err == &SMTP_IN_TOO_BIG)
+			metrics_inc(METRIC_REJECT_SIZE); /* once: the transaction ends here */
 		if (s->state == SMTP_IN_MAIL)
 			smtp_in_txn_end(s, false);
 		return;

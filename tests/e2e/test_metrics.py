@@ -135,6 +135,14 @@ class TestMetrics(MetricsBase):
         code, _ = s.data(mxv.message(SENDER, 'alice@up.test', body='x' * 20000 + '\r\n'))
         self.assertEqual(code, 552)
         s.quit()
+        r = d.raw()  # size, sent with BDAT
+        r.read_reply()
+        for cmd in ('EHLO client.test', 'MAIL FROM:<%s>' % SENDER, 'RCPT TO:<alice@up.test>'):
+            r.send(cmd + '\r\n')
+            self.assertLess(r.read_reply()[0], 400, cmd)
+        r.send(b'BDAT 20000 LAST\r\n' + b'x' * 20000)
+        self.assertEqual(r.read_reply()[0], 552)
+        r.close()
         s = d.smtp()
         s.starttls()
         s.ehlo()
@@ -163,7 +171,7 @@ class TestMetrics(MetricsBase):
         self.assertEqual(value(m, 'mxvault_deliveries_total', result='delivered'), 3)
         self.assertEqual(value(m, 'mxvault_deliveries_total', result='bounced'), 1)
         self.assertEqual(value(m, 'mxvault_dsns_total', action='failed'), 1)
-        want = {'relay': 1, 'unknown_recipient': 1, 'tls_required': 1, 'greylist': 1, 'size': 2, 'spf': 0,
+        want = {'relay': 1, 'unknown_recipient': 1, 'tls_required': 1, 'greylist': 1, 'size': 3, 'spf': 0,
                 'dmarc': 0, 'dnsbl': 0, 'milter': 0, 'rate': 0, 'connection_limit': 0}
         got = {r: value(m, 'mxvault_smtp_rejections_total', reason=r) for r in want}
         self.assertEqual(got, want)
