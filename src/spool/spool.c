@@ -702,6 +702,18 @@ void spool_get_stats(const struct spool *sp, struct spool_stats *st)
 	st->segments = sp->cur_seg >= sp->oldest_seg ? sp->cur_seg - sp->oldest_seg + 1 : 0;
 }
 
+static void add_body_size(void *val, void *arg)
+{
+	*(uint64_t *)arg += ((const struct spool_msg *)val)->env.body_size;
+}
+
+uint64_t spool_held_bytes(const struct spool *sp)
+{
+	uint64_t n = 0;
+	htab_each(&sp->msgs, add_body_size, &n);
+	return n;
+}
+
 void spool_set_msg_hook(struct spool *sp, spool_msg_fn *fn, void *arg)
 {
 	sp->hook = fn;

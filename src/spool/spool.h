@@ -89,6 +89,8 @@ void spool_compact(struct spool *sp);
 /* For tests: segment size at which the log moves to a new file. */
 void spool_set_segment_size(struct spool *sp, uint64_t bytes);
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
+/* The stored sizes of the messages held, summed: O(messages), for /metrics, not a hot path. */
+uint64_t spool_held_bytes(const struct spool *sp);
 /* False when free space is under min_free, or the disk recently said ENOSPC. */
 bool spool_has_space(const struct spool *sp);
 

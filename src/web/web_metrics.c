@@ -119,6 +119,8 @@ static void render_spool(struct web *w, struct buf *out)
 	struct spool_stats st;
 	spool_get_stats(w->d.sp, &st);
 	one(out, "mxvault_spool_messages", "gauge", "Messages held in the spool.", st.messages);
+	one(out, "mxvault_spool_message_bytes", "gauge", "Stored size of the messages held in the spool.",
+	    spool_held_bytes(w->d.sp));
 	one(out, "mxvault_spool_segments", "gauge", "Segment files of the spool's log.", st.segments);
 	one(out, "mxvault_spool_written_bytes_total", "counter", "Bytes written to the spool's log.", st.bytes);
 	one(out, "mxvault_spool_fsyncs_total", "counter", "fdatasync calls on spool segments.", st.syncs);

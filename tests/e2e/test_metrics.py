@@ -154,8 +154,9 @@ class TestMetrics(MetricsBase):
         def settled():
             m = parse_metrics(self.scrape())
             return (value(m, 'mxvault_destination_up', domain='down.test') == 0
-                    and value(m, 'mxvault_deliveries_total', result='delivered') >= 3 and m)
-        m = mxv.wait_until(settled, 20, 'down.test to be seen down and three deliveries counted')
+                    and value(m, 'mxvault_deliveries_total', result='delivered') >= 3
+                    and value(m, 'mxvault_spool_messages') == 3 and m)  # the delivered ones are done with
+        m = mxv.wait_until(settled, 20, 'down.test seen down, three deliveries counted and done with')
         text = self.scrape()
         self.promtool_check(text)
         m = parse_metrics(text)
@@ -182,6 +183,8 @@ class TestMetrics(MetricsBase):
         self.assertGreaterEqual(value(m, 'mxvault_spool_fsync_duration_seconds_count'), 1)
         self.assertGreater(value(m, 'mxvault_spool_free_bytes'), 0)
         self.assertEqual(value(m, 'mxvault_spool_has_space'), 1)
+        self.assertGreaterEqual(value(m, 'mxvault_spool_message_bytes'),
+                                value(m, 'mxvault_queue_bytes', domain='down.test'))
         # Labels name configured domains only: no peer's string becomes a series.
         domains = {v for (name, labels) in m for k, v in labels if k == 'domain'}
         self.assertEqual(domains, {'down.test', 'up.test', 'secure.test', 'grey.test'})
