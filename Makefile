@@ -85,6 +85,7 @@ bench: deps all
 	bash scripts/drain_bench.sh
 	bash scripts/callout_bench.sh
 	bash scripts/milter_bench.sh
+	bash scripts/metrics_bench.sh
 
 fuzz: deps
 	sh tests/fuzz/run.sh

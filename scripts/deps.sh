@@ -18,7 +18,8 @@ ensure_user() {
 trap ensure_user EXIT
 PKGS="build-essential clang pkg-config libevent-dev libc-ares-dev libinih-dev libssl-dev
       libpsl-dev publicsuffix zlib1g-dev libcurl4-openssl-dev liblmdb-dev libcmocka-dev python3 python3-aiosmtpd python3-yaml python3-dkim python3-nacl python3-milter spamass-milter spamassassin spamd swaks libnet-ssleay-perl postfix unbound
-      ldnsutils dnsutils iproute2 util-linux groff-base curl libsystemd-dev systemd"
+      ldnsutils dnsutils iproute2 util-linux groff-base curl libsystemd-dev systemd
+      prometheus chromium chromium-driver python3-selenium"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

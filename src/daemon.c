@@ -58,6 +58,7 @@
 #include "smtpd/smtp_server.h"
 #include "spool/spool.h"
 #include "store/learned.h"
+#include "web/web.h"
 
 #define DRAIN_MS 10000
 #define DNS_TIMEOUT_MS 2000
@@ -80,6 +81,8 @@ struct daemon {
 	struct ctl *ctl;         /* its server (queue commands, reload, drills) */
 	struct alerts *alerts;   /* watches the queue manager and the spool; runs notify_command */
 	struct drills *drills;   /* the drill commands (drill.c), once the queue manager runs */
+	int web_fd;              /* http_listen, bound as root; -1: off or taken over */
+	struct web *web;         /* /metrics, /healthz, the status page */
 	struct event *sigterm, *sigint, *sighup, *drain_ev;
 	int64_t deadline_ms;
 	char pid_path[PATH_MAX]; /* empty: no pid file */
@@ -185,17 +188,22 @@ static int start_privileged(struct daemon *d)
 	/* Sessions, outbound connections, segment files read and written, the resolver's sockets. */
 	uint64_t want = (uint64_t)cfg->max_sessions + cfg->max_outbound_connections + SPOOL_MAX_READ_FDS + 256;
 	uint64_t have = privs_raise_fd_limit(want);
+	int rc;
 	if (have < want)
 		log_warn("mxvault", "file descriptor limit is %llu, under the %llu that max_sessions needs",
 			 (unsigned long long)have, (unsigned long long)want);
 	if (smtp_server_bind(cfg, &d->srv) < 0)
 		return EX_OSERR;
+	if (cfg->http_listen && (rc = web_bind(cfg->http_listen, &d->web_fd)) < 0) {
+		log_err("mxvault", "cannot listen on http_listen %s: %s", cfg->http_listen->text, strerror(-rc));
+		return EX_OSERR;
+	}
 	d->spool_dirfd = spool_dir_prepare(cfg->spool, cfg->drop_privileges, cfg->user_uid, cfg->user_gid);
 	if (d->spool_dirfd < 0) {
 		log_err("mxvault", "cannot open the spool %s: %s", cfg->spool, strerror(-d->spool_dirfd));
 		return EX_IOERR;
 	}
-	int rc = bind_control(d);
+	rc = bind_control(d);
 	if (rc != EX_OK)
 		return rc;
 	d->tls_client = tls_client_context(cfg->tls_ca_file);
@@ -323,6 +331,11 @@ static int start_services(struct daemon *d)
 	d->alerts = alerts_start(&ad);
 	d->drills = drills_new(d->base, d->qmgr, d->ctl);
 	queue_ctl_register(d->ctl, d->qmgr); /* before the loop runs: no request is read until then */
+	if (d->web_fd >= 0) {
+		struct web_deps wd = {.cfg = cfg, .base = d->base, .qmgr = d->qmgr, .srv = d->srv, .sp = d->sp};
+		d->web = web_start(&wd, d->web_fd);
+		d->web_fd = -1;
+	}
 	return EX_OK;
 }
 
@@ -376,6 +389,7 @@ int daemon_reload(struct daemon *d, struct buf *report)
 	qmgr_set_cfg(d->qmgr, next);
 	if (d->callout)
 		callout_set_cfg(d->callout, next);
+	web_set_cfg(d->web, next);
 	spool_set_pending_limit(d->sp, next->max_pending_bytes);
 	if (tls != d->tls_server && d->tls_server)
 		tls_context_free(d->tls_server); /* sessions in TLS hold their own references */
@@ -423,6 +437,7 @@ static void stop_all(struct daemon *d)
 	qmgr_free(d->qmgr);
 	alerts_free(d->alerts); /* the queue manager's observer: after it */
 	drills_free(d->drills); /* ctl_close ended every drill; what it observed is gone */
+	web_free(d->web);         /* after the queue manager, whose last events it may hear */
 	callout_free(d->callout);
 	learned_close(d->learned); /* after the queue manager, which writes to it */
 	standby_free(d->standby);
@@ -431,6 +446,8 @@ static void stop_all(struct daemon *d)
 		close(d->spool_dirfd);
 	if (d->ctl_fd >= 0)
 		close(d->ctl_fd);
+	if (d->web_fd >= 0)
+		close(d->web_fd);
 	if (d->tls_client)
 		tls_context_free(d->tls_client);
 	if (d->tls_server)
@@ -486,7 +503,7 @@ static int write_pid_file(const char *path, struct pidfile *pf)
 
 int daemon_run(const struct cfg *cfg, bool background)
 {
-	struct daemon d = {.cfg = cfg_ref(cfg), .spool_dirfd = -1, .ctl_fd = -1, .pid_file.dirfd = -1};
+	struct daemon d = {.cfg = cfg_ref(cfg), .spool_dirfd = -1, .ctl_fd = -1, .web_fd = -1, .pid_file.dirfd = -1};
 	int rc = pid_file_path(cfg, background, d.pid_path, sizeof(d.pid_path));
 	if (rc != EX_OK) {
 		d.pid_path[0] = '\0';

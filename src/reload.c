@@ -25,6 +25,7 @@ static const struct {
 	{"spool", "the spool is opened and recovered at start"},
 	{"pid_file", "written at start"},
 	{"control_socket", "bound as root at start"},
+	{"http_listen", "bound as root at start"},
 	{"min_free_space", "given to the spool at start"},
 	{"resolver", "the resolver is opened at start"},
 	{"hostname", "the delivery side's idea of itself and the self-signed certificate are made at start"},

@@ -19,9 +19,11 @@
  * frees everything. A key whose value is bad keeps its default and is marked
  * failed so the cross-checks after parsing do not pile on.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -431,6 +433,24 @@ static void check_recipients(struct cfg_loader *ld)
 	}
 }
 
+/* The status page shows addresses and queue contents, with no password: say so when others can reach it. */
+static void check_http_listen(struct cfg_loader *ld)
+{
+	const struct cfg_addr *a = ld->c->http_listen;
+	int line = server_key_line(ld, "http_listen");
+	if (!a || line <= 0)
+		return;
+	const struct sockaddr_storage *ss = &a->ss;
+	bool loopback = ss->ss_family == AF_INET
+				? (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127
+				: IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	if (!loopback)
+		cfg_warn(ld, line,
+			 "http_listen %s is not a loopback address: the status page and /metrics show domains, "
+			 "addresses and queue contents to whoever can connect, without a password",
+			 a->text);
+}
+
 /* As root, the user to switch to must exist and must not be root itself. */
 static void check_user(struct cfg_loader *ld)
 {
@@ -549,6 +569,7 @@ static void finish(struct cfg_loader *ld)
 	check_greet_pause(ld);
 	check_recipients(ld);
 	check_tls(ld);
+	check_http_listen(ld);
 	if (!(ld->flags & CFG_LOAD_NO_SYSTEM)) {
 		check_spool(ld);
 		if (!(ld->flags & CFG_LOAD_NO_USER))
@@ -648,6 +669,9 @@ void cfg_unref(const struct cfg *cc)
 	free(c->authserv_id);
 	free(c->control_socket);
 	free(c->notify_command);
+	if (c->http_listen)
+		free(c->http_listen->text);
+	free(c->http_listen);
 	free(c->spool);
 	free(c->resolver);
 	free(c->postmaster);

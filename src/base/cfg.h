@@ -168,6 +168,7 @@ struct cfg {
 	int64_t notify_timeout;        /* seconds, default 60s: then it is killed */
 	int64_t alert_age;             /* seconds, default 1h: "old-mail" when the oldest message passes it */
 	uint64_t alert_spool_size;     /* "spool-size" when the spool's files pass it; 0 (default): off */
+	struct cfg_addr *http_listen;  /* /metrics, /healthz and the status page (web/); NULL: off (default) */
 
 	struct cfg_domain *domains;
 	size_t ndomains;

@@ -495,6 +495,20 @@ static int set_listen(struct cfg_loader *ld, void *obj, const struct cfg_key *k,
 			   &c->nlisten);
 }
 
+static int set_http_listen(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
+{
+	struct cfg *c = obj;
+	struct cfg_addr a;
+	if (cfg_parse_addr(v, &a) < 0)
+		return bad_value(ld, k, v, NULL);
+	if (c->http_listen)
+		free(c->http_listen->text);
+	else
+		c->http_listen = xcalloc(1, sizeof(*c->http_listen));
+	*c->http_listen = a;
+	return 0;
+}
+
 static int set_aka(struct cfg_loader *ld, void *obj, const struct cfg_key *k, const char *v)
 {
 	struct cfg *c = obj;
@@ -878,6 +892,15 @@ static void print_outage(FILE *out, const void *obj, const struct cfg_key *k)
 
 /* Lists are printed with bare commas: the output must fit the same 199
  * characters per line that the input did. */
+static void print_http_listen(FILE *out, const void *obj, const struct cfg_key *k)
+{
+	const struct cfg *c = obj;
+	if (c->http_listen)
+		fprintf(out, "%s = %s\n", k->name, c->http_listen->text);
+	else
+		print_unset(out, k);
+}
+
 static void print_listen(FILE *out, const void *obj, const struct cfg_key *k)
 {
 	const struct cfg *c = obj;
@@ -993,6 +1016,7 @@ const struct cfg_key cfg_server_keys[] = {
 	{"listen", set_listen, print_listen, 0, 0, 0, "expected ADDR:PORT, like 127.0.0.1:25 or [::1]:25"},
 	{"spool", set_path, print_str, SRV(spool), 0, 0, "expected a directory"},
 	{"control_socket", set_socket_path, print_str, SRV(control_socket), 0, 0, "expected an absolute path of at most 107 bytes"},
+	{"http_listen", set_http_listen, print_http_listen, 0, 0, 0, "expected ADDR:PORT, like 127.0.0.1:9325"},
 	{"max_message_size", set_size, print_size, SRV(max_message_size), 1024, 0, SIZE_HINT},
 	{"resolver", set_resolver, print_str, SRV(resolver), 0, 0,
 	 "expected IP or IP:PORT, like 127.0.0.1:53 or [::1]:53"},

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define DNS_TRIES 2
 #define DNS_DEFAULT_TIMEOUT_MS 5000
@@ -68,6 +69,7 @@ struct dns_query {
 	uint16_t rrtype;        /* DNS_Q_PTR: the type whose names are read (PTR, or CNAME) */
 	uint32_t ttl;           /* DNS_Q_MX: the RRset's TTL */
 	size_t n, n4;           /* n: MX or AAAA count; n4: A count */
+	int64_t started_ms;     /* for the latency histogram */
 };
 
 struct dns {
@@ -197,6 +199,7 @@ static void dns_deliver_addrs(struct dns_query *q)
 static void dns_deliver(struct dns_query *q)
 {
 	dns_unlink(q);
+	metrics_observe(METRIC_H_DNS, (double)(clock_mono_ms() - q->started_ms) / 1000.0);
 	bool ok = q->st == DNS_OK;
 	bool answered = q->st == DNS_OK || q->st == DNS_NODATA || q->st == DNS_NXDOMAIN;
 	bool secure = answered && q->secure && q->d->trust_ad;
@@ -554,6 +557,7 @@ static struct dns_query *dns_query_new(struct dns *d, enum dns_kind kind, void *
 	q->d = d;
 	q->kind = kind;
 	q->arg = arg;
+	q->started_ms = clock_mono_ms();
 	q->next = d->queries;
 	if (q->next)
 		q->next->prev = q;

@@ -49,6 +49,7 @@
 #include <openssl/ssl.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 
 /*
  * Unread replies we hold for one client. A client that pipelines commands
@@ -456,6 +457,7 @@ static void handshake_done(struct smtp_in *s)
 	if (tls_format_info(&s->tls, desc, sizeof(desc)) < 0)
 		desc[0] = '\0';
 	s->ctx->stats->tls_sessions++;
+	metrics_inc(metrics_tls_counter(s->tls.version));
 	log_info("smtpd", "session=%" PRIu64 " client=%s starttls %s", s->no, s->ip, desc);
 	s->state = SMTP_IN_HELO;
 	if (s->shutdown) { /* the server began stopping during the handshake */

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "base/standby.h"
 #include "greylist.h"
 #include "policy.h"
@@ -220,6 +221,8 @@ static void cmd_mail(struct smtp_in *s, const struct smtp_cmd *c)
 		return;
 	const struct canned *no = mail_refusal(s, &mp);
 	if (no) {
+		if (no->code == 552)
+			metrics_inc(METRIC_REJECT_SIZE);
 		smtp_in_log_reject(s, "from", path, no->code, no->enh, no->text);
 		smtp_in_reply(s, no->code, no->enh, "%s", no->text);
 		return;
@@ -298,6 +301,7 @@ static bool rcpt_by_primary(struct smtp_in *s, const struct smtp_cmd *c, const s
 		if (v == LEARNED_GOOD)
 			return false;
 		if (v == LEARNED_BAD) {
+			metrics_inc(METRIC_REJECT_UNKNOWN_RCPT);
 			refuse_rcpt(s, logged, 550, "5.1.1", "Recipient address rejected: User unknown");
 			return true;
 		}
@@ -320,6 +324,8 @@ static bool rcpt_by_primary(struct smtp_in *s, const struct smtp_cmd *c, const s
 	policy_callout_reply(r, s->verify_reply, dom->unknown_during_outage, &pr, text, sizeof(text));
 	if (pr.code == 250)
 		return false;
+	if (pr.code == 550)
+		metrics_inc(METRIC_REJECT_UNKNOWN_RCPT);
 	refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
 	return true;
 }
@@ -358,6 +364,7 @@ static int greylist_step(struct smtp_in *s, const struct smtp_cmd *c, const stru
 		return 0;
 	char text[80];
 	snprintf(text, sizeof(text), "Greylisted, try again in %" PRId64 " seconds", retry_in);
+	metrics_inc(METRIC_REJECT_GREYLIST);
 	refuse_rcpt(s, logged, 451, "4.7.1", text);
 	return 1;
 }
@@ -371,6 +378,17 @@ void smtp_in_add_rcpt(struct smtp_in *s, const char *addr, const struct smtp_rcp
 void smtp_in_refuse_rcpt(struct smtp_in *s, const char *logged, int code, const char *enh, const char *text)
 {
 	refuse_rcpt(s, logged, code, enh, text);
+}
+
+/* policy_rcpt's refusals, told apart by their codes (policy.c): TLS first, relay, unknown user. */
+static void count_policy_refusal(const struct policy_reply *pr)
+{
+	if (pr->code == 530)
+		metrics_inc(METRIC_REJECT_TLS_REQUIRED);
+	else if (strcmp(pr->enh, "5.7.1") == 0)
+		metrics_inc(METRIC_REJECT_RELAY);
+	else if (strcmp(pr->enh, "5.1.1") == 0)
+		metrics_inc(METRIC_REJECT_UNKNOWN_RCPT);
 }
 
 static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
@@ -410,12 +428,14 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	policy_rcpt(s->cfg, &to, smtp_in_is_encrypted(s), &pr, addr, sizeof(addr));
 	bool ask_primary = pr.code == POLICY_ASK_PRIMARY;
 	if (pr.code != 250 && !ask_primary) {
+		count_policy_refusal(&pr);
 		refuse_rcpt(s, logged, pr.code, pr.enh, pr.text);
 		return;
 	}
 	const struct cfg_domain *dom = cfg_find_domain(s->cfg, to.domain);
 	/* Standby mode: while the primary answers, its mail goes there (base/standby.h). */
 	if (dom && dom->accept == ACCEPT_WHEN_PRIMARY_DOWN && standby_primary_up(s->ctx->standby, dom->name)) {
+		metrics_inc(METRIC_REJECT_STANDBY);
 		refuse_rcpt(s, logged, 451, "4.7.0", "Primary is up, deliver there");
 		return;
 	}
@@ -427,6 +447,7 @@ static void cmd_rcpt(struct smtp_in *s, const struct smtp_cmd *c)
 	char why[AUTHRES_MAX_TEXT + 64];
 	struct auth_reply ar;
 	if (auth_rcpt_refusal(dom, &s->auth, why, sizeof(why), &ar)) {
+		metrics_inc(METRIC_REJECT_SPF);
 		refuse_rcpt(s, logged, ar.code, ar.enh, ar.text);
 		return;
 	}

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "dnsbl.h"
 #include "ratelimit.h"
 
@@ -84,6 +85,7 @@ bool smtp_in_dnsbl_refuse(struct smtp_in *s, const char *rcpt)
 	log_info("smtpd", "session=%" PRIu64 " client=%s from=<%s> to=%s dnsbl=%s reject=\"554 5.7.1 %s\"", s->no,
 		 s->ip, log_safe(safe_from, sizeof(safe_from), from, strlen(from)),
 		 log_safe(safe_to, sizeof(safe_to), rcpt, strlen(rcpt)), s->dnsbl_zone, text);
+	metrics_inc(METRIC_REJECT_DNSBL);
 	smtp_in_reply(s, 554, "5.7.1", "%s", text);
 	smtp_in_close_after_reply(s);
 	return true;
@@ -160,6 +162,7 @@ bool smtp_in_message_rate_exceeded(struct smtp_in *s)
 	char rate[32];
 	log_info("smtpd", "session=%" PRIu64 " client=%s network=%s message rate limit exceeded (max_message_rate %s)",
 		 s->no, s->ip, s->client_key, connspec_fmt_rate(rate, sizeof(rate), r));
+	metrics_inc(METRIC_REJECT_RATE);
 	smtp_in_end_421(s, "4.7.0", "Error: too many messages from your address (max_message_rate)");
 	return true;
 }

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "dedup.h"
 
 const struct canned SMTP_IN_TOO_BIG = {552, "5.3.4", "Message size exceeds fixed maximum message size"};
@@ -205,6 +206,8 @@ static void end_of_message(struct smtp_in *s)
 	smtp_in_set_timeout(s, s->cfg->command_timeout);
 	const struct canned *why = refusal(s);
 	if (why) {
+		if (why == &SMTP_IN_TOO_BIG)
+			metrics_inc(METRIC_REJECT_SIZE);
 		smtp_in_reply(s, why->code, why->enh, "%s", why->text);
 		smtp_in_log_reject(s, "from", s->env.sender, why->code, why->enh, why->text);
 		smtp_in_txn_end(s, false);
@@ -222,6 +225,7 @@ static void commit_message(struct smtp_in *s, int unused)
 	/* DMARC, when a recipient's domain enforces it: refused before the commit, so nothing is stored. */
 	struct auth_reply ar;
 	if (auth_dmarc_refusal(auth_dmarc_enforced(s->cfg, s->env.rcpts, s->env.nrcpt), &s->auth, &ar)) {
+		metrics_inc(METRIC_REJECT_DMARC);
 		smtp_in_reply(s, ar.code, ar.enh, "%s", ar.text);
 		smtp_in_log_reject(s, "from", s->env.sender, ar.code, ar.enh, ar.text);
 		smtp_in_txn_end(s, false); /* aborts the spool transaction */
@@ -277,6 +281,8 @@ void smtp_in_end_of_chunk(struct smtp_in *s)
 	if (s->bdat_error) {
 		const struct canned *err = s->bdat_error;
 		smtp_in_reply_error(s, err->code, err->enh, err->text);
+		if (s->state == SMTP_IN_MAIL && err == &SMTP_IN_TOO_BIG)
+			metrics_inc(METRIC_REJECT_SIZE); /* once: the transaction ends here */
 		if (s->state == SMTP_IN_MAIL)
 			smtp_in_txn_end(s, false);
 		return;

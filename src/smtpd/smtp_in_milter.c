@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "milter/milter.h"
 #include "milter/milter_edit.h"
 
@@ -104,6 +105,7 @@ static void mail_answered(struct smtp_in *s, int unused)
 	const struct milter_verdict *v = &s->mverdict;
 	if (v->action == MILTER_REJECT || v->action == MILTER_TEMPFAIL) {
 		log_verdict(s, "mail", v);
+		metrics_inc(METRIC_REJECT_MILTER);
 		smtp_in_log_reject(s, "from", s->env.sender, v->code, v->enh, v->text);
 		smtp_in_reply(s, v->code, v->enh, "%s", v->text);
 		smtp_in_txn_reset(s);
@@ -150,6 +152,7 @@ static void rcpt_answered(struct smtp_in *s, int unused)
 	const struct milter_verdict *v = &s->mverdict;
 	if (v->action == MILTER_REJECT || v->action == MILTER_TEMPFAIL) {
 		log_verdict(s, "rcpt", v);
+		metrics_inc(METRIC_REJECT_MILTER);
 		smtp_in_refuse_rcpt(s, s->mrcpt_addr, v->code, v->enh, v->text);
 		return;
 	}
@@ -360,6 +363,7 @@ static void eom_answered(struct smtp_in *s, int unused)
 	}
 	if (v.action == MILTER_REJECT || v.action == MILTER_TEMPFAIL) {
 		log_verdict(s, "eom", &v);
+		metrics_inc(METRIC_REJECT_MILTER);
 		smtp_in_reply(s, v.code, v.enh, "%s", v.text);
 		smtp_in_log_reject(s, "from", s->env.sender, v.code, v.enh, v.text);
 		smtp_in_txn_end(s, false);

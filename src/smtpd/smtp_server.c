@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 #include "dedup.h"
 #include "ratelimit.h"
 #include "greylist.h"
@@ -119,12 +120,17 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	char key[INET6_ADDRSTRLEN + 4];
 	smtp_server_client_key(sa, key, sizeof(key));
 	const char *refuse = NULL;
+	enum metric_counter why = METRIC_REJECT_LIMIT;
 	if (srv->stats.open >= srv->cfg->max_sessions)
 		refuse = "Error: too many connections";
 	else if ((uint32_t)client_count(srv, key, 0) >= srv->cfg->max_sessions_per_ip)
 		refuse = "Error: too many connections from your network";
-	if (connection_rate_exceeded(srv, sa, key) && !refuse)
+	if (connection_rate_exceeded(srv, sa, key) && !refuse) {
 		refuse = "Error: too many connections from your address (max_connection_rate)";
+		why = METRIC_REJECT_RATE;
+	}
+	if (refuse)
+		metrics_inc(why);
 	client_count(srv, key, +1);
 	srv->stats.open++;
 	srv->stats.sessions++;
@@ -298,6 +304,11 @@ void smtp_server_set_cfg(struct smtp_server *srv, const struct cfg *cfg, SSL_CTX
 bool smtp_server_idle(const struct smtp_server *srv)
 {
 	return srv->stats.open == 0;
+}
+
+bool smtp_server_accepting(const struct smtp_server *srv)
+{
+	return srv->nlisteners > 0 && !srv->closing && !evtimer_pending(srv->resume_ev, NULL);
 }
 
 void smtp_server_get_stats(const struct smtp_server *srv, struct smtpd_stats *st)

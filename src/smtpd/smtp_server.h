@@ -65,6 +65,8 @@ void smtp_server_set_cfg(struct smtp_server *srv, const struct cfg *cfg, SSL_CTX
 /* True once every session has ended. */
 bool smtp_server_idle(const struct smtp_server *srv);
 void smtp_server_get_stats(const struct smtp_server *srv, struct smtpd_stats *st);
+/* True while every listener accepts: started, not stopping, not paused by a lack of descriptors (/healthz). */
+bool smtp_server_accepting(const struct smtp_server *srv);
 void smtp_server_free(struct smtp_server *srv);
 
 /*

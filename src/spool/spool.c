@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/metrics.h"
 
 void spool_id_str(uint64_t id, char out[17])
 {
@@ -503,6 +504,16 @@ static void batch_finished(struct spool *sp, struct batch *b)
 	}
 }
 
+/* The metrics of one I/O report, on the loop: the messages it made durable, the time each sync took. */
+static void observe_io(struct spool *sp, const uint64_t *took, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		metrics_observe(METRIC_H_FSYNC, (double)took[i] / 1e9);
+	if (sp->commits > sp->commits_seen)
+		metrics_observe(METRIC_H_COMMIT_BATCH, (double)(sp->commits - sp->commits_seen));
+	sp->commits_seen = sp->commits;
+}
+
 static void on_io_done(evutil_socket_t fd, short what, void *arg)
 {
 	(void)what;
@@ -510,9 +521,13 @@ static void on_io_done(evutil_socket_t fd, short what, void *arg)
 	uint64_t v;
 	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_err("spool", "eventfd read: %s", strerror(errno));
+	uint64_t took[SPOOL_SYNC_OBS_MAX];
 	pthread_mutex_lock(&sp->mu);
 	struct batch *b = sp->done_head;
 	sp->done_head = sp->done_tail = NULL;
+	uint32_t ntook = sp->nsync_obs;
+	memcpy(took, sp->sync_obs, ntook * sizeof(took[0]));
+	sp->nsync_obs = 0;
 	pthread_mutex_unlock(&sp->mu);
 	while (b) {
 		struct batch *next = b->next;
@@ -521,6 +536,7 @@ static void on_io_done(evutil_socket_t fd, short what, void *arg)
 		free(b);
 		b = next;
 	}
+	observe_io(sp, took, ntook);
 	kick_room_waiters(sp);
 }
 
@@ -531,8 +547,10 @@ static void check_space(evutil_socket_t fd, short what, void *arg)
 	struct spool *sp = arg;
 	struct statvfs st;
 	bool ok = true;
-	if (fstatvfs(sp->dirfd, &st) == 0)
-		ok = (uint64_t)st.f_bavail * st.f_frsize >= sp->min_free;
+	if (fstatvfs(sp->dirfd, &st) == 0) {
+		sp->free_bytes = (uint64_t)st.f_bavail * st.f_frsize;
+		ok = sp->free_bytes >= sp->min_free;
+	}
 	if (ok != sp->space_ok)
 		log_warn("spool", "free space in %s is %s the minimum of %" PRIu64 " bytes", sp->dir,
 			 ok ? "back above" : "below", sp->min_free);
@@ -687,8 +705,21 @@ void spool_get_stats(const struct spool *sp, struct spool_stats *st)
 	*st = sp->io_stats;
 	pthread_mutex_unlock((pthread_mutex_t *)&sp->mu);
 	st->commits = sp->commits;
+	st->free_bytes = sp->free_bytes;
 	st->messages = sp->msgs.count;
 	st->segments = sp->cur_seg >= sp->oldest_seg ? sp->cur_seg - sp->oldest_seg + 1 : 0;
+}
+
+static void add_body_size(void *val, void *arg)
+{
+	*(uint64_t *)arg += ((const struct spool_msg *)val)->env.body_size;
+}
+
+uint64_t spool_held_bytes(const struct spool *sp)
+{
+	uint64_t n = 0;
+	htab_each(&sp->msgs, add_body_size, &n);
+	return n;
 }
 
 void spool_set_msg_hook(struct spool *sp, spool_msg_fn *fn, void *arg)

@@ -49,6 +49,7 @@ struct spool_stats {
 	uint64_t failures;     /* batches that failed */
 	uint64_t messages;     /* live messages */
 	uint32_t segments;     /* segment files */
+	uint64_t free_bytes;   /* free space for us in the spool's file system, at the last check (each second) */
 };
 
 /*
@@ -88,6 +89,8 @@ void spool_compact(struct spool *sp);
 /* For tests: segment size at which the log moves to a new file. */
 void spool_set_segment_size(struct spool *sp, uint64_t bytes);
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
+/* The stored sizes of the messages held, summed: O(messages), for /metrics, not a hot path. */
+uint64_t spool_held_bytes(const struct spool *sp);
 /* False when free space is under min_free, or the disk recently said ENOSPC. */
 bool spool_has_space(const struct spool *sp);
 /* The bytes of its segment files and the free space of its file system (spool_usage.c): 0 or -errno. */

@@ -52,6 +52,8 @@ struct spool_txn {
 	bool committing;
 };
 
+#define SPOOL_SYNC_OBS_MAX 64
+
 struct spool {
 	char *dir;
 	int dirfd;
@@ -70,6 +72,9 @@ struct spool {
 	size_t nunlink, unlink_cap;
 	bool stop;
 	struct spool_stats io_stats;
+	/* fdatasync times (ns) not yet handed to the metrics by the loop; more are dropped */
+	uint64_t sync_obs[SPOOL_SYNC_OBS_MAX];
+	uint32_t nsync_obs;
 
 	/* [io] */
 	pthread_t thread;
@@ -99,6 +104,8 @@ struct spool {
 	size_t npins;
 	struct htab rfds;          /* seg -> read fd + 1 */
 	bool space_ok;
+	uint64_t free_bytes;       /* at the last check_space */
+	uint64_t commits_seen;     /* commits at the last I/O report, for the batch-size histogram */
 	uint32_t copies_in_flight; /* compaction copies not yet durable */
 	int64_t enospc_until_ms;
 	spool_msg_fn *hook;

@@ -72,7 +72,10 @@ static void sync_segment(struct spool *sp, struct round *rd)
 	int rc = fdatasync(sp->wfd) < 0 ? -errno : 0;
 	pthread_mutex_lock(&sp->mu);
 	sp->io_stats.syncs++;
-	sp->io_stats.sync_ns += (uint64_t)(now_ns() - t0);
+	uint64_t took = (uint64_t)(now_ns() - t0);
+	sp->io_stats.sync_ns += took;
+	if (sp->nsync_obs < SPOOL_SYNC_OBS_MAX)
+		sp->sync_obs[sp->nsync_obs++] = took;
 	pthread_mutex_unlock(&sp->mu);
 	if (rc < 0)
 		fail_from(sp, rd->first_of_seg, sp->wseg, rc);
