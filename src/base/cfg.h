@@ -177,7 +177,7 @@ struct cfg {
 
 #define CFG_DEFAULT_SPOOL "/var/spool/mxvault"
 
-/* 0, or -EINVAL after printing every problem found to err. */
+/* 0, or -EINVAL after printing every problem found to err (of a recipients file, the first few and a count). */
 int cfg_load(const char *path, FILE *err, struct cfg **out) MUST_CHECK;
 /*
  * cfg_load with flags. CFG_LOAD_NO_SYSTEM skips what looks at this host:

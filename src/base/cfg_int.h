@@ -11,6 +11,7 @@
 
 #define CFG_MAX_KEYS 96       /* per section; asserted in cfg_keys.c */
 #define CFG_RCPT_MAX_LINE 512 /* longest recipients file line */
+#define CFG_RCPT_MAX_SHOWN 10 /* problems of one recipients file printed; the rest are counted */
 
 enum cfg_section { CFG_SECT_NONE, CFG_SECT_SERVER, CFG_SECT_DOMAIN, CFG_SECT_SKIP };
 

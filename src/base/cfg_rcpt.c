@@ -10,7 +10,10 @@
  * cfg_domain_has_recipient tries both "local" and "local@domain".
  *
  * Errors name the recipients file and its line, except when the file cannot
- * be read at all: that is the config line's fault. Only regular files are
+ * be read at all: that is the config line's fault. Only the first
+ * CFG_RCPT_MAX_SHOWN are printed, then how many more there were: a file of
+ * another kind named by mistake (a map, a log) has a problem on every line,
+ * and a reload holds its whole report in memory and logs it line by line. Only regular files are
  * read, so a slip like "recipients = /dev/zero" fails instead of hanging.
  */
 #include <errno.h>
@@ -58,6 +61,12 @@ static FILE *open_regular(const char *path, const char **why)
 	return f;
 }
 
+/* Counts a problem; true while it is still one of those printed. */
+static bool shown(struct rcpt_reader *r)
+{
+	return ++r->errors <= CFG_RCPT_MAX_SHOWN;
+}
+
 static void add_entry(struct rcpt_reader *r, char *s, size_t n)
 {
 	struct cfg_domain *d = r->d;
@@ -68,14 +77,14 @@ static void add_entry(struct rcpt_reader *r, char *s, size_t n)
 		return;
 	}
 	if (at && !ascii_ieq(at + 1, n - local - 1, d->name, strlen(d->name))) {
-		cfg_report(r->err, r->path, r->line, "address '%s' is not in domain '%s'", s, d->name);
-		r->errors++;
+		if (shown(r))
+			cfg_report(r->err, r->path, r->line, "address '%s' is not in domain '%s'", s, d->name);
 		return;
 	}
 	if (!cfg_is_local_part(s, local)) {
-		cfg_report(r->err, r->path, r->line, "bad entry '%s' (expected *, a local part or an address in %s)",
-			   s, d->name);
-		r->errors++;
+		if (shown(r))
+			cfg_report(r->err, r->path, r->line,
+				   "bad entry '%s' (expected *, a local part or an address in %s)", s, d->name);
 		return;
 	}
 	ascii_lower(s, n);
@@ -88,13 +97,13 @@ static void read_line(struct rcpt_reader *r, char *s, size_t n)
 	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
 		s[--n] = '\0';
 	if (n > CFG_RCPT_MAX_LINE) {
-		cfg_report(r->err, r->path, r->line, "line too long (max %d characters)", CFG_RCPT_MAX_LINE);
-		r->errors++;
+		if (shown(r))
+			cfg_report(r->err, r->path, r->line, "line too long (max %d characters)", CFG_RCPT_MAX_LINE);
 		return;
 	}
 	if (memchr(s, '\0', n)) {
-		cfg_report(r->err, r->path, r->line, "NUL byte in line");
-		r->errors++;
+		if (shown(r))
+			cfg_report(r->err, r->path, r->line, "NUL byte in line");
 		return;
 	}
 	char *start = cfg_skip_space(s);
@@ -118,6 +127,8 @@ int cfg_rcpt_load(FILE *err, const char *cfg_path, int cfg_line, struct cfg_doma
 	ssize_t got;
 	while ((got = getline(&buf, &cap, f)) >= 0)
 		read_line(&r, buf, (size_t)got);
+	if (r.errors > CFG_RCPT_MAX_SHOWN)
+		cfg_report(err, path, r.line, "%d more problems in this file are not shown", r.errors - CFG_RCPT_MAX_SHOWN);
 	if (ferror(f)) {
 		cfg_report(err, cfg_path, cfg_line, "recipients file '%s': %s", path, strerror(errno ? errno : EIO));
 		r.errors++;

@@ -129,7 +129,7 @@ void qmgr_observe(struct qmgr *s, qmgr_event_fn *fn, void *arg);
  * (already held).
  */
 int qmgr_drill_hold(struct qmgr *s, const char *domain) MUST_CHECK;
-/* Lets its mail go at once; nothing if it was not held. */
+/* Lets its mail go at once, backed up or not any more (a reload may drop it while held); nothing if not held. */
 void qmgr_drill_release(struct qmgr *s, const char *domain);
 /* True when message msg_id has recipients waiting for domain. */
 bool qmgr_drill_is_queued(struct qmgr *s, const char *domain, uint64_t msg_id);

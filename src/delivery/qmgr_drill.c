@@ -17,17 +17,23 @@
 #include <errno.h>
 #include <string.h>
 
-/* The destination of a backed-up domain (made if need be), or NULL. */
-static struct dest *drill_dest(struct qmgr *s, const char *domain, bool make)
+/*
+ * The destination of domain, or NULL. Only a backed-up domain may be held
+ * (configured: make it if need be); a hold is looked up by name alone, since
+ * a reload may drop the domain while it is held, and a release that asked
+ * the configuration would leave that hold on for good (the domain's mail
+ * held until a restart, and every later drill of it refused).
+ */
+static struct dest *drill_dest(struct qmgr *s, const char *domain, bool configured)
 {
 	char name[256];
 	if (fmt(name, sizeof(name), "%s", domain) < 0)
 		return NULL;
 	ascii_lower(name, strlen(name));
-	if (!cfg_find_domain(s->cfg, name))
+	if (configured && !cfg_find_domain(s->cfg, name))
 		return NULL;
 	struct dest *d = htab_get_str(&s->dests, name, strlen(name));
-	return d || !make ? d : qmgr_dest_get(s, name);
+	return d || !configured ? d : qmgr_dest_get(s, name);
 }
 
 int qmgr_drill_hold(struct qmgr *s, const char *domain)

@@ -208,6 +208,49 @@ class TestDrill(unittest.TestCase):
         got = self.primary.wait_deliveries(2, 10, 'the second message once the drill is gone')
         self.assertIn(b'Subject: second', got[1].data)
 
+    def write_readable_config(self):
+        """The daemon's files rewritten for a reload, readable by the user it runs as."""
+        self.d.write_config()
+        os.chmod(self.d.dir, 0o755)
+        for name in os.listdir(self.d.dir):
+            path = os.path.join(self.d.dir, name)
+            if os.path.isfile(path):
+                os.chmod(path, 0o644)
+
+    def test_a_reload_that_drops_the_held_domain_does_not_keep_it_held(self):
+        """A reload drops the drill's domain, then the command goes: its hold goes too.
+
+        The release looked the domain up in the configuration, so the hold of a
+        domain no longer configured stayed on for good: once the domain was back,
+        its mail never went out again and every drill of it was refused.
+        """
+        keys = {'spf': 'off', 'dmarc': 'off'}
+        ex = dict(keys, recipients=['alice'], primary='127.0.0.1:%d' % self.port)
+        other = dict(keys, primary='127.0.0.1:%d' % self.port)
+        # a resolver that never answers: the dropped domain's mail must not ask the host's DNS
+        self.d = mxv.Daemon(domains={'example.com': ex, 'other.test': other}, hold=False, probe_interval='1s',
+                            retry_min='1s', retry_max='2s', resolver='127.0.0.1:%d' % mxv.free_port())
+        self.addCleanup(self.d.cleanup)
+        self.start()
+        drill = self.start_stalled_drill()
+        qid = self.held_mail()
+        self.d.domains = {'other.test': other}
+        self.write_readable_config()
+        r = self.d.control('reload')
+        self.assertEqual(r[-1], ('x', b'0'), r)
+        drill.kill()
+        drill.wait(10)
+        self.d.wait_log(r'drill: domain=example\.com tag=\w+ interrupted: the command went away; delivery released')
+        self.d.domains = {'example.com': ex, 'other.test': other}
+        self.write_readable_config()
+        r = self.d.control('reload')
+        self.assertEqual(r[-1], ('x', b'0'), r)
+        got = self.primary.wait_deliveries(1, 20, 'the held message once its domain is back')
+        self.assertIn(b'held by the drill', got[0].data)
+        self.assertEqual(self.d.wait_queue(0), [], qid)
+        p = self.drill(timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
     def test_one_drill_per_domain_and_other_domains_flow(self):
         self.start()
         first = self.start_stalled_drill()

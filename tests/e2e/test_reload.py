@@ -198,6 +198,24 @@ class TestReloadChanges(unittest.TestCase):
         d.wait_log(r'reload refused: %s:\d+: ' % re.escape(d.conf))
         self.assertEqual(rcpt_code(d, 'alice@example.com'), 250)
 
+    def test_recipients_file_of_another_kind_is_refused_in_a_few_lines(self):
+        """A recipients file that is something else (a map, a log): refused in a few lines, not one per line.
+
+        Every bad line was reported: 100000 log lines (and as many in the reply to
+        `mxvault reload`, all held in memory first) for one refused reload.
+        """
+        d = started(self)
+        with open(os.path.join(d.dir, 'rcpt-example.com'), 'w', encoding='utf-8') as f:
+            f.writelines('user%d@elsewhere.test OK\n' % i for i in range(100000))
+        hup(d, r'reload refused: ')
+        self.assertEqual(d.control('ping')[-1], ('x', b'0'))  # the reload's loop pass is over: all it logged is out
+        self.assertRegex(d.log_text(), r"reload refused: \S+rcpt-example\.com:1: address 'user0@elsewhere\.test OK' "
+                                       r"is not in domain 'example\.com'")
+        self.assertRegex(d.log_text(), r'reload refused: \S+rcpt-example\.com:100000: 99990 more problems in '
+                                       r'this file are not shown')
+        self.assertLess(len(re.findall(r'reload refused: ', d.log_text())), 20)
+        self.assertEqual(rcpt_code(d, 'alice@example.com'), 250)
+
     def test_fixed_key_needs_restart(self):
         d = started(self)
         new_port = mxv.free_port()
