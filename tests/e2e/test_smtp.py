@@ -51,6 +51,8 @@ class DaemonCase(unittest.TestCase):
         data = b''
         for root, _, files in os.walk(self.d.spool):
             for f in sorted(files):
+                if not os.path.isfile(os.path.join(root, f)):
+                    continue  # the control socket
                 with open(os.path.join(root, f), 'rb') as fh:
                     data += fh.read()
         return data
