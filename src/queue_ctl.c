@@ -1,6 +1,7 @@
 /*
  * queue_ctl: see queue_ctl.h. Replies (exit statuses are sysexits):
- *   0  done;  1  no such message, or a domain that is not held (release);
+ *   0  done;  1  no such message, a domain that is not held (release), or
+ *                one neither backed up nor queued for (hold);
  *   64 bad words (not an ID or a domain, a bad duration);
  *   75 the change could not be made durable (the spool or SPOOL/held-domains
  *      said why), so it may not survive a restart.
@@ -182,6 +183,13 @@ static void cmd_hold_release(struct qmgr *q, struct ctl_call *c, int argc, char 
 	char domain[SPOOL_DOMAIN_MAX + 1], text[ANSWER_MAX];
 	if (!parse_domain(c, w.v[0], domain))
 		return;
+	struct qmgr_dest_view v;
+	if (hold && !qmgr_dest_view(q, domain, &v)) {
+		/* a lasting hold on a name nothing goes to is a typo (or an ID mistyped), not an intent */
+		ctl_err(c, "mxvault: %s is not a queue ID, nor a domain backed up here or with mail queued", domain);
+		ctl_finish(c, EXIT_NOT_FOUND);
+		return;
+	}
 	int rc = hold ? qmgr_hold_domain(q, domain) : qmgr_release_domain(q, domain);
 	if (rc == -ENOENT) {
 		ctl_err(c, "mxvault: %s is not held", domain);

@@ -320,8 +320,14 @@ class TestErrors(QueueControlBase):
         self.assertEqual(len(longest), 253)
         self.assertEqual(self.queue_json(d, 'extend', longest, '1d')['domain'], longest)
         self.assertEqual(self.queue_json(d, 'flush', longest)['domain'], longest)
-        self.assertEqual(self.queue_json(d, 'hold', longest)['domain'], longest)
-        self.assertEqual(self.queue_json(d, 'release', longest)['domain'], longest)
+        # A lasting hold on a name nothing goes to is refused: a typo, or a mistyped ID.
+        p = self.queue(d, 'hold', longest, check=1)
+        self.assertIn('mxvault: %s is not a queue ID, nor a domain backed up here or with mail queued' % longest,
+                      p.stderr)
+        self.queue(d, 'hold', 'nosuchid', check=1)
+        self.assertEqual(self.queue_json(d, 'hold', 'bounces.test')['domain'], 'bounces.test')
+        self.assertEqual(self.queue_json(d, 'release', 'bounces.test')['domain'], 'bounces.test')
+        self.queue(d, 'release', longest, check=1)
         self.queue(d, 'hold', 'x' * 254, check=64)
         self.queue(d, 'frobnicate', check=64)
         self.assertEqual(self.queue_json(d, 'flush')['jobs'], 0)
