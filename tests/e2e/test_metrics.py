@@ -16,6 +16,7 @@ import re
 import shutil
 import smtplib
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -337,6 +338,49 @@ class TestHttpListener(MetricsBase):
         self.assertIsNotNone(closed, 'the trickling connection was never closed')
         self.assertGreaterEqual(closed, 25)
         self.assertLessEqual(closed, 40)
+        self.assertEqual(get(self.http_port, '/healthz')[0], 200)
+
+    def test_pipelined_requests_and_head_keep_their_framing(self):
+        # One connection, many requests written at once, HEAD among them: each answer is framed
+        # by its Content-Length (none for HEAD's body), so the answers parse back one by one.
+        paths = ['/healthz', '/metrics', '/'] * 50
+        reqs = b''.join(b'%s %s HTTP/1.1\r\nHost: t\r\n\r\n' % (b'HEAD' if i % 4 == 0 else b'GET', p.encode())
+                        for i, p in enumerate(paths))
+        s = socket.create_connection(('127.0.0.1', self.http_port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(reqs + b'GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+        data = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        statuses = []
+        for i in range(len(paths) + 1):
+            head, sep, data = data.partition(b'\r\n\r\n')
+            self.assertTrue(sep, 'answer %d is cut short' % i)
+            statuses.append(int(head.split(b' ')[1]))
+            length = int(re.search(rb'(?im)^content-length: *(\d+)', head).group(1))
+            if i < len(paths) and i % 4 == 0:
+                length = 0  # HEAD: the length of the body that GET would have had
+            data = data[length:]
+        self.assertEqual(statuses, [200] * (len(paths) + 1))
+        self.assertEqual(data, b'')
+
+    def test_connections_reset_beyond_the_cap_are_forgotten(self):
+        # More peers than WEB_MAX_CONNECTIONS send a request and reset at once, three times over:
+        # every slot comes back (the listener accepts again) and the daemon keeps no socket of theirs.
+        pid = self.d.proc.pid
+        fds = lambda: len(os.listdir('/proc/%d/fd' % pid))
+        before = fds()
+        for _ in range(3):
+            peers = [socket.create_connection(('127.0.0.1', self.http_port), timeout=5) for _ in range(40)]
+            for s in peers:
+                s.sendall(b'GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n')
+            for s in peers:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+                s.close()
+        mxv.wait_until(lambda: fds() <= before, 20, 'the reset connections to be closed')
         self.assertEqual(get(self.http_port, '/healthz')[0], 200)
 
     def test_healthz_fails_when_the_spool_is_short_of_space(self):
