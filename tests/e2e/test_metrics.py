@@ -394,6 +394,28 @@ class TestHttpListener(MetricsBase):
         m = parse_metrics(self.scrape())
         self.assertEqual(value(m, 'mxvault_spool_has_space'), 0)
 
+    def test_chart_follows_a_reload_that_adds_domains(self):
+        # The chart's per-domain history is kept by domain name: domains a reload adds get lines
+        # of their own (up to the chart's limit), not only those configured at the start.
+        self.d.stop()
+        self.d.domains = {'one.test': {}}
+        self.d.write_config()
+        self.d.start()
+        self.assertNotIn(b'class="series domain"', get(self.http_port, '/')[2])
+        self.d.domains = {'one.test': {}, 'two.test': {}, 'three.test': {}}
+        self.d.write_config()
+        for path in [self.d.dir] + [os.path.join(self.d.dir, n) for n in os.listdir(self.d.dir)]:
+            if os.path.isdir(path) or os.path.isfile(path):  # read by the unprivileged daemon at a reload
+                os.chmod(path, 0o755 if os.path.isdir(path) else 0o644)
+        self.d.control('reload')
+        mxv.wait_until(lambda: get(self.http_port, '/')[2].count(b'<td class="domain">') == 3, 10,
+                       'the page to show the three domains')
+        page = get(self.http_port, '/')[2]
+        self.assertEqual(page.count(b'class="series domain"'), 3, page)
+        legend = page[page.index(b'class="legend"'):]
+        for name in (b'one.test', b'two.test', b'three.test'):
+            self.assertIn(name, legend)
+
     def test_config_check_warns_when_not_loopback(self):
         self.d.server['http_listen'] = '0.0.0.0:%d' % mxv.free_port()
         self.d.write_config()
