@@ -271,7 +271,7 @@ struct web *web_start(const struct web_deps *deps, int fd)
 						    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_bevcb(w->http, new_connection, w);
 	evhttp_set_gencb(w->http, on_request, w);
-	web_history_init(&w->hist, deps->cfg->ndomains);
+	web_history_init(&w->hist, deps->cfg);
 	qmgr_observe(deps->qmgr, on_qmgr_event, w);
 	web_history_sample(w, clock_wall_s());
 	w->tick_ev = event_new(deps->base, -1, EV_PERSIST, on_tick, w);
@@ -286,6 +286,7 @@ void web_set_cfg(struct web *w, const struct cfg *next)
 		return;
 	cfg_unref(w->d.cfg);
 	w->d.cfg = cfg_ref(next);
+	web_history_set_domains(&w->hist, next);
 }
 
 void web_free(struct web *w)

@@ -2,22 +2,49 @@
  * web_history: what the status page remembers, all in fixed memory: the
  * number of messages queued, sampled once a minute for a day (the total,
  * and each of the first WEB_HISTORY_DOMAINS configured domains: about 6 KiB
- * a domain), and the last WEB_RECENT deliveries and bounces. Lost on
- * restart, by design: the spool is the record; this is a glance.
+ * a domain, each row kept by its domain's name across reloads), and the
+ * last WEB_RECENT deliveries and bounces. Lost on restart, by design: the
+ * spool is the record; this is a glance.
  */
 #include "web_int.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "delivery/qmgr.h"
 
-void web_history_init(struct web_history *h, size_t ndomains)
+void web_history_init(struct web_history *h, const struct cfg *cfg)
 {
 	memset(h, 0, sizeof(*h));
-	h->ndomains = ndomains < WEB_HISTORY_DOMAINS ? ndomains : WEB_HISTORY_DOMAINS;
-	if (h->ndomains)
-		h->per_domain = xcalloc(h->ndomains, sizeof(*h->per_domain));
+	web_history_set_domains(h, cfg); /* no rows yet: every domain starts from zero */
+}
+
+int web_history_row(const struct web_history *h, const char *domain)
+{
+	for (size_t i = 0; i < h->ndomains; i++)
+		if (strcasecmp(h->domain[i], domain) == 0)
+			return (int)i;
+	return -1;
+}
+
+void web_history_set_domains(struct web_history *h, const struct cfg *cfg)
+{
+	uint32_t(*rows)[WEB_HISTORY_SAMPLES] = xcalloc(WEB_HISTORY_DOMAINS, sizeof(*rows));
+	char(*names)[256] = xcalloc(WEB_HISTORY_DOMAINS, sizeof(*names));
+	size_t n = cfg->ndomains < WEB_HISTORY_DOMAINS ? cfg->ndomains : WEB_HISTORY_DOMAINS;
+	for (size_t i = 0; i < n; i++) {
+		if (fmt(names[i], sizeof(names[i]), "%s", cfg->domains[i].name) < 0)
+			abort(); /* a checked host name: under 256 bytes */
+		int was = web_history_row(h, names[i]);
+		if (was >= 0)
+			memcpy(rows[i], h->per_domain[was], sizeof(rows[i]));
+	}
+	memcpy(h->domain, names, n * sizeof(names[0]));
+	h->ndomains = n;
+	free(names);
+	free(h->per_domain);
+	h->per_domain = rows;
 }
 
 void web_history_free(struct web_history *h)
@@ -29,7 +56,6 @@ void web_history_free(struct web_history *h)
 struct sample {
 	struct web_history *h;
 	size_t slot;
-	size_t domain_no; /* configured domains seen so far */
 };
 
 static void count_dest(void *arg, const struct qmgr_dest_view *v)
@@ -37,9 +63,9 @@ static void count_dest(void *arg, const struct qmgr_dest_view *v)
 	struct sample *s = arg;
 	uint32_t n = v->queued > UINT32_MAX ? UINT32_MAX : (uint32_t)v->queued;
 	s->h->total[s->slot] += n;
-	if (v->configured && s->domain_no < s->h->ndomains)
-		s->h->per_domain[s->domain_no][s->slot] = n;
-	s->domain_no += v->configured;
+	int row = v->configured ? web_history_row(s->h, v->domain) : -1;
+	if (row >= 0)
+		s->h->per_domain[row][s->slot] = n;
 }
 
 void web_history_sample(struct web *w, int64_t now)

@@ -32,12 +32,15 @@ struct web_recent {
 };
 
 struct web_history {
-	size_t ndomains;                         /* min(configured, WEB_HISTORY_DOMAINS) */
+	/* The rows of per_domain in use and whose each is: the first WEB_HISTORY_DOMAINS configured
+	 * domains, by name, so that a reload adding, dropping or reordering domains moves no row. */
+	size_t ndomains;
+	char domain[WEB_HISTORY_DOMAINS][256];
 	int64_t start;                           /* wall seconds of sample 0 of the ring; 0: none yet */
 	size_t head, count;                      /* oldest sample, samples held */
 	int64_t when[WEB_HISTORY_SAMPLES];
 	uint32_t total[WEB_HISTORY_SAMPLES];     /* messages queued, every destination */
-	uint32_t (*per_domain)[WEB_HISTORY_SAMPLES]; /* [ndomains] */
+	uint32_t (*per_domain)[WEB_HISTORY_SAMPLES]; /* [WEB_HISTORY_DOMAINS] */
 	struct web_recent recent[WEB_RECENT];    /* a ring: newest at recent_head - 1 */
 	size_t recent_head, nrecent;
 };
@@ -61,8 +64,12 @@ struct web {
 };
 
 /* web_history.c */
-void web_history_init(struct web_history *h, size_t ndomains);
+void web_history_init(struct web_history *h, const struct cfg *cfg);
+/* After a reload: the domains kept keep their rows' samples; those added start with none (zeros). */
+void web_history_set_domains(struct web_history *h, const struct cfg *cfg);
 void web_history_free(struct web_history *h);
+/* The row of a configured domain's samples, or -1 when it has none (beyond WEB_HISTORY_DOMAINS). */
+int web_history_row(const struct web_history *h, const char *domain);
 /* Takes a sample when a step has passed since the last one (or none was taken). */
 void web_history_sample(struct web *w, int64_t now);
 void web_history_add_recent(struct web_history *h, const struct web_recent *r);

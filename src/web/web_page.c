@@ -186,6 +186,7 @@ struct chart {
 	uint32_t now_total, now_domain[CHART_DOMAINS];
 	size_t ndomain;
 	const char *names[CHART_DOMAINS];
+	int row[CHART_DOMAINS]; /* of each line's domain in the history */
 };
 
 static void chart_now(void *arg, const struct qmgr_dest_view *v)
@@ -193,8 +194,10 @@ static void chart_now(void *arg, const struct qmgr_dest_view *v)
 	struct chart *c = arg;
 	uint32_t n = v->queued > UINT32_MAX ? UINT32_MAX : (uint32_t)v->queued;
 	c->now_total += n;
-	if (v->configured && c->ndomain < CHART_DOMAINS && c->ndomain < c->h->ndomains) {
+	int row = v->configured && c->ndomain < CHART_DOMAINS ? web_history_row(c->h, v->domain) : -1;
+	if (row >= 0) {
 		c->names[c->ndomain] = v->domain;
+		c->row[c->ndomain] = row;
 		c->now_domain[c->ndomain++] = n;
 	}
 }
@@ -229,7 +232,7 @@ static void polyline(struct buf *out, const struct chart *c, int series, const c
 	for (size_t i = 0; i < h->count; i++) {
 		size_t k = (h->head + i) % WEB_HISTORY_SAMPLES;
 		if (h->when[k] >= c->now - c->span)
-			point(out, c, h->when[k], series < 0 ? h->total[k] : h->per_domain[series][k], &prev, &first);
+			point(out, c, h->when[k], series < 0 ? h->total[k] : h->per_domain[c->row[series]][k], &prev, &first);
 	}
 	point(out, c, c->now, series < 0 ? c->now_total : c->now_domain[series], &prev, &first);
 	buf_append_str(out, "\"/>\n");

@@ -16,6 +16,7 @@ import re
 import shutil
 import smtplib
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -339,6 +340,49 @@ class TestHttpListener(MetricsBase):
         self.assertLessEqual(closed, 40)
         self.assertEqual(get(self.http_port, '/healthz')[0], 200)
 
+    def test_pipelined_requests_and_head_keep_their_framing(self):
+        # One connection, many requests written at once, HEAD among them: each answer is framed
+        # by its Content-Length (none for HEAD's body), so the answers parse back one by one.
+        paths = ['/healthz', '/metrics', '/'] * 50
+        reqs = b''.join(b'%s %s HTTP/1.1\r\nHost: t\r\n\r\n' % (b'HEAD' if i % 4 == 0 else b'GET', p.encode())
+                        for i, p in enumerate(paths))
+        s = socket.create_connection(('127.0.0.1', self.http_port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(reqs + b'GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+        data = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        statuses = []
+        for i in range(len(paths) + 1):
+            head, sep, data = data.partition(b'\r\n\r\n')
+            self.assertTrue(sep, 'answer %d is cut short' % i)
+            statuses.append(int(head.split(b' ')[1]))
+            length = int(re.search(rb'(?im)^content-length: *(\d+)', head).group(1))
+            if i < len(paths) and i % 4 == 0:
+                length = 0  # HEAD: the length of the body that GET would have had
+            data = data[length:]
+        self.assertEqual(statuses, [200] * (len(paths) + 1))
+        self.assertEqual(data, b'')
+
+    def test_connections_reset_beyond_the_cap_are_forgotten(self):
+        # More peers than WEB_MAX_CONNECTIONS send a request and reset at once, three times over:
+        # every slot comes back (the listener accepts again) and the daemon keeps no socket of theirs.
+        pid = self.d.proc.pid
+        fds = lambda: len(os.listdir('/proc/%d/fd' % pid))
+        before = fds()
+        for _ in range(3):
+            peers = [socket.create_connection(('127.0.0.1', self.http_port), timeout=5) for _ in range(40)]
+            for s in peers:
+                s.sendall(b'GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n')
+            for s in peers:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+                s.close()
+        mxv.wait_until(lambda: fds() <= before, 20, 'the reset connections to be closed')
+        self.assertEqual(get(self.http_port, '/healthz')[0], 200)
+
     def test_healthz_fails_when_the_spool_is_short_of_space(self):
         self.d.stop()
         self.d.server['min_free_space'] = '999999G'
@@ -349,6 +393,28 @@ class TestHttpListener(MetricsBase):
         self.assertIn(b'space', body)
         m = parse_metrics(self.scrape())
         self.assertEqual(value(m, 'mxvault_spool_has_space'), 0)
+
+    def test_chart_follows_a_reload_that_adds_domains(self):
+        # The chart's per-domain history is kept by domain name: domains a reload adds get lines
+        # of their own (up to the chart's limit), not only those configured at the start.
+        self.d.stop()
+        self.d.domains = {'one.test': {}}
+        self.d.write_config()
+        self.d.start()
+        self.assertNotIn(b'class="series domain"', get(self.http_port, '/')[2])
+        self.d.domains = {'one.test': {}, 'two.test': {}, 'three.test': {}}
+        self.d.write_config()
+        for path in [self.d.dir] + [os.path.join(self.d.dir, n) for n in os.listdir(self.d.dir)]:
+            if os.path.isdir(path) or os.path.isfile(path):  # read by the unprivileged daemon at a reload
+                os.chmod(path, 0o755 if os.path.isdir(path) else 0o644)
+        self.d.control('reload')
+        mxv.wait_until(lambda: get(self.http_port, '/')[2].count(b'<td class="domain">') == 3, 10,
+                       'the page to show the three domains')
+        page = get(self.http_port, '/')[2]
+        self.assertEqual(page.count(b'class="series domain"'), 3, page)
+        legend = page[page.index(b'class="legend"'):]
+        for name in (b'one.test', b'two.test', b'three.test'):
+            self.assertIn(name, legend)
 
     def test_config_check_warns_when_not_loopback(self):
         self.d.server['http_listen'] = '0.0.0.0:%d' % mxv.free_port()
