@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define HELD_FILE "held-domains"
@@ -71,9 +72,15 @@ int spool_held_read(struct spool *sp, struct spool_held **out, size_t *n, size_t
 {
 	*out = NULL;
 	*n = *bad = 0;
-	int fd = openat(sp->dirfd, HELD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK and a regular file only: a FIFO or a device put here would block the daemon's start for good */
+	int fd = openat(sp->dirfd, HELD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
 	FILE *f = fdopen(fd, "r");
 	if (!f) {
 		close(fd);
