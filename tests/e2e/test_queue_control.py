@@ -305,6 +305,38 @@ class TestShowExport(QueueControlBase):
         self.assertEqual(env['client'], '127.0.0.1')
         self.assertEqual(env['helo'], 'client.test')
 
+    def test_export_never_writes_through_what_it_finds(self):
+        # export may run as root, into /var/tmp: what someone else left there must not redirect it
+        d = self.daemon()
+        qid = send(d, SENDER, 'p@' + DOMAIN)
+        self.wait_deferred(d, qid)
+        tmp = tempfile.mkdtemp(prefix='mxv-export-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        victim = os.path.join(tmp, 'victim')
+        with open(victim, 'w') as f:
+            f.write('precious\n')
+        # a hard link named ID.eml in our own directory: replaced, the file it points at untouched
+        out = os.path.join(tmp, 'ours')
+        os.mkdir(out, 0o700)
+        os.link(victim, os.path.join(out, qid + '.eml'))
+        self.assertEqual(self.queue_json(d, 'export', out)['exported'], 1)
+        with open(victim) as f:
+            self.assertEqual(f.read(), 'precious\n')
+        with open(os.path.join(out, qid + '.eml'), 'rb') as f:
+            self.assertIn(b'Subject:', f.read())
+        # a directory others may write to, or a symbolic link to one: refused, nothing written
+        shared = os.path.join(tmp, 'shared')
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        link = os.path.join(tmp, 'link')
+        os.symlink(os.path.join(tmp, 'elsewhere'), link)
+        os.mkdir(os.path.join(tmp, 'elsewhere'), 0o700)
+        for where in (shared, link):
+            p = self.queue(d, 'export', where, check=73)
+            self.assertIn(where, p.stderr)
+        self.assertEqual(os.listdir(shared), [])
+        self.assertEqual(os.listdir(os.path.join(tmp, 'elsewhere')), [])
+
 
 class TestErrors(QueueControlBase):
     def test_unknown_id_is_exit_1_and_no_daemon_is_exit_69(self):
