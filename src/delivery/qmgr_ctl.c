@@ -127,6 +127,12 @@ int qmgr_release_msg(struct qmgr *s, uint64_t id, qmgr_done_fn *done, void *arg)
 	struct spool_meta meta = m->meta;
 	int64_t held = (meta.flags & SPOOL_META_HELD) ? held_time(meta.held_since) : 0;
 	bool quarantined = m->env.quarantine && !(meta.flags & SPOOL_META_RELEASED);
+	if (quarantined) {
+		/* Held by a milter since it arrived: that time is given back too, or a message released after
+		 * its retention would expire (and bounce) on the next tick instead of being tried. */
+		int64_t q = held_time(m->env.arrival);
+		held = q > held ? q : held;
+	}
 	meta.flags &= ~SPOOL_META_HELD;
 	meta.held_since = 0;
 	meta.extend_s += held;

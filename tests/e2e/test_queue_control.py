@@ -18,6 +18,7 @@ import sys
 import shutil
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -145,6 +146,26 @@ class TestHold(QueueControlBase):
         self.primary.wait_deliveries(1)
         d.wait_queue(0)
         d.wait_log(r'id=%s released by the administrator from quarantine' % qid)
+
+    def test_quarantine_released_after_its_retention_is_not_expired(self):
+        # Quarantined past its retention (about 65 s), then released while the primary is down: the time in
+        # quarantine is given back like a hold's, so it waits for the primary instead of bouncing at once.
+        from test_milter import Milter
+        tmp = tempfile.mkdtemp(prefix='mxv-qc-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        m = Milter('quarantine', tmp)
+        self.addCleanup(m.stop)
+        d = self.daemon(primary_keys={'retention': '1m', 'warn_after': '0'}, milter=m.spec)
+        qid = send(d, SENDER, 'q@' + DOMAIN)
+        d.wait_log(r'quarantined="looks like a virus": held, not delivered')
+        time.sleep(65)   # the retention runs out while it is quarantined
+        self.queue(d, 'release', qid)
+        self.assertGreaterEqual(self.queue_json(d, 'show', qid)['retention_extended'], 60)
+        self.wait_deferred(d, qid)
+        time.sleep(3)   # a few ticks of the queue manager: expiry would have run
+        self.assertNotRegex(d.log_text(), r'id=%s to=<[^>]*> status=expired' % qid)
+        self.assertEqual(self.message_ids(d), [qid])
+        self.assertEqual(self.sink.deliveries(), [])
 
 
 class TestFlushDeleteExtend(QueueControlBase):
