@@ -229,6 +229,11 @@ class TestFlushDeleteExtend(QueueControlBase):
         self.assertEqual(sorted(self.message_ids(d)), sorted([longer, held]))
         self.assertEqual(len(self.sink.deliveries()), 1)
         self.queue(d, 'extend', longer, 'soon', check=64)
+        # Beyond 100 years: refused for both forms (the DOMAIN one said '0 message(s)', exit 0)
+        for what in (longer, DOMAIN):
+            p = self.queue(d, 'extend', what, '10000w', check=64)
+            self.assertIn('out of range', p.stderr)
+        self.assertEqual(self.queue_json(d, 'show', longer)['retention_extended'], 3600 + 7200)
 
     def test_delete_during_an_attempt_ends_with_it(self):
         """A message on a connection when it is deleted: what the primary accepts in that
