@@ -266,6 +266,11 @@ static void cmd_extend(void *arg, struct ctl_call *c, int argc, char **argv)
 		ctl_finish(c, EX_USAGE);
 		return;
 	}
+	if (secs > QMGR_EXTEND_MAX_S) { /* checked here for both forms: the DOMAIN one would say "0 messages" */
+		ctl_err(c, "mxvault: the duration is out of range");
+		ctl_finish(c, EX_USAGE);
+		return;
+	}
 	bool is_id = spool_id_parse(w.v[0], &id);
 	if (!is_id && !parse_domain(c, w.v[0], domain))
 		return;

@@ -257,9 +257,13 @@ static int write_eml(struct spool *sp, const struct spool_msg *m, FILE *f)
 	return ferror(f) ? -EIO : 0;
 }
 
+/* A new file: an old one of that name is removed first, never opened, so that a hard link left in the
+ * directory is not written through (export may run as root). */
 static FILE *create_at(int dirfd, const char *name)
 {
-	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+		return NULL;
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return NULL;
 	FILE *f = fdopen(fd, "w");
@@ -327,17 +331,39 @@ static int export_summary(FILE *out, const char *dir, bool json, size_t count, c
 	return EX_OK;
 }
 
-int queue_export(const struct cfg *cfg, const char *dir, bool json, FILE *out)
+/*
+ * The export directory, opened: made (0700) if it is not there; one that is must be a directory, not a
+ * symbolic link, owned by us and writable by no one else. Export often runs as root, into a place such as
+ * /var/tmp: a directory (or link) someone else made there would let them read the mail, swap the files
+ * before they are re-injected, or have root write into a directory of their choosing.
+ */
+static int open_export_dir(const char *dir)
 {
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		fprintf(stderr, "mxvault: cannot make %s: %s\n", dir, strerror(errno));
-		return EX_CANTCREAT;
+		return -1;
 	}
-	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (dirfd < 0) {
-		fprintf(stderr, "mxvault: cannot open %s: %s\n", dir, strerror(errno));
-		return EX_CANTCREAT;
+		fprintf(stderr, "mxvault: cannot open %s: %s%s\n", dir, strerror(errno),
+			errno == ELOOP || errno == ENOTDIR ? " (a directory is needed, not a symbolic link)" : "");
+		return -1;
 	}
+	struct stat st;
+	if (fstat(dirfd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		fprintf(stderr, "mxvault: will not export to %s: it must be owned by this user and writable by no one "
+				"else\n", dir);
+		close(dirfd);
+		return -1;
+	}
+	return dirfd;
+}
+
+int queue_export(const struct cfg *cfg, const char *dir, bool json, FILE *out)
+{
+	int dirfd = open_export_dir(dir);
+	if (dirfd < 0)
+		return EX_CANTCREAT;
 	struct spool *sp;
 	struct queue_held held = {0};
 	int rc = open_spool(cfg, &sp, &held);

@@ -148,7 +148,9 @@ int qmgr_hold_msg(struct qmgr *s, uint64_t id, qmgr_done_fn *done, void *arg) MU
 int qmgr_release_msg(struct qmgr *s, uint64_t id, qmgr_done_fn *done, void *arg) MUST_CHECK;
 /* Removes its pending recipients without a bounce; *in_flight: part of it waits for an attempt to end. */
 int qmgr_delete_msg(struct qmgr *s, uint64_t id, bool *in_flight, qmgr_done_fn *done, void *arg) MUST_CHECK;
-/* Adds secs to its retention. */
+/* The most `queue extend` adds at once: far beyond any retention, and keeps the sums from overflowing. */
+#define QMGR_EXTEND_MAX_S (100LL * 365 * 86400)
+/* Adds secs (1..QMGR_EXTEND_MAX_S, else -ERANGE) to its retention. */
 int qmgr_extend_msg(struct qmgr *s, uint64_t id, int64_t secs, qmgr_done_fn *done, void *arg) MUST_CHECK;
 /*
  * A destination (lower case) held: no connection, no probe, nothing

@@ -27,7 +27,6 @@
 #include "base/log.h"
 
 #define DELETED_REPLY "deleted by the administrator"
-#define EXTEND_MAX_S (100LL * 365 * 86400) /* far beyond any retention: keeps the sums from overflowing */
 
 /* --- holds -------------------------------------------------------------- */
 
@@ -127,6 +126,12 @@ int qmgr_release_msg(struct qmgr *s, uint64_t id, qmgr_done_fn *done, void *arg)
 	struct spool_meta meta = m->meta;
 	int64_t held = (meta.flags & SPOOL_META_HELD) ? held_time(meta.held_since) : 0;
 	bool quarantined = m->env.quarantine && !(meta.flags & SPOOL_META_RELEASED);
+	if (quarantined) {
+		/* Held by a milter since it arrived: that time is given back too, or a message released after
+		 * its retention would expire (and bounce) on the next tick instead of being tried. */
+		int64_t q = held_time(m->env.arrival);
+		held = q > held ? q : held;
+	}
 	meta.flags &= ~SPOOL_META_HELD;
 	meta.held_since = 0;
 	meta.extend_s += held;
@@ -195,7 +200,7 @@ int qmgr_extend_msg(struct qmgr *s, uint64_t id, int64_t secs, qmgr_done_fn *don
 	struct spool_msg *m = spool_msg_find(s->sp, id);
 	if (!m)
 		return -ENOENT;
-	if (secs <= 0 || secs > EXTEND_MAX_S || m->meta.extend_s > 2 * EXTEND_MAX_S)
+	if (secs <= 0 || secs > QMGR_EXTEND_MAX_S || m->meta.extend_s > 2 * QMGR_EXTEND_MAX_S)
 		return -ERANGE;
 	struct spool_meta meta = m->meta;
 	meta.extend_s += secs;
@@ -303,7 +308,7 @@ size_t qmgr_flush(struct qmgr *s, const char *domain)
 size_t qmgr_extend_domain(struct qmgr *s, const char *domain, int64_t secs, qmgr_done_fn *done, void *arg)
 {
 	struct dest *d = known_dest(s, domain);
-	if (!d || secs <= 0 || secs > EXTEND_MAX_S)
+	if (!d || secs <= 0 || secs > QMGR_EXTEND_MAX_S)
 		return 0;
 	size_t n = give_back(s, d, secs, done, arg);
 	if (n)

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define HELD_FILE "held-domains"
@@ -48,7 +49,7 @@ bool spool_held_domain_ok(const char *domain)
 static int parse_line(const char *p, size_t n, struct spool_held *out)
 {
 	const char *sp = memchr(p, ' ', n);
-	if (!sp || !domain_ok(p, (size_t)(sp - p)))
+	if (!sp || !domain_ok(p, (size_t)(sp - p)) || memchr(p, '\0', n))
 		return -EBADMSG;
 	char num[24];
 	size_t k = n - (size_t)(sp - p) - 1;
@@ -71,9 +72,15 @@ int spool_held_read(struct spool *sp, struct spool_held **out, size_t *n, size_t
 {
 	*out = NULL;
 	*n = *bad = 0;
-	int fd = openat(sp->dirfd, HELD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK and a regular file only: a FIFO or a device put here would block the daemon's start for good */
+	int fd = openat(sp->dirfd, HELD_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
 	FILE *f = fdopen(fd, "r");
 	if (!f) {
 		close(fd);
@@ -81,10 +88,16 @@ int spool_held_read(struct spool *sp, struct spool_held **out, size_t *n, size_t
 	}
 	struct spool_held *v = xcalloc(SPOOL_HELD_MAX, sizeof(*v));
 	char line[HELD_LINE_MAX + 2];
-	while (*n < SPOOL_HELD_MAX && fgets(line, sizeof(line), f)) {
-		size_t len = strlen(line);
-		bool whole = len && line[len - 1] == '\n';
-		if (!whole) { /* too long: skip to its end */
+	for (;;) {
+		/* The line's end is found by its '\n', not strlen: a NUL in it must not make the rest of the
+		 * line read as the next one (skipping it). */
+		memset(line, 'x', sizeof(line));
+		if (*n == SPOOL_HELD_MAX || !fgets(line, sizeof(line), f))
+			break;
+		const char *nl = memchr(line, '\n', sizeof(line));
+		size_t len = nl ? (size_t)(nl - line) + 1 : 0;
+		bool whole = nl != NULL;
+		if (!whole) { /* too long, or the last line without its newline: skip to its end */
 			int c;
 			while ((c = fgetc(f)) != EOF && c != '\n')
 				;

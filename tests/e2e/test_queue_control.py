@@ -18,6 +18,7 @@ import sys
 import shutil
 import tempfile
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -146,6 +147,26 @@ class TestHold(QueueControlBase):
         d.wait_queue(0)
         d.wait_log(r'id=%s released by the administrator from quarantine' % qid)
 
+    def test_quarantine_released_after_its_retention_is_not_expired(self):
+        # Quarantined past its retention (about 65 s), then released while the primary is down: the time in
+        # quarantine is given back like a hold's, so it waits for the primary instead of bouncing at once.
+        from test_milter import Milter
+        tmp = tempfile.mkdtemp(prefix='mxv-qc-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        m = Milter('quarantine', tmp)
+        self.addCleanup(m.stop)
+        d = self.daemon(primary_keys={'retention': '1m', 'warn_after': '0'}, milter=m.spec)
+        qid = send(d, SENDER, 'q@' + DOMAIN)
+        d.wait_log(r'quarantined="looks like a virus": held, not delivered')
+        time.sleep(65)   # the retention runs out while it is quarantined
+        self.queue(d, 'release', qid)
+        self.assertGreaterEqual(self.queue_json(d, 'show', qid)['retention_extended'], 60)
+        self.wait_deferred(d, qid)
+        time.sleep(3)   # a few ticks of the queue manager: expiry would have run
+        self.assertNotRegex(d.log_text(), r'id=%s to=<[^>]*> status=expired' % qid)
+        self.assertEqual(self.message_ids(d), [qid])
+        self.assertEqual(self.sink.deliveries(), [])
+
 
 class TestFlushDeleteExtend(QueueControlBase):
     def test_flush_ignores_the_backoff(self):
@@ -208,6 +229,11 @@ class TestFlushDeleteExtend(QueueControlBase):
         self.assertEqual(sorted(self.message_ids(d)), sorted([longer, held]))
         self.assertEqual(len(self.sink.deliveries()), 1)
         self.queue(d, 'extend', longer, 'soon', check=64)
+        # Beyond 100 years: refused for both forms (the DOMAIN one said '0 message(s)', exit 0)
+        for what in (longer, DOMAIN):
+            p = self.queue(d, 'extend', what, '10000w', check=64)
+            self.assertIn('out of range', p.stderr)
+        self.assertEqual(self.queue_json(d, 'show', longer)['retention_extended'], 3600 + 7200)
 
     def test_delete_during_an_attempt_ends_with_it(self):
         """A message on a connection when it is deleted: what the primary accepts in that
@@ -304,6 +330,38 @@ class TestShowExport(QueueControlBase):
         self.assertEqual([r['address'] for r in env['recipients']], ['p@' + DOMAIN, 'q@' + DOMAIN])
         self.assertEqual(env['client'], '127.0.0.1')
         self.assertEqual(env['helo'], 'client.test')
+
+    def test_export_never_writes_through_what_it_finds(self):
+        # export may run as root, into /var/tmp: what someone else left there must not redirect it
+        d = self.daemon()
+        qid = send(d, SENDER, 'p@' + DOMAIN)
+        self.wait_deferred(d, qid)
+        tmp = tempfile.mkdtemp(prefix='mxv-export-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        victim = os.path.join(tmp, 'victim')
+        with open(victim, 'w') as f:
+            f.write('precious\n')
+        # a hard link named ID.eml in our own directory: replaced, the file it points at untouched
+        out = os.path.join(tmp, 'ours')
+        os.mkdir(out, 0o700)
+        os.link(victim, os.path.join(out, qid + '.eml'))
+        self.assertEqual(self.queue_json(d, 'export', out)['exported'], 1)
+        with open(victim) as f:
+            self.assertEqual(f.read(), 'precious\n')
+        with open(os.path.join(out, qid + '.eml'), 'rb') as f:
+            self.assertIn(b'Subject:', f.read())
+        # a directory others may write to, or a symbolic link to one: refused, nothing written
+        shared = os.path.join(tmp, 'shared')
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        link = os.path.join(tmp, 'link')
+        os.symlink(os.path.join(tmp, 'elsewhere'), link)
+        os.mkdir(os.path.join(tmp, 'elsewhere'), 0o700)
+        for where in (shared, link):
+            p = self.queue(d, 'export', where, check=73)
+            self.assertIn(where, p.stderr)
+        self.assertEqual(os.listdir(shared), [])
+        self.assertEqual(os.listdir(os.path.join(tmp, 'elsewhere')), [])
 
 
 class TestErrors(QueueControlBase):

@@ -401,6 +401,19 @@ static void test_held_domains_round_trip(void **state)
 	assert_true(n == 1 && bad == 4);
 	assert_string_equal(v[0].domain, "ok.test");
 	free(v);
+	/* A NUL inside a line: that line is bad, the next one is still read. */
+	static const char nul[] = "nul\0.test 1\nok2.test 3\nnum.test 4\0x\n";
+	write_file(path, nul, sizeof(nul) - 1);
+	assert_int_equal(spool_held_read(f->sp, &v, &n, &bad), 0);
+	assert_true(n == 1 && bad == 2);
+	assert_string_equal(v[0].domain, "ok2.test");
+	free(v);
+	/* Not a regular file (a FIFO: the open would block until a writer came): refused, never waited on. */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(spool_held_read(f->sp, &v, &n, &bad), -EINVAL);
+	assert_true(v == NULL && n == 0);
+	assert_int_equal(unlink(path), 0);
 	assert_false(spool_held_domain_ok(""));
 	assert_false(spool_held_domain_ok("a b"));
 	assert_true(spool_held_domain_ok("a.b"));
