@@ -21,6 +21,7 @@ Every wait has a deadline. Run with /usr/bin/python3 (python3-aiosmtpd).
 import concurrent.futures
 import os
 import pwd
+import re
 import socketserver
 import sys
 import threading
@@ -295,7 +296,8 @@ class TestCallout(CalloutBase):
         self.assertEqual(self.rcpt(d, carol)[0], 250)  # learned good by the callout
         refused.add(carol)                               # the mailbox goes away at the primary
         qid = send(d, SENDER, [carol])                   # accepted from the cache ...
-        self.assertEqual(self.asked(p, carol), 1)
+        # ... with no second callout (the delivery itself may already be asking the primary)
+        self.assertEqual(len(re.findall(r'callout: to=<carol@primary\.test> ', d.log_text())), 1)
         # ... refused 5.1.1 at delivery (the bounce guard may hold it once and try again):
         d.wait_log(r'id=%s to=<carol@primary\.test> .*status=bounced' % qid, 20)
         asked = self.asked(p, carol)
