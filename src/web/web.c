@@ -280,6 +280,29 @@ struct web *web_start(const struct web_deps *deps, int fd)
 	return w;
 }
 
+static void keep_view(void *arg, const struct qmgr_dest_view *v)
+{
+	struct web_views *vs = arg;
+	if (vs->n == vs->cap) {
+		vs->cap = vs->cap ? vs->cap * 2 : 16;
+		vs->v = xrealloc(vs->v, vs->cap * sizeof(*vs->v));
+	}
+	vs->v[vs->n++] = *v;
+}
+
+void web_views_collect(struct web *w, struct web_views *vs)
+{
+	*vs = (struct web_views){0};
+	qmgr_each_dest(w->d.qmgr, keep_view, vs);
+}
+
+void web_views_free(struct web_views *vs)
+{
+	free(vs->v);
+	vs->v = NULL;
+	vs->n = vs->cap = 0;
+}
+
 void web_set_cfg(struct web *w, const struct cfg *next)
 {
 	if (!w)

@@ -63,6 +63,18 @@ struct web {
 	struct web_history hist;
 };
 
+/*
+ * The queue manager's views of every destination, taken once per request
+ * (a view walks its destination's jobs), valid while the queue does not
+ * change: during one render.
+ */
+struct web_views {
+	struct qmgr_dest_view *v;
+	size_t n, cap;
+};
+void web_views_collect(struct web *w, struct web_views *vs);
+void web_views_free(struct web_views *vs);
+
 /* web_history.c */
 void web_history_init(struct web_history *h, const struct cfg *cfg);
 /* After a reload: the domains kept keep their rows' samples; those added start with none (zeros). */

@@ -8,7 +8,6 @@
 #include "web_int.h"
 
 #include <inttypes.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "base/metrics.h"
@@ -85,26 +84,11 @@ static void one(struct buf *out, const char *name, const char *type, const char 
 	buf_printf(out, "%s %" PRIu64 "\n", name, v);
 }
 
-struct views {
-	struct qmgr_dest_view *v;
-	size_t n, cap;
-};
-
-static void keep_view(void *arg, const struct qmgr_dest_view *v)
-{
-	struct views *vs = arg;
-	if (vs->n == vs->cap) {
-		vs->cap = vs->cap ? vs->cap * 2 : 16;
-		vs->v = xrealloc(vs->v, vs->cap * sizeof(*vs->v));
-	}
-	vs->v[vs->n++] = *v; /* its domain string lives as long as the queue does not change: this render */
-}
-
 /* One walk of the queue per scrape (a view walks each destination's jobs), then a family at a time. */
 static void render_queue(struct web *w, struct buf *out)
 {
-	struct views vs = {0};
-	qmgr_each_dest(w->d.qmgr, keep_view, &vs);
+	struct web_views vs;
+	web_views_collect(w, &vs);
 	struct scrape s = {.out = out, .now = clock_wall_s()};
 	for (int f = 0; f < F_NDEST; f++) {
 		s.family = (enum dest_family)f;
@@ -112,7 +96,7 @@ static void render_queue(struct web *w, struct buf *out)
 		for (size_t i = 0; i < vs.n; i++)
 			dest_line(&s, &vs.v[i]);
 	}
-	free(vs.v);
+	web_views_free(&vs);
 	one(out, "mxvault_dsn_queue_messages", "gauge",
 	    "Messages waiting for destinations that are not backed-up domains (DSNs to senders).", s.other_msgs);
 	one(out, "mxvault_dsn_queue_bytes", "gauge", "Bytes of those messages.", s.other_bytes);

@@ -87,6 +87,7 @@ static void span(struct buf *out, int64_t secs)
 
 struct overview {
 	struct web *w;
+	const struct web_views *views; /* taken once for the whole page */
 	int64_t now;
 	size_t down, guarded, old, queued;
 	struct buf banner; /* <li> items */
@@ -171,7 +172,8 @@ static void render_domains(struct overview *o, struct buf *out)
 	buf_reset(&o->banner);
 	buf_append_str(out, "<h2>Domains</h2>\n<table class=\"domains\"><thead><tr><th>Domain</th><th>Primary</th>"
 			    "<th>Queued</th><th>Bytes</th><th>Oldest</th><th>Connections</th></tr></thead><tbody>\n");
-	qmgr_each_dest(o->w->d.qmgr, domain_row, o);
+	for (size_t i = 0; i < o->views->n; i++)
+		domain_row(o, &o->views->v[i]);
 	buf_append(out, o->banner.data, o->banner.len);
 	buf_append_str(out, "</tbody></table>\n");
 }
@@ -238,12 +240,13 @@ static void polyline(struct buf *out, const struct chart *c, int series, const c
 	buf_append_str(out, "\"/>\n");
 }
 
-static void render_chart(struct web *w, int64_t now, struct buf *out)
+static void render_chart(struct web *w, const struct web_views *vs, int64_t now, struct buf *out)
 {
 	struct chart c = {.h = &w->hist, .now = now, .top = 1, .span = 86400};
 	if (c.h->count && now - c.h->when[c.h->head] < c.span)
 		c.span = now - c.h->when[c.h->head] < CHART_MIN_SPAN_S ? CHART_MIN_SPAN_S : now - c.h->when[c.h->head];
-	qmgr_each_dest(w->d.qmgr, chart_now, &c);
+	for (size_t i = 0; i < vs->n; i++)
+		chart_now(&c, &vs->v[i]);
 	for (size_t i = 0; i < c.h->count; i++)
 		if (c.h->total[(c.h->head + i) % WEB_HISTORY_SAMPLES] > c.top)
 			c.top = c.h->total[(c.h->head + i) % WEB_HISTORY_SAMPLES];
@@ -315,7 +318,9 @@ static const char style[] =
 
 void web_page_render(struct web *w, struct buf *out)
 {
-	struct overview o = {.w = w, .now = clock_wall_s()};
+	struct web_views views;
+	web_views_collect(w, &views);
+	struct overview o = {.w = w, .views = &views, .now = clock_wall_s()};
 	const struct cfg *cfg = w->d.cfg;
 	buf_printf(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 			"<meta http-equiv=\"refresh\" content=\"%d\"><link rel=\"icon\" href=\"data:,\">"
@@ -327,11 +332,13 @@ void web_page_render(struct web *w, struct buf *out)
 	buf_append_str(out, "</h1>\n<p class=\"meta\">Backup MX. This page was made at ");
 	utc(out, o.now);
 	buf_printf(out, " and reloads every %d seconds.</p>\n", REFRESH_S);
-	qmgr_each_dest(w->d.qmgr, note_dest, &o);
+	for (size_t i = 0; i < views.n; i++)
+		note_dest(&o, &views.v[i]);
 	render_banner(&o, out);
 	render_domains(&o, out);
-	render_chart(w, o.now, out);
+	render_chart(w, &views, o.now, out);
 	render_recent(w, out);
 	buf_append_str(out, "</body></html>\n");
 	buf_free(&o.banner);
+	web_views_free(&views);
 }
