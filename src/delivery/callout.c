@@ -454,6 +454,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	fail_address(c, "%s", (what & BEV_EVENT_EOF) ? "connection closed" : evutil_socket_error_to_string(e));
 }
 
+static void request_timed_out(struct verify_req *q);
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -469,6 +471,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		conn_free(c);
 		return;
 	default:
+		/*
+		 * The request's own deadline and this reply timer run the same
+		 * length and often end in the same clock tick, in either order:
+		 * the request times out the same way whichever comes first.
+		 */
+		if (c->req && c->was_ready) {
+			request_timed_out(c->req);
+			return;
+		}
 		fail_address(c, "timeout %s", c->st == CO_CONNECT ? "connecting" : "waiting for a reply");
 	}
 }
@@ -567,11 +578,12 @@ static void pump(struct co_dest *d)
 	}
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
+/*
+ * q got no answer within callout_timeout: 451 4.4.3, and a connection that
+ * stalls on it is of no further use.
+ */
+static void request_timed_out(struct verify_req *q)
 {
-	(void)fd;
-	(void)what;
-	struct verify_req *q = arg;
 	struct co_dest *d = q->dest;
 	log_info("callout", "to=<%s> dest=%s timeout after %" PRId64 "s", q->addr, d->domain,
 		 d->co->cfg->callout_timeout);
@@ -582,7 +594,6 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	}
 	struct co_conn *c = q->conn;
 	if (c) {
-		/* The primary stalls on it: that connection is of no further use. */
 		c->req = NULL;
 		conn_free(c);
 	} else {
@@ -590,6 +601,13 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	}
 	answer(q, VERIFY_TIMEOUT, "");
 	pump(d);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	request_timed_out(arg);
 }
 
 /*

@@ -264,23 +264,29 @@ class TestCallout(CalloutBase):
         self.assertEqual(len(cp.rcpts), 1, cp.rcpts)
 
     def test_stalled_primary(self):
+        """A primary that never answers RCPT: 451 4.4.3 after callout_timeout,
+        each time. The request's deadline and the connection's reply timer
+        often end in the same clock tick, in either order (seen in CI as a
+        4.3.0 once in three): three rounds make that order show."""
         cp = CountingPrimary()
         self.addCleanup(cp.stop)
         cp.stall.set()
         d = self.daemon({'primary': '127.0.0.3:%d' % cp.port}, callout_timeout='2s')
         d.start()
-        t0 = time.monotonic()
-        code, text = self.rcpt(d, 'slow@' + DOMAIN)
-        took = time.monotonic() - t0
-        self.assertEqual((code, text[:5]), (451, '4.4.3'), text)
-        self.assertGreaterEqual(took, 1.8)
-        self.assertLess(took, 6)
-        d.wait_log(r'callout: to=<slow@primary\.test> dest=primary\.test timeout')
+        for i in range(3):
+            addr = 'slow%d@%s' % (i, DOMAIN)
+            t0 = time.monotonic()
+            code, text = self.rcpt(d, addr)
+            took = time.monotonic() - t0
+            self.assertEqual((code, text[:5]), (451, '4.4.3'), text)
+            self.assertGreaterEqual(took, 1.8)
+            self.assertLess(took, 6)
+            d.wait_log(r'callout: to=<slow%d@primary\.test> dest=primary\.test timeout' % i)
         # Nothing was learned from it: once the primary answers, it is asked again.
         cp.stall.clear()
         cp.release.set()
-        self.assertEqual(self.rcpt(d, 'slow@' + DOMAIN)[0], 250)
-        self.assertEqual(sum('slow@' in r for r in cp.rcpts), 2)
+        self.assertEqual(self.rcpt(d, 'slow0@' + DOMAIN)[0], 250)
+        self.assertEqual(sum('slow0@' in r for r in cp.rcpts), 2)
 
     def test_delivery_teaches_the_store(self):
         refused = set()
