@@ -38,6 +38,7 @@
 #include "store/learned.h"
 
 #define QUIT_WAIT_S 2
+#define CONNECT_MIN_MS 250 /* a connect given less is not worth trying */
 #define READ_HIGH (4 * SMTP_REPLY_LINE_MAX)
 
 enum co_state { CO_RESOLVE, CO_CONNECT, CO_BANNER, CO_EHLO, CO_HELO, CO_IDLE, CO_MAIL, CO_RCPT, CO_RSET, CO_QUIT };
@@ -239,10 +240,15 @@ static void fail_address(struct co_conn *c, const char *f, ...)
 
 /* --- connections: talking ------------------------------------------------ */
 
+static void expect_ms(struct co_conn *c, int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
+	evtimer_add(c->timer, &tv);
+}
+
 static void expect(struct co_conn *c, int64_t secs)
 {
-	struct timeval tv = {(time_t)secs, 0};
-	evtimer_add(c->timer, &tv);
+	expect_ms(c, secs * 1000);
 }
 
 static void say(struct co_conn *c, const char *f, ...) PRINTF_LIKE(2, 3);
@@ -484,14 +490,19 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Connect timeout per address: the callout's time shared among the addresses, at least 1s. */
-static int64_t connect_timeout(const struct co_conn *c)
+/*
+ * Connect timeout per address, in ms: the addresses share 90% of the
+ * callout's time, so that a primary taking no connection is found
+ * unreachable (and unknown_during_outage decides) before the request's own
+ * deadline, not in the same clock tick, where either could win.
+ */
+static int64_t connect_timeout_ms(const struct co_conn *c)
 {
 	const struct cfg *cfg = c->dest->co->cfg;
-	int64_t t = cfg->callout_timeout / (int64_t)(c->naddrs ? c->naddrs : 1);
-	if (t > cfg->delivery_connect_timeout)
-		t = cfg->delivery_connect_timeout;
-	return t < 1 ? 1 : t;
+	int64_t t = cfg->callout_timeout * 900 / (int64_t)(c->naddrs ? c->naddrs : 1);
+	if (t > cfg->delivery_connect_timeout * 1000)
+		t = cfg->delivery_connect_timeout * 1000;
+	return t < CONNECT_MIN_MS ? CONNECT_MIN_MS : t;
 }
 
 static void try_address(struct co_conn *c)
@@ -507,7 +518,7 @@ static void try_address(struct co_conn *c)
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH + 1);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	expect(c, connect_timeout(c));
+	expect_ms(c, connect_timeout_ms(c));
 	if (bufferevent_socket_connect(c->bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0)
 		fail_address(c, "connect: %s", strerror(errno));
 }

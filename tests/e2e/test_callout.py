@@ -22,6 +22,7 @@ import concurrent.futures
 import os
 import pwd
 import re
+import socket
 import socketserver
 import sys
 import threading
@@ -123,6 +124,33 @@ class CountingPrimary:
         self.release.set()
         self.srv.shutdown()
         self.srv.server_close()
+
+
+class Blackhole:
+    """A listening socket whose accept queue is full, so that the kernel
+    drops further SYNs: a connection to it neither succeeds nor fails."""
+
+    def __init__(self, host):
+        self.srv = socket.socket()
+        self.srv.bind((host, 0))
+        self.srv.listen(0)
+        self.port = self.srv.getsockname()[1]
+        self.fillers = []
+        for _ in range(16):
+            c = socket.socket()
+            c.settimeout(0.3)
+            try:
+                c.connect((host, self.port))
+            except (socket.timeout, OSError):
+                c.close()
+                return
+            self.fillers.append(c)
+        raise AssertionError('the accept queue never filled')
+
+    def close(self):
+        for c in self.fillers:
+            c.close()
+        self.srv.close()
 
 
 class CalloutBase(unittest.TestCase):
@@ -231,6 +259,20 @@ class TestCallout(CalloutBase):
                 got, text = self.rcpt(d, 'new.%s@%s' % (mode, DOMAIN))
                 self.assertEqual((got, text[:5]), (code, enh), text)
                 d.stop()
+
+    def test_primary_that_never_accepts_is_an_outage(self):
+        """A primary whose port takes no connection (SYNs dropped) is
+        unreachable, and unknown_during_outage decides, not the callout's
+        deadline: with one address the connect timeout would be as long as
+        the deadline, and which of the two fired first was a tie."""
+        bh = Blackhole('127.0.0.3')
+        self.addCleanup(bh.close)
+        d = self.daemon({'primary': '127.0.0.3:%d' % bh.port, 'unknown_during_outage': 'accept'},
+                        callout_timeout='2s', delivery_connect_timeout='2s')
+        d.start()
+        code, text = self.rcpt(d, 'new@' + DOMAIN)
+        self.assertEqual((code, text[:5]), (250, '2.1.5'), text)
+        d.wait_log(r'callout: dest=primary\.test unreachable')
 
     def test_callouts_in_flight_bounded(self):
         cp = CountingPrimary(delay=0.3)
